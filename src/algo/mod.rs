@@ -1,0 +1,4 @@
+//! The learners. They see flat arrays from `dataset` and typed parameters, never TOML or
+//! DataFrames.
+
+pub mod als;

@@ -1,0 +1,128 @@
+//! Versioned model artifacts: what a version holds, how it is published atomically, and how it
+//! is read back (rejecting format versions this build does not know).
+
+pub mod codec;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::Fingerprint;
+
+/// Bumped whenever the layout of a version directory changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const METRICS: &str = "metrics.json";
+pub const RESOLVED_JOB: &str = "job.resolved.toml";
+pub const ALS_MODEL: &str = "model.als";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "publishing failed on purpose ({} is set); nothing was published",
+        store::FAIL_BEFORE_PUBLISH
+    )]
+    Injected,
+    #[error("{}: {problem}", path.display())]
+    Unreadable { path: PathBuf, problem: String },
+    #[error(
+        "{} was written with format version {found}; this submit {tool} reads format versions up to {FORMAT_VERSION}: upgrade submit to read it",
+        path.display(),
+        tool = env!("CARGO_PKG_VERSION")
+    )]
+    FutureFormat { path: PathBuf, found: u32 },
+}
+
+/// `manifest.json`: everything needed to know what a version is and how it was made.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub tool: String,
+    pub tool_version: String,
+    pub engine: String,
+    pub kind: String,
+    pub job: String,
+    pub algorithm: String,
+    pub params: serde_json::Value,
+    pub seed: u64,
+    pub master: String,
+    pub threads: usize,
+    pub driver_memory: String,
+    pub executor_memory: String,
+    pub inputs: Vec<Fingerprint>,
+    pub created_at: String,
+    pub durations_s: BTreeMap<String, f64>,
+    pub files: Vec<String>,
+}
+
+/// A published version read back from disk.
+pub struct LoadedVersion {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub metrics: serde_json::Value,
+    pub model: codec::SavedAls,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ArtifactError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ArtifactError::Io {
+        path: path.to_path_buf(),
+        action: "read".to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|error| ArtifactError::Unreadable {
+        path: path.to_path_buf(),
+        problem: error.to_string(),
+    })
+}
+
+/// Reads a version directory (or the `latest` link), checking the format version first.
+pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
+    let manifest_path = dir.join(MANIFEST);
+    let raw: serde_json::Value = read_json(&manifest_path)?;
+    let found = raw
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| ArtifactError::Unreadable {
+            path: manifest_path.clone(),
+            problem: "no format_version: not a submit model version".to_owned(),
+        })?;
+    if found > u64::from(FORMAT_VERSION) {
+        return Err(ArtifactError::FutureFormat {
+            path: manifest_path,
+            found: found.min(u64::from(u32::MAX)) as u32,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_value(raw).map_err(|error| ArtifactError::Unreadable {
+            path: manifest_path,
+            problem: error.to_string(),
+        })?;
+    let metrics = read_json(&dir.join(METRICS))?;
+    let model_path = dir.join(ALS_MODEL);
+    let file = std::fs::File::open(&model_path).map_err(|source| ArtifactError::Io {
+        path: model_path.clone(),
+        action: "open".to_owned(),
+        source,
+    })?;
+    let model = codec::read_als(&mut std::io::BufReader::new(file)).map_err(|error| {
+        ArtifactError::Unreadable {
+            path: model_path,
+            problem: error.to_string(),
+        }
+    })?;
+    Ok(LoadedVersion {
+        dir: dir.to_path_buf(),
+        manifest,
+        metrics,
+        model,
+    })
+}

@@ -1,0 +1,368 @@
+//! Job configuration: layered TOML in, a checked [`JobConfig`] out.
+//!
+//! Nothing downstream of [`validate::validate`] sees TOML; every value it hands on has been
+//! range-checked, and every error names the file, `line:column`, key, value and what is allowed.
+
+pub mod layer;
+pub mod params;
+pub mod validate;
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+pub use layer::{Layered, Origin};
+
+use crate::algo::als::AlsParams;
+
+/// A configuration problem a person can fix by editing a file or a flag (exit code 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub problem: String,
+    pub key: Option<String>,
+    pub origin: Option<Origin>,
+    pub found: Option<String>,
+    pub allowed: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problem: problem.into(),
+            key: None,
+            origin: None,
+            found: None,
+            allowed: None,
+            hint: None,
+        }
+    }
+    pub fn key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_owned());
+        self
+    }
+    pub fn origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+    pub fn found(mut self, found: impl Into<String>) -> Self {
+        self.found = Some(found.into());
+        self
+    }
+    pub fn allowed(mut self, allowed: impl Into<String>) -> Self {
+        self.allowed = Some(allowed.into());
+        self
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.problem)?;
+        match &self.origin {
+            Some(
+                origin @ Origin::File {
+                    line, column, text, ..
+                },
+            ) => {
+                let gutter = " ".repeat(line.to_string().len());
+                write!(f, "\n{gutter}--> {origin}")?;
+                write!(f, "\n{gutter} |\n{line} | {text}")?;
+                let pad: String = text
+                    .chars()
+                    .take(column.saturating_sub(1))
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                write!(f, "\n{gutter} | {pad}^")?;
+            }
+            Some(origin) => write!(f, "\n  --> {origin}")?,
+            None => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "\n  key: {key}")?;
+        }
+        if let Some(found) = &self.found {
+            write!(f, "\n  found: {found}")?;
+        }
+        if let Some(allowed) = &self.allowed {
+            write!(f, "\n  allowed: {allowed}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  help: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `local`, `local[N]` or `local[*]`, resolved to a thread count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Master {
+    Local(NonZeroUsize),
+    LocalAllCores,
+}
+
+impl Master {
+    pub fn parse(text: &str) -> Option<Master> {
+        let text = text.trim();
+        if text == "local" {
+            return NonZeroUsize::new(1).map(Master::Local);
+        }
+        let inner = text.strip_prefix("local[")?.strip_suffix(']')?;
+        if inner == "*" {
+            return Some(Master::LocalAllCores);
+        }
+        let threads: usize = inner.parse().ok()?;
+        if threads > 1024 {
+            return None;
+        }
+        NonZeroUsize::new(threads).map(Master::Local)
+    }
+
+    pub fn threads(self) -> usize {
+        match self {
+            Master::Local(threads) => threads.get(),
+            Master::LocalAllCores => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl fmt::Display for Master {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Master::Local(threads) if threads.get() == 1 => write!(f, "local"),
+            Master::Local(threads) => write!(f, "local[{threads}]"),
+            Master::LocalAllCores => write!(f, "local[*]"),
+        }
+    }
+}
+
+/// A memory size with Spark's reading: binary units, a bare number is MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Option<ByteSize> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "" | "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            _ => return None,
+        };
+        let bytes = number * (1u64 << shift) as f64;
+        (bytes.is_finite() && bytes >= 0.0 && bytes < 2f64.powi(60))
+            .then_some(ByteSize(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0 as f64;
+        for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+            let scale = (1u64 << shift) as f64;
+            if bytes >= scale {
+                return write!(f, "{:.1} {unit}", bytes / scale);
+            }
+        }
+        write!(f, "{} B", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Tsv,
+    Text,
+    Parquet,
+    Ndjson,
+    Ipc,
+    Libsvm,
+}
+
+impl Format {
+    pub const NAMES: &'static str = "csv, tsv, text, parquet, ndjson, ipc, libsvm";
+
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "csv" => Format::Csv,
+            "tsv" => Format::Tsv,
+            "text" | "txt" => Format::Text,
+            "parquet" => Format::Parquet,
+            "ndjson" | "jsonl" | "json" => Format::Ndjson,
+            "ipc" | "arrow" | "feather" => Format::Ipc,
+            "libsvm" | "svm" => Format::Libsvm,
+            _ => return None,
+        })
+    }
+
+    pub fn from_extension(path: &std::path::Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "dat" | "data" => Some(Format::Text),
+            other => Format::parse(other),
+        }
+    }
+
+    pub fn is_delimited_text(self) -> bool {
+        matches!(self, Format::Csv | Format::Tsv | Format::Text)
+    }
+}
+
+/// A column by header name or by 0-based position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnRef {
+    Name(String),
+    Position(usize),
+}
+
+impl fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnRef::Name(name) => write!(f, "`{name}`"),
+            ColumnRef::Position(position) => write!(f, "#{position}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NullPolicy {
+    Error,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RatingColumns {
+    pub user: ColumnRef,
+    pub item: ColumnRef,
+    pub rating: ColumnRef,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileSource {
+    pub paths: Vec<PathBuf>,
+    pub format: Format,
+    /// Field separator for delimited text; `None` means sniff it from the first line.
+    pub separator: Option<String>,
+    pub header: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SyntheticSpec {
+    Ratings {
+        users: u32,
+        items: u32,
+        ratings: u64,
+        rank: u32,
+        noise: f64,
+        seed: u64,
+    },
+    Classification {
+        rows: u64,
+        features: u32,
+        classes: u32,
+        seed: u64,
+    },
+    Regression {
+        rows: u64,
+        features: u32,
+        noise: f64,
+        seed: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Files(FileSource),
+    Synthetic(SyntheticSpec),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputConfig {
+    pub source: Source,
+    pub columns: RatingColumns,
+    pub null_policy: NullPolicy,
+    pub sample_fraction: f64,
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColdStartStrategy {
+    Nan,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    Als {
+        params: AlsParams,
+        cold_start: ColdStartStrategy,
+    },
+}
+
+impl ModelConfig {
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            ModelConfig::Als { .. } => "als",
+        }
+    }
+}
+
+/// A fully checked job: what the rest of the program runs on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobConfig {
+    pub name: String,
+    pub master: Master,
+    pub threads: usize,
+    pub driver_memory: ByteSize,
+    pub executor_memory: ByteSize,
+    pub seed: u64,
+    pub input: InputConfig,
+    pub test_fraction: f64,
+    pub model: ModelConfig,
+    pub output_dir: PathBuf,
+    /// The merged configuration with defaults filled in and paths resolved, as TOML.
+    pub resolved_toml: String,
+    /// Model parameters as they will be recorded in the manifest.
+    pub resolved_params: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_spark_memory_sizes() {
+        assert_eq!(ByteSize::parse("2G"), Some(ByteSize(2 << 30)));
+        assert_eq!(ByteSize::parse("512m"), Some(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("1.5g"), Some(ByteSize(3 << 29)));
+        assert_eq!(ByteSize::parse("300"), Some(ByteSize(300 << 20)));
+        assert_eq!(ByteSize::parse("2X"), None);
+        assert_eq!(ByteSize::parse("-1G"), None);
+        assert_eq!(ByteSize::parse(""), None);
+    }
+
+    #[test]
+    fn reads_master_strings() {
+        assert_eq!(Master::parse("local").map(Master::threads), Some(1));
+        assert_eq!(Master::parse("local[3]").map(Master::threads), Some(3));
+        assert!(Master::parse("local[*]").is_some());
+        for bad in ["local[0]", "local[x]", "yarn", "local[", "local[5000]"] {
+            assert_eq!(Master::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The one list of every job-file key: its meaning, default and allowed range.
+//!
+//! Everything else reads from here: the built-in defaults layer, the unknown-key check with its
+//! did-you-mean suggestions, and the parameter table in the README (`submit --print-params`).
+
+/// The TOML shape a key expects; sections are tables whose keys are listed separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Section,
+    String,
+    Integer,
+    Float,
+    Boolean,
+    /// A string, or an integer column position.
+    Column,
+    StringList,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Section => "table",
+            Kind::String => "string",
+            Kind::Integer => "integer",
+            Kind::Float => "number",
+            Kind::Boolean => "boolean",
+            Kind::Column => "string or integer",
+            Kind::StringList => "list of strings",
+        }
+    }
+}
+
+pub struct Param {
+    /// Dotted path into the job file, e.g. `model.rank`.
+    pub key: &'static str,
+    pub kind: Kind,
+    /// Default as a TOML literal; `None` when required or derived from other keys.
+    pub default: Option<&'static str>,
+    /// What values are accepted, in words.
+    pub allowed: &'static str,
+    pub doc: &'static str,
+}
+
+const fn param(
+    key: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    allowed: &'static str,
+    doc: &'static str,
+) -> Param {
+    Param {
+        key,
+        kind,
+        default,
+        allowed,
+        doc,
+    }
+}
+
+use Kind::*;
+
+pub const PARAMS: &[Param] = &[
+    param(
+        "job",
+        Section,
+        None,
+        "",
+        "What to run and with which resources.",
+    ),
+    param(
+        "job.name",
+        String,
+        None,
+        "letters, digits, `-`, `_`, `.`; 1 to 100 characters",
+        "Name of the job; versions are published under `<output.dir>/<name>/`. Defaults to the job file's name without extension.",
+    ),
+    param(
+        "job.kind",
+        String,
+        Some("\"train\""),
+        "`train`",
+        "What the job does: `train` fits, evaluates and publishes a model.",
+    ),
+    param(
+        "job.master",
+        String,
+        Some("\"local[*]\""),
+        "`local` (1 thread), `local[N]` (N from 1 to 1024), `local[*]` (all cores)",
+        "Where to run, as in spark-submit. The whole job runs in one process on a pool of N threads.",
+    ),
+    param(
+        "job.driver_memory",
+        String,
+        Some("\"1G\""),
+        "a size such as `512M`, `2G`, `1.5g` (a bare number is MiB, as in Spark); 16M to 16T",
+        "Cap on the process heap. Crossing it stops the job with exit code 4 and publishes nothing.",
+    ),
+    param(
+        "job.executor_memory",
+        String,
+        Some("\"1G\""),
+        "a size, as for `driver_memory`",
+        "Validated and recorded; in local mode the driver is the executor, so `driver_memory` is the cap that applies.",
+    ),
+    param(
+        "job.seed",
+        Integer,
+        Some("42"),
+        "an integer from 0 to 2^63-1",
+        "Seed for every random choice (split, initial factors). Same job and seed give the same model for any thread count.",
+    ),
+    param("input", Section, None, "", "Where the data comes from."),
+    param(
+        "input.path",
+        String,
+        None,
+        "a file path or a glob (`data/*.csv`); relative to the file that sets it",
+        "Input file. Exactly one of `path`, `paths` and `synthetic` is required.",
+    ),
+    param(
+        "input.paths",
+        StringList,
+        None,
+        "a non-empty list of paths or globs",
+        "Several input files of the same format, read in order.",
+    ),
+    param(
+        "input.format",
+        String,
+        None,
+        "`csv`, `tsv`, `text`, `parquet`, `ndjson`, `ipc`, `libsvm`",
+        "File format; inferred from the extension when omitted (`.csv`, `.tsv`, `.txt`/`.dat`/`.data`, `.parquet`, `.ndjson`/`.jsonl`, `.ipc`/`.arrow`/`.feather`, `.libsvm`/`.svm`).",
+    ),
+    param(
+        "input.separator",
+        String,
+        None,
+        "any non-empty string without newlines, e.g. `,`, `\\t`, `::`",
+        "Field separator of text files. Default: `,` for csv, tab for tsv; for text it is sniffed from the first line (`::`, tab, `,`, `;`, `|`, space).",
+    ),
+    param(
+        "input.header",
+        Boolean,
+        None,
+        "`true` or `false`",
+        "Whether the first line holds column names. Default: true for csv and tsv, false for text.",
+    ),
+    param(
+        "input.null_policy",
+        String,
+        Some("\"error\""),
+        "`error`, `drop`",
+        "What a missing value in a used column does: stop with the file and row (`error`) or drop the row (`drop`).",
+    ),
+    param(
+        "input.sample_fraction",
+        Float,
+        Some("1.0"),
+        "greater than 0 and at most 1",
+        "Keep this fraction of rows, chosen by the seed (for smoke runs).",
+    ),
+    param(
+        "input.limit",
+        Integer,
+        None,
+        "an integer from 1 to 2^40",
+        "Read at most this many rows (after the header) from the input (for smoke runs).",
+    ),
+    param(
+        "input.columns",
+        Section,
+        None,
+        "",
+        "Which columns hold what. A name, or a 0-based position for header-less files.",
+    ),
+    param(
+        "input.columns.user",
+        Column,
+        Some("0"),
+        "a column name or a 0-based position",
+        "User id column (integers or strings).",
+    ),
+    param(
+        "input.columns.item",
+        Column,
+        Some("1"),
+        "a column name or a 0-based position",
+        "Item id column (integers or strings).",
+    ),
+    param(
+        "input.columns.rating",
+        Column,
+        Some("2"),
+        "a column name or a 0-based position",
+        "Rating column (numbers).",
+    ),
+    param(
+        "input.synthetic",
+        Section,
+        None,
+        "",
+        "A built-in generated data set instead of files, deterministic for its seed.",
+    ),
+    param(
+        "input.synthetic.kind",
+        String,
+        None,
+        "`ratings`, `classification`, `regression`",
+        "What to generate: ratings from a low-rank model with power-law user activity and item popularity, or a numeric table.",
+    ),
+    param(
+        "input.synthetic.users",
+        Integer,
+        Some("1000"),
+        "1 to 2^31",
+        "Ratings: number of users.",
+    ),
+    param(
+        "input.synthetic.items",
+        Integer,
+        Some("500"),
+        "1 to 2^31",
+        "Ratings: number of items.",
+    ),
+    param(
+        "input.synthetic.ratings",
+        Integer,
+        Some("20000"),
+        "1 to half of users x items, at most 2^32 - 1",
+        "Ratings: number of distinct (user, item) ratings.",
+    ),
+    param(
+        "input.synthetic.rank",
+        Integer,
+        Some("5"),
+        "1 to 256",
+        "Ratings: rank of the hidden model the ratings come from.",
+    ),
+    param(
+        "input.synthetic.noise",
+        Float,
+        Some("0.1"),
+        "0 to 100",
+        "Standard deviation of the Gaussian noise added to each rating or regression label.",
+    ),
+    param(
+        "input.synthetic.rows",
+        Integer,
+        Some("10000"),
+        "1 to 2^32 - 1",
+        "Tables: number of rows.",
+    ),
+    param(
+        "input.synthetic.features",
+        Integer,
+        Some("10"),
+        "1 to 10000",
+        "Tables: number of numeric feature columns.",
+    ),
+    param(
+        "input.synthetic.classes",
+        Integer,
+        Some("2"),
+        "2 to 1000",
+        "Classification tables: number of classes.",
+    ),
+    param(
+        "input.synthetic.seed",
+        Integer,
+        None,
+        "an integer from 0 to 2^63-1",
+        "Seed of the generator; defaults to `job.seed`.",
+    ),
+    param(
+        "split",
+        Section,
+        None,
+        "",
+        "How rows are held out for evaluation.",
+    ),
+    param(
+        "split.test_fraction",
+        Float,
+        Some("0.2"),
+        "0 to less than 1 (0 trains on everything and skips evaluation)",
+        "Fraction of rows held out as the test split, chosen by the seed.",
+    ),
+    param(
+        "model",
+        Section,
+        None,
+        "",
+        "The algorithm and its parameters (Spark MLlib names).",
+    ),
+    param(
+        "model.algorithm",
+        String,
+        Some("\"als\""),
+        "`als`",
+        "Which learner to run: `als` is alternating least squares matrix factorization.",
+    ),
+    param(
+        "model.rank",
+        Integer,
+        Some("10"),
+        "1 to 1024",
+        "ALS: number of latent factors.",
+    ),
+    param(
+        "model.max_iter",
+        Integer,
+        Some("10"),
+        "1 to 10000",
+        "ALS: number of sweeps; each solves all item factors, then all user factors (as Spark).",
+    ),
+    param(
+        "model.reg_param",
+        Float,
+        Some("0.1"),
+        "0 to 1e6",
+        "ALS: L2 regularization, scaled by each row's rating count (ALS-WR, as Spark).",
+    ),
+    param(
+        "model.cold_start_strategy",
+        String,
+        Some("\"nan\""),
+        "`nan`, `drop`",
+        "Test rows whose user or item was not in training: counted as missing predictions (`nan`, Spark's default) or dropped (`drop`). Either way metrics use only predicted rows and report the count; Spark's `nan` makes RMSE NaN instead.",
+    ),
+    param("output", Section, None, "", "Where versions are published."),
+    param(
+        "output.dir",
+        String,
+        Some("\"models\""),
+        "a directory path; relative to the file that sets it",
+        "Versions go to `<dir>/<job.name>/v<N>/`, with `latest` pointing at the newest.",
+    ),
+];
+
+pub fn find(key: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|param| param.key == key)
+}
+
+/// The parent section of a dotted key (`model.rank` -> `model`, `job` -> ``).
+pub fn parent(key: &str) -> &str {
+    key.rfind('.').map_or("", |at| &key[..at])
+}
+
+/// Known keys close to `unknown` (same section first, then the same leaf name in other sections).
+pub fn suggestions(unknown: &str) -> Vec<&'static str> {
+    let section = parent(unknown);
+    let leaf = &unknown[section.len() + usize::from(!section.is_empty())..];
+    let mut scored: Vec<(f64, &'static str)> = PARAMS
+        .iter()
+        .filter_map(|param| {
+            let candidate_leaf =
+                &param.key[parent(param.key).len() + usize::from(!parent(param.key).is_empty())..];
+            if parent(param.key) == section {
+                let score = strsim::jaro_winkler(leaf, candidate_leaf);
+                (score >= 0.8).then_some((score, param.key))
+            } else if candidate_leaf == leaf {
+                Some((0.9, param.key))
+            } else {
+                None
+            }
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(3).map(|(_, key)| key).collect()
+}
+
+/// The README's parameter table, generated from [`PARAMS`].
+pub fn markdown_table() -> std::string::String {
+    let mut out = std::string::String::from(
+        "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n",
+    );
+    for param in PARAMS.iter().filter(|param| param.kind != Section) {
+        let default = param
+            .default
+            .map_or_else(|| "—".to_owned(), |literal| format!("`{literal}`"));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            param.key,
+            param.kind.describe(),
+            default,
+            param.allowed.replace('|', "\\|"),
+            param.doc.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_section_and_parses_its_default() {
+        for param in PARAMS {
+            let section = parent(param.key);
+            if !section.is_empty() {
+                assert_eq!(
+                    find(section).map(|p| p.kind),
+                    Some(Section),
+                    "{}",
+                    param.key
+                );
+            }
+            if let Some(literal) = param.default {
+                toml::from_str::<toml::Table>(&format!("v = {literal}"))
+                    .unwrap_or_else(|e| panic!("{}: {e}", param.key));
+            }
+        }
+    }
+
+    #[test]
+    fn suggests_close_keys() {
+        assert_eq!(suggestions("model.rnk"), vec!["model.rank"]);
+        assert_eq!(suggestions("job.rank"), vec!["model.rank"]);
+        assert!(suggestions("model.zzzzzz").is_empty());
+    }
+}

@@ -1,0 +1,650 @@
+//! Turns the merged layers into a [`JobConfig`]: unknown keys, wrong types, ranges and
+//! combinations are all caught here, each with the place it was set.
+
+use std::path::{Path, PathBuf};
+
+use toml::Value;
+
+use super::layer::{self, Layered, Origin};
+use super::params::{self, Kind};
+use super::*;
+use crate::algo::als::AlsParams;
+
+/// The layers in precedence order, lowest first, as the CLI collected them.
+pub struct Sources<'a> {
+    pub job_file: &'a Path,
+    /// `conf/defaults.toml` or `--properties-file`, when present.
+    pub defaults_file: Option<&'a Path>,
+    /// `(flag, key, value)` for `--master`, `--name`, ...
+    pub flags: Vec<(&'static str, &'static str, String)>,
+    pub confs: &'a [String],
+}
+
+/// Reads every layer and merges them (defaults < defaults file < job file < flags < --conf).
+pub fn layer_sources(sources: &Sources<'_>) -> Result<Layered, ConfigError> {
+    let mut merged = layer::defaults();
+    if let Some(path) = sources.defaults_file {
+        let defaults_file = layer::load_file(path)?;
+        check_keys(&defaults_file)?;
+        merged.merge(defaults_file)?;
+    }
+    let job = layer::load_file(sources.job_file)?;
+    check_keys(&job)?;
+    merged.merge(job)?;
+    let mut flags = Layered::default();
+    for (flag, key, value) in &sources.flags {
+        flags.set(key, Value::String(value.clone()), Origin::Flag(flag));
+    }
+    merged.merge(flags)?;
+    for argument in sources.confs {
+        let (key, value) = layer::conf_argument(argument)?;
+        let mut conf = Layered::default();
+        conf.set(&key, value, Origin::Conf(argument.clone()));
+        check_keys(&conf)?;
+        merged.merge(conf)?;
+    }
+    Ok(merged)
+}
+
+/// Every key must be in the registry and have the registered type.
+fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
+    fn walk(prefix: &str, table: &toml::Table, layered: &Layered) -> Result<(), ConfigError> {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let Some(param) = params::find(&path) else {
+                let suggestions = params::suggestions(&path);
+                let mut error =
+                    ConfigError::new(format!("unknown key `{path}`")).origin(layered.origin(&path));
+                let section = params::parent(&path);
+                error = if let Some(best) = suggestions.first() {
+                    error.hint(format!("did you mean `{best}`?"))
+                } else {
+                    let known: Vec<&str> = params::PARAMS
+                        .iter()
+                        .filter(|param| params::parent(param.key) == section)
+                        .map(|param| &param.key[section.len() + usize::from(!section.is_empty())..])
+                        .collect();
+                    error.hint(format!(
+                        "known keys in {}: {}",
+                        if section.is_empty() {
+                            "the job file"
+                        } else {
+                            section
+                        },
+                        known.join(", ")
+                    ))
+                };
+                return Err(error);
+            };
+            if !type_matches(param.kind, value) {
+                return Err(ConfigError::new(format!("wrong type for `{path}`"))
+                    .origin(layered.origin(&path))
+                    .found(describe_value(value))
+                    .allowed(format!("a {}: {}", param.kind.describe(), param.allowed)));
+            }
+            if let Value::Table(inner) = value {
+                walk(&path, inner, layered)?;
+            }
+        }
+        Ok(())
+    }
+    walk("", &layered.table, layered)
+}
+
+fn type_matches(kind: Kind, value: &Value) -> bool {
+    match kind {
+        Kind::Section => value.is_table(),
+        Kind::String => value.is_str(),
+        Kind::Integer => value.is_integer(),
+        Kind::Float => value.is_float() || value.is_integer(),
+        Kind::Boolean => value.is_bool(),
+        Kind::Column => value.is_str() || value.is_integer(),
+        Kind::StringList => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_str)),
+    }
+}
+
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("string {text:?}"),
+        Value::Integer(number) => format!("integer {number}"),
+        Value::Float(number) => format!("number {number}"),
+        Value::Boolean(flag) => format!("boolean {flag}"),
+        Value::Array(_) => format!("list {value}"),
+        Value::Table(_) => "table".to_owned(),
+        Value::Datetime(datetime) => format!("date-time {datetime}"),
+    }
+}
+
+/// Typed, range-checked access to the merged table; absent keys fall back to the registry default.
+struct Reader<'a> {
+    layered: &'a Layered,
+}
+
+impl Reader<'_> {
+    fn value(&self, key: &str) -> Option<Value> {
+        self.layered.get(key).cloned().or_else(|| {
+            let literal = params::find(key)?.default?;
+            toml::from_str::<toml::Table>(&format!("v = {literal}"))
+                .ok()?
+                .remove("v")
+        })
+    }
+
+    fn is_set(&self, key: &str) -> bool {
+        self.layered.get(key).is_some() && !self.layered.origin(key).is_default()
+    }
+
+    fn invalid(&self, key: &str, problem: &str) -> ConfigError {
+        let mut error =
+            ConfigError::new(format!("{problem} for `{key}`")).origin(self.layered.origin(key));
+        if let Some(value) = self.layered.get(key) {
+            error = error.found(describe_value(value));
+        }
+        if let Some(param) = params::find(key) {
+            error = error.allowed(param.allowed);
+        }
+        error
+    }
+
+    fn missing(&self, key: &str, job_file: &Path) -> ConfigError {
+        let param = params::find(key);
+        ConfigError::new(format!(
+            "missing required key `{key}` in {}",
+            job_file.display()
+        ))
+        .allowed(param.map_or("", |param| param.allowed))
+        .hint(param.map_or("", |param| param.doc))
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.value(key)
+            .and_then(|value| value.as_str().map(str::to_owned))
+    }
+
+    fn choice(&self, key: &str, choices: &[&str]) -> Result<Option<String>, ConfigError> {
+        match self.string(key) {
+            Some(text) if choices.contains(&text.as_str()) => Ok(Some(text)),
+            Some(_) => Err(self.invalid(key, "invalid value")),
+            None => Ok(None),
+        }
+    }
+
+    fn integer(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, ConfigError> {
+        match self.value(key).and_then(|value| value.as_integer()) {
+            Some(number) if (min..=max).contains(&number) => Ok(Some(number)),
+            Some(_) => Err(self.invalid(key, "value out of range")),
+            None => Ok(None),
+        }
+    }
+
+    fn required_integer(&self, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+        self.integer(key, min, max)?
+            .ok_or_else(|| self.invalid(key, "missing value"))
+    }
+
+    /// A number in `[min, max]`, or `(min, max]` when `min_exclusive`.
+    fn float(
+        &self,
+        key: &str,
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+    ) -> Result<f64, ConfigError> {
+        let number = match self.value(key) {
+            Some(Value::Float(number)) => number,
+            Some(Value::Integer(number)) => number as f64,
+            _ => return Err(self.invalid(key, "missing value")),
+        };
+        let above = if min_exclusive {
+            number > min
+        } else {
+            number >= min
+        };
+        if number.is_finite() && above && number <= max {
+            Ok(number)
+        } else {
+            Err(self.invalid(key, "value out of range"))
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Option<bool> {
+        self.value(key).and_then(|value| value.as_bool())
+    }
+
+    fn path(&self, key: &str, text: &str) -> PathBuf {
+        resolve(self.layered.origin(key).base_dir(), text)
+    }
+}
+
+fn resolve(base: Option<&Path>, text: &str) -> PathBuf {
+    let path = Path::new(text);
+    match base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Checks the merged configuration and builds the [`JobConfig`].
+pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, ConfigError> {
+    check_keys(&layered)?;
+    let reader = Reader { layered: &layered };
+
+    let name = match reader.string("job.name") {
+        Some(name) => name,
+        None => job_file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job".to_owned()),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(reader
+            .invalid("job.name", "invalid job name")
+            .found(format!("{name:?}")));
+    }
+    reader.choice("job.kind", &["train"])?;
+    let master_text = reader.string("job.master").unwrap_or_default();
+    let master = Master::parse(&master_text)
+        .ok_or_else(|| reader.invalid("job.master", "invalid master"))?;
+    let memory = |key: &str| -> Result<ByteSize, ConfigError> {
+        let text = reader.string(key).unwrap_or_default();
+        match ByteSize::parse(&text) {
+            Some(size) if size >= ByteSize(16 << 20) && size <= ByteSize(16 << 40) => Ok(size),
+            Some(_) => Err(reader.invalid(key, "memory size out of range")),
+            None => Err(reader.invalid(key, "unreadable memory size")),
+        }
+    };
+    let driver_memory = memory("job.driver_memory")?;
+    let executor_memory = memory("job.executor_memory")?;
+    let seed = reader.required_integer("job.seed", 0, i64::MAX)? as u64;
+
+    let (source, resolved_source) = read_source(&reader, job_file, seed)?;
+    let column = |key: &str| -> Result<ColumnRef, ConfigError> {
+        match reader.value(key) {
+            Some(Value::String(name)) if !name.is_empty() => Ok(ColumnRef::Name(name)),
+            Some(Value::Integer(position)) if (0..=100_000).contains(&position) => {
+                Ok(ColumnRef::Position(position as usize))
+            }
+            _ => Err(reader.invalid(key, "invalid column")),
+        }
+    };
+    let columns = RatingColumns {
+        user: column("input.columns.user")?,
+        item: column("input.columns.item")?,
+        rating: column("input.columns.rating")?,
+    };
+    if let Source::Files(files) = &source
+        && !files.header
+        && files.format.is_delimited_text()
+    {
+        for key in [
+            "input.columns.user",
+            "input.columns.item",
+            "input.columns.rating",
+        ] {
+            if let Some(Value::String(_)) = reader.value(key) {
+                return Err(reader.invalid(key, "a column name needs a header").hint(
+                    "set `input.header = true`, or name the column by its 0-based position",
+                ));
+            }
+        }
+    }
+    let null_policy = match reader
+        .choice("input.null_policy", &["error", "drop"])?
+        .as_deref()
+    {
+        Some("drop") => NullPolicy::Drop,
+        _ => NullPolicy::Error,
+    };
+    let sample_fraction = reader.float("input.sample_fraction", 0.0, 1.0, true)?;
+    let limit = reader
+        .integer("input.limit", 1, 1 << 40)?
+        .map(|limit| limit as u64);
+    let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
+
+    reader.choice("model.algorithm", &["als"])?;
+    let model = ModelConfig::Als {
+        params: AlsParams {
+            rank: reader.required_integer("model.rank", 1, 1024)? as usize,
+            max_iter: reader.required_integer("model.max_iter", 1, 10_000)? as usize,
+            reg_param: reader.float("model.reg_param", 0.0, 1e6, false)?,
+            seed,
+        },
+        cold_start: match reader
+            .choice("model.cold_start_strategy", &["nan", "drop"])?
+            .as_deref()
+        {
+            Some("drop") => ColdStartStrategy::Drop,
+            _ => ColdStartStrategy::Nan,
+        },
+    };
+    if let Source::Files(files) = &source
+        && files.format == Format::Libsvm
+    {
+        return Err(reader
+            .invalid("input.format", "libsvm input cannot train als")
+            .found("libsvm (labelled feature vectors)")
+            .allowed("csv, tsv, text, parquet, ndjson or ipc with user, item and rating columns"));
+    }
+    if !matches!(
+        source,
+        Source::Files(_) | Source::Synthetic(SyntheticSpec::Ratings { .. })
+    ) {
+        return Err(reader
+            .invalid("input.synthetic.kind", "als needs ratings")
+            .allowed("`ratings` for algorithm als"));
+    }
+    let output_text = reader.string("output.dir").unwrap_or_default();
+    if output_text.is_empty() {
+        return Err(reader.invalid("output.dir", "empty path"));
+    }
+    let output_dir = reader.path("output.dir", &output_text);
+
+    let resolved_params = match &model {
+        ModelConfig::Als { params, cold_start } => serde_json::json!({
+            "rank": params.rank,
+            "max_iter": params.max_iter,
+            "reg_param": params.reg_param,
+            "cold_start_strategy": cold_start,
+            "seed": params.seed,
+        }),
+    };
+
+    // The resolved TOML records what actually ran: derived values filled in, paths resolved.
+    let resolved = &mut layered;
+    resolved.set("job.name", Value::String(name.clone()), Origin::Default);
+    resolved.set(
+        "output.dir",
+        Value::String(output_dir.display().to_string()),
+        Origin::Default,
+    );
+    for (key, value) in resolved_source {
+        resolved.set(&key, value, Origin::Default);
+    }
+    let resolved_toml = toml::to_string(&resolved.table)
+        .map_err(|error| ConfigError::new(format!("cannot render the resolved job: {error}")))?;
+
+    Ok(JobConfig {
+        name,
+        master,
+        threads: master.threads(),
+        driver_memory,
+        executor_memory,
+        seed,
+        input: InputConfig {
+            source,
+            columns,
+            null_policy,
+            sample_fraction,
+            limit,
+        },
+        test_fraction,
+        model,
+        output_dir,
+        resolved_toml,
+        resolved_params,
+    })
+}
+
+type ResolvedKeys = Vec<(String, Value)>;
+
+fn read_source(
+    reader: &Reader<'_>,
+    job_file: &Path,
+    job_seed: u64,
+) -> Result<(Source, ResolvedKeys), ConfigError> {
+    let mut resolved = Vec::new();
+    if reader.layered.get("input.synthetic").is_some() {
+        for key in ["input.format", "input.separator", "input.header"] {
+            if reader.is_set(key) {
+                return Err(reader
+                    .invalid(key, "a file option with a synthetic source")
+                    .hint("remove it, or read a file with `input.path`"));
+            }
+        }
+        let kind = reader
+            .choice(
+                "input.synthetic.kind",
+                &["ratings", "classification", "regression"],
+            )?
+            .ok_or_else(|| reader.missing("input.synthetic.kind", job_file))?;
+        let seed = reader
+            .integer("input.synthetic.seed", 0, i64::MAX)?
+            .map_or(job_seed, |seed| seed as u64);
+        let applies: &[&str] = match kind.as_str() {
+            "ratings" => &["users", "items", "ratings", "rank", "noise"],
+            "classification" => &["rows", "features", "classes"],
+            _ => &["rows", "features", "noise"],
+        };
+        for key in [
+            "users", "items", "ratings", "rank", "noise", "rows", "features", "classes",
+        ] {
+            let full = format!("input.synthetic.{key}");
+            if !applies.contains(&key) && reader.is_set(&full) {
+                return Err(reader
+                    .invalid(&full, "a key that does not apply")
+                    .allowed(format!("for kind {kind}: {}, seed", applies.join(", "))));
+            }
+        }
+        let spec = match kind.as_str() {
+            "ratings" => {
+                let users = reader.required_integer("input.synthetic.users", 1, 1 << 31)?;
+                let items = reader.required_integer("input.synthetic.items", 1, 1 << 31)?;
+                let ratings =
+                    reader.required_integer("input.synthetic.ratings", 1, u32::MAX as i64)?;
+                if (ratings as f64) > users as f64 * items as f64 / 2.0 {
+                    return Err(reader
+                        .invalid("input.synthetic.ratings", "too many ratings")
+                        .found(format!(
+                            "{ratings} ratings for {users} users x {items} items"
+                        )));
+                }
+                SyntheticSpec::Ratings {
+                    users: users as u32,
+                    items: items as u32,
+                    ratings: ratings as u64,
+                    rank: reader.required_integer("input.synthetic.rank", 1, 256)? as u32,
+                    noise: reader.float("input.synthetic.noise", 0.0, 100.0, false)?,
+                    seed,
+                }
+            }
+            "classification" => SyntheticSpec::Classification {
+                rows: reader.required_integer("input.synthetic.rows", 1, u32::MAX as i64)? as u64,
+                features: reader.required_integer("input.synthetic.features", 1, 10_000)? as u32,
+                classes: reader.required_integer("input.synthetic.classes", 2, 1000)? as u32,
+                seed,
+            },
+            _ => SyntheticSpec::Regression {
+                rows: reader.required_integer("input.synthetic.rows", 1, u32::MAX as i64)? as u64,
+                features: reader.required_integer("input.synthetic.features", 1, 10_000)? as u32,
+                noise: reader.float("input.synthetic.noise", 0.0, 100.0, false)?,
+                seed,
+            },
+        };
+        let spec_value = Value::try_from(&spec)
+            .map_err(|error| ConfigError::new(format!("cannot record the source: {error}")))?;
+        resolved.push(("input.synthetic".to_owned(), spec_value));
+        return Ok((Source::Synthetic(spec), resolved));
+    }
+
+    let patterns: Vec<(String, String)> = if let Some(path) = reader.string("input.path") {
+        vec![("input.path".to_owned(), path)]
+    } else if let Some(Value::Array(items)) = reader.value("input.paths") {
+        if items.is_empty() {
+            return Err(reader.invalid("input.paths", "empty list"));
+        }
+        items
+            .iter()
+            .filter_map(|item| item.as_str())
+            .map(|text| ("input.paths".to_owned(), text.to_owned()))
+            .collect()
+    } else {
+        return Err(reader
+            .missing("input.path", job_file)
+            .allowed("exactly one of `input.path`, `input.paths`, `input.synthetic`"));
+    };
+    let mut paths = Vec::new();
+    for (key, pattern) in &patterns {
+        if pattern.is_empty() {
+            return Err(reader.invalid(key, "empty path"));
+        }
+        let resolved_path = reader.path(key, pattern);
+        if is_glob(pattern) {
+            let matches = expand_glob(&resolved_path);
+            if matches.is_empty() {
+                return Err(reader
+                    .invalid(key, "no file matches the pattern")
+                    .found(resolved_path.display().to_string()));
+            }
+            paths.extend(matches);
+        } else {
+            paths.push(resolved_path);
+        }
+    }
+    let format = match reader.string("input.format") {
+        Some(name) => {
+            Format::parse(&name).ok_or_else(|| reader.invalid("input.format", "unknown format"))?
+        }
+        None => {
+            let first = &paths[0];
+            Format::from_extension(first).ok_or_else(|| {
+                reader
+                    .invalid(&patterns[0].0, "cannot infer the format from the extension")
+                    .hint(format!("set `input.format` to one of {}", Format::NAMES))
+            })?
+        }
+    };
+    let separator = match reader.string("input.separator") {
+        Some(_) if !format.is_delimited_text() => {
+            return Err(reader
+                .invalid("input.separator", "a separator for a binary format")
+                .hint("separators apply to csv, tsv and text files"));
+        }
+        Some(separator) if separator.is_empty() || separator.contains(['\n', '\r']) => {
+            return Err(reader.invalid("input.separator", "invalid separator"));
+        }
+        Some(separator) => Some(separator),
+        None => match format {
+            Format::Csv => Some(",".to_owned()),
+            Format::Tsv => Some("\t".to_owned()),
+            _ => None,
+        },
+    };
+    let header = match reader.boolean("input.header") {
+        Some(_) if !format.is_delimited_text() => {
+            return Err(reader
+                .invalid("input.header", "a header flag for a self-describing format")
+                .hint("`header` applies to csv, tsv and text files"));
+        }
+        Some(header) => header,
+        None => matches!(format, Format::Csv | Format::Tsv),
+    };
+    let path_values = paths
+        .iter()
+        .map(|path| Value::String(path.display().to_string()))
+        .collect();
+    resolved.push(("input.paths".to_owned(), Value::Array(path_values)));
+    resolved.push((
+        "input.format".to_owned(),
+        Value::String(format_name(format)),
+    ));
+    if let Some(separator) = &separator {
+        resolved.push((
+            "input.separator".to_owned(),
+            Value::String(separator.clone()),
+        ));
+    }
+    if format.is_delimited_text() {
+        resolved.push(("input.header".to_owned(), Value::Boolean(header)));
+    }
+    Ok((
+        Source::Files(FileSource {
+            paths,
+            format,
+            separator,
+            header,
+        }),
+        resolved,
+    ))
+}
+
+fn format_name(format: Format) -> String {
+    serde_json::to_value(format)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+/// Expands a glob in the last path component (`data/part-*.csv`), sorted by name.
+fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
+    let directory = pattern
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(file_pattern) = pattern.file_name().and_then(|name| name.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut matches: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| wildcard_match(file_pattern.as_bytes(), name.as_bytes()))
+        })
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    matches.sort();
+    matches
+}
+
+/// `*` matches any run of bytes, `?` one byte; `[abc]` one of the listed bytes.
+fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|skip| wildcard_match(rest, &name[skip..])),
+        Some((b'?', rest)) => !name.is_empty() && wildcard_match(rest, &name[1..]),
+        Some((b'[', rest)) => match rest.iter().position(|&b| b == b']') {
+            Some(close) => {
+                !name.is_empty()
+                    && rest[..close].contains(&name[0])
+                    && wildcard_match(&rest[close + 1..], &name[1..])
+            }
+            None => name.first() == Some(&b'[') && wildcard_match(rest, &name[1..]),
+        },
+        Some((first, rest)) => name.first() == Some(first) && wildcard_match(rest, &name[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match(b"part-*.csv", b"part-0001.csv"));
+        assert!(wildcard_match(b"r?.txt", b"r1.txt"));
+        assert!(wildcard_match(b"r[12].txt", b"r2.txt"));
+        assert!(!wildcard_match(b"r[12].txt", b"r3.txt"));
+        assert!(!wildcard_match(b"*.csv", b"a.tsv"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Ratings as (user, item, rating) triples over dense indices, the original ids kept beside
+//! them, and the compressed-row form (CSR) ALS sweeps over.
+
+use rayon::prelude::*;
+
+/// Original ids, indexed by dense index.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ids {
+    Integer(Vec<i64>),
+    Text(Vec<String>),
+}
+
+impl Ids {
+    pub fn len(&self) -> usize {
+        match self {
+            Ids::Integer(ids) => ids.len(),
+            Ids::Text(ids) => ids.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn display(&self, index: usize) -> String {
+        match self {
+            Ids::Integer(ids) => ids[index].to_string(),
+            Ids::Text(ids) => ids[index].clone(),
+        }
+    }
+
+    /// The ids at `keep` positions, in that order.
+    pub fn select(&self, keep: &[u32]) -> Ids {
+        match self {
+            Ids::Integer(ids) => Ids::Integer(keep.iter().map(|&i| ids[i as usize]).collect()),
+            Ids::Text(ids) => Ids::Text(keep.iter().map(|&i| ids[i as usize].clone()).collect()),
+        }
+    }
+}
+
+/// Rating triples; `user[k]`, `item[k]`, `rating[k]` describe one rating.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ratings {
+    pub user_ids: Ids,
+    pub item_ids: Ids,
+    pub user: Vec<u32>,
+    pub item: Vec<u32>,
+    pub rating: Vec<f32>,
+}
+
+impl Ratings {
+    pub fn len(&self) -> usize {
+        self.rating.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rating.is_empty()
+    }
+
+    pub fn users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    pub fn items(&self) -> usize {
+        self.item_ids.len()
+    }
+}
+
+/// Compressed sparse rows: the entries of row `r` are `offsets[r]..offsets[r + 1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Csr {
+    pub offsets: Vec<usize>,
+    pub columns: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl Csr {
+    /// Groups the selected triples by row with a counting sort; within a row, entries keep
+    /// their input order, so the result does not depend on the thread count.
+    pub fn build(
+        rows: usize,
+        row_of: &[u32],
+        column_of: &[u32],
+        values: &[f32],
+        selected: &[u32],
+    ) -> Csr {
+        let mut offsets = vec![0usize; rows + 1];
+        for &k in selected {
+            offsets[row_of[k as usize] as usize + 1] += 1;
+        }
+        for r in 0..rows {
+            offsets[r + 1] += offsets[r];
+        }
+        let mut cursor = offsets.clone();
+        let mut columns = vec![0u32; selected.len()];
+        let mut row_values = vec![0f32; selected.len()];
+        for &k in selected {
+            let k = k as usize;
+            let slot = &mut cursor[row_of[k] as usize];
+            columns[*slot] = column_of[k];
+            row_values[*slot] = values[k];
+            *slot += 1;
+        }
+        Csr {
+            offsets,
+            columns,
+            values: row_values,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let range = self.offsets[r]..self.offsets[r + 1];
+        (&self.columns[range.clone()], &self.values[range])
+    }
+
+    pub fn row_len(&self, r: usize) -> usize {
+        self.offsets[r + 1] - self.offsets[r]
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Number of entries per row, computed in parallel.
+    pub fn row_lengths(&self) -> Vec<u32> {
+        self.offsets
+            .par_windows(2)
+            .map(|pair| (pair[1] - pair[0]) as u32)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_groups_by_row_in_input_order() {
+        let rows = [1, 0, 1, 2];
+        let columns = [5, 6, 7, 8];
+        let values = [1.0, 2.0, 3.0, 4.0];
+        let csr = Csr::build(3, &rows, &columns, &values, &[0, 1, 2]);
+        assert_eq!(csr.offsets, vec![0, 1, 3, 3]);
+        assert_eq!(csr.row(1), (&[5u32, 7][..], &[1.0f32, 3.0][..]));
+        assert_eq!(csr.row_len(2), 0);
+    }
+}

@@ -1,0 +1,4 @@
+//! Metrics on the held-out split. Kept apart from the learners so tuning (later) and the
+//! training job compute figures the same way.
+
+pub mod regression;

@@ -1,0 +1,149 @@
+//! Maps original user and item ids (integers or strings) to dense 0-based indices.
+//!
+//! Integer ids in a compact range use a lookup table (no hashing); sparse integers and strings
+//! use a hash map. Indices follow ascending id order for integers and first appearance for
+//! strings, so the same file always gives the same indices.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::dataset::Ids;
+
+/// Raw id values as read, before indexing.
+#[derive(Debug)]
+pub enum RawIds {
+    Integer(Vec<i64>),
+    Text(Vec<String>),
+}
+
+impl RawIds {
+    /// Appends `other`; mixing integer and string ids turns everything into strings.
+    pub fn extend(&mut self, other: RawIds) {
+        match (&mut *self, other) {
+            (RawIds::Integer(mine), RawIds::Integer(theirs)) => mine.extend(theirs),
+            (RawIds::Text(mine), RawIds::Text(theirs)) => mine.extend(theirs),
+            (RawIds::Text(mine), RawIds::Integer(theirs)) => {
+                mine.extend(theirs.into_iter().map(|id| id.to_string()))
+            }
+            (RawIds::Integer(mine), RawIds::Text(theirs)) => {
+                let mut text: Vec<String> = mine.iter().map(|id| id.to_string()).collect();
+                text.extend(theirs);
+                *self = RawIds::Text(text);
+            }
+        }
+    }
+}
+
+/// A fast hasher for small keys; the ids are not attacker-chosen.
+#[derive(Default)]
+struct MultiplyHasher(u64);
+
+impl Hasher for MultiplyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+    }
+    fn write_i64(&mut self, value: i64) {
+        self.write_u64(value as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MultiplyHasher>>;
+
+/// Dense indices for `raw`, with the table back to the original ids.
+pub fn index(raw: RawIds) -> (Ids, Vec<u32>) {
+    match raw {
+        RawIds::Integer(values) => index_integers(&values),
+        RawIds::Text(values) => {
+            let mut map: FastMap<&str, u32> = FastMap::default();
+            let mut table: Vec<String> = Vec::new();
+            let indices = values
+                .iter()
+                .map(|value| {
+                    *map.entry(value.as_str()).or_insert_with(|| {
+                        table.push(value.clone());
+                        (table.len() - 1) as u32
+                    })
+                })
+                .collect();
+            (Ids::Text(table), indices)
+        }
+    }
+}
+
+fn index_integers(values: &[i64]) -> (Ids, Vec<u32>) {
+    let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
+        return (Ids::Integer(Vec::new()), Vec::new());
+    };
+    let span = (max as i128 - min as i128) as u128;
+    if span <= (values.len() as u128) * 4 + 1_000_000 {
+        let span = span as usize + 1;
+        let mut slot = vec![u32::MAX; span];
+        for &value in values {
+            slot[(value - min) as usize] = 0;
+        }
+        let mut table = Vec::new();
+        for (offset, entry) in slot.iter_mut().enumerate() {
+            if *entry == 0 {
+                *entry = table.len() as u32;
+                table.push(min + offset as i64);
+            }
+        }
+        let indices = values
+            .iter()
+            .map(|&value| slot[(value - min) as usize])
+            .collect();
+        (Ids::Integer(table), indices)
+    } else {
+        let mut table: Vec<i64> = values.to_vec();
+        table.sort_unstable();
+        table.dedup();
+        let map: FastMap<i64, u32> = table
+            .iter()
+            .enumerate()
+            .map(|(index, &id)| (id, index as u32))
+            .collect();
+        let indices = values.iter().map(|value| map[value]).collect();
+        (Ids::Integer(table), indices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_index_in_ascending_order_dense_or_sparse() {
+        let (ids, indices) = index(RawIds::Integer(vec![7, 3, 7, 5]));
+        assert_eq!(ids, Ids::Integer(vec![3, 5, 7]));
+        assert_eq!(indices, vec![2, 0, 2, 1]);
+        let (ids, indices) = index(RawIds::Integer(vec![i64::MAX, -4, i64::MAX]));
+        assert_eq!(ids, Ids::Integer(vec![-4, i64::MAX]));
+        assert_eq!(indices, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn strings_index_in_first_appearance_order() {
+        let raw = RawIds::Text(vec!["b".into(), "a".into(), "b".into()]);
+        let (ids, indices) = index(raw);
+        assert_eq!(ids, Ids::Text(vec!["b".into(), "a".into()]));
+        assert_eq!(indices, vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn mixed_ids_become_strings() {
+        let mut raw = RawIds::Integer(vec![1]);
+        raw.extend(RawIds::Text(vec!["x".into()]));
+        let (ids, _) = index(raw);
+        assert_eq!(ids, Ids::Text(vec!["1".into(), "x".into()]));
+    }
+}

@@ -1,0 +1,457 @@
+//! Reads rating files through polars: CSV/TSV/text (any separator, Spark's `::` included),
+//! Parquet, NDJSON and Arrow IPC, then pulls the mapped columns into flat arrays.
+//!
+//! The fast path lets polars infer column types. When polars rejects a file, it is read again
+//! with every column as text and parsed here, so that the error names the exact row and value
+//! (and a file that merely defeated type inference still loads).
+
+use std::io::Cursor;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use super::ids::{self, RawIds};
+use super::{IngestCounts, IngestError, IngestedRatings, fingerprint, read_file};
+use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy};
+use crate::dataset::Ratings;
+use crate::dataset::split;
+
+/// Stream of `sample_fraction`, apart from the split's.
+const SAMPLE_STREAM: u64 = 0x53_41_4D_50_4C_45;
+
+pub fn read_ratings(
+    files: &FileSource,
+    input: &InputConfig,
+    seed: u64,
+) -> Result<IngestedRatings, IngestError> {
+    let mut users: Option<RawIds> = None;
+    let mut items: Option<RawIds> = None;
+    let mut rating: Vec<f32> = Vec::new();
+    let mut counts = IngestCounts::default();
+    let mut fingerprints = Vec::new();
+    let sample_stream = split::mix(seed, SAMPLE_STREAM);
+    for path in &files.paths {
+        let remaining = input
+            .limit
+            .map(|limit| limit.saturating_sub(counts.rows_read));
+        if remaining == Some(0) {
+            break;
+        }
+        let bytes = read_file(path)?;
+        let frame = read_frame(path, &bytes, files, remaining.map(|rows| rows as usize))?;
+        let extracted = extract(path, &frame, files, input)?;
+        fingerprints.push(fingerprint(path, &bytes, frame.height() as u64));
+        drop(bytes);
+        let mut keep: Vec<bool> = extracted.valid;
+        counts.rows_dropped_null += keep.iter().filter(|valid| !**valid).count() as u64;
+        if input.sample_fraction < 1.0 {
+            for (row, kept) in keep.iter_mut().enumerate() {
+                let global_row = counts.rows_read + row as u64;
+                if *kept && split::unit(sample_stream, global_row) >= input.sample_fraction {
+                    *kept = false;
+                    counts.rows_sampled_out += 1;
+                }
+            }
+        }
+        counts.rows_read += frame.height() as u64;
+        let file_users = filter_ids(extracted.user, &keep);
+        let file_items = filter_ids(extracted.item, &keep);
+        rating.extend(
+            extracted
+                .rating
+                .iter()
+                .zip(&keep)
+                .filter(|(_, kept)| **kept)
+                .map(|(value, _)| *value),
+        );
+        match &mut users {
+            Some(all) => all.extend(file_users),
+            None => users = Some(file_users),
+        }
+        match &mut items {
+            Some(all) => all.extend(file_items),
+            None => items = Some(file_items),
+        }
+    }
+    let (user_ids, user) = ids::index(users.unwrap_or(RawIds::Integer(Vec::new())));
+    let (item_ids, item) = ids::index(items.unwrap_or(RawIds::Integer(Vec::new())));
+    Ok(IngestedRatings {
+        ratings: Ratings {
+            user_ids,
+            item_ids,
+            user,
+            item,
+            rating,
+        },
+        fingerprints,
+        counts,
+    })
+}
+
+fn filter_ids(raw: RawIds, keep: &[bool]) -> RawIds {
+    fn filter<T>(values: Vec<T>, keep: &[bool]) -> Vec<T> {
+        values
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, kept)| **kept)
+            .map(|(value, _)| value)
+            .collect()
+    }
+    match raw {
+        RawIds::Integer(values) => RawIds::Integer(filter(values, keep)),
+        RawIds::Text(values) => RawIds::Text(filter(values, keep)),
+    }
+}
+
+fn polars_error(path: &Path, error: PolarsError) -> IngestError {
+    IngestError::Malformed {
+        path: path.to_path_buf(),
+        problem: error.to_string(),
+    }
+}
+
+fn read_frame(
+    path: &Path,
+    bytes: &[u8],
+    files: &FileSource,
+    limit: Option<usize>,
+) -> Result<DataFrame, IngestError> {
+    if bytes.is_empty() {
+        return Err(IngestError::Malformed {
+            path: path.to_path_buf(),
+            problem: "the file is empty".to_owned(),
+        });
+    }
+    let frame = match files.format {
+        Format::Csv | Format::Tsv | Format::Text => read_delimited(path, bytes, files, limit)?,
+        Format::Parquet => ParquetReader::new(Cursor::new(bytes))
+            .with_slice(limit.map(|rows| (0, rows)))
+            .finish()
+            .map_err(|error| polars_error(path, error))?,
+        Format::Ipc => IpcReader::new(Cursor::new(bytes))
+            .with_n_rows(limit)
+            .finish()
+            .map_err(|error| polars_error(path, error))?,
+        Format::Ndjson => {
+            let frame = JsonReader::new(Cursor::new(bytes))
+                .with_json_format(JsonFormat::JsonLines)
+                .finish()
+                .map_err(|error| polars_error(path, error))?;
+            match limit {
+                Some(rows) => frame.head(Some(rows)),
+                None => frame,
+            }
+        }
+        Format::Libsvm => {
+            return Err(IngestError::Malformed {
+                path: path.to_path_buf(),
+                problem: "libsvm files hold feature vectors, not ratings".to_owned(),
+            });
+        }
+    };
+    Ok(frame)
+}
+
+/// The separator polars should split on; multi-byte separators are rewritten to one byte.
+const UNIT_SEPARATOR: u8 = 0x1f;
+
+fn sniff_separator(bytes: &[u8]) -> String {
+    let first_line_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
+    let first = String::from_utf8_lossy(&bytes[..first_line_end.min(1 << 16)]);
+    ["::", "\t", ",", ";", "|", " "]
+        .into_iter()
+        .find(|candidate| first.contains(candidate))
+        .unwrap_or(",")
+        .to_owned()
+}
+
+fn read_delimited(
+    path: &Path,
+    bytes: &[u8],
+    files: &FileSource,
+    limit: Option<usize>,
+) -> Result<DataFrame, IngestError> {
+    let separator = files
+        .separator
+        .clone()
+        .unwrap_or_else(|| sniff_separator(bytes));
+    let rewritten;
+    let (data, separator_byte) = if separator.len() == 1 {
+        (bytes, separator.as_bytes()[0])
+    } else {
+        rewritten = replace_all(bytes, separator.as_bytes(), UNIT_SEPARATOR);
+        (&rewritten[..], UNIT_SEPARATOR)
+    };
+    let read = |infer_types: bool| {
+        CsvReadOptions::default()
+            .with_has_header(files.header)
+            .with_infer_schema_length(Some(if infer_types { 1000 } else { 0 }))
+            .with_n_rows(limit)
+            .with_rechunk(true)
+            .map_parse_options(|options| options.with_separator(separator_byte))
+            .into_reader_with_file_handle(Cursor::new(data))
+            .finish()
+    };
+    match read(true) {
+        Ok(frame) => Ok(frame),
+        // Inference or parsing failed: take everything as text; `extract` names the bad row.
+        Err(first_error) => read(false).map_err(|_| polars_error(path, first_error)),
+    }
+}
+
+fn replace_all(bytes: &[u8], pattern: &[u8], with: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at..].starts_with(pattern) {
+            out.push(with);
+            at += pattern.len();
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    out
+}
+
+struct Extracted {
+    user: RawIds,
+    item: RawIds,
+    rating: Vec<f32>,
+    /// False where a used column is missing and the null policy drops the row.
+    valid: Vec<bool>,
+}
+
+fn extract(
+    path: &Path,
+    frame: &DataFrame,
+    files: &FileSource,
+    input: &InputConfig,
+) -> Result<Extracted, IngestError> {
+    let header_lines = u64::from(files.header && files.format.is_delimited_text());
+    let locate = |row: usize| (row as u64 + 1, row as u64 + 1 + header_lines);
+    let mut valid = vec![true; frame.height()];
+    let columns = &input.columns;
+    let user_column = find_column(path, frame, &columns.user)?;
+    let item_column = find_column(path, frame, &columns.item)?;
+    let rating_column = find_column(path, frame, &columns.rating)?;
+    for column in [user_column, item_column, rating_column] {
+        if column.null_count() == 0 {
+            continue;
+        }
+        let series = column.as_materialized_series();
+        let nulls = series.is_null();
+        for (row, is_null) in nulls.iter().enumerate() {
+            if is_null == Some(true) {
+                if input.null_policy == NullPolicy::Error {
+                    let (row, line) = locate(row);
+                    return Err(IngestError::BadValue {
+                        path: path.to_path_buf(),
+                        row,
+                        line,
+                        column: column.name().to_string(),
+                        value: "(missing)".to_owned(),
+                        problem:
+                            "missing value (set `input.null_policy = \"drop\"` to skip such rows)"
+                                .to_owned(),
+                    });
+                }
+                valid[row] = false;
+            }
+        }
+    }
+    let bad = |row: usize, column: &Column, value: String, problem: &str| {
+        let (row, line) = locate(row);
+        IngestError::BadValue {
+            path: path.to_path_buf(),
+            row,
+            line,
+            column: column.name().to_string(),
+            value,
+            problem: problem.to_owned(),
+        }
+    };
+    let id_values = |column: &Column| -> Result<RawIds, IngestError> {
+        let series = column.as_materialized_series();
+        let dtype = series.dtype();
+        if dtype.is_integer() {
+            let cast = series
+                .cast(&DataType::Int64)
+                .map_err(|error| polars_error(path, error))?;
+            let values = cast.i64().map_err(|error| polars_error(path, error))?;
+            Ok(RawIds::Integer(
+                values.iter().map(|v| v.unwrap_or(0)).collect(),
+            ))
+        } else if dtype.is_float() {
+            let cast = series
+                .cast(&DataType::Float64)
+                .map_err(|error| polars_error(path, error))?;
+            let values = cast.f64().map_err(|error| polars_error(path, error))?;
+            let mut out = Vec::with_capacity(values.len());
+            for (row, value) in values.iter().enumerate() {
+                let value = value.unwrap_or(0.0);
+                if value.fract() != 0.0 || !value.is_finite() || value.abs() > 9.0e15 {
+                    return Err(bad(
+                        row,
+                        column,
+                        value.to_string(),
+                        "an id must be an integer or a string",
+                    ));
+                }
+                out.push(value as i64);
+            }
+            Ok(RawIds::Integer(out))
+        } else if matches!(dtype, DataType::String) {
+            let values = series.str().map_err(|error| polars_error(path, error))?;
+            // Text that is all integers (e.g. after the all-text fallback) stays integer ids;
+            // missing values become placeholders in rows the null policy drops.
+            let parsed: Option<Vec<i64>> = values
+                .iter()
+                .map(|value| value.map_or(Some(0), |text| text.trim().parse().ok()))
+                .collect();
+            Ok(match parsed {
+                Some(numbers) => RawIds::Integer(numbers),
+                None => RawIds::Text(
+                    values
+                        .iter()
+                        .map(|value| value.unwrap_or("").to_owned())
+                        .collect(),
+                ),
+            })
+        } else {
+            Err(bad(
+                0,
+                column,
+                format!("type {dtype}"),
+                "an id column must hold integers or strings",
+            ))
+        }
+    };
+    let user = id_values(user_column)?;
+    let item = id_values(item_column)?;
+
+    let series = rating_column.as_materialized_series();
+    let mut rating = Vec::with_capacity(frame.height());
+    if series.dtype().is_primitive_numeric() {
+        let cast = series
+            .cast(&DataType::Float64)
+            .map_err(|error| polars_error(path, error))?;
+        let values = cast.f64().map_err(|error| polars_error(path, error))?;
+        for (row, value) in values.iter().enumerate() {
+            let value = value.unwrap_or(0.0);
+            if !value.is_finite() {
+                return Err(bad(
+                    row,
+                    rating_column,
+                    value.to_string(),
+                    "a rating must be a finite number",
+                ));
+            }
+            rating.push(value as f32);
+        }
+    } else if matches!(series.dtype(), DataType::String) {
+        let values = series.str().map_err(|error| polars_error(path, error))?;
+        for (row, value) in values.iter().enumerate() {
+            let Some(text) = value else {
+                rating.push(0.0);
+                continue;
+            };
+            match text.trim().parse::<f64>() {
+                Ok(number) if number.is_finite() => rating.push(number as f32),
+                Ok(_) => {
+                    return Err(bad(
+                        row,
+                        rating_column,
+                        format!("{text:?}"),
+                        "a rating must be a finite number",
+                    ));
+                }
+                Err(_) => return Err(bad(row, rating_column, format!("{text:?}"), "not a number")),
+            }
+        }
+    } else {
+        return Err(bad(
+            0,
+            rating_column,
+            format!("type {}", series.dtype()),
+            "a rating column must hold numbers",
+        ));
+    }
+    Ok(Extracted {
+        user,
+        item,
+        rating,
+        valid,
+    })
+}
+
+fn find_column<'a>(
+    path: &Path,
+    frame: &'a DataFrame,
+    column: &ColumnRef,
+) -> Result<&'a Column, IngestError> {
+    let names: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
+    let available = || {
+        let mut list = names
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > 20 {
+            list.push_str(&format!(", ... ({} columns)", names.len()));
+        }
+        list
+    };
+    match column {
+        ColumnRef::Name(name) => frame.column(name).map_err(|_| {
+            let close = names
+                .iter()
+                .max_by(|a, b| {
+                    strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name))
+                })
+                .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8);
+            IngestError::MissingColumn {
+                path: path.to_path_buf(),
+                column: format!("`{name}`"),
+                available: available(),
+                hint: close.map_or_else(String::new, |close| format!(" (did you mean `{close}`?)")),
+            }
+        }),
+        ColumnRef::Position(position) => {
+            frame
+                .columns()
+                .get(*position)
+                .ok_or_else(|| IngestError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: format!("at position {position} (0-based)"),
+                    available: available(),
+                    hint: String::new(),
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_spark_separators() {
+        assert_eq!(sniff_separator(b"0::2::3::1424380312\n"), "::");
+        assert_eq!(sniff_separator(b"1\t2\t3\n"), "\t");
+        assert_eq!(sniff_separator(b"1,2,3"), ",");
+    }
+
+    #[test]
+    fn replaces_multibyte_separators() {
+        assert_eq!(replace_all(b"a::b::c", b"::", b'|'), b"a|b|c".to_vec());
+    }
+}

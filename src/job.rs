@@ -1,0 +1,198 @@
+//! One training job from a checked configuration to a published version:
+//! ingest -> split -> fit -> evaluate -> publish, recording what each phase took.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::algo::als::{self, AlsModel};
+use crate::artifact::{self, Manifest, codec, store::Staging};
+use crate::config::{ColdStartStrategy, JobConfig, ModelConfig};
+use crate::dataset::{Csr, split};
+use crate::eval::regression;
+use crate::exec::memory::{self, Phase};
+use crate::exec::{Progress, ResourceError};
+use crate::ingest;
+use crate::report::Summary;
+
+pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut durations = BTreeMap::new();
+    let ModelConfig::Als { params, cold_start } = &config.model;
+
+    memory::set_phase(Phase::Ingesting);
+    let task = progress.step("reading input");
+    let ingested = ingest::read_ratings(&config.input, config.seed)?;
+    let ratings = &ingested.ratings;
+    let elapsed = task.finish(&format!(
+        "{} ratings, {} users, {} items",
+        ratings.len(),
+        ratings.users(),
+        ratings.items()
+    ));
+    durations.insert("ingest".to_owned(), elapsed.as_secs_f64());
+
+    memory::set_phase(Phase::BuildingDataset);
+    let phase = Instant::now();
+    let (train_rows, test_rows) =
+        split::train_test(ratings.len(), config.test_fraction, config.seed);
+    if train_rows.is_empty() {
+        return Err(ingest::IngestError::Empty {
+            reason: format!(
+                "all {} rows went to the test split (test_fraction = {})",
+                ratings.len(),
+                config.test_fraction
+            ),
+        }
+        .into());
+    }
+    // Both CSR copies (column index + value per rating) and both factor tables.
+    let needed =
+        train_rows.len() * 16 + (ratings.users() + ratings.items()) * (16 + params.rank * 4);
+    ResourceError::check("the training matrices and factors", needed, config)?;
+    let by_user = Csr::build(
+        ratings.users(),
+        &ratings.user,
+        &ratings.item,
+        &ratings.rating,
+        &train_rows,
+    );
+    let by_item = Csr::build(
+        ratings.items(),
+        &ratings.item,
+        &ratings.user,
+        &ratings.rating,
+        &train_rows,
+    );
+    durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
+
+    memory::set_phase(Phase::Training);
+    let task = progress.counted("training als", params.max_iter as u64);
+    let mut train_rmse = f64::NAN;
+    let model = als::train(&by_user, &by_item, params, &mut |iteration, loss| {
+        train_rmse = loss;
+        task.update(
+            iteration as u64,
+            params.max_iter as u64,
+            &format!("train_rmse {loss:.4}"),
+        );
+    })?;
+    let elapsed = task.finish(&format!("train_rmse {train_rmse:.4}"));
+    durations.insert("fit".to_owned(), elapsed.as_secs_f64());
+    drop((by_user, by_item));
+
+    memory::set_phase(Phase::Evaluating);
+    let phase = Instant::now();
+    let metrics = evaluate(&model, ratings, &test_rows);
+    durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
+    let cold = metrics.missing;
+    let mut metrics_json = serde_json::json!({
+        "rmse": metrics.rmse,
+        "mae": metrics.mae,
+        "train_rmse": if train_rmse.is_finite() { Some(train_rmse) } else { None },
+        "counts": {
+            "rows_read": ingested.counts.rows_read,
+            "rows_dropped_null": ingested.counts.rows_dropped_null,
+            "rows_sampled_out": ingested.counts.rows_sampled_out,
+            "ratings": ratings.len(),
+            "users": ratings.users(),
+            "items": ratings.items(),
+            "train_ratings": train_rows.len(),
+            "test_ratings": test_rows.len(),
+            "test_predicted": metrics.predicted,
+            "test_cold_start": cold,
+            "cold_start_strategy": cold_start,
+        },
+        "threads": config.threads,
+    });
+    if *cold_start == ColdStartStrategy::Drop {
+        metrics_json["counts"]["test_cold_start_dropped"] = cold.into();
+    } else {
+        metrics_json["counts"]["test_missing_predictions"] = cold.into();
+    }
+
+    memory::set_phase(Phase::Publishing);
+    let phase = Instant::now();
+    let staging = Staging::create(&config.output_dir, &config.name)?;
+    let saved = codec::SavedAls::from_model(&model, &ratings.user_ids, &ratings.item_ids);
+    let mut model_bytes = Vec::new();
+    codec::write_als(&saved, &mut model_bytes).map_err(|source| artifact::ArtifactError::Io {
+        path: staging.path().join(artifact::ALS_MODEL),
+        action: "encode".to_owned(),
+        source,
+    })?;
+    staging.write(artifact::ALS_MODEL, &model_bytes)?;
+    drop(model_bytes);
+    durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
+    metrics_json["timings_s"] = serde_json::to_value(&durations)?;
+    metrics_json["peak_heap_bytes"] = memory::peak_bytes().into();
+    metrics_json["peak_rss_bytes"] = memory::peak_rss_bytes().into();
+    let manifest = Manifest {
+        format_version: artifact::FORMAT_VERSION,
+        tool: "submit".to_owned(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        engine: "native".to_owned(),
+        kind: "train".to_owned(),
+        job: config.name.clone(),
+        algorithm: config.model.algorithm().to_owned(),
+        params: config.resolved_params.clone(),
+        seed: config.seed,
+        master: config.master.to_string(),
+        threads: config.threads,
+        driver_memory: config.driver_memory.to_string(),
+        executor_memory: config.executor_memory.to_string(),
+        inputs: ingested.fingerprints.clone(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        durations_s: durations.clone(),
+        files: [
+            artifact::MANIFEST,
+            artifact::METRICS,
+            artifact::RESOLVED_JOB,
+            artifact::ALS_MODEL,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    };
+    staging.write(
+        artifact::METRICS,
+        serde_json::to_string_pretty(&metrics_json)?.as_bytes(),
+    )?;
+    staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
+    // The manifest goes last: a directory with a manifest has every other file.
+    staging.write(
+        artifact::MANIFEST,
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    let published = staging.publish()?;
+    progress.detail(&format!(
+        "published in {:.3}s",
+        phase.elapsed().as_secs_f64()
+    ));
+
+    Ok(Summary {
+        status: "ok",
+        job: config.name.clone(),
+        version: Some(published.version),
+        version_dir: Some(published.dir.display().to_string()),
+        algorithm: config.model.algorithm().to_owned(),
+        metrics: metrics_json,
+        master: config.master.to_string(),
+        threads: config.threads,
+        duration_s: started.elapsed().as_secs_f64(),
+        peak_heap_bytes: memory::peak_bytes(),
+        dry_run: false,
+    })
+}
+
+fn evaluate(
+    model: &AlsModel,
+    ratings: &crate::dataset::Ratings,
+    test_rows: &[u32],
+) -> regression::RegressionMetrics {
+    regression::evaluate(test_rows.iter().map(|&row| {
+        let row = row as usize;
+        (
+            model.predict(ratings.user[row] as usize, ratings.item[row] as usize),
+            ratings.rating[row],
+        )
+    }))
+}

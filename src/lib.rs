@@ -1,0 +1,195 @@
+//! `submit`: spark-submit plus Spark MLlib for one machine.
+//!
+//! One pass through the program, data flowing one way:
+//!
+//! ```text
+//! argv --clap--> Cli --config::validate::layer_sources--> Layered (merged TOML + origins)
+//!      --config::validate::validate--> JobConfig (checked)
+//!      --ingest--> dataset (Ratings: flat arrays, dense ids)
+//!      --split--> algo::als::train (rayon pool of N threads)
+//!      --eval--> artifact::store (staging dir -> v<N> by rename -> latest) --> report
+//! ```
+//!
+//! Errors are typed per layer and mapped to exit codes in [`exit_code`]: 2 configuration,
+//! 3 input data, 4 resource limit, 5 training failed, 1 internal.
+
+pub mod algo;
+pub mod artifact;
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod eval;
+pub mod exec;
+pub mod ingest;
+pub mod job;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::config::{ConfigError, JobConfig, validate};
+use crate::exec::Progress;
+use crate::report::Summary;
+
+/// Exit code and short kind name for an error from any layer.
+pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
+    if error.downcast_ref::<ConfigError>().is_some() {
+        (2, "config")
+    } else if error.downcast_ref::<ingest::IngestError>().is_some() {
+        (3, "input")
+    } else if error.downcast_ref::<exec::ResourceError>().is_some() {
+        (4, "resource")
+    } else if error.downcast_ref::<algo::als::AlsError>().is_some() {
+        (5, "training")
+    } else {
+        (1, "internal")
+    }
+}
+
+fn defaults_file(cli: &cli::Cli) -> Option<PathBuf> {
+    if let Some(path) = &cli.properties_file {
+        return Some(path.clone());
+    }
+    let dir =
+        std::env::var_os("SUBMIT_CONF_DIR").map_or_else(|| PathBuf::from("conf"), PathBuf::from);
+    let path = dir.join("defaults.toml");
+    path.is_file().then_some(path)
+}
+
+/// Parses and checks the job the command line describes.
+pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigError> {
+    let mut flags = Vec::new();
+    for (flag, key, value) in [
+        ("--master", "job.master", &cli.master),
+        ("--driver-memory", "job.driver_memory", &cli.driver_memory),
+        (
+            "--executor-memory",
+            "job.executor_memory",
+            &cli.executor_memory,
+        ),
+        ("--name", "job.name", &cli.name),
+    ] {
+        if let Some(value) = value {
+            flags.push((flag, key, value.clone()));
+        }
+    }
+    let defaults = defaults_file(cli);
+    let sources = validate::Sources {
+        job_file,
+        defaults_file: defaults.as_deref(),
+        flags,
+        confs: &cli.conf,
+    };
+    let layered = validate::layer_sources(&sources)?;
+    validate::validate(layered, job_file)
+}
+
+fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
+    let started = Instant::now();
+    let Some(job_file) = &cli.job else {
+        return Ok(None);
+    };
+    let config = load_job(cli, job_file)?;
+    if cli.dry_run {
+        if cli.json {
+            let summary = Summary {
+                status: "ok",
+                job: config.name.clone(),
+                version: None,
+                version_dir: None,
+                algorithm: config.model.algorithm().to_owned(),
+                metrics: serde_json::json!({}),
+                master: config.master.to_string(),
+                threads: config.threads,
+                duration_s: started.elapsed().as_secs_f64(),
+                peak_heap_bytes: exec::memory::peak_bytes(),
+                dry_run: true,
+            };
+            let mut value = serde_json::to_value(&summary)?;
+            value["resolved"] = serde_json::Value::String(config.resolved_toml.clone());
+            println!("{value}");
+        } else {
+            print!("{}", config.resolved_toml);
+            progress.info(&format!(
+                "dry run: job `{}` is valid; it would run on {} ({} threads) and publish under {}",
+                config.name,
+                config.master,
+                config.threads,
+                config.output_dir.join(&config.name).display()
+            ));
+        }
+        return Ok(None);
+    }
+    exec::memory::set_limit(config.driver_memory.0, &config.driver_memory.to_string());
+    progress.detail(&format!("resolved job:\n{}", config.resolved_toml));
+    progress.detail(&format!(
+        "executor_memory {} recorded; in local mode the driver runs the work, so driver_memory {} is the cap",
+        config.executor_memory, config.driver_memory
+    ));
+    let pool = exec::thread_pool(config.threads)?;
+    let summary = pool.install(|| job::train(&config, progress))?;
+    Ok(Some(summary))
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "error: internal error (this is a bug in submit {}): {info}\n  please report it with the job file and the command line",
+            env!("CARGO_PKG_VERSION")
+        );
+        std::process::exit(1);
+    }));
+}
+
+/// The whole program: parse, run, report, and choose the exit code.
+pub fn main_entry() -> ExitCode {
+    install_panic_hook();
+    let wants_json = std::env::args().any(|argument| argument == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            if wants_json && code != 0 {
+                println!(
+                    "{}",
+                    report::error_json(2, "usage", error.to_string().trim())
+                );
+            }
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    if cli.print_params {
+        print!("{}", config::params::markdown_table());
+        return ExitCode::SUCCESS;
+    }
+    exec::memory::set_json_errors(cli.json);
+    let progress = Progress::new(cli.quiet, cli.verbose);
+    match run(&cli, &progress) {
+        Ok(Some(summary)) => {
+            if !cli.quiet {
+                eprintln!("{}", report::human(&summary));
+            }
+            if cli.json {
+                match serde_json::to_string(&summary) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => eprintln!("error: cannot render the summary: {error}"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(error) => {
+            let (code, kind) = exit_code(&error);
+            let message = format!("{error:#}");
+            eprintln!("error: {message}");
+            if cli.json {
+                println!("{}", report::error_json(code, kind, &message));
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! What a run tells its caller: a short human summary on stderr and, with `--json`, one JSON
+//! object on stdout (for errors too), so wrappers and cron jobs can parse the outcome.
+
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub status: &'static str,
+    pub job: String,
+    pub version: Option<u32>,
+    pub version_dir: Option<String>,
+    pub algorithm: String,
+    pub metrics: serde_json::Value,
+    pub master: String,
+    pub threads: usize,
+    pub duration_s: f64,
+    pub peak_heap_bytes: usize,
+    pub dry_run: bool,
+}
+
+fn number(value: &serde_json::Value, key: &str) -> String {
+    match value.get(key).and_then(serde_json::Value::as_f64) {
+        Some(number) => format!("{number:.4}"),
+        None => "n/a".to_owned(),
+    }
+}
+
+/// The few lines a person reads at the end of a run.
+pub fn human(summary: &Summary) -> String {
+    let counts = &summary.metrics["counts"];
+    let count = |key: &str| {
+        counts
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut text = format!(
+        "published {} (version {}, now latest)\n",
+        summary.version_dir.as_deref().unwrap_or("-"),
+        summary.version.unwrap_or(0),
+    );
+    text.push_str(&format!(
+        "  data     {} ratings, {} users, {} items; train {}, test {}\n",
+        count("ratings"),
+        count("users"),
+        count("items"),
+        count("train_ratings"),
+        count("test_ratings"),
+    ));
+    let cold = count("test_cold_start");
+    text.push_str(&format!(
+        "  metrics  rmse {}  mae {}  (train rmse {}; {} test rows cold start: {})\n",
+        number(&summary.metrics, "rmse"),
+        number(&summary.metrics, "mae"),
+        number(&summary.metrics, "train_rmse"),
+        cold,
+        counts
+            .get("cold_start_strategy")
+            .and_then(serde_json::Value::as_str)
+            .map_or("", |strategy| if strategy == "drop" {
+                "dropped"
+            } else {
+                "counted as missing"
+            }),
+    ));
+    text.push_str(&format!(
+        "  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
+        summary.master,
+        summary.threads,
+        summary.duration_s,
+        summary.peak_heap_bytes as f64 / (1 << 20) as f64,
+    ));
+    text
+}
+
+/// The `--json` object of a failed run.
+pub fn error_json(exit_code: u8, kind: &str, message: &str) -> String {
+    serde_json::json!({
+        "status": "error",
+        "exit_code": exit_code,
+        "kind": kind,
+        "error": message,
+    })
+    .to_string()
+}
