@@ -28,6 +28,18 @@ impl Kind {
             Kind::StringList => "list of strings",
         }
     }
+
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Kind::Section => "a table",
+            Kind::String => "a string",
+            Kind::Integer => "an integer",
+            Kind::Float => "a number",
+            Kind::Boolean => "a boolean",
+            Kind::Column => "a string or an integer",
+            Kind::StringList => "a list of strings",
+        }
+    }
 }
 
 pub struct Param {
@@ -234,7 +246,7 @@ pub const PARAMS: &[Param] = &[
         Integer,
         Some("5"),
         "1 to 256",
-        "Ratings: rank of the hidden model the ratings come from.",
+        "Ratings: rank of the hidden model; ratings are 3 + user . item + noise, so ALS needs `rank + 1` factors to reach the noise level.",
     ),
     param(
         "input.synthetic.noise",
@@ -359,7 +371,9 @@ pub fn suggestions(unknown: &str) -> Vec<&'static str> {
                 let score = strsim::jaro_winkler(leaf, candidate_leaf);
                 (score >= 0.8).then_some((score, param.key))
             } else if candidate_leaf == leaf {
-                Some((0.9, param.key))
+                // Prefer the shallower section (`model.rank` before `input.synthetic.rank`).
+                let depth = param.key.matches('.').count() as f64;
+                Some((0.9 - 0.01 * depth, param.key))
             } else {
                 None
             }
@@ -416,7 +430,7 @@ mod tests {
     #[test]
     fn suggests_close_keys() {
         assert_eq!(suggestions("model.rnk"), vec!["model.rank"]);
-        assert_eq!(suggestions("job.rank"), vec!["model.rank"]);
+        assert_eq!(suggestions("job.rank").first(), Some(&"model.rank"));
         assert!(suggestions("model.zzzzzz").is_empty());
     }
 }

@@ -84,7 +84,7 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
                 return Err(ConfigError::new(format!("wrong type for `{path}`"))
                     .origin(layered.origin(&path))
                     .found(describe_value(value))
-                    .allowed(format!("a {}: {}", param.kind.describe(), param.allowed)));
+                    .allowed(format!("{}: {}", param.kind.with_article(), param.allowed)));
             }
             if let Value::Table(inner) = value {
                 walk(&path, inner, layered)?;

@@ -133,7 +133,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sample_libsvm_data.txt");
         if let Ok(bytes) = std::fs::read(&path) {
             let table = parse(&path, &bytes, None).unwrap();
-            assert_eq!(table.rows(), 100);
+            assert!(table.rows() >= 100);
             assert_eq!(table.columns(), 692);
         }
     }

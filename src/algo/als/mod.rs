@@ -283,8 +283,9 @@ mod tests {
             &data.rating,
             &train_rows,
         );
+        // The generator adds a constant offset to a rank-4 signal: rank 5 can fit it.
         let params = AlsParams {
-            rank: 4,
+            rank: 5,
             max_iter: 10,
             reg_param: 0.02,
             seed: 9,
