@@ -6,7 +6,10 @@ fn readme_parameter_table_is_current() {
     let readme = std::fs::read_to_string(&path).unwrap();
     let begin = "<!-- params:begin -->\n";
     let end = "<!-- params:end -->";
-    let start = readme.find(begin).expect("README has the params:begin marker") + begin.len();
+    let start = readme
+        .find(begin)
+        .expect("README has the params:begin marker")
+        + begin.len();
     let stop = readme.find(end).expect("README has the params:end marker");
     let generated = submit::config::params::markdown_table();
     if readme[start..stop] != generated {
@@ -14,7 +17,9 @@ fn readme_parameter_table_is_current() {
             let updated = format!("{}{generated}{}", &readme[..start], &readme[stop..]);
             std::fs::write(&path, updated).unwrap();
         } else {
-            panic!("README parameter table is stale: run `SUBMIT_BLESS=1 cargo test --release readme`");
+            panic!(
+                "README parameter table is stale: run `SUBMIT_BLESS=1 cargo test --release readme`"
+            );
         }
     }
 }

@@ -18,6 +18,11 @@ use crate::algo::als::AlsParams;
 /// A configuration problem a person can fix by editing a file or a flag (exit code 2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
+    details: Box<ConfigErrorDetails>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ConfigErrorDetails {
     pub problem: String,
     pub key: Option<String>,
     pub origin: Option<Origin>,
@@ -29,40 +34,43 @@ pub struct ConfigError {
 impl ConfigError {
     pub fn new(problem: impl Into<String>) -> Self {
         ConfigError {
-            problem: problem.into(),
-            key: None,
-            origin: None,
-            found: None,
-            allowed: None,
-            hint: None,
+            details: Box::new(ConfigErrorDetails {
+                problem: problem.into(),
+                key: None,
+                origin: None,
+                found: None,
+                allowed: None,
+                hint: None,
+            }),
         }
     }
     pub fn key(mut self, key: &str) -> Self {
-        self.key = Some(key.to_owned());
+        self.details.key = Some(key.to_owned());
         self
     }
     pub fn origin(mut self, origin: Origin) -> Self {
-        self.origin = Some(origin);
+        self.details.origin = Some(origin);
         self
     }
     pub fn found(mut self, found: impl Into<String>) -> Self {
-        self.found = Some(found.into());
+        self.details.found = Some(found.into());
         self
     }
     pub fn allowed(mut self, allowed: impl Into<String>) -> Self {
-        self.allowed = Some(allowed.into());
+        self.details.allowed = Some(allowed.into());
         self
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.details.hint = Some(hint.into());
         self
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.problem)?;
-        match &self.origin {
+        let details = &self.details;
+        write!(f, "{}", details.problem)?;
+        match &details.origin {
             Some(
                 origin @ Origin::File {
                     line, column, text, ..
@@ -81,16 +89,16 @@ impl fmt::Display for ConfigError {
             Some(origin) => write!(f, "\n  --> {origin}")?,
             None => {}
         }
-        if let Some(key) = &self.key {
+        if let Some(key) = &details.key {
             write!(f, "\n  key: {key}")?;
         }
-        if let Some(found) = &self.found {
+        if let Some(found) = &details.found {
             write!(f, "\n  found: {found}")?;
         }
-        if let Some(allowed) = &self.allowed {
+        if let Some(allowed) = &details.allowed {
             write!(f, "\n  allowed: {allowed}")?;
         }
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &details.hint {
             write!(f, "\n  help: {hint}")?;
         }
         Ok(())

@@ -18,7 +18,7 @@ pub fn unit(seed: u64, index: u64) -> f64 {
 }
 
 /// Stream of the split, kept apart from other uses of the job seed.
-const SPLIT_STREAM: u64 = 0x5350_4C49_54;
+const SPLIT_STREAM: u64 = 0x0053_504C_4954;
 
 /// Row numbers of the training and test parts; each row goes to test with probability
 /// `test_fraction`.

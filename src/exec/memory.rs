@@ -161,9 +161,9 @@ fn over_limit(request: usize, would_be: usize, limit: usize) -> ! {
                 bytes: [0; 768],
                 length: 0,
             };
-            let _ = write!(
+            let _ = writeln!(
                 json,
-                "{{\"status\":\"error\",\"exit_code\":4,\"error\":\"{}\"}}\n",
+                "{{\"status\":\"error\",\"exit_code\":4,\"error\":\"{}\"}}",
                 std::str::from_utf8(&text.bytes[..message_end]).unwrap_or("")
             );
             libc::write(1, json.bytes.as_ptr().cast(), json.length);

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{InputConfig, Source};
 use crate::dataset::Ratings;
 
+/// Stream of `sample_fraction`, apart from the split's: the same rows are kept for files and
+/// synthetic sources alike.
+pub(crate) const SAMPLE_STREAM: u64 = 0x5341_4D50_4C45;
+
 /// A problem with the input data (exit code 3).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

@@ -11,13 +11,10 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::ids::{self, RawIds};
-use super::{IngestCounts, IngestError, IngestedRatings, fingerprint, read_file};
+use super::{IngestCounts, IngestError, IngestedRatings, SAMPLE_STREAM, fingerprint, read_file};
 use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy};
 use crate::dataset::Ratings;
 use crate::dataset::split;
-
-/// Stream of `sample_fraction`, apart from the split's.
-const SAMPLE_STREAM: u64 = 0x53_41_4D_50_4C_45;
 
 pub fn read_ratings(
     files: &FileSource,

@@ -126,8 +126,8 @@ pub fn generate_ratings(
     let popularity_order = permutation(items, seed, ITEM_FACTORS);
     let mut cumulative = Vec::with_capacity(items);
     let mut running = 0.0f64;
-    for item in 0..items {
-        running += (popularity_order[item] as f64 + 1.0).powf(-ITEM_POPULARITY_EXPONENT);
+    for &popularity_rank in &popularity_order {
+        running += (popularity_rank as f64 + 1.0).powf(-ITEM_POPULARITY_EXPONENT);
         cumulative.push(running);
     }
     let counts = user_counts(users, items, total, seed);
@@ -224,7 +224,7 @@ pub fn ratings(
     });
     counts.rows_read = keep_rows as u64;
     if keep_rows < generated.len() || input.sample_fraction < 1.0 {
-        let stream = mix(seed, 0x53_41_4D_50_4C_45);
+        let stream = mix(seed, super::SAMPLE_STREAM);
         let keep: Vec<usize> = (0..keep_rows)
             .filter(|&row| unit(stream, row as u64) < input.sample_fraction)
             .collect();

@@ -6,17 +6,20 @@
 //! (ALS-WR scaling, as Spark). Factors start as seeded Gaussian vectors scaled to unit length,
 //! as in Spark.
 //!
-//! Hot loop: the normal equations of one row are accumulated as rank-1 updates straight from
-//! the factor table into a reused f32 buffer (no per-rating allocation, no gather copy); the
-//! k x k system is then solved in f64 by an in-place Cholesky. Rows are independent, so they
+//! Hot loop ([`kernel`]): the normal equations of one row are accumulated from the factor table
+//! into reused f32 buffers (no per-rating allocation); the k x k system is then solved in f64 by
+//! an in-place Cholesky. Rows are independent, so they
 //! are solved in parallel on the rayon pool; rayon's work stealing splits the row range down to
 //! single rows where power-law row lengths make work uneven. Every row's arithmetic is
 //! sequential and every reduction runs over fixed chunks in a fixed order, so the model is
 //! bit-identical for any thread count.
 
+pub mod kernel;
 pub mod solve;
 
 use rayon::prelude::*;
+
+use kernel::FactorTable;
 
 use crate::dataset::Csr;
 use crate::dataset::split::{mix, unit};
@@ -81,16 +84,19 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Stream keys of the initial factors.
-const USER_INIT: u64 = 0x55_53_45_52;
-const ITEM_INIT: u64 = 0x49_54_45_4D;
+const USER_INIT: u64 = 0x5553_4552;
+const ITEM_INIT: u64 = 0x4954_454D;
 
-fn initial_factors(rows: usize, rank: usize, seed: u64, stream: u64) -> Vec<f32> {
+fn initial_factors(rows: usize, rank: usize, seed: u64, stream: u64) -> FactorTable {
     let key = mix(seed, stream);
-    let mut factors = vec![0f32; rows * rank];
+    let mut factors = FactorTable::zeroed(rows, rank);
+    let stride = factors.stride();
     factors
-        .par_chunks_mut(rank)
+        .as_mut_slice()
+        .par_chunks_mut(stride)
         .enumerate()
-        .for_each(|(row, vector)| {
+        .for_each(|(row, padded)| {
+            let vector = &mut padded[..rank];
             let row_key = mix(key, row as u64);
             for (component, value) in vector.iter_mut().enumerate() {
                 let u1 = unit(row_key, 2 * component as u64).max(f64::MIN_POSITIVE);
@@ -105,106 +111,154 @@ fn initial_factors(rows: usize, rank: usize, seed: u64, stream: u64) -> Vec<f32>
     factors
 }
 
-/// Per-thread buffers of one row solve.
+/// Per-thread buffers of one group of row solves.
 struct Scratch {
+    /// `LANES` normal matrices as the kernel writes them (`rank x stride` f32 each).
     normal_f32: Vec<f32>,
+    right_side_f32: Vec<f32>,
+    /// The same systems interleaved for the batched solve.
+    normal_lanes: Vec<solve::Lanes>,
+    right_side_lanes: Vec<solve::Lanes>,
+    /// One system for the fallback solve of a lane that was not positive definite.
     normal: Vec<f64>,
     right_side: Vec<f64>,
-    right_side_f32: Vec<f32>,
 }
 
-/// Solves every row of `by_row` against the fixed factors `fixed`, writing into `out`.
-fn solve_side(by_row: &Csr, fixed: &[f32], rank: usize, reg_param: f64, out: &mut [f32]) {
+/// Solves every row of `by_row` against the fixed factors `fixed`, writing into `out`. With
+/// `with_losses`, also writes each row's sum of squared training errors under the new factors
+/// into `losses`, while its fixed rows are still in cache.
+///
+/// Rows go in fixed groups of [`solve::LANES`] (the batched Cholesky); the grouping depends
+/// only on row numbers, so the result does not depend on the thread count.
+fn solve_side(
+    by_row: &Csr,
+    fixed: &FactorTable,
+    rank: usize,
+    reg_param: f64,
+    out: &mut FactorTable,
+    losses: &mut [f64],
+    with_losses: bool,
+) {
+    const GROUP: usize = solve::LANES;
     let k = rank;
-    out.par_chunks_mut(k)
+    let stride = fixed.stride();
+    out.as_mut_slice()
+        .par_chunks_mut(stride * GROUP)
+        .zip(losses.par_chunks_mut(GROUP))
         .enumerate()
-        .with_min_len(16)
+        .with_min_len(4)
         .for_each_init(
             || Scratch {
-                normal_f32: vec![0.0; k * k],
+                normal_f32: vec![0.0; GROUP * k * stride],
+                right_side_f32: vec![0.0; GROUP * stride],
+                normal_lanes: vec![[0.0; GROUP]; k * k],
+                right_side_lanes: vec![[0.0; GROUP]; k],
                 normal: vec![0.0; k * k],
                 right_side: vec![0.0; k],
-                right_side_f32: vec![0.0; k],
             },
-            |scratch, (row, x)| {
-                let (columns, values) = by_row.row(row);
-                if columns.is_empty() {
-                    x.fill(0.0);
-                    return;
-                }
+            |scratch, (group, (padded_rows, group_losses))| {
+                let first_row = group * GROUP;
+                let rows_here = group_losses.len();
                 scratch.normal_f32.fill(0.0);
                 scratch.right_side_f32.fill(0.0);
-                for (&column, &rating) in columns.iter().zip(values) {
-                    let y = &fixed[column as usize * k..column as usize * k + k];
-                    for (a, &ya) in y.iter().enumerate() {
-                        let normal_row = &mut scratch.normal_f32[a * k..a * k + k];
-                        for (entry, &yb) in normal_row.iter_mut().zip(y) {
-                            *entry += ya * yb;
+                for lane in 0..GROUP {
+                    let normal =
+                        &mut scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
+                    let right_side =
+                        &mut scratch.right_side_f32[lane * stride..(lane + 1) * stride];
+                    let count = if lane < rows_here {
+                        let (columns, values) = by_row.row(first_row + lane);
+                        kernel::accumulate(columns, values, fixed, normal, right_side);
+                        columns.len()
+                    } else {
+                        0
+                    };
+                    // An empty lane gets the identity system, whose solution is zero.
+                    let ridge = if count == 0 {
+                        1.0
+                    } else {
+                        reg_param * count as f64
+                    };
+                    for a in 0..k {
+                        for b in 0..k {
+                            scratch.normal_lanes[a * k + b][lane] = normal[a * stride + b] as f64;
+                        }
+                        scratch.normal_lanes[a * k + a][lane] += ridge;
+                        scratch.right_side_lanes[a][lane] = right_side[a] as f64;
+                    }
+                }
+                let positive = solve::cholesky_solve_lanes(
+                    &mut scratch.normal_lanes,
+                    &mut scratch.right_side_lanes,
+                    k,
+                );
+                for (lane, loss) in group_losses.iter_mut().enumerate() {
+                    let (columns, values) = by_row.row(first_row + lane);
+                    let x = &mut padded_rows[lane * stride..lane * stride + k];
+                    if positive[lane] {
+                        for (target, source) in x.iter_mut().zip(&scratch.right_side_lanes) {
+                            *target = source[lane] as f32;
+                        }
+                    } else {
+                        solve_with_ridge(
+                            &scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride],
+                            &scratch.right_side_f32[lane * stride..(lane + 1) * stride],
+                            reg_param * columns.len() as f64,
+                            k,
+                            stride,
+                            &mut scratch.normal,
+                            &mut scratch.right_side,
+                        );
+                        for (target, &source) in x.iter_mut().zip(&scratch.right_side) {
+                            *target = source as f32;
                         }
                     }
-                    for (entry, &ya) in scratch.right_side_f32.iter_mut().zip(y) {
-                        *entry += rating * ya;
+                    *loss = 0.0;
+                    if with_losses {
+                        let x = &*x;
+                        *loss = columns
+                            .iter()
+                            .zip(values)
+                            .map(|(&column, &rating)| {
+                                let error = (dot(x, fixed.row(column as usize)) - rating) as f64;
+                                error * error
+                            })
+                            .sum();
                     }
-                }
-                let ridge = reg_param * columns.len() as f64;
-                let mut jitter = 0.0;
-                loop {
-                    for (target, &source) in scratch.normal.iter_mut().zip(&scratch.normal_f32) {
-                        *target = source as f64;
-                    }
-                    for a in 0..k {
-                        scratch.normal[a * k + a] += ridge + jitter;
-                    }
-                    for (target, &source) in
-                        scratch.right_side.iter_mut().zip(&scratch.right_side_f32)
-                    {
-                        *target = source as f64;
-                    }
-                    if solve::cholesky_solve(&mut scratch.normal, &mut scratch.right_side, k) {
-                        break;
-                    }
-                    // Singular only when reg_param = 0 and the row has fewer ratings than rank:
-                    // a tiny ridge picks the minimum-norm-like solution instead of failing.
-                    let trace: f64 = (0..k).map(|a| scratch.normal_f32[a * k + a] as f64).sum();
-                    jitter = if jitter == 0.0 {
-                        1e-6 * (trace / k as f64).max(1e-6)
-                    } else {
-                        jitter * 100.0
-                    };
-                    if jitter > 1e6 {
-                        scratch.right_side.fill(f64::NAN);
-                        break;
-                    }
-                }
-                for (target, &source) in x.iter_mut().zip(&scratch.right_side) {
-                    *target = source as f32;
                 }
             },
         );
 }
 
-/// Root mean squared error over the ratings in `by_user`, reduced in fixed chunks.
-pub fn rmse(by_user: &Csr, user_factors: &[f32], item_factors: &[f32], rank: usize) -> f64 {
-    const CHUNK: usize = 4096;
-    let rows = by_user.rows();
-    let partial: Vec<f64> = (0..rows.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|chunk| {
-            let mut sum = 0.0f64;
-            for user in chunk * CHUNK..((chunk + 1) * CHUNK).min(rows) {
-                let x = &user_factors[user * rank..(user + 1) * rank];
-                let (items, values) = by_user.row(user);
-                for (&item, &rating) in items.iter().zip(values) {
-                    let y = &item_factors[item as usize * rank..(item as usize + 1) * rank];
-                    let error = (dot(x, y) - rating) as f64;
-                    sum += error * error;
-                }
+/// The fallback for a system that was not positive definite: singular only when
+/// reg_param = 0 and the row has fewer ratings than rank, so a tiny extra ridge picks a
+/// minimum-norm-like solution instead of failing. The solution is left in `right_side`
+/// (NaN if even a large ridge fails, which the caller reports as divergence).
+fn solve_with_ridge(
+    normal_f32: &[f32],
+    right_side_f32: &[f32],
+    ridge: f64,
+    k: usize,
+    stride: usize,
+    normal: &mut [f64],
+    right_side: &mut [f64],
+) {
+    let trace: f64 = (0..k).map(|a| normal_f32[a * stride + a] as f64).sum();
+    let mut jitter = 1e-6 * (trace / k as f64).max(1e-6);
+    while jitter <= 1e6 {
+        for a in 0..k {
+            for b in 0..k {
+                normal[a * k + b] = normal_f32[a * stride + b] as f64;
             }
-            sum
-        })
-        .collect();
-    let total: f64 = partial.iter().sum();
-    (total / by_user.nnz().max(1) as f64).sqrt()
+            normal[a * k + a] += ridge + jitter;
+            right_side[a] = right_side_f32[a] as f64;
+        }
+        if solve::cholesky_solve(normal, right_side, k) {
+            return;
+        }
+        jitter *= 100.0;
+    }
+    right_side.fill(f64::NAN);
 }
 
 /// Trains on the ratings given both ways (by user and by item, as built from the same triples).
@@ -220,6 +274,8 @@ pub fn train(
     let items = by_item.rows();
     let mut user_factors = initial_factors(users, k, params.seed, USER_INIT);
     let mut item_factors = initial_factors(items, k, params.seed, ITEM_INIT);
+    let mut item_losses = vec![0f64; items];
+    let mut user_losses = vec![0f64; users];
     for iteration in 1..=params.max_iter {
         solve_side(
             by_item,
@@ -227,8 +283,14 @@ pub fn train(
             k,
             params.reg_param,
             &mut item_factors,
+            &mut item_losses,
+            false,
         );
-        if item_factors.par_iter().any(|value| !value.is_finite()) {
+        if item_factors
+            .as_slice()
+            .par_iter()
+            .any(|value| !value.is_finite())
+        {
             return Err(AlsError::NonFinite {
                 iteration,
                 side: "item factors",
@@ -240,21 +302,29 @@ pub fn train(
             k,
             params.reg_param,
             &mut user_factors,
+            &mut user_losses,
+            true,
         );
-        if user_factors.par_iter().any(|value| !value.is_finite()) {
+        if user_factors
+            .as_slice()
+            .par_iter()
+            .any(|value| !value.is_finite())
+        {
             return Err(AlsError::NonFinite {
                 iteration,
                 side: "user factors",
             });
         }
-        on_iteration(iteration, rmse(by_user, &user_factors, &item_factors, k));
+        // Summed in row order, so the figure does not depend on the thread count.
+        let squared: f64 = user_losses.iter().sum();
+        on_iteration(iteration, (squared / by_user.nnz().max(1) as f64).sqrt());
     }
     let user_seen = (0..users).map(|user| by_user.row_len(user) > 0).collect();
     let item_seen = (0..items).map(|item| by_item.row_len(item) > 0).collect();
     Ok(AlsModel {
         rank: k,
-        user_factors,
-        item_factors,
+        user_factors: user_factors.compact(),
+        item_factors: item_factors.compact(),
         user_seen,
         item_seen,
     })

@@ -7,31 +7,38 @@
 pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) -> bool {
     debug_assert_eq!(a.len(), k * k);
     debug_assert_eq!(b.len(), k);
-    for j in 0..k {
-        let mut diagonal = a[j * k + j];
-        for p in 0..j {
-            diagonal -= a[j * k + p] * a[j * k + p];
+    // Lower factor L in the lower triangle of `a`, row by row; `inverse_pivots` keeps 1/L[j][j]
+    // so the inner loops multiply instead of divide.
+    let mut inverse_pivots = [0f64; 64];
+    let mut inverse_pivot_vec;
+    let inverse: &mut [f64] = if k <= 64 {
+        &mut inverse_pivots[..k]
+    } else {
+        inverse_pivot_vec = vec![0f64; k];
+        &mut inverse_pivot_vec
+    };
+    for i in 0..k {
+        let (done, rest) = a.split_at_mut(i * k);
+        let row_i = &mut rest[..k];
+        for j in 0..i {
+            let row_j = &done[j * k..j * k + j];
+            let sum: f64 = row_i[..j].iter().zip(row_j).map(|(x, y)| x * y).sum();
+            row_i[j] = (row_i[j] - sum) * inverse[j];
         }
+        let squares: f64 = row_i[..i].iter().map(|x| x * x).sum();
+        let diagonal = row_i[i] - squares;
         if diagonal <= 0.0 || !diagonal.is_finite() {
             return false;
         }
         let pivot = diagonal.sqrt();
-        a[j * k + j] = pivot;
-        for i in j + 1..k {
-            let mut value = a[i * k + j];
-            for p in 0..j {
-                value -= a[i * k + p] * a[j * k + p];
-            }
-            a[i * k + j] = value / pivot;
-        }
+        row_i[i] = pivot;
+        inverse[i] = 1.0 / pivot;
     }
     // Forward substitution: L y = b.
     for i in 0..k {
-        let mut value = b[i];
-        for p in 0..i {
-            value -= a[i * k + p] * b[p];
-        }
-        b[i] = value / a[i * k + i];
+        let row_i = &a[i * k..i * k + i];
+        let sum: f64 = row_i.iter().zip(&b[..i]).map(|(x, y)| x * y).sum();
+        b[i] = (b[i] - sum) * inverse[i];
     }
     // Back substitution: L^T x = y.
     for i in (0..k).rev() {
@@ -39,9 +46,88 @@ pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) -> bool {
         for p in i + 1..k {
             value -= a[p * k + i] * b[p];
         }
-        b[i] = value / a[i * k + i];
+        b[i] = value * inverse[i];
     }
     true
+}
+
+/// Systems solved together by [`cholesky_solve_lanes`].
+pub const LANES: usize = 4;
+
+/// One matrix or vector entry of [`LANES`] independent systems.
+pub type Lanes = [f64; LANES];
+
+/// Solves [`LANES`] independent systems at once, entry `[i][lane]` belonging to system `lane`
+/// (layout as in [`cholesky_solve`]). One system's factorization is a long chain of dependent
+/// short dot products and square roots; interleaving independent systems lets every step run
+/// as one vector operation and hides that latency. Returns which systems were positive
+/// definite; the others hold garbage and must be solved again by the caller.
+pub fn cholesky_solve_lanes(a: &mut [Lanes], b: &mut [Lanes], k: usize) -> [bool; LANES] {
+    debug_assert_eq!(a.len(), k * k);
+    debug_assert_eq!(b.len(), k);
+    let mut positive = [true; LANES];
+    let mut inverse_storage = [[0f64; LANES]; 64];
+    let mut inverse_vec;
+    let inverse: &mut [Lanes] = if k <= 64 {
+        &mut inverse_storage[..k]
+    } else {
+        inverse_vec = vec![[0f64; LANES]; k];
+        &mut inverse_vec
+    };
+    for i in 0..k {
+        let (done, rest) = a.split_at_mut(i * k);
+        let row_i = &mut rest[..k];
+        for j in 0..i {
+            let row_j = &done[j * k..j * k + j];
+            let mut sum = [0f64; LANES];
+            for (x, y) in row_i[..j].iter().zip(row_j) {
+                for lane in 0..LANES {
+                    sum[lane] += x[lane] * y[lane];
+                }
+            }
+            for lane in 0..LANES {
+                row_i[j][lane] = (row_i[j][lane] - sum[lane]) * inverse[j][lane];
+            }
+        }
+        let mut diagonal = row_i[i];
+        for x in &row_i[..i] {
+            for lane in 0..LANES {
+                diagonal[lane] -= x[lane] * x[lane];
+            }
+        }
+        for lane in 0..LANES {
+            if !(diagonal[lane] > 0.0 && diagonal[lane].is_finite()) {
+                positive[lane] = false;
+                diagonal[lane] = 1.0;
+            }
+            let pivot = diagonal[lane].sqrt();
+            row_i[i][lane] = pivot;
+            inverse[i][lane] = 1.0 / pivot;
+        }
+    }
+    for i in 0..k {
+        let mut sum = [0f64; LANES];
+        for (x, y) in a[i * k..i * k + i].iter().zip(&b[..i]) {
+            for lane in 0..LANES {
+                sum[lane] += x[lane] * y[lane];
+            }
+        }
+        for lane in 0..LANES {
+            b[i][lane] = (b[i][lane] - sum[lane]) * inverse[i][lane];
+        }
+    }
+    for i in (0..k).rev() {
+        let mut value = b[i];
+        for p in i + 1..k {
+            for lane in 0..LANES {
+                value[lane] -= a[p * k + i][lane] * b[p][lane];
+            }
+        }
+        for lane in 0..LANES {
+            b[i][lane] = value[lane] * inverse[i][lane];
+        }
+    }
+    positive
 }
 
 #[cfg(test)]
@@ -55,6 +141,38 @@ mod tests {
         let mut b = vec![2.0, -1.0];
         assert!(cholesky_solve(&mut a, &mut b, 2));
         assert!((b[0] - 1.0).abs() < 1e-12 && (b[1] + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lanes_match_single_solves_and_flag_failures() {
+        let k = 3;
+        let systems: Vec<(Vec<f64>, Vec<f64>)> = (0..LANES)
+            .map(|lane| {
+                let d = 2.0 + lane as f64;
+                let a = vec![d, 0.5, 0.1, 0.5, d, 0.3, 0.1, 0.3, d];
+                (a, vec![1.0, -2.0, lane as f64])
+            })
+            .collect();
+        let mut a = vec![[0f64; LANES]; k * k];
+        let mut b = vec![[0f64; LANES]; k];
+        for (lane, (matrix, right)) in systems.iter().enumerate() {
+            for (entry, value) in a.iter_mut().zip(matrix) {
+                entry[lane] = *value;
+            }
+            for (entry, value) in b.iter_mut().zip(right) {
+                entry[lane] = *value;
+            }
+        }
+        a[0][3] = -1.0; // lane 3 is no longer positive definite
+        let positive = cholesky_solve_lanes(&mut a, &mut b, k);
+        assert_eq!(positive, [true, true, true, false]);
+        for (lane, (matrix, right)) in systems.iter().enumerate().take(3) {
+            let (mut matrix, mut right) = (matrix.clone(), right.clone());
+            assert!(cholesky_solve(&mut matrix, &mut right, k));
+            for i in 0..k {
+                assert!((right[i] - b[i][lane]).abs() < 1e-12);
+            }
+        }
     }
 
     #[test]
