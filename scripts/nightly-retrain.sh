@@ -10,14 +10,14 @@ bin="${SUBMIT_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/submit}"
 name="$(basename "$job" .toml)"
 log="${SUBMIT_LOG:-$here/logs/nightly-$name.log}"
 mkdir -p "$(dirname "$log")"
-{
+(
   echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) nightly retrain of $job"
   # stderr is a file here, so submit writes plain timestamped lines (no progress bars).
   "$bin" --json "$job" "$@" 2>&1
   status=$?
   echo "=== exit code $status"
   exit $status
-} >>"$log"
+) >>"$log"
 status=$?
 if [ $status -ne 0 ]; then
   echo "nightly retrain of $job failed with exit code $status; see $log" >&2

@@ -502,3 +502,52 @@ fn scripts_ci_smoke_runs_every_job() {
         stdout(&output)
     );
 }
+
+#[test]
+fn scripts_nightly_retrain_logs_and_fails_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.toml", &synthetic_job("nightly", ""));
+    write(
+        dir.path(),
+        "bad.toml",
+        "[model]\nrank = 0\n[input]\npath = \"r.csv\"\n",
+    );
+    let log = dir.path().join("nightly.log");
+    let nightly = |job: &str| {
+        std::process::Command::new("bash")
+            .arg(repository().join("scripts/nightly-retrain.sh"))
+            .arg(job)
+            .current_dir(dir.path())
+            .env("SUBMIT_BIN", binary())
+            .env("SUBMIT_LOG", &log)
+            .env("SUBMIT_CONF_DIR", dir.path().join("no-conf"))
+            .output()
+            .unwrap()
+    };
+    let output = nightly("good.toml");
+    assert!(
+        output.status.success(),
+        "{:?} {} {}",
+        output.status,
+        stderr(&output),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        stdout(&output).is_empty() && stderr(&output).is_empty(),
+        "quiet under cron"
+    );
+    let output = nightly("bad.toml");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("failed with exit code 2"),
+        "{}",
+        stderr(&output)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"status\":\"ok\""), "{text}");
+    assert!(
+        text.contains("=== exit code 0") && text.contains("=== exit code 2"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no control characters in the log");
+}
