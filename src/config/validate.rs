@@ -8,7 +8,7 @@ use toml::Value;
 use super::layer::{self, Layered, Origin};
 use super::params::{self, Kind};
 use super::*;
-use crate::algo::als::AlsParams;
+use crate::algo::als::{AlsParams, Solver};
 
 /// The layers in precedence order, lowest first, as the CLI collected them.
 pub struct Sources<'a> {
@@ -314,12 +314,39 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
 
     reader.choice("model.algorithm", &["als"])?;
+    let implicit_prefs = reader.boolean("model.implicit_prefs").unwrap_or(false);
+    let nonnegative = reader.boolean("model.nonnegative").unwrap_or(false);
+    let solver_name = reader.choice("model.solver", &["cholesky", "cg"])?;
+    if nonnegative && solver_name.as_deref() == Some("cg") {
+        return Err(reader
+            .invalid(
+                "model.solver",
+                "conjugate gradient cannot keep factors non-negative",
+            )
+            .hint(
+                "remove `solver`: `nonnegative = true` uses a non-negative least squares solve",
+            ));
+    }
+    let solver = match solver_name.as_deref() {
+        Some("cg") => Solver::ConjugateGradient {
+            steps: reader.required_integer("model.cg_steps", 1, 100)? as usize,
+        },
+        Some(_) => Solver::Cholesky,
+        None if implicit_prefs && !nonnegative => Solver::ConjugateGradient {
+            steps: reader.required_integer("model.cg_steps", 1, 100)? as usize,
+        },
+        None => Solver::Cholesky,
+    };
     let model = ModelConfig::Als {
         params: AlsParams {
             rank: reader.required_integer("model.rank", 1, 1024)? as usize,
             max_iter: reader.required_integer("model.max_iter", 1, 10_000)? as usize,
             reg_param: reader.float("model.reg_param", 0.0, 1e6, false)?,
             seed,
+            implicit_prefs,
+            alpha: reader.float("model.alpha", 0.0, 1e6, false)?,
+            solver,
+            nonnegative,
         },
         cold_start: match reader
             .choice("model.cold_start_strategy", &["nan", "drop"])?
@@ -356,6 +383,17 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
             "rank": params.rank,
             "max_iter": params.max_iter,
             "reg_param": params.reg_param,
+            "implicit_prefs": params.implicit_prefs,
+            "alpha": params.alpha,
+            "solver": match params.solver {
+                Solver::Cholesky => "cholesky",
+                Solver::ConjugateGradient { .. } => "cg",
+            },
+            "cg_steps": match params.solver {
+                Solver::ConjugateGradient { steps } => Some(steps),
+                Solver::Cholesky => None,
+            },
+            "nonnegative": params.nonnegative,
             "cold_start_strategy": cold_start,
             "seed": params.seed,
         }),

@@ -27,6 +27,7 @@ pub struct FactorTable {
 }
 
 /// Padding of a row of `rank` floats: 8 or a multiple of 16, so rows never straddle lines.
+/// Padding floats are always zero.
 pub fn stride_for(rank: usize) -> usize {
     if rank <= 8 { 8 } else { rank.div_ceil(16) * 16 }
 }
@@ -80,30 +81,52 @@ impl FactorTable {
     }
 }
 
-/// Adds `sum y y^T` into `normal` (`rank` rows of `stride` floats) and `sum r y` into
-/// `right_side` (`stride` floats) over the ratings `(columns[j], values[j])`; `fixed` is the
-/// factor table the rows `y` come from. Both outputs must be zero on entry.
+/// The per-rating inputs of one row's normal equations: `sum w y y^T` and `sum t y`.
+#[derive(Clone, Copy)]
+pub struct Terms<'a> {
+    pub columns: &'a [u32],
+    /// `w` per rating; `None` means 1 (explicit feedback).
+    pub weights: Option<&'a [f32]>,
+    /// `t` per rating (the rating for explicit feedback).
+    pub targets: &'a [f32],
+}
+
+/// Adds `sum w y y^T` into `normal` (`rank` rows of `stride` floats) and `sum t y` into
+/// `right_side` (`stride` floats); `fixed` is the factor table the rows `y` come from. Both
+/// outputs must be zero on entry. Only the upper triangle of `normal` (`b >= a`) is
+/// guaranteed: the matrix is symmetric, and skipping the lower tiles halves the work at high
+/// ranks. Read entry `(a, b)` as `normal[min(a, b) * stride + max(a, b)]`.
 pub fn accumulate(
-    columns: &[u32],
-    values: &[f32],
+    terms: Terms<'_>,
     fixed: &FactorTable,
     normal: &mut [f32],
     right_side: &mut [f32],
 ) {
-    debug_assert_eq!(columns.len(), values.len());
+    debug_assert_eq!(terms.columns.len(), terms.targets.len());
+    debug_assert!(
+        terms
+            .weights
+            .is_none_or(|weights| weights.len() == terms.columns.len())
+    );
     debug_assert_eq!(normal.len(), fixed.rank * fixed.stride);
-    debug_assert!(columns.iter().all(|&column| (column as usize) < fixed.rows));
+    debug_assert_eq!(right_side.len(), fixed.stride);
+    assert!(
+        terms
+            .columns
+            .iter()
+            .all(|&column| (column as usize) < fixed.rows)
+    );
     #[cfg(target_arch = "x86_64")]
     {
-        if fixed.stride <= 16 && avx2_available() {
+        if avx2_available() {
             // SAFETY: the CPU has AVX2 and FMA (checked above); every column indexes a row of
-            // `fixed` (checked by the callers' CSR construction), rows are 8 or 16 floats and
-            // 32-byte aligned, and the output slices have the sizes asserted above.
-            unsafe { avx2::accumulate(columns, values, fixed, normal, right_side) };
+            // `fixed` (asserted above), rows are a multiple of 8 floats at 32-byte aligned
+            // offsets, and the output slices have the sizes asserted above.
+            unsafe { avx2::accumulate(terms, fixed, normal, right_side) };
             return;
         }
     }
-    portable(columns, values, fixed, normal, right_side);
+    portable(terms, fixed, normal, right_side);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -115,25 +138,21 @@ fn avx2_available() -> bool {
     })
 }
 
-fn portable(
-    columns: &[u32],
-    values: &[f32],
-    fixed: &FactorTable,
-    normal: &mut [f32],
-    right_side: &mut [f32],
-) {
+fn portable(terms: Terms<'_>, fixed: &FactorTable, normal: &mut [f32], right_side: &mut [f32]) {
     let (k, stride) = (fixed.rank, fixed.stride);
     let table = fixed.as_slice();
-    for (&column, &rating) in columns.iter().zip(values) {
+    for (j, (&column, &target)) in terms.columns.iter().zip(terms.targets).enumerate() {
+        let weight = terms.weights.map_or(1.0, |weights| weights[j]);
         let y = &table[column as usize * stride..column as usize * stride + k];
         for (a, &ya) in y.iter().enumerate() {
-            let normal_row = &mut normal[a * stride..a * stride + k];
-            for (entry, &yb) in normal_row.iter_mut().zip(y) {
-                *entry += ya * yb;
+            let scaled = weight * ya;
+            let normal_row = &mut normal[a * stride + a..a * stride + k];
+            for (entry, &yb) in normal_row.iter_mut().zip(&y[a..]) {
+                *entry += scaled * yb;
             }
         }
         for (entry, &ya) in right_side[..k].iter_mut().zip(y) {
-            *entry += rating * ya;
+            *entry += target * ya;
         }
     }
 }
@@ -142,94 +161,140 @@ fn portable(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::FactorTable;
+    use super::{FactorTable, Terms};
 
     /// How far ahead factor rows are prefetched, in ratings.
     const PREFETCH_DISTANCE: usize = 8;
 
+    /// Walks the upper triangle of the normal matrix in tiles of up to 4 rows x 16 columns
+    /// (8 for 8-float rows); each tile streams over the ratings with its sums in registers.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn accumulate(
-        columns: &[u32],
-        values: &[f32],
+        terms: Terms<'_>,
         fixed: &FactorTable,
         normal: &mut [f32],
         right_side: &mut [f32],
     ) {
         let table = fixed.as_slice().as_ptr();
         let stride = fixed.stride;
-        let mut row = 0;
-        while row < fixed.rank {
-            let group = (fixed.rank - row).min(4);
-            // SAFETY: forwarded from the caller's contract.
-            unsafe {
-                match (stride, group) {
-                    (16, 4) => block::<4, 2>(columns, values, table, row, normal, right_side),
-                    (16, 3) => block::<3, 2>(columns, values, table, row, normal, right_side),
-                    (16, 2) => block::<2, 2>(columns, values, table, row, normal, right_side),
-                    (16, _) => block::<1, 2>(columns, values, table, row, normal, right_side),
-                    (_, 4) => block::<4, 1>(columns, values, table, row, normal, right_side),
-                    (_, 3) => block::<3, 1>(columns, values, table, row, normal, right_side),
-                    (_, 2) => block::<2, 1>(columns, values, table, row, normal, right_side),
-                    (_, _) => block::<1, 1>(columns, values, table, row, normal, right_side),
+        let width = stride.min(16);
+        let mut first_row = 0;
+        while first_row < fixed.rank {
+            let rows = (fixed.rank - first_row).min(4);
+            let mut first_column = 0;
+            while first_column < stride {
+                if first_column + width > first_row {
+                    let tile = Tile {
+                        table,
+                        stride,
+                        first_row,
+                        first_column,
+                    };
+                    // SAFETY: forwarded from the caller's contract; the tile lies inside
+                    // `normal` (rows < rank, columns < stride).
+                    unsafe {
+                        match (width, rows, terms.weights.is_some()) {
+                            (16, 4, false) => tile.run::<4, 2, false>(terms, normal, right_side),
+                            (16, 3, false) => tile.run::<3, 2, false>(terms, normal, right_side),
+                            (16, 2, false) => tile.run::<2, 2, false>(terms, normal, right_side),
+                            (16, _, false) => tile.run::<1, 2, false>(terms, normal, right_side),
+                            (16, 4, true) => tile.run::<4, 2, true>(terms, normal, right_side),
+                            (16, 3, true) => tile.run::<3, 2, true>(terms, normal, right_side),
+                            (16, 2, true) => tile.run::<2, 2, true>(terms, normal, right_side),
+                            (16, _, true) => tile.run::<1, 2, true>(terms, normal, right_side),
+                            (_, 4, false) => tile.run::<4, 1, false>(terms, normal, right_side),
+                            (_, 3, false) => tile.run::<3, 1, false>(terms, normal, right_side),
+                            (_, 2, false) => tile.run::<2, 1, false>(terms, normal, right_side),
+                            (_, _, false) => tile.run::<1, 1, false>(terms, normal, right_side),
+                            (_, 4, true) => tile.run::<4, 1, true>(terms, normal, right_side),
+                            (_, 3, true) => tile.run::<3, 1, true>(terms, normal, right_side),
+                            (_, 2, true) => tile.run::<2, 1, true>(terms, normal, right_side),
+                            (_, _, true) => tile.run::<1, 1, true>(terms, normal, right_side),
+                        }
+                    }
                 }
+                first_column += width;
             }
-            row += group;
+            first_row += rows;
         }
     }
 
-    /// Rows `first..first + ROWS` of the normal matrix for rows of `8 * HALVES` floats; the
-    /// first block also accumulates the right-hand side.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn block<const ROWS: usize, const HALVES: usize>(
-        columns: &[u32],
-        values: &[f32],
+    struct Tile {
         table: *const f32,
-        first: usize,
-        normal: &mut [f32],
-        right_side: &mut [f32],
-    ) {
-        let stride = 8 * HALVES;
-        let mut sums = [[_mm256_setzero_ps(); HALVES]; ROWS];
-        let mut right = [_mm256_setzero_ps(); HALVES];
-        let with_right_side = first == 0;
-        for (j, (&column, &rating)) in columns.iter().zip(values).enumerate() {
-            // SAFETY (whole loop body): columns index rows of the table (caller's contract);
-            // rows are `stride` floats at 32-byte aligned offsets.
+        stride: usize,
+        first_row: usize,
+        first_column: usize,
+    }
+
+    impl Tile {
+        /// Rows `first_row..+ROWS`, columns `first_column..+8*HALVES` of the normal matrix;
+        /// tiles of the first row block also accumulate their part of the right-hand side.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn run<const ROWS: usize, const HALVES: usize, const WEIGHTED: bool>(
+            &self,
+            terms: Terms<'_>,
+            normal: &mut [f32],
+            right_side: &mut [f32],
+        ) {
+            let (table, stride) = (self.table, self.stride);
+            let mut sums = [[_mm256_setzero_ps(); HALVES]; ROWS];
+            let mut right = [_mm256_setzero_ps(); HALVES];
+            let with_right_side = self.first_row == 0;
+            let prefetch = with_right_side && self.first_column == 0;
+            let weights = terms.weights.unwrap_or(&[]);
+            for (j, (&column, &target)) in terms.columns.iter().zip(terms.targets).enumerate() {
+                // SAFETY (whole loop body): columns index rows of the table (caller's
+                // contract); rows are `stride` floats at 32-byte aligned offsets, and the tile's
+                // columns are inside the row.
+                unsafe {
+                    if prefetch && let Some(&ahead) = terms.columns.get(j + PREFETCH_DISTANCE) {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            table.add(ahead as usize * stride).cast::<i8>(),
+                        );
+                    }
+                    let y = table.add(column as usize * stride);
+                    let mut halves = [_mm256_setzero_ps(); HALVES];
+                    for (half, slot) in halves.iter_mut().enumerate() {
+                        *slot = _mm256_load_ps(y.add(self.first_column + 8 * half));
+                    }
+                    let weight = if WEIGHTED {
+                        _mm256_set1_ps(*weights.get_unchecked(j))
+                    } else {
+                        _mm256_set1_ps(1.0)
+                    };
+                    for (offset, row_sums) in sums.iter_mut().enumerate() {
+                        let mut scale = _mm256_broadcast_ss(&*y.add(self.first_row + offset));
+                        if WEIGHTED {
+                            scale = _mm256_mul_ps(scale, weight);
+                        }
+                        for half in 0..HALVES {
+                            row_sums[half] = _mm256_fmadd_ps(scale, halves[half], row_sums[half]);
+                        }
+                    }
+                    if with_right_side {
+                        let scale = _mm256_set1_ps(target);
+                        for half in 0..HALVES {
+                            right[half] = _mm256_fmadd_ps(scale, halves[half], right[half]);
+                        }
+                    }
+                }
+            }
+            // SAFETY: the tile lies inside `normal` (`rank * stride` floats) and its columns
+            // inside `right_side` (`stride` floats).
             unsafe {
-                if with_right_side && let Some(&ahead) = columns.get(j + PREFETCH_DISTANCE) {
-                    _mm_prefetch::<_MM_HINT_T0>(table.add(ahead as usize * stride).cast::<i8>());
-                }
-                let y = table.add(column as usize * stride);
-                let mut halves = [_mm256_setzero_ps(); HALVES];
-                for (half, slot) in halves.iter_mut().enumerate() {
-                    *slot = _mm256_load_ps(y.add(8 * half));
-                }
-                for (offset, row_sums) in sums.iter_mut().enumerate() {
-                    let scale = _mm256_broadcast_ss(&*y.add(first + offset));
-                    for half in 0..HALVES {
-                        row_sums[half] = _mm256_fmadd_ps(scale, halves[half], row_sums[half]);
+                for (offset, row_sums) in sums.iter().enumerate() {
+                    let out = normal
+                        .as_mut_ptr()
+                        .add((self.first_row + offset) * stride + self.first_column);
+                    for (half, sum) in row_sums.iter().enumerate() {
+                        _mm256_storeu_ps(out.add(8 * half), *sum);
                     }
                 }
                 if with_right_side {
-                    let scale = _mm256_set1_ps(rating);
-                    for half in 0..HALVES {
-                        right[half] = _mm256_fmadd_ps(scale, halves[half], right[half]);
+                    let out = right_side.as_mut_ptr().add(self.first_column);
+                    for (half, sum) in right.iter().enumerate() {
+                        _mm256_storeu_ps(out.add(8 * half), *sum);
                     }
-                }
-            }
-        }
-        // SAFETY: `normal` has `rank * stride` floats and `first + ROWS <= rank`;
-        // `right_side` has `stride` floats.
-        unsafe {
-            for (offset, row_sums) in sums.iter().enumerate() {
-                let out = normal.as_mut_ptr().add((first + offset) * stride);
-                for (half, sum) in row_sums.iter().enumerate() {
-                    _mm256_storeu_ps(out.add(8 * half), *sum);
-                }
-            }
-            if with_right_side {
-                for (half, sum) in right.iter().enumerate() {
-                    _mm256_storeu_ps(right_side.as_mut_ptr().add(8 * half), *sum);
                 }
             }
         }
@@ -241,8 +306,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn simd_and_portable_paths_agree() {
-        for rank in [1, 3, 4, 8, 10, 16, 20] {
+    fn simd_and_portable_paths_agree_on_the_upper_triangle() {
+        for rank in [1, 3, 4, 8, 10, 16, 20, 64] {
             let rows = 50;
             let mut table = FactorTable::zeroed(rows, rank);
             let stride = table.stride();
@@ -252,13 +317,25 @@ mod tests {
                 }
             }
             let columns: Vec<u32> = (0..30).map(|j| (j * 7 % rows) as u32).collect();
-            let values: Vec<f32> = (0..30).map(|j| 1.0 + j as f32 / 10.0).collect();
-            let mut fast = (vec![0.0; rank * stride], vec![0.0; stride]);
-            let mut slow = (vec![0.0; rank * stride], vec![0.0; stride]);
-            accumulate(&columns, &values, &table, &mut fast.0, &mut fast.1);
-            portable(&columns, &values, &table, &mut slow.0, &mut slow.1);
-            for (a, b) in fast.0.iter().zip(&slow.0).chain(fast.1.iter().zip(&slow.1)) {
-                assert!((a - b).abs() < 1e-4, "rank {rank}: {a} vs {b}");
+            let targets: Vec<f32> = (0..30).map(|j| 1.0 + j as f32 / 10.0).collect();
+            let weights: Vec<f32> = (0..30).map(|j| 0.5 + (j % 3) as f32).collect();
+            for weighted in [false, true] {
+                let terms = Terms {
+                    columns: &columns,
+                    weights: weighted.then_some(&weights[..]),
+                    targets: &targets,
+                };
+                let mut fast = (vec![0.0; rank * stride], vec![0.0; stride]);
+                let mut slow = (vec![0.0; rank * stride], vec![0.0; stride]);
+                accumulate(terms, &table, &mut fast.0, &mut fast.1);
+                portable(terms, &table, &mut slow.0, &mut slow.1);
+                for a in 0..rank {
+                    for b in a..rank {
+                        let (x, y) = (fast.0[a * stride + b], slow.0[a * stride + b]);
+                        assert!((x - y).abs() < 1e-3, "rank {rank} ({a},{b}): {x} vs {y}");
+                    }
+                    assert!((fast.1[a] - slow.1[a]).abs() < 1e-3, "rank {rank} rhs {a}");
+                }
             }
         }
     }

@@ -1,28 +1,49 @@
-//! Alternating least squares for explicit ratings, with Spark MLlib's semantics.
+//! Alternating least squares with Spark MLlib's semantics, for explicit ratings and implicit
+//! feedback.
 //!
 //! Each sweep solves every item factor with the user factors fixed, then every user factor
-//! with the item factors fixed (Spark's order). Row `u` solves
-//! `(Y_u^T Y_u + reg_param * n_u * I) x_u = Y_u^T r_u`, where `n_u` is its rating count
-//! (ALS-WR scaling, as Spark). Factors start as seeded Gaussian vectors scaled to unit length,
-//! as in Spark.
+//! with the item factors fixed (Spark's order). Factors start as seeded Gaussian vectors scaled
+//! to unit length (absolute values with `nonnegative`), as in Spark.
+//!
+//! Explicit: row `u` solves `(Y_u^T Y_u + reg_param * n_u * I) x_u = Y_u^T r_u`, `n_u` its
+//! rating count (ALS-WR scaling, as Spark).
+//!
+//! Implicit (Hu, Koren and Volinsky, with Spark's conventions): confidence `c = 1 + alpha * |r|`,
+//! preference `p = 1` for `r > 0` else 0, and row `u` solves
+//! `(Y^T Y + sum (c - 1) y y^T + reg_param * n_u * I) x_u = sum c p y` over its entries, with
+//! `n_u` its count of positive entries (as Spark). `Y^T Y` over all fixed rows is computed once per
+//! half-sweep. The `implicit` library uses confidence `alpha * r` instead, and `implicit`'s
+//! regularization is not scaled by the count.
+//!
+//! Solvers: Cholesky (exact, the default for explicit ratings), conjugate gradient with
+//! `cg_steps` steps warm-started from the previous factors (the default for implicit feedback:
+//! it never forms the k x k matrix, so its cost per entry is O(k) instead of O(k^2)), and a
+//! non-negative least squares solve (projected coordinate descent on the normal equations) for
+//! `nonnegative`.
 //!
 //! Hot loop ([`kernel`]): the normal equations of one row are accumulated from the factor table
-//! into reused f32 buffers (no per-rating allocation); the k x k system is then solved in f64 by
-//! an in-place Cholesky. Rows are independent, so they
-//! are solved in parallel on the rayon pool; rayon's work stealing splits the row range down to
-//! single rows where power-law row lengths make work uneven. Every row's arithmetic is
-//! sequential and every reduction runs over fixed chunks in a fixed order, so the model is
-//! bit-identical for any thread count.
+//! into reused f32 buffers (no per-rating allocation); the k x k systems are then solved in f64,
+//! four rows at a time ([`solve::cholesky_solve_lanes`]). Rows are independent, so they are
+//! solved in parallel on the rayon pool; rayon's work stealing splits the row range down to
+//! small groups where power-law row lengths make work uneven. Every row's arithmetic is
+//! sequential, groups depend only on row numbers, and every reduction runs over fixed chunks in a
+//! fixed order, so the model is bit-identical for any thread count.
 
 pub mod kernel;
 pub mod solve;
 
 use rayon::prelude::*;
 
-use kernel::FactorTable;
+use kernel::{FactorTable, Terms};
 
 use crate::dataset::Csr;
 use crate::dataset::split::{mix, unit};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    Cholesky,
+    ConjugateGradient { steps: usize },
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlsParams {
@@ -30,6 +51,27 @@ pub struct AlsParams {
     pub max_iter: usize,
     pub reg_param: f64,
     pub seed: u64,
+    pub implicit_prefs: bool,
+    pub alpha: f64,
+    pub solver: Solver,
+    /// Non-negative factors (an NNLS solve per row; `solver` is then not used).
+    pub nonnegative: bool,
+}
+
+impl AlsParams {
+    /// Spark's defaults for the given shape (used by tests and as documentation).
+    pub fn explicit(rank: usize, max_iter: usize, reg_param: f64, seed: u64) -> AlsParams {
+        AlsParams {
+            rank,
+            max_iter,
+            reg_param,
+            seed,
+            implicit_prefs: false,
+            alpha: 1.0,
+            solver: Solver::Cholesky,
+            nonnegative: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +129,13 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 const USER_INIT: u64 = 0x5553_4552;
 const ITEM_INIT: u64 = 0x4954_454D;
 
-fn initial_factors(rows: usize, rank: usize, seed: u64, stream: u64) -> FactorTable {
+fn initial_factors(
+    rows: usize,
+    rank: usize,
+    seed: u64,
+    stream: u64,
+    nonnegative: bool,
+) -> FactorTable {
     let key = mix(seed, stream);
     let mut factors = FactorTable::zeroed(rows, rank);
     let stride = factors.stride();
@@ -101,7 +149,8 @@ fn initial_factors(rows: usize, rank: usize, seed: u64, stream: u64) -> FactorTa
             for (component, value) in vector.iter_mut().enumerate() {
                 let u1 = unit(row_key, 2 * component as u64).max(f64::MIN_POSITIVE);
                 let u2 = unit(row_key, 2 * component as u64 + 1);
-                *value = ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+                let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                *value = if nonnegative { normal.abs() } else { normal } as f32;
             }
             let norm = dot(vector, vector).sqrt();
             if norm > 0.0 {
@@ -109,6 +158,90 @@ fn initial_factors(rows: usize, rank: usize, seed: u64, stream: u64) -> FactorTa
             }
         });
     factors
+}
+
+/// One side's entries in the form the solves use: the CSR, per-entry weights and targets of the
+/// normal equations, and each row's regularization count.
+struct Side<'a> {
+    csr: &'a Csr,
+    weights: Option<Vec<f32>>,
+    targets: std::borrow::Cow<'a, [f32]>,
+    counts: Vec<f32>,
+}
+
+impl<'a> Side<'a> {
+    fn new(csr: &'a Csr, params: &AlsParams) -> Side<'a> {
+        if !params.implicit_prefs {
+            let counts = (0..csr.rows()).map(|row| csr.row_len(row) as f32).collect();
+            return Side {
+                csr,
+                weights: None,
+                targets: std::borrow::Cow::Borrowed(&csr.values),
+                counts,
+            };
+        }
+        let alpha = params.alpha as f32;
+        let weights: Vec<f32> = csr.values.par_iter().map(|r| alpha * r.abs()).collect();
+        let targets: Vec<f32> = csr
+            .values
+            .par_iter()
+            .map(|&r| if r > 0.0 { 1.0 + alpha * r.abs() } else { 0.0 })
+            .collect();
+        let counts = (0..csr.rows())
+            .map(|row| csr.row(row).1.iter().filter(|&&r| r > 0.0).count() as f32)
+            .collect();
+        Side {
+            csr,
+            weights: Some(weights),
+            targets: std::borrow::Cow::Owned(targets),
+            counts,
+        }
+    }
+
+    fn terms(&self, row: usize) -> Terms<'_> {
+        let range = self.csr.offsets[row]..self.csr.offsets[row + 1];
+        Terms {
+            columns: &self.csr.columns[range.clone()],
+            weights: self.weights.as_ref().map(|weights| &weights[range.clone()]),
+            targets: &self.targets[range],
+        }
+    }
+}
+
+/// `Y^T Y` over every row of `fixed` (upper triangle, `rank x stride`), summed over fixed
+/// chunks in order so the result does not depend on the thread count.
+fn gram(fixed: &FactorTable, rank: usize, all_rows: &[u32]) -> Vec<f32> {
+    const CHUNK: usize = 8192;
+    let stride = fixed.stride();
+    let rows = &all_rows[..fixed.rows()];
+    let zeros = vec![0f32; CHUNK];
+    let partials: Vec<Vec<f32>> = rows
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut normal = vec![0f32; rank * stride];
+            let mut right_side = vec![0f32; stride];
+            let terms = Terms {
+                columns: chunk,
+                weights: None,
+                targets: &zeros[..chunk.len()],
+            };
+            kernel::accumulate(terms, fixed, &mut normal, &mut right_side);
+            normal
+        })
+        .collect();
+    let mut total = vec![0f32; rank * stride];
+    for partial in partials {
+        for (sum, value) in total.iter_mut().zip(partial) {
+            *sum += value;
+        }
+    }
+    total
+}
+
+/// Entry `(a, b)` of a symmetric matrix of which only the upper triangle is stored.
+#[inline]
+fn upper(matrix: &[f32], stride: usize, a: usize, b: usize) -> f32 {
+    matrix[a.min(b) * stride + a.max(b)]
 }
 
 /// Per-thread buffers of one group of row solves.
@@ -119,29 +252,44 @@ struct Scratch {
     /// The same systems interleaved for the batched solve.
     normal_lanes: Vec<solve::Lanes>,
     right_side_lanes: Vec<solve::Lanes>,
-    /// One system for the fallback solve of a lane that was not positive definite.
+    /// One system, for NNLS and for the fallback solve of a lane that was not positive definite.
     normal: Vec<f64>,
     right_side: Vec<f64>,
+    /// The NNLS solution.
+    nnls_solution: Vec<f64>,
+    /// Conjugate-gradient vectors.
+    residual: Vec<f32>,
+    direction: Vec<f32>,
+    product: Vec<f32>,
 }
 
-/// Solves every row of `by_row` against the fixed factors `fixed`, writing into `out`. With
-/// `with_losses`, also writes each row's sum of squared training errors under the new factors
-/// into `losses`, while its fixed rows are still in cache.
+/// Solves every row of `side` against the fixed factors `fixed`, writing into `out` (whose
+/// current values are the warm start of conjugate gradient). With `losses`, also writes each
+/// row's sum of squared errors on its entries (rating, or preference for implicit feedback)
+/// under the new factors, while its fixed rows are still in cache.
 ///
 /// Rows go in fixed groups of [`solve::LANES`] (the batched Cholesky); the grouping depends
 /// only on row numbers, so the result does not depend on the thread count.
 fn solve_side(
-    by_row: &Csr,
+    side: &Side<'_>,
     fixed: &FactorTable,
-    rank: usize,
-    reg_param: f64,
+    gram: Option<&[f32]>,
+    params: &AlsParams,
     out: &mut FactorTable,
-    losses: &mut [f64],
-    with_losses: bool,
+    losses: Option<&mut [f64]>,
 ) {
     const GROUP: usize = solve::LANES;
-    let k = rank;
+    let k = params.rank;
     let stride = fixed.stride();
+    let with_losses = losses.is_some();
+    let mut no_losses = Vec::new();
+    let losses = match losses {
+        Some(losses) => losses,
+        None => {
+            no_losses.resize(out.rows(), 0.0);
+            &mut no_losses[..]
+        }
+    };
     out.as_mut_slice()
         .par_chunks_mut(stride * GROUP)
         .zip(losses.par_chunks_mut(GROUP))
@@ -155,72 +303,57 @@ fn solve_side(
                 right_side_lanes: vec![[0.0; GROUP]; k],
                 normal: vec![0.0; k * k],
                 right_side: vec![0.0; k],
+                nnls_solution: vec![0.0; k],
+                residual: vec![0.0; k],
+                direction: vec![0.0; k],
+                product: vec![0.0; k],
             },
             |scratch, (group, (padded_rows, group_losses))| {
                 let first_row = group * GROUP;
-                let rows_here = group_losses.len();
-                scratch.normal_f32.fill(0.0);
-                scratch.right_side_f32.fill(0.0);
-                for lane in 0..GROUP {
-                    let normal =
-                        &mut scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
-                    let right_side =
-                        &mut scratch.right_side_f32[lane * stride..(lane + 1) * stride];
-                    let count = if lane < rows_here {
-                        let (columns, values) = by_row.row(first_row + lane);
-                        kernel::accumulate(columns, values, fixed, normal, right_side);
-                        columns.len()
-                    } else {
-                        0
-                    };
-                    // An empty lane gets the identity system, whose solution is zero.
-                    let ridge = if count == 0 {
-                        1.0
-                    } else {
-                        reg_param * count as f64
-                    };
-                    for a in 0..k {
-                        for b in 0..k {
-                            scratch.normal_lanes[a * k + b][lane] = normal[a * stride + b] as f64;
+                match (params.nonnegative, params.solver) {
+                    (false, Solver::ConjugateGradient { steps }) => {
+                        for lane in 0..group_losses.len() {
+                            let row = first_row + lane;
+                            let x = &mut padded_rows[lane * stride..lane * stride + k];
+                            let ridge = params.reg_param as f32 * side.counts[row];
+                            conjugate_gradient(
+                                side.terms(row),
+                                fixed,
+                                gram,
+                                ridge,
+                                steps,
+                                x,
+                                scratch,
+                            );
                         }
-                        scratch.normal_lanes[a * k + a][lane] += ridge;
-                        scratch.right_side_lanes[a][lane] = right_side[a] as f64;
                     }
+                    _ => solve_group_exactly(
+                        side,
+                        fixed,
+                        gram,
+                        params,
+                        first_row,
+                        padded_rows,
+                        group_losses.len(),
+                        scratch,
+                    ),
                 }
-                let positive = solve::cholesky_solve_lanes(
-                    &mut scratch.normal_lanes,
-                    &mut scratch.right_side_lanes,
-                    k,
-                );
                 for (lane, loss) in group_losses.iter_mut().enumerate() {
-                    let (columns, values) = by_row.row(first_row + lane);
-                    let x = &mut padded_rows[lane * stride..lane * stride + k];
-                    if positive[lane] {
-                        for (target, source) in x.iter_mut().zip(&scratch.right_side_lanes) {
-                            *target = source[lane] as f32;
-                        }
-                    } else {
-                        solve_with_ridge(
-                            &scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride],
-                            &scratch.right_side_f32[lane * stride..(lane + 1) * stride],
-                            reg_param * columns.len() as f64,
-                            k,
-                            stride,
-                            &mut scratch.normal,
-                            &mut scratch.right_side,
-                        );
-                        for (target, &source) in x.iter_mut().zip(&scratch.right_side) {
-                            *target = source as f32;
-                        }
-                    }
                     *loss = 0.0;
                     if with_losses {
-                        let x = &*x;
-                        *loss = columns
+                        let terms = side.csr.row(first_row + lane);
+                        let x = &padded_rows[lane * stride..lane * stride + k];
+                        *loss = terms
+                            .0
                             .iter()
-                            .zip(values)
+                            .zip(terms.1)
                             .map(|(&column, &rating)| {
-                                let error = (dot(x, fixed.row(column as usize)) - rating) as f64;
+                                let truth = if params.implicit_prefs {
+                                    f32::from(rating > 0.0)
+                                } else {
+                                    rating
+                                };
+                                let error = (dot(x, fixed.row(column as usize)) - truth) as f64;
                                 error * error
                             })
                             .sum();
@@ -230,39 +363,221 @@ fn solve_side(
         );
 }
 
-/// The fallback for a system that was not positive definite: singular only when
-/// reg_param = 0 and the row has fewer ratings than rank, so a tiny extra ridge picks a
-/// minimum-norm-like solution instead of failing. The solution is left in `right_side`
-/// (NaN if even a large ridge fails, which the caller reports as divergence).
-fn solve_with_ridge(
-    normal_f32: &[f32],
-    right_side_f32: &[f32],
-    ridge: f64,
-    k: usize,
-    stride: usize,
-    normal: &mut [f64],
-    right_side: &mut [f64],
+/// Cholesky (or NNLS) solves of up to [`solve::LANES`] rows from their normal equations.
+#[allow(clippy::too_many_arguments)]
+fn solve_group_exactly(
+    side: &Side<'_>,
+    fixed: &FactorTable,
+    gram: Option<&[f32]>,
+    params: &AlsParams,
+    first_row: usize,
+    padded_rows: &mut [f32],
+    rows_here: usize,
+    scratch: &mut Scratch,
 ) {
-    let trace: f64 = (0..k).map(|a| normal_f32[a * stride + a] as f64).sum();
-    let mut jitter = 1e-6 * (trace / k as f64).max(1e-6);
-    while jitter <= 1e6 {
-        for a in 0..k {
-            for b in 0..k {
-                normal[a * k + b] = normal_f32[a * stride + b] as f64;
+    const GROUP: usize = solve::LANES;
+    let k = params.rank;
+    let stride = fixed.stride();
+    scratch.normal_f32.fill(0.0);
+    scratch.right_side_f32.fill(0.0);
+    for lane in 0..GROUP {
+        let normal = &mut scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
+        let right_side = &mut scratch.right_side_f32[lane * stride..(lane + 1) * stride];
+        let (empty, ridge) = if lane < rows_here {
+            let row = first_row + lane;
+            kernel::accumulate(side.terms(row), fixed, normal, right_side);
+            (
+                side.csr.row_len(row) == 0,
+                params.reg_param * side.counts[row] as f64,
+            )
+        } else {
+            (true, 0.0)
+        };
+        // Both Cholesky routines read only the lower triangle: entry (b, a) for b >= a is the
+        // kernel's upper-triangle entry (a, b). An empty row gets the identity system, whose
+        // solution is zero.
+        let lanes = &mut scratch.normal_lanes;
+        match (empty, gram) {
+            (true, _) => {
+                for a in 0..k {
+                    for b in a..k {
+                        lanes[b * k + a][lane] = f64::from(u8::from(a == b));
+                    }
+                }
             }
-            normal[a * k + a] += ridge + jitter;
-            right_side[a] = right_side_f32[a] as f64;
+            (false, Some(gram)) => {
+                for a in 0..k {
+                    let (row, gram_row) = (
+                        &normal[a * stride..a * stride + k],
+                        &gram[a * stride..a * stride + k],
+                    );
+                    for b in a..k {
+                        lanes[b * k + a][lane] = row[b] as f64 + gram_row[b] as f64;
+                    }
+                }
+            }
+            (false, None) => {
+                for a in 0..k {
+                    let row = &normal[a * stride..a * stride + k];
+                    for b in a..k {
+                        lanes[b * k + a][lane] = row[b] as f64;
+                    }
+                }
+            }
         }
-        if solve::cholesky_solve(normal, right_side, k) {
-            return;
+        for a in 0..k {
+            lanes[a * k + a][lane] += ridge;
+            scratch.right_side_lanes[a][lane] = if empty { 0.0 } else { right_side[a] as f64 };
         }
-        jitter *= 100.0;
     }
-    right_side.fill(f64::NAN);
+    if params.nonnegative {
+        for lane in 0..rows_here {
+            for a in 0..k {
+                for b in a..k {
+                    let value = scratch.normal_lanes[b * k + a][lane];
+                    scratch.normal[a * k + b] = value;
+                    scratch.normal[b * k + a] = value;
+                }
+            }
+            for (index, entry) in scratch.right_side_lanes.iter().enumerate() {
+                scratch.right_side[index] = entry[lane];
+            }
+            let x = &mut padded_rows[lane * stride..lane * stride + k];
+            solve::nonnegative_least_squares(
+                &scratch.normal,
+                &scratch.right_side,
+                k,
+                &mut scratch.nnls_solution,
+            );
+            for (target, value) in x.iter_mut().zip(&scratch.nnls_solution) {
+                *target = *value as f32;
+            }
+        }
+        return;
+    }
+    let positive =
+        solve::cholesky_solve_lanes(&mut scratch.normal_lanes, &mut scratch.right_side_lanes, k);
+    for lane in 0..rows_here {
+        let x = &mut padded_rows[lane * stride..lane * stride + k];
+        if positive[lane] {
+            for (target, source) in x.iter_mut().zip(&scratch.right_side_lanes) {
+                *target = source[lane] as f32;
+            }
+            continue;
+        }
+        // Not positive definite: singular only when reg_param = 0 and the row has fewer
+        // entries than rank, so a tiny extra ridge picks a minimum-norm-like solution instead
+        // of failing (NaN, reported as divergence, if even a large ridge fails).
+        let row = first_row + lane;
+        let normal = &scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
+        let right_side = &scratch.right_side_f32[lane * stride..(lane + 1) * stride];
+        let ridge = params.reg_param * side.counts[row] as f64;
+        let trace: f64 = (0..k).map(|a| normal[a * stride + a] as f64).sum();
+        let mut jitter = 1e-6 * (trace / k as f64).max(1e-6);
+        let mut solved = false;
+        while !solved && jitter <= 1e6 {
+            for (a, target) in scratch.right_side.iter_mut().enumerate() {
+                for b in 0..k {
+                    let gram_value = gram.map_or(0.0, |gram| upper(gram, stride, a, b) as f64);
+                    scratch.normal[a * k + b] = upper(normal, stride, a, b) as f64 + gram_value;
+                }
+                scratch.normal[a * k + a] += ridge + jitter;
+                *target = right_side[a] as f64;
+            }
+            solved = solve::cholesky_solve(&mut scratch.normal, &mut scratch.right_side, k);
+            jitter *= 100.0;
+        }
+        for (target, &source) in x.iter_mut().zip(&scratch.right_side) {
+            *target = if solved { source as f32 } else { f32::NAN };
+        }
+    }
 }
 
-/// Trains on the ratings given both ways (by user and by item, as built from the same triples).
-/// `on_iteration(iteration, train_rmse)` is called after every sweep.
+/// `steps` conjugate-gradient steps on `A x = b` from the current `x`, where
+/// `A = gram + sum w y y^T + ridge I` and `b = sum t y`, without forming `A`.
+fn conjugate_gradient(
+    terms: Terms<'_>,
+    fixed: &FactorTable,
+    gram: Option<&[f32]>,
+    ridge: f32,
+    steps: usize,
+    x: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let k = x.len();
+    let stride = fixed.stride();
+    if terms.columns.is_empty() {
+        x.fill(0.0);
+        return;
+    }
+    let multiply = |vector: &[f32], out: &mut [f32]| {
+        match gram {
+            Some(gram) => {
+                for (a, entry) in out.iter_mut().enumerate() {
+                    *entry = (0..k)
+                        .map(|b| upper(gram, stride, a, b) * vector[b])
+                        .sum::<f32>()
+                        + ridge * vector[a];
+                }
+            }
+            None => {
+                for (entry, value) in out.iter_mut().zip(vector) {
+                    *entry = ridge * value;
+                }
+            }
+        }
+        for (j, &column) in terms.columns.iter().enumerate() {
+            let y = fixed.row(column as usize);
+            let weight = terms.weights.map_or(1.0, |weights| weights[j]);
+            let scale = weight * dot(y, vector);
+            for (entry, value) in out.iter_mut().zip(y) {
+                *entry += scale * value;
+            }
+        }
+    };
+    // residual = b - A x
+    multiply(x, &mut scratch.product);
+    scratch.residual.fill(0.0);
+    for (&column, &target) in terms.columns.iter().zip(terms.targets) {
+        for (entry, value) in scratch.residual.iter_mut().zip(fixed.row(column as usize)) {
+            *entry += target * value;
+        }
+    }
+    for (residual, product) in scratch.residual.iter_mut().zip(&scratch.product) {
+        *residual -= product;
+    }
+    scratch.direction.copy_from_slice(&scratch.residual);
+    let mut residual_norm = dot(&scratch.residual, &scratch.residual);
+    for _ in 0..steps {
+        if residual_norm < 1e-20 {
+            break;
+        }
+        multiply(&scratch.direction, &mut scratch.product);
+        let curvature = dot(&scratch.direction, &scratch.product);
+        if curvature <= 0.0 || !curvature.is_finite() {
+            break;
+        }
+        let step = residual_norm / curvature;
+        for ((value, direction), (residual, product)) in x
+            .iter_mut()
+            .zip(&scratch.direction)
+            .zip(scratch.residual.iter_mut().zip(&scratch.product))
+        {
+            *value += step * direction;
+            *residual -= step * product;
+        }
+        let next_norm = dot(&scratch.residual, &scratch.residual);
+        let ratio = next_norm / residual_norm;
+        for (direction, residual) in scratch.direction.iter_mut().zip(&scratch.residual) {
+            *direction = residual + ratio * *direction;
+        }
+        residual_norm = next_norm;
+    }
+}
+
+/// Trains on the entries given both ways (by user and by item, as built from the same triples).
+/// `on_iteration(iteration, train_rmse)` is called after every sweep; the figure is the RMSE of
+/// the ratings (explicit) or of the preferences of the observed entries (implicit).
 pub fn train(
     by_user: &Csr,
     by_item: &Csr,
@@ -272,19 +587,27 @@ pub fn train(
     let k = params.rank;
     let users = by_user.rows();
     let items = by_item.rows();
-    let mut user_factors = initial_factors(users, k, params.seed, USER_INIT);
-    let mut item_factors = initial_factors(items, k, params.seed, ITEM_INIT);
-    let mut item_losses = vec![0f64; items];
+    let mut user_factors = initial_factors(users, k, params.seed, USER_INIT, params.nonnegative);
+    let mut item_factors = initial_factors(items, k, params.seed, ITEM_INIT, params.nonnegative);
+    let user_side = Side::new(by_user, params);
+    let item_side = Side::new(by_item, params);
+    let all_rows: Vec<u32> = if params.implicit_prefs {
+        (0..users.max(items) as u32).collect()
+    } else {
+        Vec::new()
+    };
     let mut user_losses = vec![0f64; users];
     for iteration in 1..=params.max_iter {
+        let user_gram = params
+            .implicit_prefs
+            .then(|| gram(&user_factors, k, &all_rows));
         solve_side(
-            by_item,
+            &item_side,
             &user_factors,
-            k,
-            params.reg_param,
+            user_gram.as_deref(),
+            params,
             &mut item_factors,
-            &mut item_losses,
-            false,
+            None,
         );
         if item_factors
             .as_slice()
@@ -296,14 +619,16 @@ pub fn train(
                 side: "item factors",
             });
         }
+        let item_gram = params
+            .implicit_prefs
+            .then(|| gram(&item_factors, k, &all_rows));
         solve_side(
-            by_user,
+            &user_side,
             &item_factors,
-            k,
-            params.reg_param,
+            item_gram.as_deref(),
+            params,
             &mut user_factors,
-            &mut user_losses,
-            true,
+            Some(&mut user_losses),
         );
         if user_factors
             .as_slice()
@@ -337,6 +662,14 @@ mod tests {
     use crate::ingest::synthetic::generate_ratings;
 
     fn fit(threads: usize, noise: f64) -> (AlsModel, f64) {
+        fit_threads(threads, noise, |_| {})
+    }
+
+    fn fit_with(adjust: impl Fn(&mut AlsParams)) -> (AlsModel, f64) {
+        fit_threads(2, 0.1, adjust)
+    }
+
+    fn fit_threads(threads: usize, noise: f64, adjust: impl Fn(&mut AlsParams)) -> (AlsModel, f64) {
         let data = generate_ratings(800, 400, 40_000, 4, noise, 3);
         let (train_rows, test_rows) = train_test(data.len(), 0.2, 1);
         let by_user = Csr::build(
@@ -354,12 +687,8 @@ mod tests {
             &train_rows,
         );
         // The generator adds a constant offset to a rank-4 signal: rank 5 can fit it.
-        let params = AlsParams {
-            rank: 5,
-            max_iter: 10,
-            reg_param: 0.02,
-            seed: 9,
-        };
+        let mut params = AlsParams::explicit(5, 10, 0.02, 9);
+        adjust(&mut params);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -390,6 +719,63 @@ mod tests {
         );
     }
 
+    fn implicit_fit(solver: Solver, nonnegative: bool) -> AlsModel {
+        let data = generate_ratings(300, 200, 6_000, 3, 0.1, 5);
+        let rows: Vec<u32> = (0..data.len() as u32).collect();
+        let by_user = Csr::build(data.users(), &data.user, &data.item, &data.rating, &rows);
+        let by_item = Csr::build(data.items(), &data.item, &data.user, &data.rating, &rows);
+        let params = AlsParams {
+            implicit_prefs: true,
+            alpha: 2.0,
+            solver,
+            nonnegative,
+            ..AlsParams::explicit(6, 12, 0.05, 4)
+        };
+        train(&by_user, &by_item, &params, &mut |_, _| {}).unwrap()
+    }
+
+    #[test]
+    fn conjugate_gradient_agrees_with_cholesky() {
+        let exact = implicit_fit(Solver::Cholesky, false);
+        let iterative = implicit_fit(Solver::ConjugateGradient { steps: 6 }, false);
+        let (mut worst, mut scale) = (0f32, 0f32);
+        for user in 0..exact.users() {
+            for item in 0..exact.items() {
+                let (Some(a), Some(b)) = (exact.predict(user, item), iterative.predict(user, item))
+                else {
+                    continue;
+                };
+                worst = worst.max((a - b).abs());
+                scale = scale.max(a.abs());
+            }
+        }
+        assert!(
+            worst < 0.05 * scale.max(1.0),
+            "largest score difference {worst} (scale {scale})"
+        );
+    }
+
+    #[test]
+    fn nonnegative_factors_are_never_negative() {
+        let model = implicit_fit(Solver::Cholesky, true);
+        assert!(
+            model
+                .user_factors
+                .iter()
+                .chain(&model.item_factors)
+                .all(|&v| v >= 0.0)
+        );
+        assert!(model.user_factors.iter().any(|&v| v > 0.0));
+        let (explicit, _) = fit_with(|params| params.nonnegative = true);
+        assert!(
+            explicit
+                .user_factors
+                .iter()
+                .chain(&explicit.item_factors)
+                .all(|&v| v >= 0.0)
+        );
+    }
+
     #[test]
     fn same_model_for_any_thread_count() {
         assert_eq!(fit(1, 0.1).0, fit(3, 0.1).0);
@@ -399,12 +785,7 @@ mod tests {
     fn unseen_rows_have_no_prediction() {
         let triples = Csr::build(2, &[0], &[0], &[4.0], &[0]);
         let by_item = Csr::build(2, &[0], &[0], &[4.0], &[0]);
-        let params = AlsParams {
-            rank: 2,
-            max_iter: 2,
-            reg_param: 0.0,
-            seed: 1,
-        };
+        let params = AlsParams::explicit(2, 2, 0.0, 1);
         let model = train(&triples, &by_item, &params, &mut |_, _| {}).unwrap();
         assert!(model.predict(0, 0).is_some_and(|p| (p - 4.0).abs() < 0.01));
         assert_eq!(model.predict(1, 0), None);

@@ -51,6 +51,39 @@ pub fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) -> bool {
     true
 }
 
+/// Minimizes `x^T a x / 2 - b^T x` subject to `x >= 0` (the normal equations of a non-negative
+/// least squares problem) by projected coordinate descent: each coordinate is set to its exact
+/// minimizer clipped at zero, sweeping until no coordinate moves by more than a relative 1e-10.
+/// `a` must be symmetric positive definite (it is, with any positive ridge); `x` is overwritten.
+pub fn nonnegative_least_squares(a: &[f64], b: &[f64], k: usize, x: &mut [f64]) {
+    x.fill(0.0);
+    let scale = b
+        .iter()
+        .fold(0.0f64, |max, value| max.max(value.abs()))
+        .max(1e-300);
+    for _sweep in 0..(50 * k).max(200) {
+        let mut largest_move = 0.0f64;
+        for i in 0..k {
+            let diagonal = a[i * k + i];
+            if diagonal <= 0.0 {
+                continue;
+            }
+            let gradient: f64 = a[i * k..i * k + k]
+                .iter()
+                .zip(&*x)
+                .map(|(p, q)| p * q)
+                .sum::<f64>()
+                - b[i];
+            let updated = (x[i] - gradient / diagonal).max(0.0);
+            largest_move = largest_move.max((updated - x[i]).abs() * diagonal);
+            x[i] = updated;
+        }
+        if largest_move <= 1e-10 * scale {
+            break;
+        }
+    }
+}
+
 /// Systems solved together by [`cholesky_solve_lanes`].
 pub const LANES: usize = 4;
 
@@ -173,6 +206,21 @@ mod tests {
                 assert!((right[i] - b[i][lane]).abs() < 1e-12);
             }
         }
+    }
+
+    #[test]
+    fn nonnegative_solutions_are_never_negative_and_exact_when_unconstrained() {
+        // Unconstrained optimum (1, -1) becomes (x1, 0) with x1 = b1 / a11.
+        let a = vec![4.0, 2.0, 2.0, 3.0];
+        let mut x = vec![0.0; 2];
+        nonnegative_least_squares(&a, &[2.0, -1.0], 2, &mut x);
+        assert!((x[0] - 0.5).abs() < 1e-9 && x[1] == 0.0, "{x:?}");
+        // An interior optimum is found exactly.
+        nonnegative_least_squares(&a, &[6.0, 5.0], 2, &mut x);
+        assert!(
+            (x[0] - 1.0).abs() < 1e-8 && (x[1] - 1.0).abs() < 1e-8,
+            "{x:?}"
+        );
     }
 
     #[test]
