@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::algo::als::{self, AlsModel};
+use crate::algo::als::{self, AlsModel, recommend};
 use crate::artifact::{self, Manifest, codec, store::Staging};
 use crate::config::{ColdStartStrategy, JobConfig, ModelConfig};
 use crate::dataset::{Csr, split};
-use crate::eval::regression;
+use crate::eval::{ranking, regression};
 use crate::exec::memory::{self, Phase};
 use crate::exec::{Progress, ResourceError};
 use crate::ingest;
@@ -78,12 +78,16 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
     })?;
     let elapsed = task.finish(&format!("train_rmse {train_rmse:.4}"));
     durations.insert("fit".to_owned(), elapsed.as_secs_f64());
-    drop((by_user, by_item));
+    drop(by_item);
 
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
     let metrics = evaluate(&model, ratings, &test_rows);
+    let ranking = params
+        .implicit_prefs
+        .then(|| evaluate_ranking(&model, ratings, &test_rows, &by_user, config.ranking_k));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
+    drop(by_user);
     let cold = metrics.missing;
     let mut metrics_json = serde_json::json!({
         "rmse": metrics.rmse,
@@ -104,6 +108,25 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
         },
         "threads": config.threads,
     });
+    if let Some(ranking) = &ranking {
+        // RMSE of raw counts against preference scores means nothing for implicit feedback.
+        metrics_json["rmse"] = serde_json::Value::Null;
+        metrics_json["mae"] = serde_json::Value::Null;
+        for (key, value) in [
+            ("precision_at_k", ranking.model.precision_at_k),
+            ("recall_at_k", ranking.model.recall_at_k),
+            ("ndcg_at_k", ranking.model.ndcg_at_k),
+            ("map_at_k", ranking.model.map_at_k),
+        ] {
+            metrics_json[key] = value.into();
+        }
+        metrics_json["ranking"] = serde_json::json!({
+            "k": config.ranking_k,
+            "users_evaluated": ranking.model.users,
+            "test_users_cold_start": ranking.cold_start_users,
+            "popularity_baseline": ranking.popularity,
+        });
+    }
     if *cold_start == ColdStartStrategy::Drop {
         metrics_json["counts"]["test_cold_start_dropped"] = cold.into();
     } else {
@@ -181,6 +204,76 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
         peak_heap_bytes: memory::peak_bytes(),
         dry_run: false,
     })
+}
+
+struct RankingEvaluation {
+    model: ranking::RankingMetrics,
+    popularity: ranking::RankingMetrics,
+    cold_start_users: u64,
+}
+
+/// Ranking metrics for implicit feedback: per test user with positive test entries, the model's
+/// top k (training items left out) against those entries, beside the same figures for a
+/// popularity ranking as a baseline.
+fn evaluate_ranking(
+    model: &AlsModel,
+    ratings: &crate::dataset::Ratings,
+    test_rows: &[u32],
+    by_user: &Csr,
+    k: usize,
+) -> RankingEvaluation {
+    let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); model.users()];
+    for &row in test_rows {
+        let row = row as usize;
+        if ratings.rating[row] > 0.0 {
+            relevant[ratings.user[row] as usize].push(ratings.item[row]);
+        }
+    }
+    let mut users = Vec::new();
+    let mut cold_start_users = 0;
+    for (user, items) in relevant.iter_mut().enumerate() {
+        if items.is_empty() {
+            continue;
+        }
+        items.sort_unstable();
+        items.dedup();
+        if model.user_seen[user] {
+            users.push(user as u32);
+        } else {
+            cold_start_users += 1;
+        }
+    }
+    let seen = |user: u32| -> &[u32] { by_user.row(user as usize).0 };
+    let scorer =
+        recommend::ItemScorer::new(&model.item_factors, model.rank, model.item_seen.clone());
+    let lists: Vec<Vec<u32>> = scorer
+        .top_k(&model.user_factors, &users, k, &seen)
+        .into_iter()
+        .map(|list| list.into_iter().map(|(item, _)| item).collect())
+        .collect();
+    let mut counts = vec![0u32; model.items()];
+    for &item in &by_user.columns {
+        counts[item as usize] += 1;
+    }
+    let popular = recommend::popular_items(&counts);
+    let popular_lists: Vec<Vec<u32>> = users
+        .iter()
+        .map(|&user| recommend::first_unseen(&popular, seen(user), k))
+        .collect();
+    let pairs = |lists: &'_ [Vec<u32>]| -> Vec<(Vec<u32>, Vec<u32>)> {
+        users
+            .iter()
+            .zip(lists)
+            .map(|(&user, list)| (list.clone(), relevant[user as usize].clone()))
+            .collect()
+    };
+    let model_pairs = pairs(&lists);
+    let popular_pairs = pairs(&popular_lists);
+    RankingEvaluation {
+        model: ranking::evaluate(k, model_pairs.iter().map(|(r, t)| (&r[..], &t[..]))),
+        popularity: ranking::evaluate(k, popular_pairs.iter().map(|(r, t)| (&r[..], &t[..]))),
+        cold_start_users,
+    }
 }
 
 fn evaluate(

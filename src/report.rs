@@ -48,10 +48,30 @@ pub fn human(summary: &Summary) -> String {
         count("test_ratings"),
     ));
     let cold = count("test_cold_start");
+    let headline: Vec<String> = [
+        "rmse",
+        "mae",
+        "precision_at_k",
+        "recall_at_k",
+        "ndcg_at_k",
+        "map_at_k",
+    ]
+    .into_iter()
+    .filter(|key| {
+        summary
+            .metrics
+            .get(*key)
+            .is_some_and(|value| !value.is_null())
+    })
+    .map(|key| format!("{key} {}", number(&summary.metrics, key)))
+    .collect();
     text.push_str(&format!(
-        "  metrics  rmse {}  mae {}  (train rmse {}; {} test rows cold start: {})\n",
-        number(&summary.metrics, "rmse"),
-        number(&summary.metrics, "mae"),
+        "  metrics  {}  (train rmse {}; {} test rows cold start: {})\n",
+        if headline.is_empty() {
+            "n/a".to_owned()
+        } else {
+            headline.join("  ")
+        },
         number(&summary.metrics, "train_rmse"),
         cold,
         counts

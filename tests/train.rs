@@ -551,3 +551,49 @@ fn scripts_nightly_retrain_logs_and_fails_loudly() {
     );
     assert!(!text.contains('\u{1b}'), "no control characters in the log");
 }
+
+#[test]
+fn implicit_feedback_beats_popularity_on_ranking_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "job.toml",
+        "[input]\nsynthetic = { kind = \"interactions\", users = 2000, items = 800, ratings = 40000, rank = 8 }\n[model]\nimplicit_prefs = true\nrank = 16\nmax_iter = 10\nreg_param = 0.05\n[eval]\nk = 10\n",
+    );
+    let summary = train_ok(dir.path(), &["job.toml"]);
+    let metrics = &summary["metrics"];
+    let precision = metrics["precision_at_k"].as_f64().unwrap();
+    let baseline = metrics["ranking"]["popularity_baseline"]["precision_at_k"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        precision > 2.0 * baseline,
+        "precision@10 {precision} vs popularity {baseline}"
+    );
+    for key in ["recall_at_k", "ndcg_at_k", "map_at_k"] {
+        let value = metrics[key].as_f64().unwrap();
+        assert!(
+            value
+                > metrics["ranking"]["popularity_baseline"][key]
+                    .as_f64()
+                    .unwrap(),
+            "{key}"
+        );
+        assert!((0.0..=1.0).contains(&value), "{key} {value}");
+    }
+    assert!(
+        metrics["rmse"].is_null(),
+        "no RMSE of counts for implicit feedback"
+    );
+    assert_eq!(metrics["ranking"]["k"], 10);
+    // The exact solver gives nearly the same ranking quality as conjugate gradient.
+    let exact = train_ok(
+        dir.path(),
+        &["job.toml", "--conf", "model.solver=\"cholesky\""],
+    );
+    let exact_precision = exact["metrics"]["precision_at_k"].as_f64().unwrap();
+    assert!(
+        (exact_precision - precision).abs() < 0.01,
+        "{exact_precision} vs {precision}"
+    );
+}

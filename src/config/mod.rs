@@ -278,6 +278,13 @@ pub enum SyntheticSpec {
         noise: f64,
         seed: u64,
     },
+    Interactions {
+        users: u32,
+        items: u32,
+        ratings: u64,
+        rank: u32,
+        seed: u64,
+    },
     Classification {
         rows: u64,
         features: u32,
@@ -341,6 +348,8 @@ pub struct JobConfig {
     pub seed: u64,
     pub input: InputConfig,
     pub test_fraction: f64,
+    /// Cut-off of the ranking metrics.
+    pub ranking_k: usize,
     pub model: ModelConfig,
     pub output_dir: PathBuf,
     /// The merged configuration with defaults filled in and paths resolved, as TOML.

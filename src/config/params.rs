@@ -217,8 +217,8 @@ pub const PARAMS: &[Param] = &[
         "input.synthetic.kind",
         String,
         None,
-        "`ratings`, `classification`, `regression`",
-        "What to generate: ratings from a low-rank model with power-law user activity and item popularity, or a numeric table.",
+        "`ratings`, `interactions`, `classification`, `regression`",
+        "What to generate: ratings from a low-rank model with power-law user activity and item popularity; implicit-feedback interaction counts where each user mostly picks items of one of `rank` taste groups; or a numeric table.",
     ),
     param(
         "input.synthetic.users",
@@ -239,14 +239,14 @@ pub const PARAMS: &[Param] = &[
         Integer,
         Some("20000"),
         "1 to half of users x items, at most 2^32 - 1",
-        "Ratings: number of distinct (user, item) ratings.",
+        "Ratings and interactions: number of distinct (user, item) entries.",
     ),
     param(
         "input.synthetic.rank",
         Integer,
         Some("5"),
         "1 to 256",
-        "Ratings: rank of the hidden model; ratings are 3 + user . item + noise, so ALS needs `rank + 1` factors to reach the noise level.",
+        "Ratings: rank of the hidden model; ratings are 3 + user . item + noise, so ALS needs `rank + 1` factors to reach the noise level. Interactions: number of taste groups.",
     ),
     param(
         "input.synthetic.noise",
@@ -296,6 +296,14 @@ pub const PARAMS: &[Param] = &[
         Some("0.2"),
         "0 to less than 1 (0 trains on everything and skips evaluation)",
         "Fraction of rows held out as the test split, chosen by the seed.",
+    ),
+    param("eval", Section, None, "", "How the test split is scored."),
+    param(
+        "eval.k",
+        Integer,
+        Some("10"),
+        "1 to 1000",
+        "Cut-off of the ranking metrics (precision@k, recall@k, NDCG@k, MAP@k) reported for implicit-feedback models.",
     ),
     param(
         "model",

@@ -312,6 +312,7 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
         .integer("input.limit", 1, 1 << 40)?
         .map(|limit| limit as u64);
     let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
+    let ranking_k = reader.required_integer("eval.k", 1, 1000)? as usize;
 
     reader.choice("model.algorithm", &["als"])?;
     let implicit_prefs = reader.boolean("model.implicit_prefs").unwrap_or(false);
@@ -366,11 +367,12 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     }
     if !matches!(
         source,
-        Source::Files(_) | Source::Synthetic(SyntheticSpec::Ratings { .. })
+        Source::Files(_)
+            | Source::Synthetic(SyntheticSpec::Ratings { .. } | SyntheticSpec::Interactions { .. })
     ) {
         return Err(reader
             .invalid("input.synthetic.kind", "als needs ratings")
-            .allowed("`ratings` for algorithm als"));
+            .allowed("`ratings` or `interactions` for algorithm als"));
     }
     let output_text = reader.string("output.dir").unwrap_or_default();
     if output_text.is_empty() {
@@ -428,6 +430,7 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
             limit,
         },
         test_fraction,
+        ranking_k,
         model,
         output_dir,
         resolved_toml,
@@ -454,7 +457,7 @@ fn read_source(
         let kind = reader
             .choice(
                 "input.synthetic.kind",
-                &["ratings", "classification", "regression"],
+                &["ratings", "interactions", "classification", "regression"],
             )?
             .ok_or_else(|| reader.missing("input.synthetic.kind", job_file))?;
         let seed = reader
@@ -462,6 +465,7 @@ fn read_source(
             .map_or(job_seed, |seed| seed as u64);
         let applies: &[&str] = match kind.as_str() {
             "ratings" => &["users", "items", "ratings", "rank", "noise"],
+            "interactions" => &["users", "items", "ratings", "rank"],
             "classification" => &["rows", "features", "classes"],
             _ => &["rows", "features", "noise"],
         };
@@ -476,7 +480,7 @@ fn read_source(
             }
         }
         let spec = match kind.as_str() {
-            "ratings" => {
+            "ratings" | "interactions" => {
                 let users = reader.required_integer("input.synthetic.users", 1, 1 << 31)?;
                 let items = reader.required_integer("input.synthetic.items", 1, 1 << 31)?;
                 let ratings =
@@ -488,13 +492,24 @@ fn read_source(
                             "{ratings} ratings for {users} users x {items} items"
                         )));
                 }
-                SyntheticSpec::Ratings {
-                    users: users as u32,
-                    items: items as u32,
-                    ratings: ratings as u64,
-                    rank: reader.required_integer("input.synthetic.rank", 1, 256)? as u32,
-                    noise: reader.float("input.synthetic.noise", 0.0, 100.0, false)?,
-                    seed,
+                let rank = reader.required_integer("input.synthetic.rank", 1, 256)? as u32;
+                if kind == "interactions" {
+                    SyntheticSpec::Interactions {
+                        users: users as u32,
+                        items: items as u32,
+                        ratings: ratings as u64,
+                        rank,
+                        seed,
+                    }
+                } else {
+                    SyntheticSpec::Ratings {
+                        users: users as u32,
+                        items: items as u32,
+                        ratings: ratings as u64,
+                        rank,
+                        noise: reader.float("input.synthetic.noise", 0.0, 100.0, false)?,
+                        seed,
+                    }
                 }
             }
             "classification" => SyntheticSpec::Classification {

@@ -188,33 +188,134 @@ pub fn generate_ratings(
     }
 }
 
+/// Share of a user's interactions drawn from their own taste group (the rest follow global
+/// popularity).
+const IN_GROUP_SHARE: f64 = 0.8;
+
+/// Implicit-feedback data: interaction counts (1, 2, ...) of users with items, where each user
+/// belongs to one of `groups` taste groups and draws most interactions from that group's items
+/// (each group with its own power-law popularity), the rest from global popularity. A model that
+/// learns the groups beats a popularity ranking; one that does not, cannot.
+pub fn generate_interactions(
+    users: usize,
+    items: usize,
+    total: u64,
+    groups: usize,
+    seed: u64,
+) -> Ratings {
+    let groups = groups.clamp(1, items);
+    let order = permutation(items, seed, ITEM_FACTORS);
+    let item_group = |item: usize| order[item] as usize % groups;
+    let weight =
+        |item: usize| (order[item] as f64 / groups as f64 + 1.0).powf(-ITEM_POPULARITY_EXPONENT);
+    let mut global = Vec::with_capacity(items);
+    let mut running = 0.0;
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); groups];
+    let mut member_cumulative: Vec<Vec<f64>> = vec![Vec::new(); groups];
+    for item in 0..items {
+        running += weight(item);
+        global.push(running);
+        let group = item_group(item);
+        let previous = member_cumulative[group].last().copied().unwrap_or(0.0);
+        members[group].push(item as u32);
+        member_cumulative[group].push(previous + weight(item));
+    }
+    let counts = user_counts(users, items, total, seed);
+    let per_user: Vec<(Vec<u32>, Vec<f32>)> = (0..users)
+        .into_par_iter()
+        .map(|user| {
+            let wanted = counts[user] as usize;
+            let mut stream = Stream::new(seed, USER_RATINGS, user as u64);
+            let home = (mix(seed, user as u64) % groups as u64) as usize;
+            let (home_items, home_cumulative) = (&members[home], &member_cumulative[home]);
+            let home_total = home_cumulative.last().copied().unwrap_or(0.0);
+            let mut chosen = Vec::with_capacity(wanted);
+            let mut seen = std::collections::HashSet::with_capacity(wanted * 2);
+            let mut misses = 0;
+            while chosen.len() < wanted {
+                let item = if misses >= 32 {
+                    stream.below(items as u64) as u32
+                } else if stream.uniform() < IN_GROUP_SHARE && home_total > 0.0 {
+                    let target = stream.uniform() * home_total;
+                    home_items[home_cumulative
+                        .partition_point(|&c| c <= target)
+                        .min(home_items.len() - 1)]
+                } else {
+                    let target = stream.uniform() * running;
+                    global.partition_point(|&c| c <= target).min(items - 1) as u32
+                };
+                if seen.insert(item) {
+                    chosen.push(item);
+                    misses = 0;
+                } else {
+                    misses += 1;
+                }
+            }
+            let counts = chosen
+                .iter()
+                .map(|_| (1.0 + (-stream.uniform().max(1e-12).ln() * 2.0).floor()).min(50.0) as f32)
+                .collect();
+            (chosen, counts)
+        })
+        .collect();
+    let mut user = Vec::with_capacity(total as usize);
+    let mut item = Vec::with_capacity(total as usize);
+    let mut rating = Vec::with_capacity(total as usize);
+    for (index, (chosen, values)) in per_user.into_iter().enumerate() {
+        user.extend(std::iter::repeat_n(index as u32, chosen.len()));
+        item.extend(chosen);
+        rating.extend(values);
+    }
+    Ratings {
+        user_ids: Ids::Integer((0..users as i64).collect()),
+        item_ids: Ids::Integer((0..items as i64).collect()),
+        user,
+        item,
+        rating,
+    }
+}
+
 /// The ratings source for a job, with `limit` and `sample_fraction` applied like for files.
 pub fn ratings(
     spec: &SyntheticSpec,
     input: &InputConfig,
     seed: u64,
 ) -> Result<IngestedRatings, IngestError> {
-    let SyntheticSpec::Ratings {
-        users,
-        items,
-        ratings,
-        rank,
-        noise,
-        seed: data_seed,
-    } = spec
-    else {
-        return Err(IngestError::Empty {
-            reason: "this synthetic source makes a table, not ratings".to_owned(),
-        });
+    let mut generated = match spec {
+        SyntheticSpec::Ratings {
+            users,
+            items,
+            ratings,
+            rank,
+            noise,
+            seed,
+        } => generate_ratings(
+            *users as usize,
+            *items as usize,
+            *ratings,
+            *rank as usize,
+            *noise,
+            *seed,
+        ),
+        SyntheticSpec::Interactions {
+            users,
+            items,
+            ratings,
+            rank,
+            seed,
+        } => generate_interactions(
+            *users as usize,
+            *items as usize,
+            *ratings,
+            *rank as usize,
+            *seed,
+        ),
+        _ => {
+            return Err(IngestError::Empty {
+                reason: "this synthetic source makes a table, not ratings".to_owned(),
+            });
+        }
     };
-    let mut generated = generate_ratings(
-        *users as usize,
-        *items as usize,
-        *ratings,
-        *rank as usize,
-        *noise,
-        *data_seed,
-    );
     let mut counts = IngestCounts {
         rows_read: generated.len() as u64,
         ..IngestCounts::default()
@@ -332,6 +433,23 @@ mod tests {
             .max()
             .unwrap();
         assert!(heaviest > 3 * 6000 / 300, "activity follows a power law");
+    }
+
+    #[test]
+    fn interactions_are_distinct_counts_and_deterministic() {
+        let a = generate_interactions(200, 300, 4000, 5, 3);
+        assert_eq!(a.len(), 4000);
+        assert!(
+            a.rating
+                .iter()
+                .all(|&count| count >= 1.0 && count.fract() == 0.0)
+        );
+        let mut pairs: Vec<(u32, u32)> =
+            a.user.iter().copied().zip(a.item.iter().copied()).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        assert_eq!(pairs.len(), 4000);
+        assert_eq!(a, generate_interactions(200, 300, 4000, 5, 3));
     }
 
     #[test]

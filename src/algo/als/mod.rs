@@ -30,6 +30,7 @@
 //! fixed order, so the model is bit-identical for any thread count.
 
 pub mod kernel;
+pub mod recommend;
 pub mod solve;
 
 use rayon::prelude::*;
