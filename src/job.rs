@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::algo::als::{self, AlsModel, recommend};
 use crate::artifact::{self, Manifest, codec, store::Staging};
-use crate::config::{ColdStartStrategy, JobConfig, ModelConfig};
+use crate::config::{ColdStartStrategy, JobConfig, ModelConfig, TrainTask};
 use crate::dataset::{Csr, split};
 use crate::eval::{ranking, regression};
 use crate::exec::memory::{self, Phase};
@@ -14,16 +14,16 @@ use crate::exec::{Progress, ResourceError};
 use crate::ingest;
 use crate::report::Summary;
 
-pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary> {
+pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut durations = BTreeMap::new();
-    let ModelConfig::Als { params, cold_start } = &config.model;
+    let ModelConfig::Als { params, cold_start } = &task.model;
 
     memory::set_phase(Phase::Ingesting);
-    let task = progress.step("reading input");
-    let ingested = ingest::read_ratings(&config.input, config.seed)?;
+    let step = progress.step("reading input");
+    let ingested = ingest::read_ratings(&task.input, config.seed)?;
     let ratings = &ingested.ratings;
-    let elapsed = task.finish(&format!(
+    let elapsed = step.finish(&format!(
         "{} ratings, {} users, {} items",
         ratings.len(),
         ratings.users(),
@@ -33,14 +33,13 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
-    let (train_rows, test_rows) =
-        split::train_test(ratings.len(), config.test_fraction, config.seed);
+    let (train_rows, test_rows) = split::train_test(ratings.len(), task.test_fraction, config.seed);
     if train_rows.is_empty() {
         return Err(ingest::IngestError::Empty {
             reason: format!(
                 "all {} rows went to the test split (test_fraction = {})",
                 ratings.len(),
-                config.test_fraction
+                task.test_fraction
             ),
         }
         .into());
@@ -66,17 +65,17 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
 
     memory::set_phase(Phase::Training);
-    let task = progress.counted("training als", params.max_iter as u64);
+    let step = progress.counted("training als", params.max_iter as u64);
     let mut train_rmse = f64::NAN;
     let model = als::train(&by_user, &by_item, params, &mut |iteration, loss| {
         train_rmse = loss;
-        task.update(
+        step.update(
             iteration as u64,
             params.max_iter as u64,
             &format!("train_rmse {loss:.4}"),
         );
     })?;
-    let elapsed = task.finish(&format!("train_rmse {train_rmse:.4}"));
+    let elapsed = step.finish(&format!("train_rmse {train_rmse:.4}"));
     durations.insert("fit".to_owned(), elapsed.as_secs_f64());
     drop(by_item);
 
@@ -85,9 +84,8 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
     let metrics = evaluate(&model, ratings, &test_rows);
     let ranking = params
         .implicit_prefs
-        .then(|| evaluate_ranking(&model, ratings, &test_rows, &by_user, config.ranking_k));
+        .then(|| evaluate_ranking(&model, ratings, &test_rows, &by_user, task.ranking_k));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
-    drop(by_user);
     let cold = metrics.missing;
     let mut metrics_json = serde_json::json!({
         "rmse": metrics.rmse,
@@ -121,7 +119,7 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
             metrics_json[key] = value.into();
         }
         metrics_json["ranking"] = serde_json::json!({
-            "k": config.ranking_k,
+            "k": task.ranking_k,
             "users_evaluated": ranking.model.users,
             "test_users_cold_start": ranking.cold_start_users,
             "popularity_baseline": ranking.popularity,
@@ -135,8 +133,9 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
 
     memory::set_phase(Phase::Publishing);
     let phase = Instant::now();
-    let staging = Staging::create(&config.output_dir, &config.name)?;
-    let saved = codec::SavedAls::from_model(&model, &ratings.user_ids, &ratings.item_ids);
+    let staging = Staging::create(&task.output_dir, &config.name)?;
+    let saved = codec::SavedAls::from_model(&model, &ratings.user_ids, &ratings.item_ids, &by_user);
+    drop(by_user);
     let mut model_bytes = Vec::new();
     codec::write_als(&saved, &mut model_bytes).map_err(|source| artifact::ArtifactError::Io {
         path: staging.path().join(artifact::ALS_MODEL),
@@ -145,6 +144,14 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
     })?;
     staging.write(artifact::ALS_MODEL, &model_bytes)?;
     drop(model_bytes);
+    for (name, ids, factors) in [
+        (artifact::USER_FACTORS, &saved.user_ids, &saved.user_factors),
+        (artifact::ITEM_FACTORS, &saved.item_ids, &saved.item_factors),
+    ] {
+        let path = staging.path().join(name);
+        ingest::tables::write_factors(&path, ids, factors, saved.rank)?;
+        staging.sync(name)?;
+    }
     durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
     metrics_json["timings_s"] = serde_json::to_value(&durations)?;
     metrics_json["peak_heap_bytes"] = memory::peak_bytes().into();
@@ -156,8 +163,8 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
         engine: "native".to_owned(),
         kind: "train".to_owned(),
         job: config.name.clone(),
-        algorithm: config.model.algorithm().to_owned(),
-        params: config.resolved_params.clone(),
+        algorithm: task.model.algorithm().to_owned(),
+        params: task.resolved_params.clone(),
         seed: config.seed,
         master: config.master.to_string(),
         threads: config.threads,
@@ -171,6 +178,8 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
             artifact::METRICS,
             artifact::RESOLVED_JOB,
             artifact::ALS_MODEL,
+            artifact::USER_FACTORS,
+            artifact::ITEM_FACTORS,
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -194,9 +203,11 @@ pub fn train(config: &JobConfig, progress: &Progress) -> anyhow::Result<Summary>
     Ok(Summary {
         status: "ok",
         job: config.name.clone(),
+        kind: "train",
         version: Some(published.version),
         version_dir: Some(published.dir.display().to_string()),
-        algorithm: config.model.algorithm().to_owned(),
+        output: None,
+        algorithm: task.model.algorithm().to_owned(),
         metrics: metrics_json,
         master: config.master.to_string(),
         threads: config.threads,

@@ -15,6 +15,7 @@
 
 pub mod algo;
 pub mod artifact;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dataset;
@@ -26,11 +27,10 @@ pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Parser;
 
-use crate::config::{ConfigError, JobConfig, validate};
+use crate::config::{ConfigError, JobConfig, Task, validate};
 use crate::exec::Progress;
 use crate::report::Summary;
 
@@ -38,7 +38,9 @@ use crate::report::Summary;
 pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
     if error.downcast_ref::<ConfigError>().is_some() {
         (2, "config")
-    } else if error.downcast_ref::<ingest::IngestError>().is_some() {
+    } else if error.downcast_ref::<ingest::IngestError>().is_some()
+        || error.downcast_ref::<batch::ModelError>().is_some()
+    {
         (3, "input")
     } else if error.downcast_ref::<exec::ResourceError>().is_some() {
         (4, "resource")
@@ -88,37 +90,37 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
 }
 
 fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
-    let started = Instant::now();
     let Some(job_file) = &cli.job else {
         return Ok(None);
     };
     let config = load_job(cli, job_file)?;
     if cli.dry_run {
+        let destination = match &config.task {
+            Task::Train(task) => task.output_dir.join(&config.name).display().to_string(),
+            Task::Recommend(task) => task.output.path.display().to_string(),
+            Task::Predict(task) => task.output.path.display().to_string(),
+        };
         if cli.json {
-            let summary = Summary {
-                status: "ok",
-                job: config.name.clone(),
-                version: None,
-                version_dir: None,
-                algorithm: config.model.algorithm().to_owned(),
-                metrics: serde_json::json!({}),
-                master: config.master.to_string(),
-                threads: config.threads,
-                duration_s: started.elapsed().as_secs_f64(),
-                peak_heap_bytes: exec::memory::peak_bytes(),
-                dry_run: true,
-            };
-            let mut value = serde_json::to_value(&summary)?;
-            value["resolved"] = serde_json::Value::String(config.resolved_toml.clone());
+            let value = serde_json::json!({
+                "status": "ok",
+                "dry_run": true,
+                "job": config.name,
+                "kind": config.task.kind(),
+                "master": config.master.to_string(),
+                "threads": config.threads,
+                "writes": destination,
+                "resolved": config.resolved_toml,
+            });
             println!("{value}");
         } else {
             print!("{}", config.resolved_toml);
             progress.info(&format!(
-                "dry run: job `{}` is valid; it would run on {} ({} threads) and publish under {}",
+                "dry run: {} job `{}` is valid; it would run on {} ({} threads) and write {}",
+                config.task.kind(),
                 config.name,
                 config.master,
                 config.threads,
-                config.output_dir.join(&config.name).display()
+                destination
             ));
         }
         return Ok(None);
@@ -130,7 +132,11 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         config.executor_memory, config.driver_memory
     ));
     let pool = exec::thread_pool(config.threads)?;
-    let summary = pool.install(|| job::train(&config, progress))?;
+    let summary = pool.install(|| match &config.task {
+        Task::Train(task) => job::train(&config, task, progress),
+        Task::Recommend(task) => batch::recommend(&config, task, progress),
+        Task::Predict(task) => batch::predict(&config, task, progress),
+    })?;
     Ok(Some(summary))
 }
 

@@ -7,8 +7,11 @@ use serde::Serialize;
 pub struct Summary {
     pub status: &'static str,
     pub job: String,
+    pub kind: &'static str,
     pub version: Option<u32>,
     pub version_dir: Option<String>,
+    /// The file a recommend or predict job wrote.
+    pub output: Option<String>,
     pub algorithm: String,
     pub metrics: serde_json::Value,
     pub master: String,
@@ -28,6 +31,26 @@ fn number(value: &serde_json::Value, key: &str) -> String {
 /// The few lines a person reads at the end of a run.
 pub fn human(summary: &Summary) -> String {
     let counts = &summary.metrics["counts"];
+    if let Some(output) = &summary.output {
+        let facts: Vec<String> = counts
+            .as_object()
+            .map(|object| {
+                object
+                    .iter()
+                    .map(|(key, value)| format!("{key} {value}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        return format!(
+            "wrote {output} ({} job)\n  counts   {}\n  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
+            summary.kind,
+            facts.join(", "),
+            summary.master,
+            summary.threads,
+            summary.duration_s,
+            summary.peak_heap_bytes as f64 / (1 << 20) as f64,
+        );
+    }
     let count = |key: &str| {
         counts
             .get(key)

@@ -18,6 +18,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub const METRICS: &str = "metrics.json";
 pub const RESOLVED_JOB: &str = "job.resolved.toml";
 pub const ALS_MODEL: &str = "model.als";
+pub const USER_FACTORS: &str = "user_factors.parquet";
+pub const ITEM_FACTORS: &str = "item_factors.parquet";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {

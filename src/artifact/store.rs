@@ -96,6 +96,14 @@ impl Staging {
         file.sync_all().map_err(io_error(&path, "flush"))
     }
 
+    /// Flushes a file that was written into the staging directory by someone else.
+    pub fn sync(&self, name: &str) -> Result<(), ArtifactError> {
+        let path = self.dir.join(name);
+        File::open(&path)
+            .and_then(|file| file.sync_all())
+            .map_err(io_error(&path, "flush"))
+    }
+
     /// Claims the next version number and moves the staging directory into place.
     pub fn publish(mut self) -> Result<Published, ArtifactError> {
         if std::env::var_os(FAIL_BEFORE_PUBLISH).is_some() {

@@ -337,6 +337,84 @@ impl ModelConfig {
     }
 }
 
+/// A training job: fit, evaluate, publish a version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainTask {
+    pub input: InputConfig,
+    pub test_fraction: f64,
+    /// Cut-off of the ranking metrics.
+    pub ranking_k: usize,
+    pub model: ModelConfig,
+    pub output_dir: PathBuf,
+    /// Model parameters as they will be recorded in the manifest.
+    pub resolved_params: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Csv,
+    Parquet,
+}
+
+/// The file a recommend or predict job writes (replaced atomically).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputFile {
+    pub path: PathBuf,
+    pub format: OutputFormat,
+}
+
+/// Top k items per user, or top k users per item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecommendTarget {
+    Users,
+    Items,
+}
+
+/// What users (or items) unknown to the model get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecommendColdStart {
+    Popular,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecommendTask {
+    pub from: PathBuf,
+    pub k: usize,
+    pub filter_seen: bool,
+    pub cold_start: RecommendColdStart,
+    pub target: RecommendTarget,
+    /// The ids to recommend for (their column is `columns.user`, or `columns.item` for
+    /// `target = items`); `None` means all of them.
+    pub ids: Option<InputConfig>,
+    pub output: OutputFile,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictTask {
+    pub from: PathBuf,
+    /// (user, item) pairs to score.
+    pub input: InputConfig,
+    pub output: OutputFile,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Task {
+    Train(TrainTask),
+    Recommend(RecommendTask),
+    Predict(PredictTask),
+}
+
+impl Task {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Train(_) => "train",
+            Task::Recommend(_) => "recommend",
+            Task::Predict(_) => "predict",
+        }
+    }
+}
+
 /// A fully checked job: what the rest of the program runs on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobConfig {
@@ -346,16 +424,9 @@ pub struct JobConfig {
     pub driver_memory: ByteSize,
     pub executor_memory: ByteSize,
     pub seed: u64,
-    pub input: InputConfig,
-    pub test_fraction: f64,
-    /// Cut-off of the ranking metrics.
-    pub ranking_k: usize,
-    pub model: ModelConfig,
-    pub output_dir: PathBuf,
+    pub task: Task,
     /// The merged configuration with defaults filled in and paths resolved, as TOML.
     pub resolved_toml: String,
-    /// Model parameters as they will be recorded in the manifest.
-    pub resolved_params: serde_json::Value,
 }
 
 #[cfg(test)]

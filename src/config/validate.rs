@@ -253,7 +253,6 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
             .invalid("job.name", "invalid job name")
             .found(format!("{name:?}")));
     }
-    reader.choice("job.kind", &["train"])?;
     let master_text = reader.string("job.master").unwrap_or_default();
     let master = Master::parse(&master_text)
         .ok_or_else(|| reader.invalid("job.master", "invalid master"))?;
@@ -268,8 +267,113 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     let driver_memory = memory("job.driver_memory")?;
     let executor_memory = memory("job.executor_memory")?;
     let seed = reader.required_integer("job.seed", 0, i64::MAX)? as u64;
+    let kind = reader
+        .choice("job.kind", &["train", "recommend", "predict"])?
+        .unwrap_or_else(|| "train".to_owned());
+    check_keys_apply(&reader, &kind, job_file)?;
+    let (task, resolved_keys) = match kind.as_str() {
+        "recommend" => recommend_task(&reader, job_file, seed)?,
+        "predict" => predict_task(&reader, job_file, seed)?,
+        _ => train_task(&reader, job_file, seed)?,
+    };
 
-    let (source, resolved_source) = read_source(&reader, job_file, seed)?;
+    // The resolved TOML records what actually ran: derived values filled in, paths resolved.
+    let resolved = &mut layered;
+    resolved.set("job.name", Value::String(name.clone()), Origin::Default);
+    resolved.set("job.kind", Value::String(kind.clone()), Origin::Default);
+    for (key, value) in resolved_keys {
+        resolved.set(&key, value, Origin::Default);
+    }
+    prune(&mut resolved.table, &kind, "");
+    let resolved_toml = toml::to_string(&resolved.table)
+        .map_err(|error| ConfigError::new(format!("cannot render the resolved job: {error}")))?;
+
+    Ok(JobConfig {
+        name,
+        master,
+        threads: master.threads(),
+        driver_memory,
+        executor_memory,
+        seed,
+        task,
+        resolved_toml,
+    })
+}
+
+/// Whether `key` means anything for a job of this kind.
+fn applies(kind: &str, key: &str) -> bool {
+    const TRAIN_ONLY: [&str; 5] = ["split", "eval", "model", "input.synthetic", "output.dir"];
+    const BATCH_ONLY: [&str; 3] = ["model.from", "output.path", "output.format"];
+    const RECOMMEND_ONLY: [&str; 1] = ["recommend"];
+    let matches = |prefixes: &[&str]| {
+        prefixes
+            .iter()
+            .any(|prefix| key == *prefix || key.starts_with(&format!("{prefix}.")))
+    };
+    // The `model` section itself holds `from` for batch jobs.
+    let batch_key = key == "model" || matches(&BATCH_ONLY) || !matches(&TRAIN_ONLY);
+    match kind {
+        "train" => !matches(&BATCH_ONLY) && !matches(&RECOMMEND_ONLY),
+        "recommend" => batch_key,
+        _ => batch_key && !matches(&RECOMMEND_ONLY),
+    }
+}
+
+/// Removes what does not apply to `kind` (defaults of other kinds) from the resolved table.
+fn prune(table: &mut toml::Table, kind: &str, prefix: &str) {
+    table.retain(|key, value| {
+        let path = if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if !applies(kind, &path) {
+            return false;
+        }
+        if let Value::Table(inner) = value
+            && params::find(&path).is_some_and(|param| param.kind == Kind::Section)
+        {
+            prune(inner, kind, &path);
+            return !inner.is_empty();
+        }
+        true
+    });
+}
+
+/// Keys the job file, flags or `--conf` set that mean nothing for this kind of job are errors,
+/// not silently ignored (defaults files may set them for other jobs).
+fn check_keys_apply(reader: &Reader<'_>, kind: &str, job_file: &Path) -> Result<(), ConfigError> {
+    for (key, origin) in &reader.layered.origins {
+        let explicit = match origin {
+            Origin::File { path, .. } => path == job_file,
+            Origin::Flag(_) | Origin::Conf(_) => true,
+            Origin::Default => false,
+        };
+        let is_leaf = params::find(key).is_some_and(|param| param.kind != Kind::Section);
+        if !explicit || !is_leaf {
+            continue;
+        }
+        if !applies(kind, key) {
+            return Err(reader
+                .invalid(key, &format!("a key that does not apply to a {kind} job"))
+                .allowed(match kind {
+                    "train" => "[model] training parameters, [split], [eval], output.dir",
+                    "recommend" => "model.from, [recommend], output.path, output.format, and an optional [input] file of ids",
+                    _ => "model.from, [input] with user and item columns, output.path, output.format",
+                }));
+        }
+    }
+    Ok(())
+}
+
+/// The input files or synthetic source, their column mapping and row options.
+fn read_input(
+    reader: &Reader<'_>,
+    job_file: &Path,
+    seed: u64,
+    needs_rating: bool,
+) -> Result<(InputConfig, ResolvedKeys), ConfigError> {
+    let (source, resolved_source) = read_source(reader, job_file, seed)?;
     let column = |key: &str| -> Result<ColumnRef, ConfigError> {
         match reader.value(key) {
             Some(Value::String(name)) if !name.is_empty() => Ok(ColumnRef::Name(name)),
@@ -292,7 +396,10 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
             "input.columns.user",
             "input.columns.item",
             "input.columns.rating",
-        ] {
+        ]
+        .into_iter()
+        .filter(|key| needs_rating || !key.ends_with("rating"))
+        {
             if let Some(Value::String(_)) = reader.value(key) {
                 return Err(reader.invalid(key, "a column name needs a header").hint(
                     "set `input.header = true`, or name the column by its 0-based position",
@@ -311,6 +418,25 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     let limit = reader
         .integer("input.limit", 1, 1 << 40)?
         .map(|limit| limit as u64);
+    Ok((
+        InputConfig {
+            source,
+            columns,
+            null_policy,
+            sample_fraction,
+            limit,
+        },
+        resolved_source,
+    ))
+}
+
+fn train_task(
+    reader: &Reader<'_>,
+    job_file: &Path,
+    seed: u64,
+) -> Result<(Task, ResolvedKeys), ConfigError> {
+    let (input, mut resolved) = read_input(reader, job_file, seed, true)?;
+    let source = &input.source;
     let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
     let ranking_k = reader.required_integer("eval.k", 1, 1000)? as usize;
 
@@ -401,41 +527,158 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
         }),
     };
 
-    // The resolved TOML records what actually ran: derived values filled in, paths resolved.
-    let resolved = &mut layered;
-    resolved.set("job.name", Value::String(name.clone()), Origin::Default);
-    resolved.set(
-        "output.dir",
+    resolved.push((
+        "output.dir".to_owned(),
         Value::String(output_dir.display().to_string()),
-        Origin::Default,
-    );
-    for (key, value) in resolved_source {
-        resolved.set(&key, value, Origin::Default);
-    }
-    let resolved_toml = toml::to_string(&resolved.table)
-        .map_err(|error| ConfigError::new(format!("cannot render the resolved job: {error}")))?;
+    ));
+    Ok((
+        Task::Train(TrainTask {
+            input,
+            test_fraction,
+            ranking_k,
+            model,
+            output_dir,
+            resolved_params,
+        }),
+        resolved,
+    ))
+}
 
-    Ok(JobConfig {
-        name,
-        master,
-        threads: master.threads(),
-        driver_memory,
-        executor_memory,
-        seed,
-        input: InputConfig {
-            source,
-            columns,
-            null_policy,
-            sample_fraction,
-            limit,
+/// `model.from`: a version directory or a `latest` link, relative to the file that sets it.
+fn model_from(reader: &Reader<'_>, job_file: &Path) -> Result<PathBuf, ConfigError> {
+    match reader.string("model.from") {
+        Some(text) if !text.is_empty() => Ok(reader.path("model.from", &text)),
+        Some(_) => Err(reader.invalid("model.from", "empty path")),
+        None => Err(reader
+            .missing("model.from", job_file)
+            .hint("point it at a published version, e.g. \"../models/quickstart/latest\"")),
+    }
+}
+
+/// `output.path` and its format (from `output.format` or the extension).
+fn output_file(
+    reader: &Reader<'_>,
+    job_file: &Path,
+) -> Result<(OutputFile, ResolvedKeys), ConfigError> {
+    let Some(text) = reader.string("output.path").filter(|text| !text.is_empty()) else {
+        return Err(reader
+            .missing("output.path", job_file)
+            .hint("the file to write, e.g. \"recommendations.csv\" or \"scores.parquet\""));
+    };
+    let path = reader.path("output.path", &text);
+    let format = match reader
+        .choice("output.format", &["csv", "parquet"])?
+        .as_deref()
+    {
+        Some("parquet") => OutputFormat::Parquet,
+        Some(_) => OutputFormat::Csv,
+        None => match path.extension().and_then(|ext| ext.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("parquet") => OutputFormat::Parquet,
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => OutputFormat::Csv,
+            _ => {
+                return Err(reader
+                    .invalid(
+                        "output.path",
+                        "cannot infer the output format from the extension",
+                    )
+                    .hint("use a .csv or .parquet name, or set `output.format`"));
+            }
         },
-        test_fraction,
-        ranking_k,
-        model,
-        output_dir,
-        resolved_toml,
-        resolved_params,
-    })
+    };
+    let resolved = vec![
+        (
+            "output.path".to_owned(),
+            Value::String(path.display().to_string()),
+        ),
+        (
+            "output.format".to_owned(),
+            Value::String(
+                if format == OutputFormat::Parquet {
+                    "parquet"
+                } else {
+                    "csv"
+                }
+                .to_owned(),
+            ),
+        ),
+    ];
+    Ok((OutputFile { path, format }, resolved))
+}
+
+fn recommend_task(
+    reader: &Reader<'_>,
+    job_file: &Path,
+    seed: u64,
+) -> Result<(Task, ResolvedKeys), ConfigError> {
+    let from = model_from(reader, job_file)?;
+    let (output, mut resolved) = output_file(reader, job_file)?;
+    let ids = if reader.layered.get("input.path").is_some()
+        || reader.layered.get("input.paths").is_some()
+    {
+        let (input, input_keys) = read_input(reader, job_file, seed, false)?;
+        resolved.extend(input_keys);
+        Some(input)
+    } else {
+        None
+    };
+    let target = match reader
+        .choice("recommend.target", &["users", "items"])?
+        .as_deref()
+    {
+        Some("items") => RecommendTarget::Items,
+        _ => RecommendTarget::Users,
+    };
+    let cold_start = match reader
+        .choice("recommend.cold_start", &["popular", "drop"])?
+        .as_deref()
+    {
+        Some("drop") => RecommendColdStart::Drop,
+        _ => RecommendColdStart::Popular,
+    };
+    resolved.push((
+        "model.from".to_owned(),
+        Value::String(from.display().to_string()),
+    ));
+    Ok((
+        Task::Recommend(RecommendTask {
+            from,
+            k: reader.required_integer("recommend.k", 1, 10_000)? as usize,
+            filter_seen: reader.boolean("recommend.filter_seen").unwrap_or(true),
+            cold_start,
+            target,
+            ids,
+            output,
+        }),
+        resolved,
+    ))
+}
+
+fn predict_task(
+    reader: &Reader<'_>,
+    job_file: &Path,
+    seed: u64,
+) -> Result<(Task, ResolvedKeys), ConfigError> {
+    let from = model_from(reader, job_file)?;
+    let (output, mut resolved) = output_file(reader, job_file)?;
+    let (input, input_keys) = read_input(reader, job_file, seed, false)?;
+    if matches!(input.source, Source::Synthetic(_)) {
+        return Err(reader
+            .invalid("input.synthetic", "a synthetic source for a predict job")
+            .hint("predict jobs score (user, item) pairs from a file: set `input.path`"));
+    }
+    resolved.extend(input_keys);
+    resolved.push((
+        "model.from".to_owned(),
+        Value::String(from.display().to_string()),
+    ));
+    Ok((
+        Task::Predict(PredictTask {
+            from,
+            input,
+            output,
+        }),
+        resolved,
+    ))
 }
 
 type ResolvedKeys = Vec<(String, Value)>;

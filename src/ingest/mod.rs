@@ -1,10 +1,12 @@
 //! Everything that reads data: files through polars (the only module that sees DataFrames),
-//! LIBSVM through our own parser, and the built-in synthetic generators.
+//! LIBSVM through our own parser, and the built-in synthetic generators; and, being the polars
+//! boundary, the tables written out through polars (factor Parquet files, job outputs).
 
 pub mod ids;
 pub mod libsvm;
 pub mod reader;
 pub mod synthetic;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,9 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::ids::{self, RawIds};
-use super::{IngestCounts, IngestError, IngestedRatings, SAMPLE_STREAM, fingerprint, read_file};
+use super::{
+    Fingerprint, IngestCounts, IngestError, IngestedRatings, SAMPLE_STREAM, fingerprint, read_file,
+};
 use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy};
 use crate::dataset::Ratings;
 use crate::dataset::split;
@@ -21,55 +23,32 @@ pub fn read_ratings(
     input: &InputConfig,
     seed: u64,
 ) -> Result<IngestedRatings, IngestError> {
+    let columns = &input.columns;
     let mut users: Option<RawIds> = None;
     let mut items: Option<RawIds> = None;
     let mut rating: Vec<f32> = Vec::new();
-    let mut counts = IngestCounts::default();
-    let mut fingerprints = Vec::new();
-    let sample_stream = split::mix(seed, SAMPLE_STREAM);
-    for path in &files.paths {
-        let remaining = input
-            .limit
-            .map(|limit| limit.saturating_sub(counts.rows_read));
-        if remaining == Some(0) {
-            break;
-        }
-        let bytes = read_file(path)?;
-        let frame = read_frame(path, &bytes, files, remaining.map(|rows| rows as usize))?;
-        let extracted = extract(path, &frame, files, input)?;
-        fingerprints.push(fingerprint(path, &bytes, frame.height() as u64));
-        drop(bytes);
-        let mut keep: Vec<bool> = extracted.valid;
-        counts.rows_dropped_null += keep.iter().filter(|valid| !**valid).count() as u64;
-        if input.sample_fraction < 1.0 {
-            for (row, kept) in keep.iter_mut().enumerate() {
-                let global_row = counts.rows_read + row as u64;
-                if *kept && split::unit(sample_stream, global_row) >= input.sample_fraction {
-                    *kept = false;
-                    counts.rows_sampled_out += 1;
-                }
-            }
-        }
-        counts.rows_read += frame.height() as u64;
-        let file_users = filter_ids(extracted.user, &keep);
-        let file_items = filter_ids(extracted.item, &keep);
-        rating.extend(
-            extracted
-                .rating
-                .iter()
-                .zip(&keep)
-                .filter(|(_, kept)| **kept)
-                .map(|(value, _)| *value),
-        );
-        match &mut users {
-            Some(all) => all.extend(file_users),
-            None => users = Some(file_users),
-        }
-        match &mut items {
-            Some(all) => all.extend(file_items),
-            None => items = Some(file_items),
-        }
-    }
+    let (fingerprints, counts) = for_each_file(
+        files,
+        input,
+        seed,
+        &[&columns.user, &columns.item, &columns.rating],
+        &mut |located, frame, keep| {
+            let user_column = find_column(located.path, frame, &columns.user)?;
+            let item_column = find_column(located.path, frame, &columns.item)?;
+            let rating_column = find_column(located.path, frame, &columns.rating)?;
+            append_ids(&mut users, filter(id_values(located, user_column)?, keep));
+            append_ids(&mut items, filter(id_values(located, item_column)?, keep));
+            let values = rating_values(located, rating_column, keep)?;
+            rating.extend(
+                values
+                    .into_iter()
+                    .zip(keep)
+                    .filter(|(_, kept)| **kept)
+                    .map(|(v, _)| v),
+            );
+            Ok(())
+        },
+    )?;
     let (user_ids, user) = ids::index(users.unwrap_or(RawIds::Integer(Vec::new())));
     let (item_ids, item) = ids::index(items.unwrap_or(RawIds::Integer(Vec::new())));
     Ok(IngestedRatings {
@@ -85,8 +64,125 @@ pub fn read_ratings(
     })
 }
 
-fn filter_ids(raw: RawIds, keep: &[bool]) -> RawIds {
-    fn filter<T>(values: Vec<T>, keep: &[bool]) -> Vec<T> {
+/// Reads only id columns (users to recommend for, or (user, item) pairs to score), with the
+/// same null policy, `limit` and `sample_fraction` as ratings; one [`RawIds`] per column.
+pub fn read_id_columns(
+    files: &FileSource,
+    input: &InputConfig,
+    seed: u64,
+    wanted: &[&ColumnRef],
+) -> Result<(Vec<RawIds>, IngestCounts), IngestError> {
+    let mut columns: Vec<Option<RawIds>> = wanted.iter().map(|_| None).collect();
+    let (_, counts) = for_each_file(files, input, seed, wanted, &mut |located, frame, keep| {
+        for (target, column) in columns.iter_mut().zip(wanted) {
+            let found = find_column(located.path, frame, column)?;
+            append_ids(target, filter(id_values(located, found)?, keep));
+        }
+        Ok(())
+    })?;
+    Ok((
+        columns
+            .into_iter()
+            .map(|column| column.unwrap_or(RawIds::Integer(Vec::new())))
+            .collect(),
+        counts,
+    ))
+}
+
+fn append_ids(all: &mut Option<RawIds>, more: RawIds) {
+    match all {
+        Some(all) => all.extend(more),
+        None => *all = Some(more),
+    }
+}
+
+/// Where a frame came from, to name file, row and line in errors.
+struct Located<'a> {
+    path: &'a Path,
+    header_lines: u64,
+}
+
+impl Located<'_> {
+    fn bad(&self, row: usize, column: &Column, value: String, problem: &str) -> IngestError {
+        IngestError::BadValue {
+            path: self.path.to_path_buf(),
+            row: row as u64 + 1,
+            line: row as u64 + 1 + self.header_lines,
+            column: column.name().to_string(),
+            value,
+            problem: problem.to_owned(),
+        }
+    }
+}
+
+type PerFile<'a> = dyn FnMut(&Located<'_>, &DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
+
+/// Reads each file in turn (honouring `limit`), then hands `per_file` the frame and which rows
+/// to keep: rows with a missing value in `used` columns are an error or dropped (null policy),
+/// and `sample_fraction` leaves out rows by the seed.
+fn for_each_file(
+    files: &FileSource,
+    input: &InputConfig,
+    seed: u64,
+    used: &[&ColumnRef],
+    per_file: &mut PerFile<'_>,
+) -> Result<(Vec<Fingerprint>, IngestCounts), IngestError> {
+    let mut counts = IngestCounts::default();
+    let mut fingerprints = Vec::new();
+    let sample_stream = split::mix(seed, SAMPLE_STREAM);
+    for path in &files.paths {
+        let remaining = input
+            .limit
+            .map(|limit| limit.saturating_sub(counts.rows_read));
+        if remaining == Some(0) {
+            break;
+        }
+        let bytes = read_file(path)?;
+        let frame = read_frame(path, &bytes, files, remaining.map(|rows| rows as usize))?;
+        fingerprints.push(fingerprint(path, &bytes, frame.height() as u64));
+        drop(bytes);
+        let located = Located {
+            path,
+            header_lines: u64::from(files.header && files.format.is_delimited_text()),
+        };
+        let mut keep = vec![true; frame.height()];
+        for column in used {
+            let column = find_column(path, &frame, column)?;
+            if column.null_count() == 0 {
+                continue;
+            }
+            for (row, is_null) in column.as_materialized_series().is_null().iter().enumerate() {
+                if is_null == Some(true) {
+                    if input.null_policy == NullPolicy::Error {
+                        return Err(located.bad(
+                            row,
+                            column,
+                            "(missing)".to_owned(),
+                            "missing value (set `input.null_policy = \"drop\"` to skip such rows)",
+                        ));
+                    }
+                    keep[row] = false;
+                }
+            }
+        }
+        counts.rows_dropped_null += keep.iter().filter(|kept| !**kept).count() as u64;
+        if input.sample_fraction < 1.0 {
+            for (row, kept) in keep.iter_mut().enumerate() {
+                let global_row = counts.rows_read + row as u64;
+                if *kept && split::unit(sample_stream, global_row) >= input.sample_fraction {
+                    *kept = false;
+                    counts.rows_sampled_out += 1;
+                }
+            }
+        }
+        counts.rows_read += frame.height() as u64;
+        per_file(&located, &frame, &keep)?;
+    }
+    Ok((fingerprints, counts))
+}
+
+fn filter(raw: RawIds, keep: &[bool]) -> RawIds {
+    fn kept<T>(values: Vec<T>, keep: &[bool]) -> Vec<T> {
         values
             .into_iter()
             .zip(keep)
@@ -95,8 +191,8 @@ fn filter_ids(raw: RawIds, keep: &[bool]) -> RawIds {
             .collect()
     }
     match raw {
-        RawIds::Integer(values) => RawIds::Integer(filter(values, keep)),
-        RawIds::Text(values) => RawIds::Text(filter(values, keep)),
+        RawIds::Integer(values) => RawIds::Integer(kept(values, keep)),
+        RawIds::Text(values) => RawIds::Text(kept(values, keep)),
     }
 }
 
@@ -214,124 +310,74 @@ fn replace_all(bytes: &[u8], pattern: &[u8], with: u8) -> Vec<u8> {
     out
 }
 
-struct Extracted {
-    user: RawIds,
-    item: RawIds,
-    rating: Vec<f32>,
-    /// False where a used column is missing and the null policy drops the row.
-    valid: Vec<bool>,
+/// An id column as integers (integer columns, integral floats, all-integer text) or strings.
+/// Missing values become placeholders in rows the null policy drops.
+fn id_values(located: &Located<'_>, column: &Column) -> Result<RawIds, IngestError> {
+    let path = located.path;
+    let series = column.as_materialized_series();
+    let dtype = series.dtype();
+    if dtype.is_integer() {
+        let cast = series
+            .cast(&DataType::Int64)
+            .map_err(|error| polars_error(path, error))?;
+        let values = cast.i64().map_err(|error| polars_error(path, error))?;
+        Ok(RawIds::Integer(
+            values.iter().map(|v| v.unwrap_or(0)).collect(),
+        ))
+    } else if dtype.is_float() {
+        let cast = series
+            .cast(&DataType::Float64)
+            .map_err(|error| polars_error(path, error))?;
+        let values = cast.f64().map_err(|error| polars_error(path, error))?;
+        let mut out = Vec::with_capacity(values.len());
+        for (row, value) in values.iter().enumerate() {
+            let value = value.unwrap_or(0.0);
+            if value.fract() != 0.0 || !value.is_finite() || value.abs() > 9.0e15 {
+                return Err(located.bad(
+                    row,
+                    column,
+                    value.to_string(),
+                    "an id must be an integer or a string",
+                ));
+            }
+            out.push(value as i64);
+        }
+        Ok(RawIds::Integer(out))
+    } else if matches!(dtype, DataType::String) {
+        let values = series.str().map_err(|error| polars_error(path, error))?;
+        // Text that is all integers (e.g. after the all-text fallback) stays integer ids.
+        let parsed: Option<Vec<i64>> = values
+            .iter()
+            .map(|value| value.map_or(Some(0), |text| text.trim().parse().ok()))
+            .collect();
+        Ok(match parsed {
+            Some(numbers) => RawIds::Integer(numbers),
+            None => RawIds::Text(
+                values
+                    .iter()
+                    .map(|value| value.unwrap_or("").to_owned())
+                    .collect(),
+            ),
+        })
+    } else {
+        Err(located.bad(
+            0,
+            column,
+            format!("type {dtype}"),
+            "an id column must hold integers or strings",
+        ))
+    }
 }
 
-fn extract(
-    path: &Path,
-    frame: &DataFrame,
-    files: &FileSource,
-    input: &InputConfig,
-) -> Result<Extracted, IngestError> {
-    let header_lines = u64::from(files.header && files.format.is_delimited_text());
-    let locate = |row: usize| (row as u64 + 1, row as u64 + 1 + header_lines);
-    let mut valid = vec![true; frame.height()];
-    let columns = &input.columns;
-    let user_column = find_column(path, frame, &columns.user)?;
-    let item_column = find_column(path, frame, &columns.item)?;
-    let rating_column = find_column(path, frame, &columns.rating)?;
-    for column in [user_column, item_column, rating_column] {
-        if column.null_count() == 0 {
-            continue;
-        }
-        let series = column.as_materialized_series();
-        let nulls = series.is_null();
-        for (row, is_null) in nulls.iter().enumerate() {
-            if is_null == Some(true) {
-                if input.null_policy == NullPolicy::Error {
-                    let (row, line) = locate(row);
-                    return Err(IngestError::BadValue {
-                        path: path.to_path_buf(),
-                        row,
-                        line,
-                        column: column.name().to_string(),
-                        value: "(missing)".to_owned(),
-                        problem:
-                            "missing value (set `input.null_policy = \"drop\"` to skip such rows)"
-                                .to_owned(),
-                    });
-                }
-                valid[row] = false;
-            }
-        }
-    }
-    let bad = |row: usize, column: &Column, value: String, problem: &str| {
-        let (row, line) = locate(row);
-        IngestError::BadValue {
-            path: path.to_path_buf(),
-            row,
-            line,
-            column: column.name().to_string(),
-            value,
-            problem: problem.to_owned(),
-        }
-    };
-    let id_values = |column: &Column| -> Result<RawIds, IngestError> {
-        let series = column.as_materialized_series();
-        let dtype = series.dtype();
-        if dtype.is_integer() {
-            let cast = series
-                .cast(&DataType::Int64)
-                .map_err(|error| polars_error(path, error))?;
-            let values = cast.i64().map_err(|error| polars_error(path, error))?;
-            Ok(RawIds::Integer(
-                values.iter().map(|v| v.unwrap_or(0)).collect(),
-            ))
-        } else if dtype.is_float() {
-            let cast = series
-                .cast(&DataType::Float64)
-                .map_err(|error| polars_error(path, error))?;
-            let values = cast.f64().map_err(|error| polars_error(path, error))?;
-            let mut out = Vec::with_capacity(values.len());
-            for (row, value) in values.iter().enumerate() {
-                let value = value.unwrap_or(0.0);
-                if value.fract() != 0.0 || !value.is_finite() || value.abs() > 9.0e15 {
-                    return Err(bad(
-                        row,
-                        column,
-                        value.to_string(),
-                        "an id must be an integer or a string",
-                    ));
-                }
-                out.push(value as i64);
-            }
-            Ok(RawIds::Integer(out))
-        } else if matches!(dtype, DataType::String) {
-            let values = series.str().map_err(|error| polars_error(path, error))?;
-            // Text that is all integers (e.g. after the all-text fallback) stays integer ids;
-            // missing values become placeholders in rows the null policy drops.
-            let parsed: Option<Vec<i64>> = values
-                .iter()
-                .map(|value| value.map_or(Some(0), |text| text.trim().parse().ok()))
-                .collect();
-            Ok(match parsed {
-                Some(numbers) => RawIds::Integer(numbers),
-                None => RawIds::Text(
-                    values
-                        .iter()
-                        .map(|value| value.unwrap_or("").to_owned())
-                        .collect(),
-                ),
-            })
-        } else {
-            Err(bad(
-                0,
-                column,
-                format!("type {dtype}"),
-                "an id column must hold integers or strings",
-            ))
-        }
-    };
-    let user = id_values(user_column)?;
-    let item = id_values(item_column)?;
-
-    let series = rating_column.as_materialized_series();
-    let mut rating = Vec::with_capacity(frame.height());
+/// A rating column as f32; every kept value must be a finite number.
+fn rating_values(
+    located: &Located<'_>,
+    column: &Column,
+    keep: &[bool],
+) -> Result<Vec<f32>, IngestError> {
+    let path = located.path;
+    let series = column.as_materialized_series();
+    let mut rating = Vec::with_capacity(series.len());
     if series.dtype().is_primitive_numeric() {
         let cast = series
             .cast(&DataType::Float64)
@@ -339,10 +385,10 @@ fn extract(
         let values = cast.f64().map_err(|error| polars_error(path, error))?;
         for (row, value) in values.iter().enumerate() {
             let value = value.unwrap_or(0.0);
-            if !value.is_finite() {
-                return Err(bad(
+            if keep[row] && !value.is_finite() {
+                return Err(located.bad(
                     row,
-                    rating_column,
+                    column,
                     value.to_string(),
                     "a rating must be a finite number",
                 ));
@@ -352,37 +398,34 @@ fn extract(
     } else if matches!(series.dtype(), DataType::String) {
         let values = series.str().map_err(|error| polars_error(path, error))?;
         for (row, value) in values.iter().enumerate() {
-            let Some(text) = value else {
+            let Some(text) = value.filter(|_| keep[row]) else {
                 rating.push(0.0);
                 continue;
             };
             match text.trim().parse::<f64>() {
                 Ok(number) if number.is_finite() => rating.push(number as f32),
                 Ok(_) => {
-                    return Err(bad(
+                    return Err(located.bad(
                         row,
-                        rating_column,
+                        column,
                         format!("{text:?}"),
                         "a rating must be a finite number",
                     ));
                 }
-                Err(_) => return Err(bad(row, rating_column, format!("{text:?}"), "not a number")),
+                Err(_) => {
+                    return Err(located.bad(row, column, format!("{text:?}"), "not a number"));
+                }
             }
         }
     } else {
-        return Err(bad(
+        return Err(located.bad(
             0,
-            rating_column,
+            column,
             format!("type {}", series.dtype()),
             "a rating column must hold numbers",
         ));
     }
-    Ok(Extracted {
-        user,
-        item,
-        rating,
-        valid,
-    })
+    Ok(rating)
 }
 
 fn find_column<'a>(

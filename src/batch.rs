@@ -1,0 +1,402 @@
+//! Batch jobs on a published model version: top-k recommendations and pair scoring.
+//!
+//! The model is read from its compact binary form (milliseconds); ids in input files are mapped
+//! to the model's rows; the output table is written to a temporary file beside the target and
+//! renamed over it, so a reader never sees half a file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::algo::als::recommend::{self, ItemScorer};
+use crate::artifact::{self, ArtifactError, codec::SavedAls};
+use crate::config::{
+    InputConfig, JobConfig, OutputFile, OutputFormat, PredictTask, RecommendColdStart,
+    RecommendTarget, RecommendTask, Source,
+};
+use crate::dataset::Ids;
+use crate::exec::Progress;
+use crate::exec::memory::{self, Phase};
+use crate::ingest::ids::RawIds;
+use crate::ingest::tables::{self, OutputColumn, TableFormat};
+use crate::ingest::{self, IngestError};
+use crate::report::Summary;
+
+/// The model a batch job names cannot be used (exit code 3, like other input problems).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the model version at {}: {source}", path.display())]
+pub struct ModelError {
+    pub path: PathBuf,
+    #[source]
+    pub source: ArtifactError,
+}
+
+fn load(path: &Path) -> Result<artifact::LoadedVersion, ModelError> {
+    artifact::load_version(path).map_err(|source| ModelError {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Maps raw ids to rows of `known`; `None` for ids the model has never seen.
+fn lookup(known: &Ids, raw: &RawIds) -> Vec<Option<u32>> {
+    match known {
+        Ids::Integer(table) => {
+            let index: HashMap<i64, u32> = table
+                .iter()
+                .enumerate()
+                .map(|(row, &id)| (id, row as u32))
+                .collect();
+            match raw {
+                RawIds::Integer(values) => values.iter().map(|id| index.get(id).copied()).collect(),
+                RawIds::Text(values) => values
+                    .iter()
+                    .map(|id| {
+                        id.trim()
+                            .parse()
+                            .ok()
+                            .and_then(|id: i64| index.get(&id).copied())
+                    })
+                    .collect(),
+            }
+        }
+        Ids::Text(table) => {
+            let index: HashMap<&str, u32> = table
+                .iter()
+                .enumerate()
+                .map(|(row, id)| (id.as_str(), row as u32))
+                .collect();
+            match raw {
+                RawIds::Text(values) => values
+                    .iter()
+                    .map(|id| index.get(id.as_str()).copied())
+                    .collect(),
+                RawIds::Integer(values) => values
+                    .iter()
+                    .map(|id| index.get(id.to_string().as_str()).copied())
+                    .collect(),
+            }
+        }
+    }
+}
+
+fn raw_to_ids(raw: RawIds) -> Ids {
+    match raw {
+        RawIds::Integer(values) => Ids::Integer(values),
+        RawIds::Text(values) => Ids::Text(values),
+    }
+}
+
+fn read_ids(
+    input: &InputConfig,
+    seed: u64,
+    columns: &[&crate::config::ColumnRef],
+) -> Result<Vec<RawIds>, IngestError> {
+    let Source::Files(files) = &input.source else {
+        return Err(IngestError::Empty {
+            reason: "batch jobs read ids from files".to_owned(),
+        });
+    };
+    let (raw, _) = ingest::reader::read_id_columns(files, input, seed, columns)?;
+    Ok(raw)
+}
+
+/// Writes the table next to its destination, then renames it into place.
+fn publish_table(output: &OutputFile, columns: Vec<OutputColumn>) -> anyhow::Result<()> {
+    if let Some(parent) = output
+        .path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file_name = output.path.file_name().map_or_else(
+        || "output".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let temporary = output
+        .path
+        .with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let format = match output.format {
+        OutputFormat::Csv => TableFormat::Csv,
+        OutputFormat::Parquet => TableFormat::Parquet,
+    };
+    let written = tables::write_table(&temporary, format, columns)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            std::fs::File::open(&temporary)?.sync_all()?;
+            std::fs::rename(&temporary, &output.path)?;
+            Ok(())
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+fn summary(
+    config: &JobConfig,
+    output: &OutputFile,
+    metrics: serde_json::Value,
+    started: Instant,
+) -> Summary {
+    Summary {
+        status: "ok",
+        job: config.name.clone(),
+        kind: config.task.kind(),
+        version: None,
+        version_dir: None,
+        output: Some(output.path.display().to_string()),
+        algorithm: "als".to_owned(),
+        metrics,
+        master: config.master.to_string(),
+        threads: config.threads,
+        duration_s: started.elapsed().as_secs_f64(),
+        peak_heap_bytes: memory::peak_bytes(),
+        dry_run: false,
+    }
+}
+
+pub fn recommend(
+    config: &JobConfig,
+    task: &RecommendTask,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    memory::set_phase(Phase::Ingesting);
+    let step = progress.step("loading the model");
+    let loaded = load(&task.from)?;
+    let model = &loaded.model;
+    step.finish(&format!(
+        "{} users, {} items, rank {}",
+        model.user_ids.len(),
+        model.item_ids.len(),
+        model.rank
+    ));
+    let (query_ids, query_factors, candidate_ids, candidate_factors) = match task.target {
+        RecommendTarget::Users => (
+            &model.user_ids,
+            &model.user_factors,
+            &model.item_ids,
+            &model.item_factors,
+        ),
+        RecommendTarget::Items => (
+            &model.item_ids,
+            &model.item_factors,
+            &model.user_ids,
+            &model.user_factors,
+        ),
+    };
+    // Which rows to recommend for; ids the model does not know are cold start.
+    let (rows, unknown): (Vec<u32>, Vec<RawIds>) = match &task.ids {
+        None => ((0..query_ids.len() as u32).collect(), Vec::new()),
+        Some(input) => {
+            let column = match task.target {
+                RecommendTarget::Users => &input.columns.user,
+                RecommendTarget::Items => &input.columns.item,
+            };
+            let raw = read_ids(input, config.seed, &[column])?.remove(0);
+            let found = lookup(query_ids, &raw);
+            let rows = found.iter().flatten().copied().collect();
+            let unknown_positions: Vec<bool> = found.iter().map(Option::is_none).collect();
+            let unknown = match raw {
+                RawIds::Integer(values) => RawIds::Integer(
+                    values
+                        .into_iter()
+                        .zip(&unknown_positions)
+                        .filter(|(_, u)| **u)
+                        .map(|(v, _)| v)
+                        .collect(),
+                ),
+                RawIds::Text(values) => RawIds::Text(
+                    values
+                        .into_iter()
+                        .zip(&unknown_positions)
+                        .filter(|(_, u)| **u)
+                        .map(|(v, _)| v)
+                        .collect(),
+                ),
+            };
+            (rows, vec![unknown])
+        }
+    };
+    memory::set_phase(Phase::Evaluating);
+    let step = progress.step("recommending");
+    let seen_by_item =
+        (task.target == RecommendTarget::Items && task.filter_seen).then(|| users_by_item(model));
+    let nothing: &[u32] = &[];
+    let seen = |row: u32| -> &[u32] {
+        if !task.filter_seen {
+            return nothing;
+        }
+        match &seen_by_item {
+            Some(by_item) => &by_item.1[by_item.0[row as usize]..by_item.0[row as usize + 1]],
+            None => model.seen(row as usize),
+        }
+    };
+    let scorer = ItemScorer::new(
+        candidate_factors,
+        model.rank,
+        vec![true; candidate_ids.len()],
+    );
+    let lists = scorer.top_k(query_factors, &rows, task.k, &seen);
+    let mut query_rows: Vec<u32> = Vec::new();
+    let mut candidate_rows: Vec<u32> = Vec::new();
+    let mut scores: Vec<Option<f32>> = Vec::new();
+    let mut ranks: Vec<u32> = Vec::new();
+    for (&row, list) in rows.iter().zip(&lists) {
+        for (position, &(candidate, score)) in list.iter().enumerate() {
+            query_rows.push(row);
+            candidate_rows.push(candidate);
+            scores.push(Some(score));
+            ranks.push(position as u32 + 1);
+        }
+    }
+    let mut query_column = query_ids.select(&query_rows);
+    let unknown_count = unknown
+        .iter()
+        .map(|raw| match raw {
+            RawIds::Integer(values) => values.len(),
+            RawIds::Text(values) => values.len(),
+        })
+        .sum::<usize>();
+    let mut cold_start_served = 0usize;
+    if task.cold_start == RecommendColdStart::Popular && task.target == RecommendTarget::Users {
+        // Unknown users get the most popular items; their score is left empty.
+        let popular = recommend::popular_items(&model.item_counts());
+        let top: Vec<u32> = popular.into_iter().take(task.k).collect();
+        let mut extra_ids = Vec::new();
+        for raw in unknown {
+            let ids = raw_to_ids(raw);
+            for index in 0..ids.len() {
+                for (position, &item) in top.iter().enumerate() {
+                    extra_ids.push(index as u32);
+                    candidate_rows.push(item);
+                    scores.push(None);
+                    ranks.push(position as u32 + 1);
+                }
+                cold_start_served += 1;
+            }
+            query_column = concat_ids(query_column, ids.select(&extra_ids));
+            extra_ids.clear();
+        }
+    }
+    let rows_written = ranks.len();
+    step.finish(&format!("{rows_written} rows; {unknown_count} unknown ids"));
+    memory::set_phase(Phase::Publishing);
+    let (query_name, candidate_name) = match task.target {
+        RecommendTarget::Users => ("user", "item"),
+        RecommendTarget::Items => ("item", "user"),
+    };
+    publish_table(
+        &task.output,
+        vec![
+            OutputColumn::Ids(query_name.to_owned(), query_column),
+            OutputColumn::Ids(
+                candidate_name.to_owned(),
+                candidate_ids.select(&candidate_rows),
+            ),
+            OutputColumn::Floats("score".to_owned(), scores),
+            OutputColumn::Counts("rank".to_owned(), ranks),
+        ],
+    )?;
+    let metrics = serde_json::json!({
+        "counts": {
+            "lists": rows.len() + cold_start_served,
+            "rows_written": rows_written,
+            "unknown_ids": unknown_count,
+            "unknown_ids_given_popular": cold_start_served,
+            "unknown_ids_dropped": unknown_count - cold_start_served,
+        },
+        "k": task.k,
+        "filter_seen": task.filter_seen,
+        "model_version": loaded.dir.display().to_string(),
+    });
+    Ok(summary(config, &task.output, metrics, started))
+}
+
+/// Users who had each item in training, as (offsets, users): the inverse of the model's lists.
+fn users_by_item(model: &SavedAls) -> (Vec<usize>, Vec<u32>) {
+    let counts = model.item_counts();
+    let mut offsets = vec![0usize; counts.len() + 1];
+    for (item, &count) in counts.iter().enumerate() {
+        offsets[item + 1] = offsets[item] + count as usize;
+    }
+    let mut cursor = offsets.clone();
+    let mut users = vec![0u32; model.seen_items.len()];
+    for user in 0..model.user_ids.len() {
+        for &item in model.seen(user) {
+            users[cursor[item as usize]] = user as u32;
+            cursor[item as usize] += 1;
+        }
+    }
+    (offsets, users)
+}
+
+fn concat_ids(first: Ids, second: Ids) -> Ids {
+    match (first, second) {
+        (Ids::Integer(mut a), Ids::Integer(b)) => {
+            a.extend(b);
+            Ids::Integer(a)
+        }
+        (a, b) => {
+            let mut text: Vec<String> = (0..a.len()).map(|i| a.display(i)).collect();
+            text.extend((0..b.len()).map(|i| b.display(i)));
+            Ids::Text(text)
+        }
+    }
+}
+
+pub fn predict(
+    config: &JobConfig,
+    task: &PredictTask,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    memory::set_phase(Phase::Ingesting);
+    let step = progress.step("loading the model and pairs");
+    let loaded = load(&task.from)?;
+    let model = &loaded.model;
+    let mut raw = read_ids(
+        &task.input,
+        config.seed,
+        &[&task.input.columns.user, &task.input.columns.item],
+    )?;
+    let items_raw = raw.pop().unwrap_or(RawIds::Integer(Vec::new()));
+    let users_raw = raw.pop().unwrap_or(RawIds::Integer(Vec::new()));
+    step.finish("");
+    memory::set_phase(Phase::Evaluating);
+    let users = lookup(&model.user_ids, &users_raw);
+    let items = lookup(&model.item_ids, &items_raw);
+    let rank = model.rank;
+    let predictions: Vec<Option<f32>> = users
+        .iter()
+        .zip(&items)
+        .map(|(user, item)| {
+            let (user, item) = ((*user)? as usize, (*item)? as usize);
+            let x = &model.user_factors[user * rank..(user + 1) * rank];
+            let y = &model.item_factors[item * rank..(item + 1) * rank];
+            Some(x.iter().zip(y).map(|(a, b)| a * b).sum())
+        })
+        .collect();
+    let missing = predictions.iter().filter(|p| p.is_none()).count();
+    memory::set_phase(Phase::Publishing);
+    let pairs = predictions.len();
+    publish_table(
+        &task.output,
+        vec![
+            OutputColumn::Ids("user".to_owned(), raw_to_ids(users_raw)),
+            OutputColumn::Ids("item".to_owned(), raw_to_ids(items_raw)),
+            OutputColumn::Floats("prediction".to_owned(), predictions),
+        ],
+    )?;
+    let metrics = serde_json::json!({
+        "counts": {
+            "pairs": pairs,
+            "predicted": pairs - missing,
+            "cold_start_missing": missing,
+        },
+        "model_version": loaded.dir.display().to_string(),
+    });
+    Ok(summary(config, &task.output, metrics, started))
+}
