@@ -7,13 +7,25 @@ bin="${SUBMIT_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/submit}"
 limit="${SMOKE_LIMIT:-20000}"
 out="${SMOKE_OUTPUT_DIR:-$(mktemp -d)}"
 failed=0
-for job in "$here"/jobs/*.toml; do
+is_batch() { grep -qE '^kind = "(recommend|predict)"' "$1"; }
+# Train jobs first: recommend and predict jobs read the versions they publish.
+jobs=()
+for job in "$here"/jobs/*.toml; do is_batch "$job" || jobs+=("$job"); done
+for job in "$here"/jobs/*.toml; do is_batch "$job" && jobs+=("$job"); done
+for job in "${jobs[@]}"; do
   name="$(basename "$job" .toml)"
   if grep -q 'shared/data' "$job" && [ ! -d "$here/../shared/data" ]; then
     echo "skip $name: ../shared/data is not here"
     continue
   fi
-  if "$bin" --quiet --conf "input.limit=$limit" --conf "output.dir=$out" "$job"; then
+  if is_batch "$job"; then
+    # from = "../models/<job>/latest" -> the scratch copy of that job's versions.
+    model_job="$(sed -n 's|^from = ".*/\([^/]*\)/latest"|\1|p' "$job")"
+    args=(--conf "model.from=$out/$model_job/latest" --conf "output.path=$out/$name.csv")
+  else
+    args=(--conf "input.limit=$limit" --conf "output.dir=$out")
+  fi
+  if "$bin" --quiet "${args[@]}" "$job"; then
     echo "ok   $name"
   else
     echo "FAIL $name (exit code $?)"
