@@ -123,7 +123,22 @@ impl AlsModel {
 
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // Eight independent partial sums: a single running sum is a dependency chain the compiler
+    // may not reorder (strict floating point), which keeps it scalar.
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Stream keys of the initial factors.
@@ -237,6 +252,16 @@ fn gram(fixed: &FactorTable, rank: usize, all_rows: &[u32]) -> Vec<f32> {
         }
     }
     total
+}
+
+/// Fills the lower triangle of a matrix whose upper triangle is set (`rank x stride`).
+fn symmetric(mut matrix: Vec<f32>, rank: usize, stride: usize) -> Vec<f32> {
+    for a in 0..rank {
+        for b in 0..a {
+            matrix[a * stride + b] = matrix[b * stride + a];
+        }
+    }
+    matrix
 }
 
 /// Entry `(a, b)` of a symmetric matrix of which only the upper triangle is stored.
@@ -495,7 +520,8 @@ fn solve_group_exactly(
 }
 
 /// `steps` conjugate-gradient steps on `A x = b` from the current `x`, where
-/// `A = gram + sum w y y^T + ridge I` and `b = sum t y`, without forming `A`.
+/// `A = gram + sum w y y^T + ridge I` and `b = sum t y`, without forming `A`. `gram` must be
+/// stored in full (both triangles, see [`symmetric`]), so its products are contiguous dots.
 fn conjugate_gradient(
     terms: Terms<'_>,
     fixed: &FactorTable,
@@ -515,10 +541,7 @@ fn conjugate_gradient(
         match gram {
             Some(gram) => {
                 for (a, entry) in out.iter_mut().enumerate() {
-                    *entry = (0..k)
-                        .map(|b| upper(gram, stride, a, b) * vector[b])
-                        .sum::<f32>()
-                        + ridge * vector[a];
+                    *entry = dot(&gram[a * stride..a * stride + k], vector) + ridge * vector[a];
                 }
             }
             None => {
@@ -601,7 +624,7 @@ pub fn train(
     for iteration in 1..=params.max_iter {
         let user_gram = params
             .implicit_prefs
-            .then(|| gram(&user_factors, k, &all_rows));
+            .then(|| symmetric(gram(&user_factors, k, &all_rows), k, user_factors.stride()));
         solve_side(
             &item_side,
             &user_factors,
@@ -622,7 +645,7 @@ pub fn train(
         }
         let item_gram = params
             .implicit_prefs
-            .then(|| gram(&item_factors, k, &all_rows));
+            .then(|| symmetric(gram(&item_factors, k, &all_rows), k, item_factors.stride()));
         solve_side(
             &user_side,
             &item_factors,
