@@ -4,8 +4,12 @@
 # file. Prints fit time, whole-job time, RMSE and peak memory. With BENCH_SPARK=1 (and pyspark
 # importable by $PYTHON) it runs ../shared/peers/spark_als.py on the same file right after us and
 # prints the ratios, since the machine is noisy and only side-by-side timings compare.
+# Then, on the largest size: implicit ALS (rank 64, 15 iterations, reg_param 0.01, as
+# ../shared/peers/implicit_als.py) and top-10 recommendations for every user from the explicit
+# model; with BENCH_IMPLICIT=1 (and `implicit` importable) the `implicit` library runs on the same
+# file for the ratios.
 #   scripts/bench.sh            # all sizes
-#   SIZES="4000000" BENCH_SPARK=1 PYTHON=~/.cache/peers-venv/bin/python scripts/bench.sh
+#   SIZES="4000000" BENCH_SPARK=1 BENCH_IMPLICIT=1 PYTHON=~/.cache/peers-venv/bin/python scripts/bench.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$here/target}"
@@ -60,3 +64,58 @@ else:
 print(line)
 PY
 done
+
+# Implicit feedback and recommend-all on the largest size.
+n="${SIZES:-100000 1000000 4000000}"; n="${n##* }"
+csv="$work/ratings-$n.csv"
+cat >"$work/implicit-$n.toml" <<TOML
+[job]
+name = "implicit-$n"
+master = "local[2]"
+driver_memory = "8G"
+[input]
+path = "$csv"
+[model]
+implicit_prefs = true
+rank = 64
+max_iter = 15
+reg_param = 0.01
+[output]
+dir = "$work/models"
+TOML
+cat >"$work/recommend-$n.toml" <<TOML
+[job]
+kind = "recommend"
+master = "local[2]"
+driver_memory = "8G"
+[model]
+from = "$work/models/bench-$n/latest"
+[recommend]
+k = 10
+[output]
+path = "$work/recommendations-$n.parquet"
+TOML
+implicit_summary=$("$bin" --quiet --json "$work/implicit-$n.toml")
+recommend_summary=$("$bin" --quiet --json "$work/recommend-$n.toml")
+peer="-"
+if [ "${BENCH_IMPLICIT:-0}" = 1 ] && "$python" -c 'import implicit' 2>/dev/null; then
+  peer=$("$python" "$peers/implicit_als.py" "$csv" 2>/dev/null | grep '^implicit_als' || echo "implicit failed")
+fi
+python3 - "$implicit_summary" "$recommend_summary" "$peer" "$n" <<'PY'
+import json, re, sys
+implicit_summary, recommend_summary, peer, n = sys.argv[1:]
+implicit = json.loads(implicit_summary)["metrics"]
+recommend = json.loads(recommend_summary)
+fit = implicit["timings_s"]["fit"]
+rec = recommend["duration_s"]
+print(f"\n{n} ratings: implicit rank 64 x 15 iterations fit {fit:.2f}s (precision@10 {implicit['precision_at_k']:.4f}, "
+      f"popularity {implicit['ranking']['popularity_baseline']['precision_at_k']:.4f}); "
+      f"recommend top-10 for {recommend['metrics']['counts']['lists']} users (rank 10 model, whole job) {rec:.2f}s")
+if peer.startswith("implicit_als"):
+    values = dict(re.findall(r"(\w+)=([0-9.]+)s?", peer))
+    peer_fit, peer_rec = float(values["fit"]), float(values["recommend_all_top10"])
+    print(f"implicit library: fit {peer_fit:.2f}s ({peer_fit / fit:.2f}x ours), "
+          f"recommend_all top-10 with 64 factors {peer_rec:.2f}s")
+else:
+    print(f"implicit library: {peer}")
+PY
