@@ -113,6 +113,52 @@ fn user_counts(users: usize, items: usize, total: u64, seed: u64) -> Vec<u64> {
     counts
 }
 
+/// `wanted` distinct items drawn with `draw`; after 32 collisions in a row (a heavy user has
+/// taken most of the likely items) the rest are drawn uniformly, so it always finishes.
+fn draw_distinct(
+    wanted: usize,
+    items: usize,
+    stream: &mut Stream,
+    mut draw: impl FnMut(&mut Stream) -> u32,
+) -> Vec<u32> {
+    let mut chosen = Vec::with_capacity(wanted);
+    let mut seen = std::collections::HashSet::with_capacity(wanted * 2);
+    let mut misses = 0;
+    while chosen.len() < wanted {
+        let item = if misses < 32 {
+            draw(stream)
+        } else {
+            stream.below(items as u64) as u32
+        };
+        if seen.insert(item) {
+            chosen.push(item);
+            misses = 0;
+        } else {
+            misses += 1;
+        }
+    }
+    chosen
+}
+
+/// Per-user (items, values) lists, in user order, as rating triples over integer ids.
+fn flatten(per_user: Vec<(Vec<u32>, Vec<f32>)>, users: usize, items: usize, total: u64) -> Ratings {
+    let mut user = Vec::with_capacity(total as usize);
+    let mut item = Vec::with_capacity(total as usize);
+    let mut rating = Vec::with_capacity(total as usize);
+    for (index, (chosen, values)) in per_user.into_iter().enumerate() {
+        user.extend(std::iter::repeat_n(index as u32, chosen.len()));
+        item.extend(chosen);
+        rating.extend(values);
+    }
+    Ratings {
+        user_ids: Ids::Integer((0..users as i64).collect()),
+        item_ids: Ids::Integer((0..items as i64).collect()),
+        user,
+        item,
+        rating,
+    }
+}
+
 pub fn generate_ratings(
     users: usize,
     items: usize,
@@ -136,24 +182,10 @@ pub fn generate_ratings(
         .map(|user| {
             let wanted = counts[user] as usize;
             let mut stream = Stream::new(seed, USER_RATINGS, user as u64);
-            let mut chosen: Vec<u32> = Vec::with_capacity(wanted);
-            let mut seen = std::collections::HashSet::with_capacity(wanted * 2);
-            let mut misses = 0;
-            while chosen.len() < wanted {
-                // Popular items first; after repeated collisions draw uniformly instead.
-                let item = if misses < 32 {
-                    let target = stream.uniform() * running;
-                    cumulative.partition_point(|&c| c <= target).min(items - 1) as u32
-                } else {
-                    stream.below(items as u64) as u32
-                };
-                if seen.insert(item) {
-                    chosen.push(item);
-                    misses = 0;
-                } else {
-                    misses += 1;
-                }
-            }
+            let chosen = draw_distinct(wanted, items, &mut stream, |stream| {
+                let target = stream.uniform() * running;
+                cumulative.partition_point(|&c| c <= target).min(items - 1) as u32
+            });
             let user_vector = &user_factors[user * rank..(user + 1) * rank];
             let ratings = chosen
                 .iter()
@@ -171,21 +203,7 @@ pub fn generate_ratings(
             (chosen, ratings)
         })
         .collect();
-    let mut user = Vec::with_capacity(total as usize);
-    let mut item = Vec::with_capacity(total as usize);
-    let mut rating = Vec::with_capacity(total as usize);
-    for (index, (chosen, values)) in per_user.into_iter().enumerate() {
-        user.extend(std::iter::repeat_n(index as u32, chosen.len()));
-        item.extend(chosen);
-        rating.extend(values);
-    }
-    Ratings {
-        user_ids: Ids::Integer((0..users as i64).collect()),
-        item_ids: Ids::Integer((0..items as i64).collect()),
-        user,
-        item,
-        rating,
-    }
+    flatten(per_user, users, items, total)
 }
 
 /// Share of a user's interactions drawn from their own taste group (the rest follow global
@@ -229,13 +247,8 @@ pub fn generate_interactions(
             let home = (mix(seed, user as u64) % groups as u64) as usize;
             let (home_items, home_cumulative) = (&members[home], &member_cumulative[home]);
             let home_total = home_cumulative.last().copied().unwrap_or(0.0);
-            let mut chosen = Vec::with_capacity(wanted);
-            let mut seen = std::collections::HashSet::with_capacity(wanted * 2);
-            let mut misses = 0;
-            while chosen.len() < wanted {
-                let item = if misses >= 32 {
-                    stream.below(items as u64) as u32
-                } else if stream.uniform() < IN_GROUP_SHARE && home_total > 0.0 {
+            let chosen = draw_distinct(wanted, items, &mut stream, |stream| {
+                if stream.uniform() < IN_GROUP_SHARE && home_total > 0.0 {
                     let target = stream.uniform() * home_total;
                     home_items[home_cumulative
                         .partition_point(|&c| c <= target)
@@ -243,14 +256,8 @@ pub fn generate_interactions(
                 } else {
                     let target = stream.uniform() * running;
                     global.partition_point(|&c| c <= target).min(items - 1) as u32
-                };
-                if seen.insert(item) {
-                    chosen.push(item);
-                    misses = 0;
-                } else {
-                    misses += 1;
                 }
-            }
+            });
             let counts = chosen
                 .iter()
                 .map(|_| (1.0 + (-stream.uniform().max(1e-12).ln() * 2.0).floor()).min(50.0) as f32)
@@ -258,21 +265,7 @@ pub fn generate_interactions(
             (chosen, counts)
         })
         .collect();
-    let mut user = Vec::with_capacity(total as usize);
-    let mut item = Vec::with_capacity(total as usize);
-    let mut rating = Vec::with_capacity(total as usize);
-    for (index, (chosen, values)) in per_user.into_iter().enumerate() {
-        user.extend(std::iter::repeat_n(index as u32, chosen.len()));
-        item.extend(chosen);
-        rating.extend(values);
-    }
-    Ratings {
-        user_ids: Ids::Integer((0..users as i64).collect()),
-        item_ids: Ids::Integer((0..items as i64).collect()),
-        user,
-        item,
-        rating,
-    }
+    flatten(per_user, users, items, total)
 }
 
 /// The ratings source for a job, with `limit` and `sample_fraction` applied like for files.
