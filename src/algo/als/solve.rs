@@ -95,6 +95,7 @@ pub type Lanes = [f64; LANES];
 /// short dot products and square roots; interleaving independent systems lets every step run
 /// as one vector operation and hides that latency. Returns which systems were positive
 /// definite; the others hold garbage and must be solved again by the caller.
+#[inline(always)]
 pub fn cholesky_solve_lanes(a: &mut [Lanes], b: &mut [Lanes], k: usize) -> [bool; LANES] {
     debug_assert_eq!(a.len(), k * k);
     debug_assert_eq!(b.len(), k);
