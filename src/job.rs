@@ -30,6 +30,7 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
         ratings.items()
     ));
     durations.insert("ingest".to_owned(), elapsed.as_secs_f64());
+    report_heap(progress, "ingest");
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
@@ -63,6 +64,7 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
         &train_rows,
     );
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
+    report_heap(progress, "prepare");
 
     memory::set_phase(Phase::Training);
     let step = progress.counted("training als", params.max_iter as u64);
@@ -77,6 +79,7 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
     })?;
     let elapsed = step.finish(&format!("train_rmse {train_rmse:.4}"));
     durations.insert("fit".to_owned(), elapsed.as_secs_f64());
+    report_heap(progress, "fit");
     drop(by_item);
 
     memory::set_phase(Phase::Evaluating);
@@ -215,6 +218,15 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
         peak_heap_bytes: memory::peak_bytes(),
         dry_run: false,
     })
+}
+
+/// With --verbose: the heap now and its peak so far, to see which phase sets the peak.
+fn report_heap(progress: &Progress, phase: &str) {
+    progress.detail(&format!(
+        "heap after {phase}: {:.1} MiB live, {:.1} MiB peak so far",
+        memory::live_bytes() as f64 / (1 << 20) as f64,
+        memory::peak_bytes() as f64 / (1 << 20) as f64
+    ));
 }
 
 struct RankingEvaluation {

@@ -89,14 +89,31 @@ pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, I
     Ok(ingested)
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, IngestError> {
+/// An input file's bytes: memory-mapped, so a large file costs page cache rather than heap
+/// under `driver_memory` (an empty file has nothing to map).
+pub(crate) enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Empty,
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Empty => &[],
+        }
+    }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
     if path.is_dir() {
         return Err(IngestError::Unreadable {
             path: path.to_path_buf(),
             reason: "it is a directory, not a file".to_owned(),
         });
     }
-    std::fs::read(path).map_err(|error| match error.kind() {
+    let unreadable = |error: std::io::Error| match error.kind() {
         std::io::ErrorKind::NotFound => IngestError::NotFound {
             path: path.to_path_buf(),
         },
@@ -104,7 +121,15 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, IngestError> {
             path: path.to_path_buf(),
             reason: error.to_string(),
         },
-    })
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    if file.metadata().map_err(unreadable)?.len() == 0 {
+        return Ok(FileBytes::Empty);
+    }
+    // SAFETY: the map is read-only and lives while the file is parsed; like every reader that
+    // maps its input (polars included), it assumes no other process truncates the file meanwhile.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(unreadable)?;
+    Ok(FileBytes::Mapped(map))
 }
 
 pub(crate) fn fingerprint(source: &Path, bytes: &[u8], rows: u64) -> Fingerprint {

@@ -33,12 +33,18 @@ pub fn read_ratings(
         seed,
         &[&columns.user, &columns.item, &columns.rating],
         &mut |located, frame, keep| {
-            let user_column = find_column(located.path, frame, &columns.user)?;
-            let item_column = find_column(located.path, frame, &columns.item)?;
-            let rating_column = find_column(located.path, frame, &columns.rating)?;
-            append_ids(&mut users, filter(id_values(located, user_column)?, keep));
-            append_ids(&mut items, filter(id_values(located, item_column)?, keep));
-            let values = rating_values(located, rating_column, keep)?;
+            // Take the three columns out and free each once converted: the frame is the
+            // largest thing ingestion holds.
+            let user_column = find_column(located.path, &frame, &columns.user)?.clone();
+            let item_column = find_column(located.path, &frame, &columns.item)?.clone();
+            let rating_column = find_column(located.path, &frame, &columns.rating)?.clone();
+            drop(frame);
+            append_ids(&mut users, filter(id_values(located, &user_column)?, keep));
+            drop(user_column);
+            append_ids(&mut items, filter(id_values(located, &item_column)?, keep));
+            drop(item_column);
+            let values = rating_values(located, &rating_column, keep)?;
+            drop(rating_column);
             rating.extend(
                 values
                     .into_iter()
@@ -75,7 +81,7 @@ pub fn read_id_columns(
     let mut columns: Vec<Option<RawIds>> = wanted.iter().map(|_| None).collect();
     let (_, counts) = for_each_file(files, input, seed, wanted, &mut |located, frame, keep| {
         for (target, column) in columns.iter_mut().zip(wanted) {
-            let found = find_column(located.path, frame, column)?;
+            let found = find_column(located.path, &frame, column)?;
             append_ids(target, filter(id_values(located, found)?, keep));
         }
         Ok(())
@@ -115,7 +121,7 @@ impl Located<'_> {
     }
 }
 
-type PerFile<'a> = dyn FnMut(&Located<'_>, &DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
+type PerFile<'a> = dyn FnMut(&Located<'_>, DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
 
 /// Reads each file in turn (honouring `limit`), then hands `per_file` the frame and which rows
 /// to keep: rows with a missing value in `used` columns are an error or dropped (null policy),
@@ -176,7 +182,7 @@ fn for_each_file(
             }
         }
         counts.rows_read += frame.height() as u64;
-        per_file(&located, &frame, &keep)?;
+        per_file(&located, frame, &keep)?;
     }
     Ok((fingerprints, counts))
 }
