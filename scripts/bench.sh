@@ -95,6 +95,12 @@ k = 10
 [output]
 path = "$work/recommendations-$n.parquet"
 TOML
+# Same split: scripts/spark_same_split.py recomputes submit's seeded split for Spark.
+if [ "${BENCH_SPARK:-0}" = 1 ] && "$python" -c 'import pyspark' 2>/dev/null; then
+  ours_rmse=$("$bin" --quiet --json "$work/bench-$n.toml" | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["metrics"]["rmse"], 4))')
+  same=$("$python" "$here/scripts/spark_same_split.py" "$csv" 2>/dev/null | grep '^spark_same_split' || echo "spark failed")
+  echo "$n ratings, same train/test split: submit rmse=$ours_rmse; $same"
+fi
 implicit_summary=$("$bin" --quiet --json "$work/implicit-$n.toml")
 recommend_summary=$("$bin" --quiet --json "$work/recommend-$n.toml")
 peer="-"
