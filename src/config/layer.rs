@@ -57,7 +57,10 @@ impl fmt::Display for Origin {
 #[derive(Clone, Debug, Default)]
 pub struct Layered {
     pub table: Table,
+    /// Where each key's value was set (errors about a value point here).
     pub origins: BTreeMap<String, Origin>,
+    /// Where each key's name is, for keys read from files (errors about a key point here).
+    pub key_origins: BTreeMap<String, Origin>,
 }
 
 /// The keys that name the data source; a higher layer setting one replaces the others.
@@ -75,6 +78,14 @@ impl Layered {
 
     pub fn origin(&self, key: &str) -> Origin {
         self.origins.get(key).cloned().unwrap_or(Origin::Default)
+    }
+
+    /// Where the key's name was written, when it came from a file; else where it was set.
+    pub fn key_origin(&self, key: &str) -> Origin {
+        self.key_origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| self.origin(key))
     }
 
     /// Puts `value` at `key`, creating sections on the way.
@@ -126,6 +137,7 @@ impl Layered {
         for (key, origin) in over.origins {
             self.origins.entry(key).or_insert(origin);
         }
+        self.key_origins.extend(over.key_origins);
         Ok(())
     }
 
@@ -219,8 +231,20 @@ pub fn load_file(path: &Path) -> Result<Layered, ConfigError> {
     let table: Table = toml::from_str(&text)
         .map_err(|error| ConfigError::new(format!("invalid TOML: {}", error.message().trim())))?;
     let mut origins = BTreeMap::new();
-    collect_positions("", spanned.get_ref(), path, &text, &mut origins);
-    Ok(Layered { table, origins })
+    let mut key_origins = BTreeMap::new();
+    collect_positions(
+        "",
+        spanned.get_ref(),
+        path,
+        &text,
+        &mut origins,
+        &mut key_origins,
+    );
+    Ok(Layered {
+        table,
+        origins,
+        key_origins,
+    })
 }
 
 fn collect_positions(
@@ -229,6 +253,7 @@ fn collect_positions(
     path: &Path,
     text: &str,
     origins: &mut BTreeMap<String, Origin>,
+    key_origins: &mut BTreeMap<String, Origin>,
 ) {
     for (key, value) in table.iter() {
         let dotted = if prefix.is_empty() {
@@ -241,8 +266,9 @@ fn collect_positions(
             _ => value.span().start,
         };
         origins.insert(dotted.clone(), file_origin(path, text, at));
+        key_origins.insert(dotted.clone(), file_origin(path, text, key.span().start));
         if let DeValue::Table(inner) = value.get_ref() {
-            collect_positions(&dotted, inner, path, text, origins);
+            collect_positions(&dotted, inner, path, text, origins, key_origins);
         }
     }
 }

@@ -57,8 +57,8 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
             };
             let Some(param) = params::find(&path) else {
                 let suggestions = params::suggestions(&path);
-                let mut error =
-                    ConfigError::new(format!("unknown key `{path}`")).origin(layered.origin(&path));
+                let mut error = ConfigError::new(format!("unknown key `{path}`"))
+                    .origin(layered.key_origin(&path));
                 let section = params::parent(&path);
                 error = if let Some(best) = suggestions.first() {
                     error.hint(format!("did you mean `{best}`?"))
