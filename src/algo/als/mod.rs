@@ -354,10 +354,12 @@ fn solve_side(
                         }
                     }
                     _ => solve_group_exactly(
-                        side,
-                        fixed,
-                        gram,
-                        params,
+                        &HalfSweep {
+                            side,
+                            fixed,
+                            gram,
+                            params,
+                        },
                         first_row,
                         padded_rows,
                         group_losses.len(),
@@ -389,16 +391,21 @@ fn solve_side(
         );
 }
 
-/// Cholesky (or NNLS) solves of up to [`solve::LANES`] rows from their normal equations.
-/// [`solve_group_exactly_body`], compiled for AVX2 where the CPU has it: the batched solve's
-/// 4-lane f64 steps then take one instruction instead of two. Rust never fuses a multiply and an
-/// add on its own, so both builds give bit-identical results.
-#[allow(clippy::too_many_arguments)]
+/// What every row solve of one half-sweep shares.
+#[derive(Clone, Copy)]
+struct HalfSweep<'a> {
+    side: &'a Side<'a>,
+    fixed: &'a FactorTable,
+    gram: Option<&'a [f32]>,
+    params: &'a AlsParams,
+}
+
+/// Cholesky (or NNLS) solves of up to [`solve::LANES`] rows from their normal equations:
+/// [`solve_group_exactly_body`], compiled for AVX2 where the CPU has it, so the batched solve's
+/// 4-lane f64 steps take one instruction instead of two. Rust never fuses a multiply and an add
+/// on its own, so both builds give bit-identical results.
 fn solve_group_exactly(
-    side: &Side<'_>,
-    fixed: &FactorTable,
-    gram: Option<&[f32]>,
-    params: &AlsParams,
+    sweep: &HalfSweep<'_>,
     first_row: usize,
     padded_rows: &mut [f32],
     rows_here: usize,
@@ -407,69 +414,38 @@ fn solve_group_exactly(
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
         unsafe fn with_avx2(
-            side: &Side<'_>,
-            fixed: &FactorTable,
-            gram: Option<&[f32]>,
-            params: &AlsParams,
+            sweep: &HalfSweep<'_>,
             first_row: usize,
             padded_rows: &mut [f32],
             rows_here: usize,
             scratch: &mut Scratch,
         ) {
-            solve_group_exactly_body(
-                side,
-                fixed,
-                gram,
-                params,
-                first_row,
-                padded_rows,
-                rows_here,
-                scratch,
-            )
+            solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe {
-                with_avx2(
-                    side,
-                    fixed,
-                    gram,
-                    params,
-                    first_row,
-                    padded_rows,
-                    rows_here,
-                    scratch,
-                )
-            };
+            unsafe { with_avx2(sweep, first_row, padded_rows, rows_here, scratch) };
             return;
         }
     }
-    solve_group_exactly_body(
-        side,
-        fixed,
-        gram,
-        params,
-        first_row,
-        padded_rows,
-        rows_here,
-        scratch,
-    )
+    solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn solve_group_exactly_body(
-    side: &Side<'_>,
-    fixed: &FactorTable,
-    gram: Option<&[f32]>,
-    params: &AlsParams,
+    sweep: &HalfSweep<'_>,
     first_row: usize,
     padded_rows: &mut [f32],
     rows_here: usize,
     scratch: &mut Scratch,
 ) {
+    let HalfSweep {
+        side,
+        fixed,
+        gram,
+        params,
+    } = *sweep;
     const GROUP: usize = solve::LANES;
     let k = params.rank;
     let stride = fixed.stride();
