@@ -77,7 +77,7 @@ impl Progress {
     }
 
     /// A step of unknown length (a spinner on a terminal, a start line otherwise).
-    pub fn step(&self, label: &str) -> Task {
+    pub fn step(&self, label: &str) -> Step {
         let bar = (self.mode == Mode::Bars).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
@@ -91,7 +91,7 @@ impl Progress {
         if self.mode == Mode::Lines {
             self.line(&format!("{label}..."));
         }
-        Task {
+        Step {
             progress: self.clone(),
             bar,
             label: label.to_owned(),
@@ -100,7 +100,7 @@ impl Progress {
     }
 
     /// A step of `length` units (a bar on a terminal, a line per unit otherwise).
-    pub fn counted(&self, label: &str, length: u64) -> Task {
+    pub fn counted(&self, label: &str, length: u64) -> Step {
         let bar = (self.mode == Mode::Bars).then(|| {
             let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -113,7 +113,7 @@ impl Progress {
             bar.set_prefix(label.to_owned());
             bar
         });
-        Task {
+        Step {
             progress: self.clone(),
             bar,
             label: label.to_owned(),
@@ -123,14 +123,14 @@ impl Progress {
 }
 
 /// One running step; reports its end with the elapsed time.
-pub struct Task {
+pub struct Step {
     progress: Progress,
     bar: Option<ProgressBar>,
     label: String,
     started: Instant,
 }
 
-impl Task {
+impl Step {
     /// Moves a counted step to `position` with a status message (e.g. the training loss).
     pub fn update(&self, position: u64, total: u64, message: &str) {
         match &self.bar {
@@ -159,7 +159,7 @@ impl Task {
     }
 }
 
-impl Drop for Task {
+impl Drop for Step {
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
