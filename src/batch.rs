@@ -17,7 +17,6 @@ use crate::config::{
 use crate::dataset::Ids;
 use crate::exec::Progress;
 use crate::exec::memory::{self, Phase};
-use crate::ingest::ids::RawIds;
 use crate::ingest::tables::{self, OutputColumn, TableFormat};
 use crate::ingest::{self, IngestError};
 use crate::report::Summary;
@@ -39,7 +38,7 @@ fn load(path: &Path) -> Result<artifact::LoadedVersion, ModelError> {
 }
 
 /// Maps raw ids to rows of `known`; `None` for ids the model has never seen.
-fn lookup(known: &Ids, raw: &RawIds) -> Vec<Option<u32>> {
+fn lookup(known: &Ids, raw: &Ids) -> Vec<Option<u32>> {
     match known {
         Ids::Integer(table) => {
             let index: HashMap<i64, u32> = table
@@ -48,8 +47,8 @@ fn lookup(known: &Ids, raw: &RawIds) -> Vec<Option<u32>> {
                 .map(|(row, &id)| (id, row as u32))
                 .collect();
             match raw {
-                RawIds::Integer(values) => values.iter().map(|id| index.get(id).copied()).collect(),
-                RawIds::Text(values) => values
+                Ids::Integer(values) => values.iter().map(|id| index.get(id).copied()).collect(),
+                Ids::Text(values) => values
                     .iter()
                     .map(|id| {
                         id.trim()
@@ -67,11 +66,11 @@ fn lookup(known: &Ids, raw: &RawIds) -> Vec<Option<u32>> {
                 .map(|(row, id)| (id.as_str(), row as u32))
                 .collect();
             match raw {
-                RawIds::Text(values) => values
+                Ids::Text(values) => values
                     .iter()
                     .map(|id| index.get(id.as_str()).copied())
                     .collect(),
-                RawIds::Integer(values) => values
+                Ids::Integer(values) => values
                     .iter()
                     .map(|id| index.get(id.to_string().as_str()).copied())
                     .collect(),
@@ -80,18 +79,11 @@ fn lookup(known: &Ids, raw: &RawIds) -> Vec<Option<u32>> {
     }
 }
 
-fn raw_to_ids(raw: RawIds) -> Ids {
-    match raw {
-        RawIds::Integer(values) => Ids::Integer(values),
-        RawIds::Text(values) => Ids::Text(values),
-    }
-}
-
 fn read_ids(
     input: &InputConfig,
     seed: u64,
     columns: &[&crate::config::ColumnRef],
-) -> Result<Vec<RawIds>, IngestError> {
+) -> Result<Vec<Ids>, IngestError> {
     let Source::Files(files) = &input.source else {
         return Err(IngestError::Empty {
             reason: "batch jobs read ids from files".to_owned(),
@@ -188,7 +180,7 @@ pub fn recommend(
         ),
     };
     // Which rows to recommend for; ids the model does not know are cold start.
-    let (rows, unknown): (Vec<u32>, Vec<RawIds>) = match &task.ids {
+    let (rows, unknown): (Vec<u32>, Vec<Ids>) = match &task.ids {
         None => ((0..query_ids.len() as u32).collect(), Vec::new()),
         Some(input) => {
             let column = match task.target {
@@ -200,7 +192,7 @@ pub fn recommend(
             let rows = found.iter().flatten().copied().collect();
             let unknown_positions: Vec<bool> = found.iter().map(Option::is_none).collect();
             let unknown = match raw {
-                RawIds::Integer(values) => RawIds::Integer(
+                Ids::Integer(values) => Ids::Integer(
                     values
                         .into_iter()
                         .zip(&unknown_positions)
@@ -208,7 +200,7 @@ pub fn recommend(
                         .map(|(v, _)| v)
                         .collect(),
                 ),
-                RawIds::Text(values) => RawIds::Text(
+                Ids::Text(values) => Ids::Text(
                     values
                         .into_iter()
                         .zip(&unknown_positions)
@@ -256,8 +248,8 @@ pub fn recommend(
     let unknown_count = unknown
         .iter()
         .map(|raw| match raw {
-            RawIds::Integer(values) => values.len(),
-            RawIds::Text(values) => values.len(),
+            Ids::Integer(values) => values.len(),
+            Ids::Text(values) => values.len(),
         })
         .sum::<usize>();
     let mut cold_start_served = 0usize;
@@ -267,7 +259,7 @@ pub fn recommend(
         let top: Vec<u32> = popular.into_iter().take(task.k).collect();
         let mut extra_ids = Vec::new();
         for raw in unknown {
-            let ids = raw_to_ids(raw);
+            let ids = raw;
             for index in 0..ids.len() {
                 for (position, &item) in top.iter().enumerate() {
                     extra_ids.push(index as u32);
@@ -362,8 +354,8 @@ pub fn predict(
         config.seed,
         &[&task.input.columns.user, &task.input.columns.item],
     )?;
-    let items_raw = raw.pop().unwrap_or(RawIds::Integer(Vec::new()));
-    let users_raw = raw.pop().unwrap_or(RawIds::Integer(Vec::new()));
+    let items_raw = raw.pop().unwrap_or(Ids::Integer(Vec::new()));
+    let users_raw = raw.pop().unwrap_or(Ids::Integer(Vec::new()));
     step.finish("");
     memory::set_phase(Phase::Evaluating);
     let users = lookup(&model.user_ids, &users_raw);
@@ -385,8 +377,8 @@ pub fn predict(
     publish_table(
         &task.output,
         vec![
-            OutputColumn::Ids("user".to_owned(), raw_to_ids(users_raw)),
-            OutputColumn::Ids("item".to_owned(), raw_to_ids(items_raw)),
+            OutputColumn::Ids("user".to_owned(), users_raw),
+            OutputColumn::Ids("item".to_owned(), items_raw),
             OutputColumn::Floats("prediction".to_owned(), predictions),
         ],
     )?;

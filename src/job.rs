@@ -21,7 +21,7 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
 
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("reading input");
-    let ingested = ingest::read_ratings(&task.input, config.seed)?;
+    let mut ingested = ingest::read_ratings(&task.input, config.seed)?;
     let ratings = &ingested.ratings;
     let elapsed = step.finish(&format!(
         "{} ratings, {} users, {} items",
@@ -34,35 +34,43 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
-    let (train_rows, test_rows) = split::train_test(ratings.len(), task.test_fraction, config.seed);
-    if train_rows.is_empty() {
+    let is_test = split::test_mask(ratings.len(), task.test_fraction, config.seed);
+    let total_ratings = ratings.len();
+    let test_count = is_test.iter().filter(|test| **test).count();
+    let train_count = total_ratings - test_count;
+    if train_count == 0 {
         return Err(ingest::IngestError::Empty {
             reason: format!(
-                "all {} rows went to the test split (test_fraction = {})",
-                ratings.len(),
+                "all {total_ratings} rows went to the test split (test_fraction = {})",
                 task.test_fraction
             ),
         }
         .into());
     }
     // Both CSR copies (column index + value per rating) and both factor tables.
-    let needed =
-        train_rows.len() * 16 + (ratings.users() + ratings.items()) * (16 + params.rank * 4);
+    let needed = train_count * 16 + (ratings.users() + ratings.items()) * (16 + params.rank * 4);
     ResourceError::check("the training matrices and factors", needed, config)?;
-    let by_user = Csr::build(
+    let by_user = Csr::build_where(
         ratings.users(),
         &ratings.user,
         &ratings.item,
         &ratings.rating,
-        &train_rows,
+        &is_test,
+        false,
     );
-    let by_item = Csr::build(
+    let by_item = Csr::build_where(
         ratings.items(),
         &ratings.item,
         &ratings.user,
         &ratings.rating,
-        &train_rows,
+        &is_test,
+        false,
     );
+    // From here on only the test triples are needed: the full triples are the largest thing
+    // left once both matrices exist.
+    ingested.ratings.retain_where(&is_test);
+    drop(is_test);
+    let test = &ingested.ratings;
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
     report_heap(progress, "prepare");
 
@@ -84,10 +92,10 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
 
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
-    let metrics = evaluate(&model, ratings, &test_rows);
+    let metrics = evaluate(&model, test);
     let ranking = params
         .implicit_prefs
-        .then(|| evaluate_ranking(&model, ratings, &test_rows, &by_user, task.ranking_k));
+        .then(|| evaluate_ranking(&model, test, &by_user, task.ranking_k));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
     let cold = metrics.missing;
     let mut metrics_json = serde_json::json!({
@@ -98,11 +106,11 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
             "rows_read": ingested.counts.rows_read,
             "rows_dropped_null": ingested.counts.rows_dropped_null,
             "rows_sampled_out": ingested.counts.rows_sampled_out,
-            "ratings": ratings.len(),
-            "users": ratings.users(),
-            "items": ratings.items(),
-            "train_ratings": train_rows.len(),
-            "test_ratings": test_rows.len(),
+            "ratings": total_ratings,
+            "users": test.users(),
+            "items": test.items(),
+            "train_ratings": train_count,
+            "test_ratings": test_count,
             "test_predicted": metrics.predicted,
             "test_cold_start": cold,
             "cold_start_strategy": cold_start,
@@ -137,7 +145,7 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
     memory::set_phase(Phase::Publishing);
     let phase = Instant::now();
     let staging = Staging::create(&task.output_dir, &config.name)?;
-    let saved = codec::SavedAls::from_model(&model, &ratings.user_ids, &ratings.item_ids, &by_user);
+    let saved = codec::SavedAls::from_model(&model, &test.user_ids, &test.item_ids, &by_user);
     drop(by_user);
     let mut model_bytes = Vec::new();
     codec::write_als(&saved, &mut model_bytes).map_err(|source| artifact::ArtifactError::Io {
@@ -240,16 +248,14 @@ struct RankingEvaluation {
 /// popularity ranking as a baseline.
 fn evaluate_ranking(
     model: &AlsModel,
-    ratings: &crate::dataset::Ratings,
-    test_rows: &[u32],
+    test: &crate::dataset::Ratings,
     by_user: &Csr,
     k: usize,
 ) -> RankingEvaluation {
     let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); model.users()];
-    for &row in test_rows {
-        let row = row as usize;
-        if ratings.rating[row] > 0.0 {
-            relevant[ratings.user[row] as usize].push(ratings.item[row]);
+    for row in 0..test.len() {
+        if test.rating[row] > 0.0 {
+            relevant[test.user[row] as usize].push(test.item[row]);
         }
     }
     let mut users = Vec::new();
@@ -299,16 +305,11 @@ fn evaluate_ranking(
     }
 }
 
-fn evaluate(
-    model: &AlsModel,
-    ratings: &crate::dataset::Ratings,
-    test_rows: &[u32],
-) -> regression::RegressionMetrics {
-    regression::evaluate(test_rows.iter().map(|&row| {
-        let row = row as usize;
+fn evaluate(model: &AlsModel, test: &crate::dataset::Ratings) -> regression::RegressionMetrics {
+    regression::evaluate((0..test.len()).map(|row| {
         (
-            model.predict(ratings.user[row] as usize, ratings.item[row] as usize),
-            ratings.rating[row],
+            model.predict(test.user[row] as usize, test.item[row] as usize),
+            test.rating[row],
         )
     }))
 }

@@ -64,6 +64,21 @@ impl Ratings {
     pub fn items(&self) -> usize {
         self.item_ids.len()
     }
+
+    /// Keeps only the triples where `keep` is true (in order); the id tables stay whole.
+    pub fn retain_where(&mut self, keep: &[bool]) {
+        fn kept<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
+            values
+                .iter()
+                .zip(keep)
+                .filter(|(_, kept)| **kept)
+                .map(|(value, _)| *value)
+                .collect()
+        }
+        self.user = kept(&self.user, keep);
+        self.item = kept(&self.item, keep);
+        self.rating = kept(&self.rating, keep);
+    }
 }
 
 /// Compressed sparse rows: the entries of row `r` are `offsets[r]..offsets[r + 1]`.
@@ -84,18 +99,50 @@ impl Csr {
         values: &[f32],
         selected: &[u32],
     ) -> Csr {
+        Csr::build_from(rows, row_of, column_of, values, || {
+            selected.iter().map(|&k| k as usize)
+        })
+    }
+
+    /// As [`Csr::build`], taking the triples `k` where `include[k] == wanted`, so no list of
+    /// row numbers has to exist beside the triples.
+    pub fn build_where(
+        rows: usize,
+        row_of: &[u32],
+        column_of: &[u32],
+        values: &[f32],
+        include: &[bool],
+        wanted: bool,
+    ) -> Csr {
+        Csr::build_from(rows, row_of, column_of, values, || {
+            include
+                .iter()
+                .enumerate()
+                .filter(move |(_, included)| **included == wanted)
+                .map(|(k, _)| k)
+        })
+    }
+
+    /// The counting sort behind both builders; `selected` yields the triples twice.
+    fn build_from<I: Iterator<Item = usize>>(
+        rows: usize,
+        row_of: &[u32],
+        column_of: &[u32],
+        values: &[f32],
+        selected: impl Fn() -> I,
+    ) -> Csr {
         let mut offsets = vec![0usize; rows + 1];
-        for &k in selected {
-            offsets[row_of[k as usize] as usize + 1] += 1;
+        for k in selected() {
+            offsets[row_of[k] as usize + 1] += 1;
         }
         for r in 0..rows {
             offsets[r + 1] += offsets[r];
         }
         let mut cursor = offsets.clone();
-        let mut columns = vec![0u32; selected.len()];
-        let mut row_values = vec![0f32; selected.len()];
-        for &k in selected {
-            let k = k as usize;
+        let entries = offsets[rows];
+        let mut columns = vec![0u32; entries];
+        let mut row_values = vec![0f32; entries];
+        for k in selected() {
             let slot = &mut cursor[row_of[k] as usize];
             columns[*slot] = column_of[k];
             row_values[*slot] = values[k];

@@ -20,20 +20,23 @@ pub fn unit(seed: u64, index: u64) -> f64 {
 /// Stream of the split, kept apart from other uses of the job seed.
 const SPLIT_STREAM: u64 = 0x0053_504C_4954;
 
-/// Row numbers of the training and test parts; each row goes to test with probability
-/// `test_fraction`.
-pub fn train_test(rows: usize, test_fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut train = Vec::with_capacity(rows);
-    let mut test = Vec::with_capacity((rows as f64 * test_fraction * 1.1) as usize + 16);
+/// Which rows are in the test part: each goes there with probability `test_fraction`.
+pub fn test_mask(rows: usize, test_fraction: f64, seed: u64) -> Vec<bool> {
     let stream = mix(seed, SPLIT_STREAM);
-    for row in 0..rows {
-        if unit(stream, row as u64) < test_fraction {
-            test.push(row as u32);
-        } else {
-            train.push(row as u32);
-        }
-    }
-    (train, test)
+    (0..rows)
+        .map(|row| unit(stream, row as u64) < test_fraction)
+        .collect()
+}
+
+/// Row numbers of the training and test parts (the rows of [`test_mask`]).
+pub fn train_test(rows: usize, test_fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mask = test_mask(rows, test_fraction, seed);
+    let pick = |want: bool| {
+        (0..rows as u32)
+            .filter(|&row| mask[row as usize] == want)
+            .collect()
+    };
+    (pick(false), pick(true))
 }
 
 #[cfg(test)]

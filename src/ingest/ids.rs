@@ -13,12 +13,40 @@ use crate::dataset::Ids;
 #[derive(Debug)]
 pub enum RawIds {
     Integer(Vec<i64>),
+    /// Integer ids that are all in `0..2^32`: half the memory while a large file is converted.
+    Small(Vec<u32>),
     Text(Vec<String>),
 }
 
 impl RawIds {
+    /// The ids as the model keeps them.
+    pub fn into_ids(self) -> Ids {
+        match self.widen() {
+            RawIds::Integer(values) => Ids::Integer(values),
+            RawIds::Text(values) => Ids::Text(values),
+            RawIds::Small(values) => Ids::Integer(values.into_iter().map(i64::from).collect()),
+        }
+    }
+
+    /// The same ids as `Integer` or `Text` (never `Small`).
+    pub fn widen(self) -> RawIds {
+        match self {
+            RawIds::Small(values) => RawIds::Integer(values.into_iter().map(i64::from).collect()),
+            other => other,
+        }
+    }
+
     /// Appends `other`; mixing integer and string ids turns everything into strings.
     pub fn extend(&mut self, other: RawIds) {
+        if let (RawIds::Small(mine), RawIds::Small(theirs)) = (&mut *self, &other) {
+            mine.extend_from_slice(theirs);
+            return;
+        }
+        let other = other.widen();
+        if matches!(self, RawIds::Small(_)) {
+            let small = std::mem::replace(self, RawIds::Integer(Vec::new()));
+            *self = small.widen();
+        }
         match (&mut *self, other) {
             (RawIds::Integer(mine), RawIds::Integer(theirs)) => mine.extend(theirs),
             (RawIds::Text(mine), RawIds::Text(theirs)) => mine.extend(theirs),
@@ -30,6 +58,8 @@ impl RawIds {
                 text.extend(theirs);
                 *self = RawIds::Text(text);
             }
+            // Both sides were widened above.
+            (_, RawIds::Small(_)) | (RawIds::Small(_), _) => {}
         }
     }
 }
@@ -63,6 +93,7 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MultiplyHasher>>;
 pub fn index(raw: RawIds) -> (Ids, Vec<u32>) {
     match raw {
         RawIds::Integer(values) => index_integers(&values),
+        RawIds::Small(values) => index_integers(&values),
         RawIds::Text(values) => {
             let mut map: FastMap<&str, u32> = FastMap::default();
             let mut table: Vec<String> = Vec::new();
@@ -80,16 +111,20 @@ pub fn index(raw: RawIds) -> (Ids, Vec<u32>) {
     }
 }
 
-fn index_integers(values: &[i64]) -> (Ids, Vec<u32>) {
+fn index_integers<T>(values: &[T]) -> (Ids, Vec<u32>)
+where
+    T: Copy + Ord + std::hash::Hash + Into<i64>,
+{
     let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
         return (Ids::Integer(Vec::new()), Vec::new());
     };
+    let (min, max): (i64, i64) = (min.into(), max.into());
     let span = (max as i128 - min as i128) as u128;
     if span <= (values.len() as u128) * 4 + 1_000_000 {
         let span = span as usize + 1;
         let mut slot = vec![u32::MAX; span];
         for &value in values {
-            slot[(value - min) as usize] = 0;
+            slot[(value.into() - min) as usize] = 0;
         }
         let mut table = Vec::new();
         for (offset, entry) in slot.iter_mut().enumerate() {
@@ -100,11 +135,11 @@ fn index_integers(values: &[i64]) -> (Ids, Vec<u32>) {
         }
         let indices = values
             .iter()
-            .map(|&value| slot[(value - min) as usize])
+            .map(|&value| slot[(value.into() - min) as usize])
             .collect();
         (Ids::Integer(table), indices)
     } else {
-        let mut table: Vec<i64> = values.to_vec();
+        let mut table: Vec<i64> = values.iter().map(|&value| value.into()).collect();
         table.sort_unstable();
         table.dedup();
         let map: FastMap<i64, u32> = table
@@ -112,7 +147,7 @@ fn index_integers(values: &[i64]) -> (Ids, Vec<u32>) {
             .enumerate()
             .map(|(index, &id)| (id, index as u32))
             .collect();
-        let indices = values.iter().map(|value| map[value]).collect();
+        let indices = values.iter().map(|&value| map[&value.into()]).collect();
         (Ids::Integer(table), indices)
     }
 }
@@ -137,6 +172,16 @@ mod tests {
         let (ids, indices) = index(raw);
         assert_eq!(ids, Ids::Text(vec!["b".into(), "a".into()]));
         assert_eq!(indices, vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn small_ids_index_like_wide_ones_and_widen_when_mixed() {
+        let (ids, indices) = index(RawIds::Small(vec![7, 3, 7, 5]));
+        assert_eq!(ids, Ids::Integer(vec![3, 5, 7]));
+        assert_eq!(indices, vec![2, 0, 2, 1]);
+        let mut raw = RawIds::Small(vec![1]);
+        raw.extend(RawIds::Integer(vec![-2]));
+        assert_eq!(index(raw).0, Ids::Integer(vec![-2, 1]));
     }
 
     #[test]

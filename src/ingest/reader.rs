@@ -15,8 +15,8 @@ use super::{
     Fingerprint, IngestCounts, IngestError, IngestedRatings, SAMPLE_STREAM, fingerprint, read_file,
 };
 use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy};
-use crate::dataset::Ratings;
 use crate::dataset::split;
+use crate::dataset::{Ids, Ratings};
 
 pub fn read_ratings(
     files: &FileSource,
@@ -32,6 +32,7 @@ pub fn read_ratings(
         input,
         seed,
         &[&columns.user, &columns.item, &columns.rating],
+        Some(&columns.rating),
         &mut |located, frame, keep| {
             // Take the three columns out and free each once converted: the frame is the
             // largest thing ingestion holds.
@@ -71,25 +72,32 @@ pub fn read_ratings(
 }
 
 /// Reads only id columns (users to recommend for, or (user, item) pairs to score), with the
-/// same null policy, `limit` and `sample_fraction` as ratings; one [`RawIds`] per column.
+/// same null policy, `limit` and `sample_fraction` as ratings; one id list per column.
 pub fn read_id_columns(
     files: &FileSource,
     input: &InputConfig,
     seed: u64,
     wanted: &[&ColumnRef],
-) -> Result<(Vec<RawIds>, IngestCounts), IngestError> {
+) -> Result<(Vec<Ids>, IngestCounts), IngestError> {
     let mut columns: Vec<Option<RawIds>> = wanted.iter().map(|_| None).collect();
-    let (_, counts) = for_each_file(files, input, seed, wanted, &mut |located, frame, keep| {
-        for (target, column) in columns.iter_mut().zip(wanted) {
-            let found = find_column(located.path, &frame, column)?;
-            append_ids(target, filter(id_values(located, found)?, keep));
-        }
-        Ok(())
-    })?;
+    let (_, counts) = for_each_file(
+        files,
+        input,
+        seed,
+        wanted,
+        None,
+        &mut |located, frame, keep| {
+            for (target, column) in columns.iter_mut().zip(wanted) {
+                let found = find_column(located.path, &frame, column)?;
+                append_ids(target, filter(id_values(located, found)?, keep));
+            }
+            Ok(())
+        },
+    )?;
     Ok((
         columns
             .into_iter()
-            .map(|column| column.unwrap_or(RawIds::Integer(Vec::new())))
+            .map(|column| column.unwrap_or(RawIds::Integer(Vec::new())).into_ids())
             .collect(),
         counts,
     ))
@@ -131,6 +139,7 @@ fn for_each_file(
     input: &InputConfig,
     seed: u64,
     used: &[&ColumnRef],
+    float_column: Option<&ColumnRef>,
     per_file: &mut PerFile<'_>,
 ) -> Result<(Vec<Fingerprint>, IngestCounts), IngestError> {
     let mut counts = IngestCounts::default();
@@ -144,7 +153,13 @@ fn for_each_file(
             break;
         }
         let bytes = read_file(path)?;
-        let frame = read_frame(path, &bytes, files, remaining.map(|rows| rows as usize))?;
+        let frame = read_frame(
+            path,
+            &bytes,
+            files,
+            remaining.map(|rows| rows as usize),
+            float_column,
+        )?;
         fingerprints.push(fingerprint(path, &bytes, frame.height() as u64));
         drop(bytes);
         let located = Located {
@@ -198,6 +213,7 @@ fn filter(raw: RawIds, keep: &[bool]) -> RawIds {
     }
     match raw {
         RawIds::Integer(values) => RawIds::Integer(kept(values, keep)),
+        RawIds::Small(values) => RawIds::Small(kept(values, keep)),
         RawIds::Text(values) => RawIds::Text(kept(values, keep)),
     }
 }
@@ -214,6 +230,7 @@ fn read_frame(
     bytes: &[u8],
     files: &FileSource,
     limit: Option<usize>,
+    float_column: Option<&ColumnRef>,
 ) -> Result<DataFrame, IngestError> {
     if bytes.is_empty() {
         return Err(IngestError::Malformed {
@@ -222,7 +239,9 @@ fn read_frame(
         });
     }
     let frame = match files.format {
-        Format::Csv | Format::Tsv | Format::Text => read_delimited(path, bytes, files, limit)?,
+        Format::Csv | Format::Tsv | Format::Text => {
+            read_delimited(path, bytes, files, limit, float_column)?
+        }
         Format::Parquet => ParquetReader::new(Cursor::new(bytes))
             .with_slice(limit.map(|rows| (0, rows)))
             .finish()
@@ -267,11 +286,26 @@ fn sniff_separator(bytes: &[u8]) -> String {
         .to_owned()
 }
 
+/// Names in the first line of delimited text (quotes and a carriage return stripped).
+fn header_names(data: &[u8], separator: u8) -> Vec<String> {
+    let end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    data[..end]
+        .split(|&b| b == separator)
+        .map(|field| {
+            String::from_utf8_lossy(field)
+                .trim_end_matches('\r')
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect()
+}
+
 fn read_delimited(
     path: &Path,
     bytes: &[u8],
     files: &FileSource,
     limit: Option<usize>,
+    float_column: Option<&ColumnRef>,
 ) -> Result<DataFrame, IngestError> {
     let separator = files
         .separator
@@ -284,12 +318,26 @@ fn read_delimited(
         rewritten = replace_all(bytes, separator.as_bytes(), UNIT_SEPARATOR);
         (&rewritten[..], UNIT_SEPARATOR)
     };
+    // The rating column is read as f32 from the start (it is stored as f32 anyway): a 4-byte
+    // instead of an 8-byte column in the frame, the largest thing ingestion holds.
+    let float_name = float_column.and_then(|column| match column {
+        ColumnRef::Name(name) => Some(name.clone()),
+        ColumnRef::Position(position) if !files.header => Some(format!("column_{}", position + 1)),
+        ColumnRef::Position(position) => header_names(data, separator_byte).get(*position).cloned(),
+    });
+    let overwrite = float_name.map(|name| {
+        Arc::new(Schema::from_iter([Field::new(
+            name.into(),
+            DataType::Float32,
+        )]))
+    });
     let read = |infer_types: bool| {
         CsvReadOptions::default()
             .with_has_header(files.header)
+            .with_schema_overwrite(if infer_types { overwrite.clone() } else { None })
             .with_infer_schema_length(Some(if infer_types { 1000 } else { 0 }))
             .with_n_rows(limit)
-            .with_rechunk(true)
+            .with_rechunk(false)
             .map_parse_options(|options| options.with_separator(separator_byte))
             .into_reader_with_file_handle(Cursor::new(data))
             .finish()
@@ -327,9 +375,13 @@ fn id_values(located: &Located<'_>, column: &Column) -> Result<RawIds, IngestErr
             .cast(&DataType::Int64)
             .map_err(|error| polars_error(path, error))?;
         let values = cast.i64().map_err(|error| polars_error(path, error))?;
-        Ok(RawIds::Integer(
-            values.iter().map(|v| v.unwrap_or(0)).collect(),
-        ))
+        let fits_u32 = values.min().is_none_or(|min| min >= 0)
+            && values.max().is_none_or(|max| max <= i64::from(u32::MAX));
+        Ok(if fits_u32 {
+            RawIds::Small(values.iter().map(|v| v.unwrap_or(0) as u32).collect())
+        } else {
+            RawIds::Integer(values.iter().map(|v| v.unwrap_or(0)).collect())
+        })
     } else if dtype.is_float() {
         let cast = series
             .cast(&DataType::Float64)
