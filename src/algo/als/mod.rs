@@ -789,6 +789,10 @@ mod tests {
     }
 
     fn implicit_fit(solver: Solver, nonnegative: bool) -> AlsModel {
+        implicit_fit_threads(solver, nonnegative, 2)
+    }
+
+    fn implicit_fit_threads(solver: Solver, nonnegative: bool, threads: usize) -> AlsModel {
         let data = generate_ratings(300, 200, 6_000, 3, 0.1, 5);
         let rows: Vec<u32> = (0..data.len() as u32).collect();
         let by_user = Csr::build(data.users(), &data.user, &data.item, &data.rating, &rows);
@@ -800,7 +804,27 @@ mod tests {
             nonnegative,
             ..AlsParams::explicit(6, 12, 0.05, 4)
         };
-        train(&by_user, &by_item, &params, &mut |_, _| {}).unwrap()
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| train(&by_user, &by_item, &params, &mut |_, _| {}))
+            .unwrap()
+    }
+
+    #[test]
+    fn implicit_and_nonnegative_models_do_not_depend_on_the_thread_count() {
+        for (solver, nonnegative) in [
+            (Solver::ConjugateGradient { steps: 3 }, false),
+            (Solver::Cholesky, false),
+            (Solver::Cholesky, true),
+        ] {
+            assert_eq!(
+                implicit_fit_threads(solver, nonnegative, 1),
+                implicit_fit_threads(solver, nonnegative, 3),
+                "{solver:?} nonnegative={nonnegative}"
+            );
+        }
     }
 
     #[test]
