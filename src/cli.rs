@@ -12,7 +12,7 @@ resolve against that file's directory; paths from flags resolve against the work
 
 Exit codes:
   0  ok
-  1  internal error (a bug: please report it)
+  1  the output could not be written (the message names the path), or an internal error
   2  usage or configuration error
   3  input data error (missing file, bad row, no rows)
   4  resource limit (driver_memory exceeded)

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Errors are typed per layer and mapped to exit codes in [`exit_code`]: 2 configuration,
-//! 3 input data, 4 resource limit, 5 training failed, 1 internal.
+//! 3 input data, 4 resource limit, 5 training failed, 1 output not writable or internal.
 
 pub mod algo;
 pub mod artifact;
@@ -46,6 +46,13 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
         (4, "resource")
     } else if error.downcast_ref::<algo::als::AlsError>().is_some() {
         (5, "training")
+    } else if error.downcast_ref::<artifact::ArtifactError>().is_some()
+        || error.downcast_ref::<ingest::tables::WriteError>().is_some()
+        || error.downcast_ref::<std::io::Error>().is_some()
+    {
+        // Not a bug: the output could not be written (permissions, full disk, a directory
+        // where a file should go). The message names the path.
+        (1, "output")
     } else {
         (1, "internal")
     }

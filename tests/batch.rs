@@ -255,3 +255,22 @@ fn batch_job_errors() {
         stderr(&output)
     );
 }
+
+#[test]
+fn an_unwritable_output_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    trained(dir.path());
+    std::fs::create_dir(dir.path().join("taken.csv")).unwrap();
+    write(
+        dir.path(),
+        "recommend.toml",
+        "[job]\nkind = \"recommend\"\n[model]\nfrom = \"models/shop/latest\"\n[output]\npath = \"taken.csv\"\n",
+    );
+    let output = run(submit(dir.path()).args(["recommend.toml", "--json"]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(json(&output)["kind"], "output");
+    assert!(
+        dir.path().join("taken.csv").is_dir(),
+        "the directory is left alone"
+    );
+}
