@@ -238,3 +238,17 @@ fn diverging_training_exits_5() {
         stderr(&output)
     );
 }
+
+#[test]
+fn ragged_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "r.csv", "u,i,r\n1,2,3\n3,4,5,6\n7,8,9\n");
+    write(dir.path(), "job.toml", "[input]\npath = \"r.csv\"\n");
+    let output = run(submit(dir.path()).arg("job.toml"));
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("r.csv: line 3 has 4 fields, the first line has 3"),
+        "{}",
+        stderr(&output)
+    );
+}

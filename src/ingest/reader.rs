@@ -345,8 +345,32 @@ fn read_delimited(
     match read(true) {
         Ok(frame) => Ok(frame),
         // Inference or parsing failed: take everything as text; `extract` names the bad row.
-        Err(first_error) => read(false).map_err(|_| polars_error(path, first_error)),
+        Err(first_error) => read(false).map_err(|_| {
+            ragged_line(path, data, separator_byte)
+                .unwrap_or_else(|| polars_error(path, first_error))
+        }),
     }
+}
+
+/// The first line whose field count differs from the first line's (quotes not considered), as
+/// an error naming it: the usual reason a delimited file cannot be read even as text.
+fn ragged_line(path: &Path, data: &[u8], separator: u8) -> Option<IngestError> {
+    let mut lines = data
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty() && *line != b"\r");
+    let (_, first) = lines.next()?;
+    let expected = first.iter().filter(|&&b| b == separator).count() + 1;
+    lines.find_map(|(index, line)| {
+        let fields = line.iter().filter(|&&b| b == separator).count() + 1;
+        (fields != expected).then(|| IngestError::Malformed {
+            path: path.to_path_buf(),
+            problem: format!(
+                "line {} has {fields} fields, the first line has {expected}",
+                index + 1
+            ),
+        })
+    })
 }
 
 fn replace_all(bytes: &[u8], pattern: &[u8], with: u8) -> Vec<u8> {
