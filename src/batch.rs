@@ -180,8 +180,8 @@ pub fn recommend(
         ),
     };
     // Which rows to recommend for; ids the model does not know are cold start.
-    let (rows, unknown): (Vec<u32>, Vec<Ids>) = match &task.ids {
-        None => ((0..query_ids.len() as u32).collect(), Vec::new()),
+    let (rows, unknown): (Vec<u32>, Ids) = match &task.ids {
+        None => ((0..query_ids.len() as u32).collect(), query_ids.select(&[])),
         Some(input) => {
             let column = match task.target {
                 RecommendTarget::Users => &input.columns.user,
@@ -190,26 +190,10 @@ pub fn recommend(
             let raw = read_ids(input, config.seed, &[column])?.remove(0);
             let found = lookup(query_ids, &raw);
             let rows = found.iter().flatten().copied().collect();
-            let unknown_positions: Vec<bool> = found.iter().map(Option::is_none).collect();
-            let unknown = match raw {
-                Ids::Integer(values) => Ids::Integer(
-                    values
-                        .into_iter()
-                        .zip(&unknown_positions)
-                        .filter(|(_, u)| **u)
-                        .map(|(v, _)| v)
-                        .collect(),
-                ),
-                Ids::Text(values) => Ids::Text(
-                    values
-                        .into_iter()
-                        .zip(&unknown_positions)
-                        .filter(|(_, u)| **u)
-                        .map(|(v, _)| v)
-                        .collect(),
-                ),
-            };
-            (rows, vec![unknown])
+            let unknown_positions: Vec<u32> = (0..found.len() as u32)
+                .filter(|&position| found[position as usize].is_none())
+                .collect();
+            (rows, raw.select(&unknown_positions))
         }
     };
     memory::set_phase(Phase::Evaluating);
@@ -245,33 +229,23 @@ pub fn recommend(
         }
     }
     let mut query_column = query_ids.select(&query_rows);
-    let unknown_count = unknown
-        .iter()
-        .map(|raw| match raw {
-            Ids::Integer(values) => values.len(),
-            Ids::Text(values) => values.len(),
-        })
-        .sum::<usize>();
+    let unknown_count = unknown.len();
     let mut cold_start_served = 0usize;
     if task.cold_start == RecommendColdStart::Popular && task.target == RecommendTarget::Users {
         // Unknown users get the most popular items; their score is left empty.
         let popular = recommend::popular_items(&model.item_counts());
         let top: Vec<u32> = popular.into_iter().take(task.k).collect();
         let mut extra_ids = Vec::new();
-        for raw in unknown {
-            let ids = raw;
-            for index in 0..ids.len() {
-                for (position, &item) in top.iter().enumerate() {
-                    extra_ids.push(index as u32);
-                    candidate_rows.push(item);
-                    scores.push(None);
-                    ranks.push(position as u32 + 1);
-                }
-                cold_start_served += 1;
+        for index in 0..unknown.len() {
+            for (position, &item) in top.iter().enumerate() {
+                extra_ids.push(index as u32);
+                candidate_rows.push(item);
+                scores.push(None);
+                ranks.push(position as u32 + 1);
             }
-            query_column = concat_ids(query_column, ids.select(&extra_ids));
-            extra_ids.clear();
+            cold_start_served += 1;
         }
+        query_column = concat_ids(query_column, unknown.select(&extra_ids));
     }
     let rows_written = ranks.len();
     step.finish(&format!("{rows_written} rows; {unknown_count} unknown ids"));
