@@ -289,18 +289,16 @@ fn evaluate_ranking(
         .iter()
         .map(|&user| recommend::first_unseen(&popular, seen(user), k))
         .collect();
-    let pairs = |lists: &'_ [Vec<u32>]| -> Vec<(Vec<u32>, Vec<u32>)> {
-        users
+    let score = |lists: &[Vec<u32>]| {
+        let pairs = users
             .iter()
             .zip(lists)
-            .map(|(&user, list)| (list.clone(), relevant[user as usize].clone()))
-            .collect()
+            .map(|(&user, list)| (&list[..], &relevant[user as usize][..]));
+        ranking::evaluate(k, pairs)
     };
-    let model_pairs = pairs(&lists);
-    let popular_pairs = pairs(&popular_lists);
     RankingEvaluation {
-        model: ranking::evaluate(k, model_pairs.iter().map(|(r, t)| (&r[..], &t[..]))),
-        popularity: ranking::evaluate(k, popular_pairs.iter().map(|(r, t)| (&r[..], &t[..]))),
+        model: score(&lists),
+        popularity: score(&popular_lists),
         cold_start_users,
     }
 }
