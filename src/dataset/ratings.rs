@@ -67,17 +67,9 @@ impl Ratings {
 
     /// Keeps only the triples where `keep` is true (in order); the id tables stay whole.
     pub fn retain_where(&mut self, keep: &[bool]) {
-        fn kept<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
-            values
-                .iter()
-                .zip(keep)
-                .filter(|(_, kept)| **kept)
-                .map(|(value, _)| *value)
-                .collect()
-        }
-        self.user = kept(&self.user, keep);
-        self.item = kept(&self.item, keep);
-        self.rating = kept(&self.rating, keep);
+        self.user = super::keep_where(std::mem::take(&mut self.user), keep);
+        self.item = super::keep_where(std::mem::take(&mut self.item), keep);
+        self.rating = super::keep_where(std::mem::take(&mut self.rating), keep);
     }
 }
 

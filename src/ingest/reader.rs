@@ -16,7 +16,7 @@ use super::{
 };
 use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy};
 use crate::dataset::split;
-use crate::dataset::{Ids, Ratings};
+use crate::dataset::{Ids, Ratings, keep_where};
 
 pub fn read_ratings(
     files: &FileSource,
@@ -46,13 +46,7 @@ pub fn read_ratings(
             drop(item_column);
             let values = rating_values(located, &rating_column, keep)?;
             drop(rating_column);
-            rating.extend(
-                values
-                    .into_iter()
-                    .zip(keep)
-                    .filter(|(_, kept)| **kept)
-                    .map(|(v, _)| v),
-            );
+            rating.extend(keep_where(values, keep));
             Ok(())
         },
     )?;
@@ -203,18 +197,10 @@ fn for_each_file(
 }
 
 fn filter(raw: RawIds, keep: &[bool]) -> RawIds {
-    fn kept<T>(values: Vec<T>, keep: &[bool]) -> Vec<T> {
-        values
-            .into_iter()
-            .zip(keep)
-            .filter(|(_, kept)| **kept)
-            .map(|(value, _)| value)
-            .collect()
-    }
     match raw {
-        RawIds::Integer(values) => RawIds::Integer(kept(values, keep)),
-        RawIds::Small(values) => RawIds::Small(kept(values, keep)),
-        RawIds::Text(values) => RawIds::Text(kept(values, keep)),
+        RawIds::Integer(values) => RawIds::Integer(keep_where(values, keep)),
+        RawIds::Small(values) => RawIds::Small(keep_where(values, keep)),
+        RawIds::Text(values) => RawIds::Text(keep_where(values, keep)),
     }
 }
 
