@@ -1,8 +1,6 @@
 //! Ratings as (user, item, rating) triples over dense indices, the original ids kept beside
 //! them, and the compressed-row form (CSR) ALS sweeps over.
 
-use rayon::prelude::*;
-
 /// Original ids, indexed by dense index.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ids {
@@ -162,14 +160,6 @@ impl Csr {
 
     pub fn nnz(&self) -> usize {
         self.columns.len()
-    }
-
-    /// Number of entries per row, computed in parallel.
-    pub fn row_lengths(&self) -> Vec<u32> {
-        self.offsets
-            .par_windows(2)
-            .map(|pair| (pair[1] - pair[0]) as u32)
-            .collect()
     }
 }
 

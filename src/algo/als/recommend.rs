@@ -68,10 +68,6 @@ impl ItemScorer {
         }
     }
 
-    pub fn items(&self) -> usize {
-        self.items
-    }
-
     /// The `k` best items for each of `users` (factor rows of `user_factors`), as
     /// `(item, score)` best first; `seen(user)` lists items to leave out (any order).
     pub fn top_k<'a>(
