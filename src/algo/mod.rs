@@ -2,3 +2,4 @@
 //! DataFrames.
 
 pub mod als;
+pub mod trees;

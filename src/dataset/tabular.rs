@@ -1,20 +1,69 @@
-//! Labelled feature tables (from LIBSVM files or the synthetic generators), stored column by
-//! column, which is the layout the tree learners bin and scan.
+//! Labelled feature tables (from files, LIBSVM or the synthetic generators), stored column by
+//! column, which is the layout the tree learners bin.
+
+/// What a feature column holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeatureKind {
+    /// Numbers; NaN is a missing value.
+    Numeric,
+    /// Category indices `0..names.len()` stored as f32, in StringIndexer's order.
+    Categorical { names: Vec<String> },
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tabular {
     pub feature_names: Vec<String>,
+    pub kinds: Vec<FeatureKind>,
     /// `features[j][i]` is feature `j` of row `i`.
     pub features: Vec<Vec<f32>>,
+    /// Regression targets, or class indices `0..classes` for classification.
     pub labels: Vec<f64>,
+    /// Original class labels, index = class, when the label column was indexed.
+    pub label_names: Option<Vec<String>>,
 }
 
 impl Tabular {
+    /// A table of numeric features only.
+    pub fn numeric(feature_names: Vec<String>, features: Vec<Vec<f32>>, labels: Vec<f64>) -> Self {
+        Tabular {
+            kinds: vec![FeatureKind::Numeric; features.len()],
+            feature_names,
+            features,
+            labels,
+            label_names: None,
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.labels.len()
     }
 
     pub fn columns(&self) -> usize {
         self.features.len()
+    }
+
+    /// The rows whose `keep` flag is true, in order.
+    pub fn select(&self, keep: &[bool]) -> Tabular {
+        let pick = |values: &[f32]| -> Vec<f32> {
+            values
+                .iter()
+                .zip(keep)
+                .filter(|(_, kept)| **kept)
+                .map(|(value, _)| *value)
+                .collect()
+        };
+        Tabular {
+            feature_names: self.feature_names.clone(),
+            kinds: self.kinds.clone(),
+            features: self.features.iter().map(|column| pick(column)).collect(),
+            labels: self
+                .labels
+                .iter()
+                .zip(keep)
+                .filter(|(_, kept)| **kept)
+                .map(|(value, _)| *value)
+                .collect(),
+            label_names: self.label_names.clone(),
+        }
     }
 }

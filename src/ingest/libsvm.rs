@@ -87,11 +87,11 @@ pub fn parse(
     for (row, column, value) in entries {
         features[column as usize][row as usize] = value;
     }
-    Ok(Tabular {
-        feature_names: (1..=width).map(|index| format!("f{index}")).collect(),
+    Ok(Tabular::numeric(
+        (1..=width).map(|index| format!("f{index}")).collect(),
         features,
         labels,
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -399,11 +399,11 @@ fn table(
         }
         labels.push(y);
     }
-    Tabular {
-        feature_names: (0..features).map(|j| format!("f{j}")).collect(),
-        features: columns,
+    Tabular::numeric(
+        (0..features).map(|j| format!("f{j}")).collect(),
+        columns,
         labels,
-    }
+    )
 }
 
 #[cfg(test)]

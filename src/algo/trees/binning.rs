@@ -1,0 +1,235 @@
+//! Quantile binning: every feature value becomes a small bin number once, before any tree is
+//! grown, so split search scans at most `max_bins` histogram cells instead of sorting values.
+//!
+//! Numeric features: bin 0 holds missing values (NaN); bins `1..=n` hold values, split at
+//! thresholds halfway between neighbouring distinct values of a sample (every distinct value
+//! keeps its own bin when there are at most `max_bins` of them, otherwise equal-frequency cuts).
+//! A value `x` is in bin `b > 1` when `thresholds[b - 2] < x <= thresholds[b - 1]`, the same
+//! test the saved trees apply to raw values, so training and prediction agree exactly.
+//! Categorical features: bin = category index.
+//!
+//! The matrix is row-major (one row's bins are adjacent) because histograms are built row by
+//! row: a row's gradient statistics are loaded once and added into every feature's histogram.
+
+use rayon::prelude::*;
+
+use crate::dataset::split::{mix, unit};
+use crate::dataset::tabular::{FeatureKind, Tabular};
+
+/// Rows sampled to place the cuts (LightGBM samples 200,000 too; Spark far fewer).
+const SAMPLE_ROWS: usize = 200_000;
+const SAMPLE_STREAM: u64 = 0x4249_4E53;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum FeatureBins {
+    /// Value bins `1..=thresholds.len() + 1`; bin 0 is missing.
+    Numeric {
+        thresholds: Vec<f64>,
+    },
+    Categorical {
+        categories: usize,
+    },
+}
+
+impl FeatureBins {
+    /// Number of histogram cells, missing bin included.
+    pub fn cells(&self) -> usize {
+        match self {
+            FeatureBins::Numeric { thresholds } => thresholds.len() + 2,
+            FeatureBins::Categorical { categories } => *categories,
+        }
+    }
+
+    pub fn bin(&self, value: f32) -> usize {
+        match self {
+            FeatureBins::Numeric { thresholds } => {
+                if value.is_nan() {
+                    0
+                } else {
+                    let value = f64::from(value);
+                    1 + thresholds.partition_point(|&threshold| threshold < value)
+                }
+            }
+            FeatureBins::Categorical { categories } => {
+                (value.max(0.0) as usize).min(categories.saturating_sub(1))
+            }
+        }
+    }
+}
+
+/// Cut points for one numeric column: at most `max_bins` value bins.
+pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64> {
+    let stream = mix(seed, SAMPLE_STREAM);
+    let fraction = SAMPLE_ROWS as f64 / values.len().max(1) as f64;
+    let mut sample: Vec<f32> = values
+        .iter()
+        .enumerate()
+        .filter(|(row, value)| {
+            !value.is_nan() && (fraction >= 1.0 || unit(stream, *row as u64) < fraction)
+        })
+        .map(|(_, value)| *value)
+        .collect();
+    sample.sort_unstable_by(f32::total_cmp);
+    let mut distinct: Vec<(f32, usize)> = Vec::new();
+    for value in sample {
+        match distinct.last_mut() {
+            // -0.0 and 0.0 are one value for `<=`.
+            Some((last, count)) if *last == value => *count += 1,
+            _ => distinct.push((value, 1)),
+        }
+    }
+    let midpoint = |low: f32, high: f32| (f64::from(low) + f64::from(high)) / 2.0;
+    if distinct.len() <= max_bins {
+        return distinct
+            .windows(2)
+            .map(|pair| midpoint(pair[0].0, pair[1].0))
+            .collect();
+    }
+    let total: usize = distinct.iter().map(|(_, count)| count).sum();
+    let mut thresholds = Vec::with_capacity(max_bins - 1);
+    let mut seen = 0usize;
+    for index in 0..distinct.len() - 1 {
+        seen += distinct[index].1;
+        let next_cut = (thresholds.len() + 1) as f64 * total as f64 / max_bins as f64;
+        // Cut once this bin holds its share; a heavy value may fill several shares alone.
+        if seen as f64 >= next_cut && thresholds.len() < max_bins - 1 {
+            thresholds.push(midpoint(distinct[index].0, distinct[index + 1].0));
+        }
+    }
+    thresholds
+}
+
+/// Bin numbers as bytes, or as 16-bit numbers when `max_bins` needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BinStore {
+    Narrow(Vec<u8>),
+    Wide(Vec<u16>),
+}
+
+/// The whole table as bin numbers, row-major, with each feature's histogram offset.
+#[derive(Clone, Debug)]
+pub struct BinnedMatrix {
+    pub rows: usize,
+    pub features: usize,
+    pub store: BinStore,
+    pub bins: Vec<FeatureBins>,
+    /// Feature `f`'s cells are `offsets[f]..offsets[f + 1]` of a histogram.
+    pub offsets: Vec<usize>,
+}
+
+impl BinnedMatrix {
+    /// Places the cuts on `table` and bins it.
+    pub fn fit(table: &Tabular, max_bins: usize, seed: u64) -> BinnedMatrix {
+        let bins: Vec<FeatureBins> = table
+            .features
+            .par_iter()
+            .zip(&table.kinds)
+            .map(|(column, kind)| match kind {
+                FeatureKind::Numeric => FeatureBins::Numeric {
+                    thresholds: numeric_thresholds(column, max_bins, seed),
+                },
+                FeatureKind::Categorical { names } => FeatureBins::Categorical {
+                    categories: names.len().max(1),
+                },
+            })
+            .collect();
+        Self::with_bins(table, bins)
+    }
+
+    /// Bins `table` with cuts placed before (the validation part with the training cuts).
+    pub fn with_bins(table: &Tabular, bins: Vec<FeatureBins>) -> BinnedMatrix {
+        let rows = table.rows();
+        let features = table.columns();
+        let mut offsets = Vec::with_capacity(features + 1);
+        offsets.push(0);
+        for feature in &bins {
+            offsets.push(offsets.last().copied().unwrap_or(0) + feature.cells());
+        }
+        let widest = bins.iter().map(FeatureBins::cells).max().unwrap_or(1);
+        const CHUNK: usize = 8192;
+        let store = if widest <= 256 {
+            let mut out = vec![0u8; rows * features];
+            out.par_chunks_mut(CHUNK * features.max(1))
+                .enumerate()
+                .for_each(|(chunk, out)| {
+                    for (local, row_out) in out.chunks_mut(features.max(1)).enumerate() {
+                        let row = chunk * CHUNK + local;
+                        for (feature, cell) in row_out.iter_mut().enumerate() {
+                            *cell = bins[feature].bin(table.features[feature][row]) as u8;
+                        }
+                    }
+                });
+            BinStore::Narrow(out)
+        } else {
+            let mut out = vec![0u16; rows * features];
+            out.par_chunks_mut(CHUNK * features.max(1))
+                .enumerate()
+                .for_each(|(chunk, out)| {
+                    for (local, row_out) in out.chunks_mut(features.max(1)).enumerate() {
+                        let row = chunk * CHUNK + local;
+                        for (feature, cell) in row_out.iter_mut().enumerate() {
+                            *cell = bins[feature].bin(table.features[feature][row]) as u16;
+                        }
+                    }
+                });
+            BinStore::Wide(out)
+        };
+        BinnedMatrix {
+            rows,
+            features,
+            store,
+            bins,
+            offsets,
+        }
+    }
+
+    pub fn cells(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    pub fn bin(&self, row: usize, feature: usize) -> usize {
+        let at = row * self.features + feature;
+        match &self.store {
+            BinStore::Narrow(bins) => bins[at] as usize,
+            BinStore::Wide(bins) => bins[at] as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_distinct_values_keep_their_own_bins() {
+        let values = [3.0, 1.0, 2.0, 2.0, f32::NAN, 1.0];
+        let thresholds = numeric_thresholds(&values, 32, 1);
+        assert_eq!(thresholds, vec![1.5, 2.5]);
+        let bins = FeatureBins::Numeric { thresholds };
+        let binned: Vec<usize> = values.iter().map(|&v| bins.bin(v)).collect();
+        assert_eq!(binned, vec![3, 1, 2, 2, 0, 1]);
+    }
+
+    #[test]
+    fn binning_is_monotone_and_respects_max_bins() {
+        let values: Vec<f32> = (0..10_000)
+            .map(|i| ((i * 7919) % 10_007) as f32 / 3.0)
+            .collect();
+        for max_bins in [2, 16, 32, 255] {
+            let thresholds = numeric_thresholds(&values, max_bins, 3);
+            assert!(thresholds.len() < max_bins);
+            assert!(
+                thresholds.len() + 1 >= max_bins * 9 / 10,
+                "{max_bins}: {}",
+                thresholds.len()
+            );
+            assert!(thresholds.windows(2).all(|pair| pair[0] < pair[1]));
+            let bins = FeatureBins::Numeric { thresholds };
+            let mut sorted = values.clone();
+            sorted.sort_by(f32::total_cmp);
+            let binned: Vec<usize> = sorted.iter().map(|&v| bins.bin(v)).collect();
+            assert!(binned.windows(2).all(|pair| pair[0] <= pair[1]));
+            assert_eq!(binned[0], 1);
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! The one tree learner behind both ensembles: depth-wise growth over binned rows with
+//! per-node histograms.
+//!
+//! Each node owns a contiguous range of one row-index array; splitting a node partitions its
+//! range stably (rows stay in ascending order, which keeps the histogram pass close to
+//! sequential). A histogram holds, per feature and bin, the sum of the rows' statistics: class
+//! weights (random forest classification), weight / weighted sum / weighted sum of squares
+//! (random forest regression), or gradient / hessian / count (boosting). When every feature is
+//! a candidate at every node, only the smaller child's histogram is built from its rows and the
+//! sibling's is the parent's minus it (histogram subtraction); with per-node feature sampling
+//! (random forests) each node builds the histograms of its sampled features only, which is
+//! less work than all of them.
+//!
+//! Large nodes are split into fixed 16,384-row chunks whose partial histograms are summed in
+//! chunk order, so sums (and so the chosen splits) do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::binning::{BinStore, BinnedMatrix, FeatureBins};
+use super::{Node, Rule, Tree};
+use crate::dataset::split::mix;
+
+/// Rows per partial histogram; fixed so results do not depend on the thread count.
+const CHUNK: usize = 16_384;
+/// Smallest hessian sum a boosting leaf may have (LightGBM's `min_sum_hessian_in_leaf`).
+const MIN_HESSIAN: f64 = 1e-3;
+
+/// How split quality and leaf values are computed from summed row statistics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Criterion {
+    /// Row statistics: weight of each class.
+    Gini {
+        classes: usize,
+    },
+    Entropy {
+        classes: usize,
+    },
+    /// Row statistics: `[w, w * y, w * y^2]`.
+    Variance,
+    /// Row statistics: `[gradient, hessian, 1]`; leaves are Newton steps `-G / H`.
+    Newton,
+}
+
+impl Criterion {
+    pub fn width(self) -> usize {
+        match self {
+            Criterion::Gini { classes } | Criterion::Entropy { classes } => classes,
+            Criterion::Variance | Criterion::Newton => 3,
+        }
+    }
+
+    /// Number (weight) of rows behind the statistics.
+    pub fn count(self, stats: &[f64]) -> f64 {
+        match self {
+            Criterion::Gini { .. } | Criterion::Entropy { .. } => stats.iter().sum(),
+            Criterion::Variance => stats[0],
+            Criterion::Newton => stats[2],
+        }
+    }
+
+    /// Spark's impurity (gini, entropy in bits, variance).
+    fn impurity(self, stats: &[f64]) -> f64 {
+        let total = self.count(stats);
+        if total <= 0.0 {
+            return 0.0;
+        }
+        match self {
+            Criterion::Gini { .. } => {
+                1.0 - stats.iter().map(|w| (w / total) * (w / total)).sum::<f64>()
+            }
+            Criterion::Entropy { .. } => -stats
+                .iter()
+                .filter(|w| **w > 0.0)
+                .map(|w| (w / total) * (w / total).log2())
+                .sum::<f64>(),
+            Criterion::Variance => {
+                let mean = stats[1] / total;
+                (stats[2] / total - mean * mean).max(0.0)
+            }
+            Criterion::Newton => 0.0,
+        }
+    }
+
+    /// Spark's information gain (impurity decrease weighted by child sizes); for boosting the
+    /// Newton gain divided by the row count, which is exactly the variance gain for squared
+    /// loss, so `min_info_gain` means the same in both ensembles.
+    fn gain(self, parent: &[f64], left: &[f64], right: &[f64]) -> Option<f64> {
+        match self {
+            Criterion::Newton => {
+                let (hessian_left, hessian_right) = (left[1], right[1]);
+                if hessian_left < MIN_HESSIAN || hessian_right < MIN_HESSIAN {
+                    return None;
+                }
+                let score = |stats: &[f64]| stats[0] * stats[0] / stats[1];
+                Some((score(left) + score(right) - score(parent)) / parent[2])
+            }
+            _ => {
+                let total = self.count(parent);
+                let (weight_left, weight_right) = (self.count(left), self.count(right));
+                Some(
+                    self.impurity(parent)
+                        - weight_left / total * self.impurity(left)
+                        - weight_right / total * self.impurity(right),
+                )
+            }
+        }
+    }
+
+    /// A leaf's prediction: class probabilities, the mean label, or the Newton step.
+    pub fn leaf(self, stats: &[f64]) -> Vec<f64> {
+        let total = self.count(stats);
+        match self {
+            Criterion::Gini { .. } | Criterion::Entropy { .. } => stats
+                .iter()
+                .map(|w| if total > 0.0 { w / total } else { 0.0 })
+                .collect(),
+            Criterion::Variance => vec![if total > 0.0 { stats[1] / total } else { 0.0 }],
+            Criterion::Newton => vec![if stats[1] > 0.0 {
+                -stats[0] / stats[1]
+            } else {
+                0.0
+            }],
+        }
+    }
+
+    /// Order of categories for a categorical split (Spark orders by label statistics: mean
+    /// label for regression, share of class 1 for binary classification; here the Newton step
+    /// for boosting and the category's impurity for more than two classes).
+    fn category_key(self, stats: &[f64]) -> f64 {
+        match self {
+            Criterion::Gini { classes: 2 } | Criterion::Entropy { classes: 2 } => {
+                stats[1] / self.count(stats)
+            }
+            Criterion::Gini { .. } | Criterion::Entropy { .. } => self.impurity(stats),
+            Criterion::Variance | Criterion::Newton => self.leaf(stats)[0],
+        }
+    }
+}
+
+/// Spark's tree limits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TreeLimits {
+    pub max_depth: usize,
+    pub min_instances_per_node: usize,
+    pub min_info_gain: f64,
+}
+
+/// What one tree is grown from.
+pub struct GrowInput<'a> {
+    pub matrix: &'a BinnedMatrix,
+    /// Row-major statistics, `criterion.width()` per row.
+    pub stats: &'a [f64],
+    /// Rows of this tree (weight > 0), ascending.
+    pub rows: Vec<u32>,
+    pub criterion: Criterion,
+    pub limits: TreeLimits,
+    /// Features considered at each node; all of them means histogram subtraction applies.
+    pub features_per_node: usize,
+    /// Seed of this tree's feature sampling.
+    pub seed: u64,
+}
+
+/// A grown tree and, per leaf, the rows that reached it.
+pub struct Grown {
+    pub tree: Tree,
+    /// `(node index, rows)` for each leaf, in node order.
+    pub leaf_rows: Vec<(usize, Vec<u32>)>,
+}
+
+struct Pending {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    totals: Vec<f64>,
+    histogram: Option<Vec<f64>>,
+}
+
+#[derive(Clone, Debug)]
+struct Choice {
+    feature: usize,
+    rule: Rule,
+    gain: f64,
+    left: Vec<f64>,
+    right: Vec<f64>,
+}
+
+/// Adds the statistics of `rows` into `out` (cells x width), for `features` or all of them.
+pub fn build_histogram(
+    matrix: &BinnedMatrix,
+    stats: &[f64],
+    width: usize,
+    rows: &[u32],
+    features: Option<&[usize]>,
+    out: &mut [f64],
+) {
+    if rows.len() <= CHUNK {
+        accumulate(matrix, stats, width, rows, features, out);
+        return;
+    }
+    let partials: Vec<Vec<f64>> = rows
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut partial = vec![0.0; out.len()];
+            accumulate(matrix, stats, width, chunk, features, &mut partial);
+            partial
+        })
+        .collect();
+    for partial in partials {
+        for (total, value) in out.iter_mut().zip(&partial) {
+            *total += value;
+        }
+    }
+}
+
+fn accumulate(
+    matrix: &BinnedMatrix,
+    stats: &[f64],
+    width: usize,
+    rows: &[u32],
+    features: Option<&[usize]>,
+    out: &mut [f64],
+) {
+    match (&matrix.store, width) {
+        (BinStore::Narrow(bins), 2) => add_rows::<u8, 2>(bins, matrix, stats, rows, features, out),
+        (BinStore::Narrow(bins), 3) => add_rows::<u8, 3>(bins, matrix, stats, rows, features, out),
+        (BinStore::Narrow(bins), _) => {
+            add_rows_any(bins, matrix, stats, width, rows, features, out)
+        }
+        (BinStore::Wide(bins), 2) => add_rows::<u16, 2>(bins, matrix, stats, rows, features, out),
+        (BinStore::Wide(bins), 3) => add_rows::<u16, 3>(bins, matrix, stats, rows, features, out),
+        (BinStore::Wide(bins), _) => add_rows_any(bins, matrix, stats, width, rows, features, out),
+    }
+}
+
+#[inline(always)]
+fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
+    bins: &[B],
+    matrix: &BinnedMatrix,
+    stats: &[f64],
+    rows: &[u32],
+    features: Option<&[usize]>,
+    out: &mut [f64],
+) {
+    let columns = matrix.features;
+    let offsets = &matrix.offsets[..columns];
+    for &row in rows {
+        let row = row as usize;
+        let row_stats: [f64; WIDTH] = stats[row * WIDTH..row * WIDTH + WIDTH]
+            .try_into()
+            .unwrap_or([0.0; WIDTH]);
+        let row_bins = &bins[row * columns..(row + 1) * columns];
+        let mut add = |feature: usize| {
+            let cell = (offsets[feature] + row_bins[feature].into()) * WIDTH;
+            for (slot, value) in out[cell..cell + WIDTH].iter_mut().zip(row_stats) {
+                *slot += value;
+            }
+        };
+        match features {
+            None => (0..columns).for_each(&mut add),
+            Some(list) => list.iter().for_each(|&feature| add(feature)),
+        }
+    }
+}
+
+fn add_rows_any<B: Copy + Into<usize>>(
+    bins: &[B],
+    matrix: &BinnedMatrix,
+    stats: &[f64],
+    width: usize,
+    rows: &[u32],
+    features: Option<&[usize]>,
+    out: &mut [f64],
+) {
+    let columns = matrix.features;
+    for &row in rows {
+        let row = row as usize;
+        let row_stats = &stats[row * width..(row + 1) * width];
+        let row_bins = &bins[row * columns..(row + 1) * columns];
+        let mut add = |feature: usize| {
+            let cell = (matrix.offsets[feature] + row_bins[feature].into()) * width;
+            for (slot, value) in out[cell..cell + width].iter_mut().zip(row_stats) {
+                *slot += value;
+            }
+        };
+        match features {
+            None => (0..columns).for_each(&mut add),
+            Some(list) => list.iter().for_each(|&feature| add(feature)),
+        }
+    }
+}
+
+/// `count` features out of `all`, chosen by `seed` (a partial Fisher-Yates shuffle), sorted.
+fn sample_features(all: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..all).collect();
+    for at in 0..count.min(all) {
+        let pick = at + (mix(seed, at as u64) % (all - at) as u64) as usize;
+        order.swap(at, pick);
+    }
+    order.truncate(count.min(all));
+    order.sort_unstable();
+    order
+}
+
+/// Grows one tree depth by depth.
+pub fn grow(input: GrowInput<'_>) -> Grown {
+    let GrowInput {
+        matrix,
+        stats,
+        mut rows,
+        criterion,
+        limits,
+        features_per_node,
+        seed,
+    } = input;
+    let width = criterion.width();
+    let cells = matrix.cells();
+    let all_features = features_per_node >= matrix.features;
+    let mut nodes: Vec<Node> = vec![Node::Leaf {
+        value: Vec::new(),
+        weight: 0.0,
+    }];
+    let mut totals = vec![0.0; width];
+    for &row in &rows {
+        for (total, value) in totals
+            .iter_mut()
+            .zip(&stats[row as usize * width..(row as usize + 1) * width])
+        {
+            *total += value;
+        }
+    }
+    let root_histogram = all_features.then(|| {
+        let mut histogram = vec![0.0; cells * width];
+        build_histogram(matrix, stats, width, &rows, None, &mut histogram);
+        histogram
+    });
+    let mut level = vec![Pending {
+        node: 0,
+        start: 0,
+        end: rows.len(),
+        depth: 0,
+        totals,
+        histogram: root_histogram,
+    }];
+    let mut leaf_ranges: Vec<(usize, usize, usize)> = Vec::new();
+    let min_count = limits.min_instances_per_node.max(1) as f64;
+    while !level.is_empty() {
+        let choices: Vec<Option<Choice>> = level
+            .par_iter_mut()
+            .map(|pending| {
+                if pending.depth >= limits.max_depth
+                    || criterion.count(&pending.totals) < 2.0 * min_count
+                {
+                    return None;
+                }
+                let features = (!all_features).then(|| {
+                    sample_features(
+                        matrix.features,
+                        features_per_node,
+                        mix(seed, pending.node as u64),
+                    )
+                });
+                let histogram = pending.histogram.get_or_insert_with(|| {
+                    let mut histogram = vec![0.0; cells * width];
+                    build_histogram(
+                        matrix,
+                        stats,
+                        width,
+                        &rows[pending.start..pending.end],
+                        features.as_deref(),
+                        &mut histogram,
+                    );
+                    histogram
+                });
+                best_split(
+                    matrix,
+                    histogram,
+                    &pending.totals,
+                    criterion,
+                    features.as_deref(),
+                    min_count,
+                    limits.min_info_gain,
+                )
+            })
+            .collect();
+
+        // Partition each splitting node's rows, each on its own disjoint slice.
+        let mut slices: Vec<&mut [u32]> = Vec::with_capacity(level.len());
+        let mut rest: &mut [u32] = &mut rows;
+        let mut consumed = 0;
+        for pending in &level {
+            let (_, tail) = rest.split_at_mut(pending.start - consumed);
+            let (mine, tail) = tail.split_at_mut(pending.end - pending.start);
+            slices.push(mine);
+            rest = tail;
+            consumed = pending.end;
+        }
+        let left_counts: Vec<usize> = slices
+            .into_par_iter()
+            .zip(choices.par_iter())
+            .map(|(slice, choice)| match choice {
+                Some(choice) => partition(matrix, slice, choice.feature, &choice.rule),
+                None => 0,
+            })
+            .collect();
+
+        let mut next = Vec::new();
+        let mut child_work = Vec::new();
+        for ((pending, choice), left_count) in level.into_iter().zip(choices).zip(left_counts) {
+            let Some(choice) = choice else {
+                nodes[pending.node] = Node::Leaf {
+                    value: criterion.leaf(&pending.totals),
+                    weight: criterion.count(&pending.totals),
+                };
+                leaf_ranges.push((pending.node, pending.start, pending.end));
+                continue;
+            };
+            let left_node = nodes.len();
+            nodes.push(Node::Leaf {
+                value: Vec::new(),
+                weight: 0.0,
+            });
+            nodes.push(Node::Leaf {
+                value: Vec::new(),
+                weight: 0.0,
+            });
+            nodes[pending.node] = Node::Split {
+                feature: choice.feature as u32,
+                rule: choice.rule.clone(),
+                left: left_node as u32,
+                right: left_node as u32 + 1,
+                gain: choice.gain,
+                weight: criterion.count(&pending.totals),
+            };
+            let middle = pending.start + left_count;
+            let depth = pending.depth + 1;
+            let left = Pending {
+                node: left_node,
+                start: pending.start,
+                end: middle,
+                depth,
+                totals: choice.left,
+                histogram: None,
+            };
+            let right = Pending {
+                node: left_node + 1,
+                start: middle,
+                end: pending.end,
+                depth,
+                totals: choice.right,
+                histogram: None,
+            };
+            // Children at the depth limit are leaves and need no histogram.
+            let parent_histogram = if all_features && depth < limits.max_depth {
+                pending.histogram
+            } else {
+                None
+            };
+            child_work.push((next.len(), parent_histogram));
+            next.push(left);
+            next.push(right);
+        }
+        // Subtraction: build the smaller child, derive the larger from the parent.
+        let built: Vec<(usize, Option<(Vec<f64>, Vec<f64>)>)> = child_work
+            .into_par_iter()
+            .map(|(at, parent)| {
+                let Some(mut parent) = parent else {
+                    return (at, None);
+                };
+                let (left, right) = (&next[at], &next[at + 1]);
+                let left_smaller = left.end - left.start <= right.end - right.start;
+                let small = if left_smaller { left } else { right };
+                let mut small_histogram = vec![0.0; cells * width];
+                build_histogram(
+                    matrix,
+                    stats,
+                    width,
+                    &rows[small.start..small.end],
+                    None,
+                    &mut small_histogram,
+                );
+                for (large, small) in parent.iter_mut().zip(&small_histogram) {
+                    *large -= small;
+                }
+                (
+                    at,
+                    Some(if left_smaller {
+                        (small_histogram, parent)
+                    } else {
+                        (parent, small_histogram)
+                    }),
+                )
+            })
+            .collect();
+        for (at, histograms) in built {
+            if let Some((left, right)) = histograms {
+                next[at].histogram = Some(left);
+                next[at + 1].histogram = Some(right);
+            }
+        }
+        level = next;
+    }
+    leaf_ranges.sort_unstable();
+    let leaf_rows = leaf_ranges
+        .into_iter()
+        .map(|(node, start, end)| (node, rows[start..end].to_vec()))
+        .collect();
+    Grown {
+        tree: Tree { nodes },
+        leaf_rows,
+    }
+}
+
+/// Moves rows going left to the front of `slice`, keeping order on both sides; returns how many.
+fn partition(matrix: &BinnedMatrix, slice: &mut [u32], feature: usize, rule: &Rule) -> usize {
+    let mut right = Vec::new();
+    let mut write = 0;
+    for read in 0..slice.len() {
+        let row = slice[read];
+        if rule.bin_goes_left(matrix.bin(row as usize, feature)) {
+            slice[write] = row;
+            write += 1;
+        } else {
+            right.push(row);
+        }
+    }
+    slice[write..].copy_from_slice(&right);
+    write
+}
+
+fn best_split(
+    matrix: &BinnedMatrix,
+    histogram: &[f64],
+    totals: &[f64],
+    criterion: Criterion,
+    features: Option<&[usize]>,
+    min_count: f64,
+    min_info_gain: f64,
+) -> Option<Choice> {
+    let width = criterion.width();
+    let mut best: Option<Choice> = None;
+    let mut consider = |feature: usize, rule: Rule, left: &[f64]| {
+        let right: Vec<f64> = totals.iter().zip(left).map(|(t, l)| t - l).collect();
+        if criterion.count(left) < min_count || criterion.count(&right) < min_count {
+            return;
+        }
+        let Some(gain) = criterion.gain(totals, left, &right) else {
+            return;
+        };
+        // Spark: a split must gain something and at least `min_info_gain`.
+        if !(gain > 1e-12 && gain >= min_info_gain) {
+            return;
+        }
+        if best.as_ref().is_none_or(|best| gain > best.gain) {
+            best = Some(Choice {
+                feature,
+                rule,
+                gain,
+                left: left.to_vec(),
+                right,
+            });
+        }
+    };
+    let all: Vec<usize>;
+    let features = match features {
+        Some(list) => list,
+        None => {
+            all = (0..matrix.features).collect();
+            &all
+        }
+    };
+    for &feature in features {
+        let cells =
+            &histogram[matrix.offsets[feature] * width..matrix.offsets[feature + 1] * width];
+        match &matrix.bins[feature] {
+            FeatureBins::Numeric { thresholds } => {
+                // Bin 0 (missing) always goes left with the smallest values.
+                let mut left = cells[..width].to_vec();
+                for (split_bin, threshold) in
+                    thresholds.iter().enumerate().map(|(i, t)| (i + 1, *t))
+                {
+                    for (sum, value) in left
+                        .iter_mut()
+                        .zip(&cells[split_bin * width..(split_bin + 1) * width])
+                    {
+                        *sum += value;
+                    }
+                    consider(
+                        feature,
+                        Rule::Threshold {
+                            value: threshold,
+                            bin: split_bin as u16,
+                        },
+                        &left,
+                    );
+                }
+            }
+            FeatureBins::Categorical { categories } => {
+                let mut present: Vec<(f64, usize)> = (0..*categories)
+                    .filter(|&category| {
+                        criterion.count(&cells[category * width..(category + 1) * width]) > 0.0
+                    })
+                    .map(|category| {
+                        (
+                            criterion
+                                .category_key(&cells[category * width..(category + 1) * width]),
+                            category,
+                        )
+                    })
+                    .collect();
+                present.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let mut left = vec![0.0; width];
+                for prefix in 0..present.len().saturating_sub(1) {
+                    let category = present[prefix].1;
+                    for (sum, value) in left
+                        .iter_mut()
+                        .zip(&cells[category * width..(category + 1) * width])
+                    {
+                        *sum += value;
+                    }
+                    let mut set: Vec<u32> =
+                        present[..=prefix].iter().map(|(_, c)| *c as u32).collect();
+                    set.sort_unstable();
+                    consider(feature, Rule::Categories { left: set }, &left);
+                }
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Tabular;
+
+    #[test]
+    fn subtraction_equals_direct_construction() {
+        let table = crate::ingest::synthetic::classification(5000, 6, 2, 9);
+        let matrix = BinnedMatrix::fit(&table, 32, 1);
+        let stats: Vec<f64> = (0..table.rows())
+            .flat_map(|row| [row as f64 * 0.001, 1.0 + (row % 3) as f64, 1.0])
+            .collect();
+        let rows: Vec<u32> = (0..table.rows() as u32).collect();
+        let cells = matrix.cells() * 3;
+        let mut parent = vec![0.0; cells];
+        build_histogram(&matrix, &stats, 3, &rows, None, &mut parent);
+        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = rows
+            .iter()
+            .partition(|&&row| matrix.bin(row as usize, 2) <= 10);
+        let mut left = vec![0.0; cells];
+        build_histogram(&matrix, &stats, 3, &left_rows, None, &mut left);
+        let mut right = vec![0.0; cells];
+        build_histogram(&matrix, &stats, 3, &right_rows, None, &mut right);
+        for ((p, l), r) in parent.iter().zip(&left).zip(&right) {
+            assert!((p - l - r).abs() <= 1e-9 * p.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn grows_a_pure_tree_on_a_threshold_rule() {
+        let x: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let labels: Vec<f64> = x.iter().map(|&v| f64::from(v >= 625.0)).collect();
+        let table = Tabular::numeric(vec!["x".into()], vec![x], labels.clone());
+        let matrix = BinnedMatrix::fit(&table, 32, 1);
+        let stats: Vec<f64> = labels.iter().flat_map(|&y| [1.0 - y, y]).collect();
+        let grown = grow(GrowInput {
+            matrix: &matrix,
+            stats: &stats,
+            rows: (0..1000).collect(),
+            criterion: Criterion::Gini { classes: 2 },
+            limits: TreeLimits {
+                max_depth: 5,
+                min_instances_per_node: 1,
+                min_info_gain: 0.0,
+            },
+            features_per_node: 1,
+            seed: 1,
+        });
+        for (node, rows) in &grown.leaf_rows {
+            let Node::Leaf { value, .. } = &grown.tree.nodes[*node] else {
+                panic!("not a leaf");
+            };
+            assert!(value[0] == 1.0 || value[1] == 1.0, "pure leaves: {value:?}");
+            assert!(!rows.is_empty());
+        }
+        assert_eq!(
+            grown.leaf_rows.iter().map(|(_, r)| r.len()).sum::<usize>(),
+            1000
+        );
+    }
+}

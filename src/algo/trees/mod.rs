@@ -1,0 +1,862 @@
+//! Tree ensembles with Spark MLlib's parameters: random forests and gradient-boosted trees, for
+//! classification and regression, grown by the one learner in [`learner`].
+//!
+//! The two ensembles differ only in how rows are sampled and how tree outputs combine:
+//! - Random forest: each tree sees a bootstrap sample (Poisson(`subsampling_rate`) weights per
+//!   row, as Spark) or a Bernoulli subsample, considers a seeded sample of features at each
+//!   node, and trees are averaged (class probabilities for classification, Spark's soft vote).
+//!   Trees are grown in parallel.
+//! - Gradient boosting: trees fit the loss's gradient and hessian and leaves take a Newton step
+//!   `-G / H` (times `step_size`), starting from the best constant (log-odds of the positive
+//!   rate, mean, median). Spark fits the first tree to the labels and later trees to the
+//!   residuals with mean-of-gradient leaves; for squared loss that is the same step, for
+//!   logistic loss Newton steps reach a given log-loss in fewer trees (LightGBM and XGBoost do
+//!   the same), and the model is then directly LightGBM's (see [`lightgbm`]). Absolute loss
+//!   refits each leaf to the median residual of its rows, which Newton steps cannot express.
+//!
+//! Every random choice is a hash of (seed, tree, row or node), so the same seed gives the same
+//! model whatever the thread count.
+
+pub mod binning;
+pub mod learner;
+pub mod lightgbm;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use self::binning::BinnedMatrix;
+use self::learner::{Criterion, GrowInput, TreeLimits};
+use crate::dataset::Tabular;
+use crate::dataset::split::{mix, unit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error(
+        "gbt classification is binary (as in Spark), but the label has {classes} classes; use algorithm = \"random_forest\" for multiclass"
+    )]
+    MulticlassBoosting { classes: usize },
+    #[error("the label has a single class ({class}); classification needs at least two")]
+    SingleClass { class: String },
+    #[error("the table has no feature columns")]
+    NoFeatures,
+    #[error(
+        "feature `{feature}` has {categories} categories, more than max_bins = {max_bins}; raise max_bins or drop the column"
+    )]
+    TooManyCategories {
+        feature: String,
+        categories: usize,
+        max_bins: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ensemble {
+    RandomForest,
+    Gbt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TreeTask {
+    Classification,
+    Regression,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impurity {
+    Gini,
+    Entropy,
+    Variance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    Logistic,
+    Squared,
+    Absolute,
+}
+
+/// Spark's `featureSubsetStrategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSubset {
+    Auto,
+    All,
+    OneThird,
+    Sqrt,
+    Log2,
+    Fraction(f64),
+    Count(usize),
+}
+
+/// Checked parameters of either ensemble (Spark's names and defaults).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TreeParams {
+    pub ensemble: Ensemble,
+    pub task: TreeTask,
+    pub num_trees: usize,
+    pub max_depth: usize,
+    pub max_bins: usize,
+    pub min_instances_per_node: usize,
+    pub min_info_gain: f64,
+    pub impurity: Impurity,
+    pub subsampling_rate: f64,
+    pub feature_subset_strategy: FeatureSubset,
+    pub bootstrap: bool,
+    pub max_iter: usize,
+    pub step_size: f64,
+    pub loss_type: Loss,
+    pub validation_tol: f64,
+    pub seed: u64,
+}
+
+impl FeatureSubset {
+    /// Features per node, as Spark resolves the strategy.
+    pub fn resolve(self, features: usize, params: &TreeParams) -> usize {
+        let features_f = features as f64;
+        let count = match self {
+            FeatureSubset::Auto => match (params.ensemble, params.task) {
+                (Ensemble::Gbt, _) => features,
+                (Ensemble::RandomForest, _) if params.num_trees == 1 => features,
+                (Ensemble::RandomForest, TreeTask::Classification) => {
+                    features_f.sqrt().ceil() as usize
+                }
+                (Ensemble::RandomForest, TreeTask::Regression) => {
+                    (features_f / 3.0).ceil() as usize
+                }
+            },
+            FeatureSubset::All => features,
+            FeatureSubset::OneThird => (features_f / 3.0).ceil() as usize,
+            FeatureSubset::Sqrt => features_f.sqrt().ceil() as usize,
+            FeatureSubset::Log2 => features_f.log2().ceil().max(1.0) as usize,
+            FeatureSubset::Fraction(fraction) => (fraction * features_f).ceil() as usize,
+            FeatureSubset::Count(count) => count,
+        };
+        count.clamp(1, features.max(1))
+    }
+}
+
+/// How a split sends a row left.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Numeric: missing values and `x <= value` go left; `bin` is the same test on bins.
+    Threshold { value: f64, bin: u16 },
+    /// Categorical: these category indices go left, every other (and unseen ones) right.
+    Categories { left: Vec<u32> },
+}
+
+impl Rule {
+    pub fn bin_goes_left(&self, bin: usize) -> bool {
+        match self {
+            Rule::Threshold { bin: split, .. } => bin <= *split as usize,
+            Rule::Categories { left } => left.binary_search(&(bin as u32)).is_ok(),
+        }
+    }
+
+    pub fn value_goes_left(&self, value: f32) -> bool {
+        match self {
+            Rule::Threshold {
+                value: threshold, ..
+            } => value.is_nan() || f64::from(value) <= *threshold,
+            Rule::Categories { left } => {
+                value >= 0.0 && left.binary_search(&(value as u32)).is_ok()
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Node {
+    Split {
+        feature: u32,
+        rule: Rule,
+        left: u32,
+        right: u32,
+        gain: f64,
+        weight: f64,
+    },
+    /// Class probabilities (forest classification) or one value.
+    Leaf { value: Vec<f64>, weight: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// The leaf a row reaches; `feature(j)` gives the row's raw value of feature `j`.
+    pub fn leaf(&self, feature: impl Fn(usize) -> f32) -> &[f64] {
+        let mut at = 0;
+        loop {
+            match &self.nodes[at] {
+                Node::Leaf { value, .. } => return value,
+                Node::Split {
+                    feature: index,
+                    rule,
+                    left,
+                    right,
+                    ..
+                } => {
+                    at = if rule.value_goes_left(feature(*index as usize)) {
+                        *left
+                    } else {
+                        *right
+                    } as usize;
+                }
+            }
+        }
+    }
+
+    fn leaf_binned(&self, matrix: &BinnedMatrix, row: usize) -> &[f64] {
+        let mut at = 0;
+        loop {
+            match &self.nodes[at] {
+                Node::Leaf { value, .. } => return value,
+                Node::Split {
+                    feature,
+                    rule,
+                    left,
+                    right,
+                    ..
+                } => {
+                    at = if rule.bin_goes_left(matrix.bin(row, *feature as usize)) {
+                        *left
+                    } else {
+                        *right
+                    } as usize;
+                }
+            }
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        fn walk(nodes: &[Node], at: usize) -> usize {
+            match &nodes[at] {
+                Node::Leaf { .. } => 0,
+                Node::Split { left, right, .. } => {
+                    1 + walk(nodes, *left as usize).max(walk(nodes, *right as usize))
+                }
+            }
+        }
+        walk(&self.nodes, 0)
+    }
+}
+
+/// A trained ensemble: everything prediction needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeModel {
+    pub ensemble: Ensemble,
+    pub task: TreeTask,
+    /// Classes for classification, 1 for regression.
+    pub classes: usize,
+    pub loss: Option<Loss>,
+    /// Boosting: the starting score (log-odds or constant) before the first tree.
+    pub init_score: f64,
+    pub trees: Vec<Tree>,
+    /// Boosting: trees kept by early stopping out of those grown.
+    pub trees_grown: usize,
+    /// Boosting: validation loss after each grown tree, when a validation part was given.
+    pub validation_loss: Vec<f64>,
+}
+
+impl TreeModel {
+    /// Class probabilities (classification) or the predicted value, for one row.
+    pub fn predict_row(&self, feature: impl Fn(usize) -> f32 + Copy) -> Vec<f64> {
+        match self.ensemble {
+            Ensemble::RandomForest => {
+                let mut sum = vec![0.0; self.classes];
+                for tree in &self.trees {
+                    for (total, value) in sum.iter_mut().zip(tree.leaf(feature)) {
+                        *total += value;
+                    }
+                }
+                let count = self.trees.len().max(1) as f64;
+                sum.iter().map(|total| total / count).collect()
+            }
+            Ensemble::Gbt => {
+                let score = self.init_score
+                    + self
+                        .trees
+                        .iter()
+                        .map(|tree| tree.leaf(feature)[0])
+                        .sum::<f64>();
+                match self.task {
+                    TreeTask::Classification => {
+                        let p = sigmoid(score);
+                        vec![1.0 - p, p]
+                    }
+                    TreeTask::Regression => vec![score],
+                }
+            }
+        }
+    }
+
+    /// Predictions for every row of `table` (same columns as training), in row order.
+    pub fn predict(&self, table: &Tabular) -> Vec<Vec<f64>> {
+        (0..table.rows())
+            .into_par_iter()
+            .map(|row| self.predict_row(|feature| table.features[feature][row]))
+            .collect()
+    }
+
+    /// Spark's feature importances: per tree, each split adds gain x node weight to its
+    /// feature; tree vectors are normalised to sum 1, summed, and normalised again.
+    pub fn feature_importances(&self, features: usize) -> Vec<f64> {
+        let mut total = vec![0.0; features];
+        for tree in &self.trees {
+            let mut importance = vec![0.0; features];
+            for node in &tree.nodes {
+                if let Node::Split {
+                    feature,
+                    gain,
+                    weight,
+                    ..
+                } = node
+                {
+                    importance[*feature as usize] += gain * weight;
+                }
+            }
+            let sum: f64 = importance.iter().sum();
+            if sum > 0.0 {
+                for (total, value) in total.iter_mut().zip(&importance) {
+                    *total += value / sum;
+                }
+            }
+        }
+        let sum: f64 = total.iter().sum();
+        if sum > 0.0 {
+            total.iter_mut().for_each(|value| *value /= sum);
+        }
+        total
+    }
+}
+
+pub fn sigmoid(score: f64) -> f64 {
+    1.0 / (1.0 + (-score).exp())
+}
+
+const ROW_SAMPLE_STREAM: u64 = 0x524F_5753;
+const FEATURE_STREAM: u64 = 0x4645_4154;
+
+/// A Poisson(`mean`) draw from a uniform number (inverse CDF; means here are at most 1).
+fn poisson(mean: f64, uniform: f64) -> u32 {
+    let mut probability = (-mean).exp();
+    let mut cumulative = probability;
+    let mut count = 0;
+    while uniform > cumulative && count < 64 {
+        count += 1;
+        probability *= mean / f64::from(count);
+        cumulative += probability;
+    }
+    count
+}
+
+/// Optional held-out rows that boosting scores after each tree (Spark's `runWithValidation`).
+pub struct Validation<'a> {
+    pub table: &'a Tabular,
+}
+
+/// Trains the ensemble `params` describes on `table`; `progress(trees done, detail)`.
+pub fn train(
+    table: &Tabular,
+    params: &TreeParams,
+    validation: Option<Validation<'_>>,
+    progress: &(dyn Fn(usize, &str) + Sync),
+) -> Result<TreeModel, TreeError> {
+    if table.columns() == 0 {
+        return Err(TreeError::NoFeatures);
+    }
+    for (name, kind) in table.feature_names.iter().zip(&table.kinds) {
+        if let crate::dataset::tabular::FeatureKind::Categorical { names } = kind
+            && names.len() > params.max_bins
+        {
+            return Err(TreeError::TooManyCategories {
+                feature: name.clone(),
+                categories: names.len(),
+                max_bins: params.max_bins,
+            });
+        }
+    }
+    let classes = match params.task {
+        TreeTask::Classification => {
+            let classes = table.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1;
+            let distinct = {
+                let mut seen = vec![false; classes];
+                table.labels.iter().for_each(|&y| seen[y as usize] = true);
+                seen.iter().filter(|s| **s).count()
+            };
+            if distinct < 2 {
+                let class = table.labels.first().copied().unwrap_or(0.0) as usize;
+                let name = table
+                    .label_names
+                    .as_ref()
+                    .and_then(|names| names.get(class).cloned())
+                    .unwrap_or_else(|| class.to_string());
+                return Err(TreeError::SingleClass { class: name });
+            }
+            let classes = classes.max(table.label_names.as_ref().map_or(0, Vec::len));
+            if params.ensemble == Ensemble::Gbt && classes > 2 {
+                return Err(TreeError::MulticlassBoosting { classes });
+            }
+            classes
+        }
+        TreeTask::Regression => 1,
+    };
+    let matrix = BinnedMatrix::fit(table, params.max_bins, params.seed);
+    let features_per_node = params
+        .feature_subset_strategy
+        .resolve(table.columns(), params);
+    let limits = TreeLimits {
+        max_depth: params.max_depth,
+        min_instances_per_node: params.min_instances_per_node,
+        min_info_gain: params.min_info_gain,
+    };
+    match params.ensemble {
+        Ensemble::RandomForest => Ok(train_forest(
+            table,
+            &matrix,
+            params,
+            classes,
+            limits,
+            features_per_node,
+            progress,
+        )),
+        Ensemble::Gbt => Ok(train_boosting(
+            table,
+            &matrix,
+            params,
+            limits,
+            features_per_node,
+            validation,
+            progress,
+        )),
+    }
+}
+
+fn train_forest(
+    table: &Tabular,
+    matrix: &BinnedMatrix,
+    params: &TreeParams,
+    classes: usize,
+    limits: TreeLimits,
+    features_per_node: usize,
+    progress: &(dyn Fn(usize, &str) + Sync),
+) -> TreeModel {
+    let criterion = match (params.task, params.impurity) {
+        (TreeTask::Regression, _) => Criterion::Variance,
+        (TreeTask::Classification, Impurity::Entropy) => Criterion::Entropy { classes },
+        (TreeTask::Classification, _) => Criterion::Gini { classes },
+    };
+    let width = criterion.width();
+    // Spark samples with replacement only when there is more than one tree.
+    let with_replacement = params.bootstrap && params.num_trees > 1;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let trees: Vec<Tree> = (0..params.num_trees)
+        .into_par_iter()
+        .map(|tree_index| {
+            let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), tree_index as u64);
+            let mut stats = vec![0.0; table.rows() * width];
+            let mut rows = Vec::with_capacity(table.rows());
+            for (row, label) in table.labels.iter().enumerate() {
+                let weight = if with_replacement {
+                    f64::from(poisson(params.subsampling_rate, unit(stream, row as u64)))
+                } else if params.subsampling_rate < 1.0 {
+                    f64::from(u8::from(unit(stream, row as u64) < params.subsampling_rate))
+                } else {
+                    1.0
+                };
+                if weight == 0.0 {
+                    continue;
+                }
+                rows.push(row as u32);
+                let slot = &mut stats[row * width..(row + 1) * width];
+                match criterion {
+                    Criterion::Variance => {
+                        slot.copy_from_slice(&[weight, weight * label, weight * label * label])
+                    }
+                    _ => slot[*label as usize] = weight,
+                }
+            }
+            let grown = learner::grow(GrowInput {
+                matrix,
+                stats: &stats,
+                rows,
+                criterion,
+                limits,
+                features_per_node,
+                seed: mix(mix(params.seed, FEATURE_STREAM), tree_index as u64),
+            });
+            let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(finished, "");
+            grown.tree
+        })
+        .collect();
+    TreeModel {
+        ensemble: Ensemble::RandomForest,
+        task: params.task,
+        classes: if params.task == TreeTask::Classification {
+            classes
+        } else {
+            1
+        },
+        loss: None,
+        init_score: 0.0,
+        trees_grown: trees.len(),
+        trees,
+        validation_loss: Vec::new(),
+    }
+}
+
+fn loss_value(loss: Loss, score: f64, label: f64) -> f64 {
+    match loss {
+        Loss::Logistic => {
+            // log(1 + exp(-z)) with z = score for y = 1 and -score for y = 0, stably.
+            let z = if label > 0.5 { score } else { -score };
+            if z > 0.0 {
+                (-z).exp().ln_1p()
+            } else {
+                -z + z.exp().ln_1p()
+            }
+        }
+        Loss::Squared => (score - label) * (score - label),
+        Loss::Absolute => (score - label).abs(),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+fn train_boosting(
+    table: &Tabular,
+    matrix: &BinnedMatrix,
+    params: &TreeParams,
+    limits: TreeLimits,
+    features_per_node: usize,
+    validation: Option<Validation<'_>>,
+    progress: &(dyn Fn(usize, &str) + Sync),
+) -> TreeModel {
+    let loss = match params.task {
+        TreeTask::Classification => Loss::Logistic,
+        TreeTask::Regression if params.loss_type == Loss::Logistic => Loss::Squared,
+        TreeTask::Regression => params.loss_type,
+    };
+    let labels = &table.labels;
+    let rows = table.rows();
+    let init_score = match loss {
+        Loss::Logistic => {
+            let positive = labels.iter().sum::<f64>() / rows as f64;
+            let positive = positive.clamp(1e-15, 1.0 - 1e-15);
+            (positive / (1.0 - positive)).ln()
+        }
+        Loss::Squared => labels.iter().sum::<f64>() / rows as f64,
+        Loss::Absolute => median(&mut labels.clone()),
+    };
+    let mut scores = vec![init_score; rows];
+    let validation_matrix = validation
+        .as_ref()
+        .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
+    let mut validation_scores = vec![init_score; validation.as_ref().map_or(0, |v| v.table.rows())];
+    let mut stats = vec![0.0; rows * 3];
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut validation_loss = Vec::new();
+    let mut best_error = f64::INFINITY;
+    let mut best_count = 0;
+    for iteration in 0..params.max_iter {
+        let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
+        stats
+            .par_chunks_mut(3 * 4096)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                for (local, slot) in out.chunks_mut(3).enumerate() {
+                    let row = chunk * 4096 + local;
+                    let (score, label) = (scores[row], labels[row]);
+                    let (gradient, hessian) = match loss {
+                        Loss::Logistic => {
+                            let p = sigmoid(score);
+                            (p - label, (p * (1.0 - p)).max(1e-16))
+                        }
+                        Loss::Squared => (score - label, 1.0),
+                        Loss::Absolute => ((score - label).signum(), 1.0),
+                    };
+                    slot.copy_from_slice(&[gradient, hessian, 1.0]);
+                }
+            });
+        let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
+            (0..rows as u32)
+                .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
+                .collect()
+        } else {
+            (0..rows as u32).collect()
+        };
+        let sampled_all = sampled.len() == rows;
+        let mut grown = learner::grow(GrowInput {
+            matrix,
+            stats: &stats,
+            rows: sampled,
+            criterion: Criterion::Newton,
+            limits,
+            features_per_node,
+            seed: mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
+        });
+        for (node, leaf_rows) in &grown.leaf_rows {
+            if let Node::Leaf { value, .. } = &mut grown.tree.nodes[*node] {
+                let step = if loss == Loss::Absolute {
+                    let mut residuals: Vec<f64> = leaf_rows
+                        .iter()
+                        .map(|&row| labels[row as usize] - scores[row as usize])
+                        .collect();
+                    median(&mut residuals)
+                } else {
+                    value[0]
+                };
+                value[0] = step * params.step_size;
+            }
+        }
+        let tree = grown.tree;
+        if sampled_all {
+            for (node, leaf_rows) in &grown.leaf_rows {
+                if let Node::Leaf { value, .. } = &tree.nodes[*node] {
+                    for &row in leaf_rows {
+                        scores[row as usize] += value[0];
+                    }
+                }
+            }
+        } else {
+            scores
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(row, score)| *score += tree.leaf_binned(matrix, row)[0]);
+        }
+        let mut detail = String::new();
+        if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
+            validation_scores
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(row, score)| *score += tree.leaf_binned(validation_matrix, row)[0]);
+            let error = validation_scores
+                .iter()
+                .zip(&validation.table.labels)
+                .map(|(&score, &label)| loss_value(loss, score, label))
+                .sum::<f64>()
+                / validation_scores.len().max(1) as f64;
+            validation_loss.push(error);
+            detail = format!("validation loss {error:.5}");
+            trees.push(tree);
+            progress(iteration + 1, &detail);
+            // Spark's rule: stop once the improvement is below tol x max(error, 0.01).
+            if best_error - error < params.validation_tol * error.max(0.01) {
+                break;
+            }
+            if error < best_error {
+                best_error = error;
+                best_count = iteration + 1;
+            }
+            continue;
+        }
+        trees.push(tree);
+        best_count = trees.len();
+        progress(iteration + 1, &detail);
+    }
+    let trees_grown = trees.len();
+    trees.truncate(best_count.max(1).min(trees_grown));
+    TreeModel {
+        ensemble: Ensemble::Gbt,
+        task: params.task,
+        classes: if params.task == TreeTask::Classification {
+            2
+        } else {
+            1
+        },
+        loss: Some(loss),
+        init_score,
+        trees,
+        trees_grown,
+        validation_loss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(ensemble: Ensemble, task: TreeTask) -> TreeParams {
+        TreeParams {
+            ensemble,
+            task,
+            num_trees: 20,
+            max_depth: 5,
+            max_bins: 32,
+            min_instances_per_node: 1,
+            min_info_gain: 0.0,
+            impurity: if task == TreeTask::Regression {
+                Impurity::Variance
+            } else {
+                Impurity::Gini
+            },
+            subsampling_rate: 1.0,
+            feature_subset_strategy: FeatureSubset::Auto,
+            bootstrap: true,
+            max_iter: 50,
+            step_size: 0.3,
+            loss_type: Loss::Logistic,
+            validation_tol: 0.01,
+            seed: 7,
+        }
+    }
+
+    /// XOR of the signs of two features, plus three noise features.
+    fn xor(rows: usize, seed: u64) -> Tabular {
+        let stream = mix(seed, 99);
+        let features: Vec<Vec<f32>> = (0..5)
+            .map(|j| {
+                (0..rows)
+                    .map(|i| (unit(stream, (i * 5 + j) as u64) * 2.0 - 1.0) as f32)
+                    .collect()
+            })
+            .collect();
+        let labels = (0..rows)
+            .map(|i| f64::from((features[0][i] > 0.0) != (features[1][i] > 0.0)))
+            .collect();
+        Tabular::numeric((0..5).map(|j| format!("x{j}")).collect(), features, labels)
+    }
+
+    fn accuracy(model: &TreeModel, table: &Tabular) -> f64 {
+        let predictions = model.predict(table);
+        predictions
+            .iter()
+            .zip(&table.labels)
+            .filter(|(p, y)| (p[1] > 0.5) == (**y > 0.5))
+            .count() as f64
+            / table.rows() as f64
+    }
+
+    #[test]
+    fn both_ensembles_learn_xor() {
+        let (train_table, test_table) = (xor(4000, 1), xor(2000, 2));
+        for ensemble in [Ensemble::RandomForest, Ensemble::Gbt] {
+            let mut p = params(ensemble, TreeTask::Classification);
+            p.feature_subset_strategy = FeatureSubset::All;
+            let model = train(&train_table, &p, None, &|_, _| {}).unwrap();
+            let accuracy = accuracy(&model, &test_table);
+            assert!(accuracy > 0.95, "{ensemble:?}: {accuracy}");
+            let importances = model.feature_importances(5);
+            assert!(importances[0] + importances[1] > 0.7, "{importances:?}");
+        }
+    }
+
+    #[test]
+    fn boosting_fits_a_smooth_surface() {
+        // One generated table (its weights depend on the seed), split 3:1.
+        let all = crate::ingest::synthetic::regression(8000, 4, 0.1, 3);
+        let is_train: Vec<bool> = (0..all.rows()).map(|row| row % 4 != 0).collect();
+        let is_test: Vec<bool> = is_train.iter().map(|train| !train).collect();
+        let (table, test) = (all.select(&is_train), all.select(&is_test));
+        let mut p = params(Ensemble::Gbt, TreeTask::Regression);
+        p.loss_type = Loss::Squared;
+        p.max_iter = 100;
+        let model = train(&table, &p, None, &|_, _| {}).unwrap();
+        let mean = test.labels.iter().sum::<f64>() / test.rows() as f64;
+        let (mut residual, mut total) = (0.0, 0.0);
+        for (prediction, label) in model.predict(&test).iter().zip(&test.labels) {
+            residual += (prediction[0] - label).powi(2);
+            total += (label - mean).powi(2);
+        }
+        let r2 = 1.0 - residual / total;
+        assert!(r2 > 0.9, "r2 {r2}");
+        let forest = train(
+            &table,
+            &params(Ensemble::RandomForest, TreeTask::Regression),
+            None,
+            &|_, _| {},
+        )
+        .unwrap();
+        let residual: f64 = forest
+            .predict(&test)
+            .iter()
+            .zip(&test.labels)
+            .map(|(p, y)| (p[0] - y).powi(2))
+            .sum();
+        assert!(
+            1.0 - residual / total > 0.6,
+            "forest r2 {}",
+            1.0 - residual / total
+        );
+    }
+
+    #[test]
+    fn same_model_for_any_thread_count() {
+        let table = crate::ingest::synthetic::classification(40_000, 6, 2, 5);
+        for ensemble in [Ensemble::RandomForest, Ensemble::Gbt] {
+            let mut p = params(ensemble, TreeTask::Classification);
+            p.max_iter = 10;
+            p.num_trees = 6;
+            p.subsampling_rate = 0.8;
+            let fit = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| train(&table, &p, None, &|_, _| {}).unwrap())
+            };
+            assert_eq!(fit(1), fit(3), "{ensemble:?}");
+        }
+    }
+
+    #[test]
+    fn early_stopping_keeps_the_best_iteration() {
+        let table = xor(3000, 5);
+        let mut noisy = xor(1000, 6);
+        // Flip a third of the validation labels: its loss soon stops improving.
+        for (i, label) in noisy.labels.iter_mut().enumerate() {
+            if i % 3 == 0 {
+                *label = 1.0 - *label;
+            }
+        }
+        let mut p = params(Ensemble::Gbt, TreeTask::Classification);
+        p.max_iter = 200;
+        let model = train(&table, &p, Some(Validation { table: &noisy }), &|_, _| {}).unwrap();
+        assert!(model.trees_grown < 200, "stopped early");
+        let best = model.trees.len();
+        let losses = &model.validation_loss;
+        assert!(losses[best - 1] <= losses.iter().copied().fold(f64::INFINITY, f64::min) + 1e-12);
+    }
+
+    #[test]
+    fn gbt_refuses_more_than_two_classes() {
+        let table = crate::ingest::synthetic::classification(500, 3, 3, 1);
+        let error = train(
+            &table,
+            &params(Ensemble::Gbt, TreeTask::Classification),
+            None,
+            &|_, _| {},
+        );
+        assert!(matches!(
+            error,
+            Err(TreeError::MulticlassBoosting { classes: 3 })
+        ));
+        let forest = train(
+            &table,
+            &params(Ensemble::RandomForest, TreeTask::Classification),
+            None,
+            &|_, _| {},
+        )
+        .unwrap();
+        assert_eq!(forest.classes, 3);
+    }
+}
