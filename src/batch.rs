@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::algo::als::recommend::{self, ItemScorer};
-use crate::artifact::{self, ArtifactError, codec::SavedAls};
+use crate::artifact::{self, ArtifactError, SavedModel, codec::SavedAls};
 use crate::config::{
     InputConfig, JobConfig, OutputFile, OutputFormat, PredictTask, RecommendColdStart,
     RecommendTarget, RecommendTask, Source,
@@ -28,6 +28,32 @@ pub struct ModelError {
     pub path: PathBuf,
     #[source]
     pub source: ArtifactError,
+}
+
+/// A loaded ALS version: its directory and model.
+struct LoadedAls {
+    dir: PathBuf,
+    model: SavedAls,
+}
+
+fn load_als(path: &Path, job: &str) -> Result<LoadedAls, ModelError> {
+    let loaded = load(path)?;
+    match loaded.model {
+        SavedModel::Als(model) => Ok(LoadedAls {
+            dir: loaded.dir,
+            model,
+        }),
+        SavedModel::Trees(_) => Err(ModelError {
+            path: path.to_path_buf(),
+            source: ArtifactError::Unreadable {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "it holds a {} model; {job} jobs need an als model",
+                    loaded.manifest.algorithm
+                ),
+            },
+        }),
+    }
 }
 
 fn load(path: &Path) -> Result<artifact::LoadedVersion, ModelError> {
@@ -131,6 +157,7 @@ fn summary(
     output: &OutputFile,
     metrics: serde_json::Value,
     started: Instant,
+    algorithm: &str,
 ) -> Summary {
     Summary {
         status: "ok",
@@ -139,7 +166,7 @@ fn summary(
         version: None,
         version_dir: None,
         output: Some(output.path.display().to_string()),
-        algorithm: "als".to_owned(),
+        algorithm: algorithm.to_owned(),
         metrics,
         master: config.master.to_string(),
         threads: config.threads,
@@ -157,7 +184,7 @@ pub fn recommend(
     let started = Instant::now();
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("loading the model");
-    let loaded = load(&task.from)?;
+    let loaded = load_als(&task.from, "recommend")?;
     let model = &loaded.model;
     step.finish(&format!(
         "{} users, {} items, rank {}",
@@ -278,7 +305,7 @@ pub fn recommend(
         "filter_seen": task.filter_seen,
         "model_version": loaded.dir.display().to_string(),
     });
-    Ok(summary(config, &task.output, metrics, started))
+    Ok(summary(config, &task.output, metrics, started, "als"))
 }
 
 /// Users who had each item in training, as (offsets, users): the inverse of the model's lists.
@@ -321,7 +348,10 @@ pub fn predict(
     let started = Instant::now();
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("loading the model and pairs");
-    let loaded = load(&task.from)?;
+    let loaded = match load(&task.from)?.model {
+        SavedModel::Trees(trees) => return predict_trees(config, task, *trees, progress, started),
+        SavedModel::Als(_) => load_als(&task.from, "predict")?,
+    };
     let model = &loaded.model;
     let mut raw = read_ids(
         &task.input,
@@ -364,5 +394,86 @@ pub fn predict(
         },
         "model_version": loaded.dir.display().to_string(),
     });
-    Ok(summary(config, &task.output, metrics, started))
+    Ok(summary(config, &task.output, metrics, started, "als"))
+}
+
+/// Scores a table with a saved tree ensemble: the prediction (original class label for
+/// classification, as Spark's IndexToString) and, for classification, one probability column
+/// per class; `row` is the 0-based data row of the input it came from.
+fn predict_trees(
+    config: &JobConfig,
+    task: &PredictTask,
+    saved: artifact::SavedTrees,
+    progress: &Progress,
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let schema: Vec<ingest::table::FeatureSchema<'_>> = saved
+        .feature_names
+        .iter()
+        .zip(&saved.feature_kinds)
+        .map(|(name, kind)| ingest::table::FeatureSchema { name, kind })
+        .collect();
+    let (table, rows, _) =
+        ingest::table::read_scoring_table(&task.input, &schema, task.handle_invalid, config.seed)?;
+    let step = progress.step("scoring");
+    memory::set_phase(Phase::Evaluating);
+    let predictions = saved.model.predict(&table);
+    step.finish(&format!("{} rows", predictions.len()));
+    memory::set_phase(Phase::Publishing);
+    let mut columns = vec![OutputColumn::Ids(
+        "row".to_owned(),
+        Ids::Integer(rows.iter().map(|&row| row as i64).collect()),
+    )];
+    match saved.model.task {
+        crate::algo::trees::TreeTask::Regression => columns.push(OutputColumn::Doubles(
+            "prediction".to_owned(),
+            predictions.iter().map(|p| p[0]).collect(),
+        )),
+        crate::algo::trees::TreeTask::Classification => {
+            let classes = saved.model.classes;
+            let best: Vec<usize> = predictions
+                .iter()
+                .map(|p| {
+                    (0..classes).fold(
+                        0,
+                        |best, class| if p[class] > p[best] { class } else { best },
+                    )
+                })
+                .collect();
+            let class_name = |class: usize| {
+                saved
+                    .label_names
+                    .as_ref()
+                    .and_then(|names| names.get(class).cloned())
+                    .unwrap_or_else(|| class.to_string())
+            };
+            columns.push(match &saved.label_names {
+                Some(_) => OutputColumn::Ids(
+                    "prediction".to_owned(),
+                    Ids::Text(best.iter().map(|&class| class_name(class)).collect()),
+                ),
+                None => OutputColumn::Ids(
+                    "prediction".to_owned(),
+                    Ids::Integer(best.iter().map(|&class| class as i64).collect()),
+                ),
+            });
+            for class in 0..classes {
+                columns.push(OutputColumn::Doubles(
+                    format!("probability_{}", class_name(class)),
+                    predictions.iter().map(|p| p[class]).collect(),
+                ));
+            }
+        }
+    }
+    let scored = predictions.len();
+    publish_table(&task.output, columns)?;
+    let algorithm = match saved.model.ensemble {
+        crate::algo::trees::Ensemble::RandomForest => "random_forest",
+        crate::algo::trees::Ensemble::Gbt => "gbt",
+    };
+    let metrics = serde_json::json!({
+        "counts": { "rows_scored": scored },
+        "model_version": task.from.display().to_string(),
+    });
+    Ok(summary(config, &task.output, metrics, started, algorithm))
 }

@@ -40,6 +40,7 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
         (2, "config")
     } else if error.downcast_ref::<ingest::IngestError>().is_some()
         || error.downcast_ref::<batch::ModelError>().is_some()
+        || error.downcast_ref::<algo::trees::TreeError>().is_some()
     {
         (3, "input")
     } else if error.downcast_ref::<exec::ResourceError>().is_some() {

@@ -20,6 +20,26 @@ pub const RESOLVED_JOB: &str = "job.resolved.toml";
 pub const ALS_MODEL: &str = "model.als";
 pub const USER_FACTORS: &str = "user_factors.parquet";
 pub const ITEM_FACTORS: &str = "item_factors.parquet";
+pub const TREES_MODEL: &str = "model.trees.json";
+pub const LIGHTGBM_MODEL: &str = "model.lgb.txt";
+
+/// A tree ensemble with what scoring new rows needs: the feature columns by name and kind
+/// (category names in index order) and the class labels.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedTrees {
+    pub feature_names: Vec<String>,
+    pub feature_kinds: Vec<crate::dataset::tabular::FeatureKind>,
+    pub label_column: String,
+    /// Original class labels by class index, when the label column was indexed.
+    pub label_names: Option<Vec<String>>,
+    pub model: crate::algo::trees::TreeModel,
+}
+
+/// The model inside a version, by algorithm.
+pub enum SavedModel {
+    Als(codec::SavedAls),
+    Trees(Box<SavedTrees>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -71,7 +91,7 @@ pub struct LoadedVersion {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub metrics: serde_json::Value,
-    pub model: codec::SavedAls,
+    pub model: SavedModel,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ArtifactError> {
@@ -109,6 +129,15 @@ pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
             problem: error.to_string(),
         })?;
     let metrics = read_json(&dir.join(METRICS))?;
+    if manifest.algorithm != "als" {
+        let trees: SavedTrees = read_json(&dir.join(TREES_MODEL))?;
+        return Ok(LoadedVersion {
+            dir: dir.to_path_buf(),
+            manifest,
+            metrics,
+            model: SavedModel::Trees(Box::new(trees)),
+        });
+    }
     let model_path = dir.join(ALS_MODEL);
     let file = std::fs::File::open(&model_path).map_err(|source| ArtifactError::Io {
         path: model_path.clone(),
@@ -125,6 +154,6 @@ pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
         dir: dir.to_path_buf(),
         manifest,
         metrics,
-        model,
+        model: SavedModel::Als(model),
     })
 }

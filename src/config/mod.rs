@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub use layer::{Layered, Origin};
 
 use crate::algo::als::AlsParams;
+use crate::algo::trees::{Ensemble, TreeParams};
 
 /// A configuration problem a person can fix by editing a file or a flag (exit code 2).
 #[derive(Debug, Clone, PartialEq)]
@@ -258,6 +259,19 @@ pub struct RatingColumns {
     pub rating: ColumnRef,
 }
 
+/// Columns of a labelled table for tree models.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableColumns {
+    pub label: ColumnRef,
+    /// `None`: every column except the label and the validation column.
+    pub features: Option<Vec<String>>,
+    pub categorical: Vec<String>,
+    /// Numeric columns with at most this many distinct values become categorical (0: off).
+    pub max_categories: usize,
+    /// GBT's validation indicator column, kept out of the features.
+    pub validation: Option<ColumnRef>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileSource {
     pub paths: Vec<PathBuf>,
@@ -309,6 +323,7 @@ pub enum Source {
 pub struct InputConfig {
     pub source: Source,
     pub columns: RatingColumns,
+    pub table: TableColumns,
     pub null_policy: NullPolicy,
     pub sample_fraction: f64,
     pub limit: Option<u64>,
@@ -321,11 +336,33 @@ pub enum ColdStartStrategy {
     Drop,
 }
 
+/// Where boosting's early-stopping rows come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValidationSource {
+    None,
+    Fraction(f64),
+    Column(ColumnRef),
+}
+
+/// What a predict job does with a category the model never saw (Spark's `handleInvalid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandleInvalid {
+    Error,
+    Skip,
+    Keep,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelConfig {
     Als {
         params: AlsParams,
         cold_start: ColdStartStrategy,
+    },
+    Trees {
+        params: TreeParams,
+        validation: ValidationSource,
+        handle_invalid: HandleInvalid,
     },
 }
 
@@ -333,6 +370,10 @@ impl ModelConfig {
     pub fn algorithm(&self) -> &'static str {
         match self {
             ModelConfig::Als { .. } => "als",
+            ModelConfig::Trees { params, .. } => match params.ensemble {
+                Ensemble::RandomForest => "random_forest",
+                Ensemble::Gbt => "gbt",
+            },
         }
     }
 }
@@ -393,9 +434,11 @@ pub struct RecommendTask {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PredictTask {
     pub from: PathBuf,
-    /// (user, item) pairs to score.
+    /// (user, item) pairs to score, or feature rows for a tree model.
     pub input: InputConfig,
     pub output: OutputFile,
+    /// Tree models: what an unseen category does.
+    pub handle_invalid: HandleInvalid,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -14,6 +14,8 @@ pub enum Kind {
     /// A string, or an integer column position.
     Column,
     StringList,
+    /// A string or a number.
+    StringOrNumber,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Boolean => "boolean",
             Kind::Column => "string or integer",
             Kind::StringList => "list of strings",
+            Kind::StringOrNumber => "string or number",
         }
     }
 
@@ -38,6 +41,7 @@ impl Kind {
             Kind::Boolean => "a boolean",
             Kind::Column => "a string or an integer",
             Kind::StringList => "a list of strings",
+            Kind::StringOrNumber => "a string or a number",
         }
     }
 }
@@ -207,6 +211,27 @@ pub const PARAMS: &[Param] = &[
         "Rating column (numbers).",
     ),
     param(
+        "input.columns.label",
+        Column,
+        Some("\"label\""),
+        "a column name or a 0-based position",
+        "Tree models: the label column. Classification labels are strings (indexed like Spark's StringIndexer: most frequent first, ties by name) or class indices 0, 1, ...; regression labels are numbers.",
+    ),
+    param(
+        "input.columns.features",
+        StringList,
+        None,
+        "a list of column names",
+        "Tree models: the feature columns. Default: every column except the label (and `validation_column`).",
+    ),
+    param(
+        "input.columns.categorical",
+        StringList,
+        Some("[]"),
+        "a list of feature column names",
+        "Tree models: columns to treat as categorical even though they hold numbers. String columns are always categorical.",
+    ),
+    param(
         "input.synthetic",
         Section,
         None,
@@ -316,8 +341,8 @@ pub const PARAMS: &[Param] = &[
         "model.algorithm",
         String,
         Some("\"als\""),
-        "`als`",
-        "Which learner to run: `als` is alternating least squares matrix factorization.",
+        "`als`, `random_forest`, `gbt`",
+        "Which learner to run: `als` (alternating least squares matrix factorization), `random_forest` or `gbt` (gradient-boosted trees).",
     ),
     param(
         "model.rank",
@@ -329,9 +354,9 @@ pub const PARAMS: &[Param] = &[
     param(
         "model.max_iter",
         Integer,
-        Some("10"),
+        None,
         "1 to 10000",
-        "ALS: number of sweeps; each solves all item factors, then all user factors (as Spark).",
+        "ALS: number of sweeps, each solving all item factors, then all user factors (default 10). GBT: number of trees (default 20). As Spark.",
     ),
     param(
         "model.reg_param",
@@ -381,6 +406,125 @@ pub const PARAMS: &[Param] = &[
         Some("\"nan\""),
         "`nan`, `drop`",
         "Test rows whose user or item was not in training: counted as missing predictions (`nan`, Spark's default) or dropped (`drop`). Either way metrics use only predicted rows and report the count; Spark's `nan` makes RMSE NaN instead.",
+    ),
+    param(
+        "model.task",
+        String,
+        Some("\"classification\""),
+        "`classification`, `regression`",
+        "Tree models: predict a class (Spark's *Classifier) or a number (*Regressor).",
+    ),
+    param(
+        "model.num_trees",
+        Integer,
+        Some("20"),
+        "1 to 10000",
+        "Random forest: number of trees.",
+    ),
+    param(
+        "model.max_depth",
+        Integer,
+        Some("5"),
+        "0 to 30",
+        "Tree models: maximum depth (0 is a single leaf, 1 one split).",
+    ),
+    param(
+        "model.max_bins",
+        Integer,
+        Some("32"),
+        "2 to 65535",
+        "Tree models: maximum number of bins per numeric feature (quantiles of a 200,000-row sample), and the most categories a categorical feature may have. Up to 255 bins are stored in one byte per value.",
+    ),
+    param(
+        "model.min_instances_per_node",
+        Integer,
+        Some("1"),
+        "1 to 2^31",
+        "Tree models: a split is kept only if each child has at least this many (weighted) rows.",
+    ),
+    param(
+        "model.min_info_gain",
+        Float,
+        Some("0.0"),
+        "0 or more",
+        "Tree models: a split is kept only if it gains at least this much (Spark's information gain: impurity decrease weighted by child size; for GBT the Newton gain per row, which equals it for squared loss).",
+    ),
+    param(
+        "model.impurity",
+        String,
+        None,
+        "`gini`, `entropy` (classification), `variance` (regression)",
+        "Random forest: split criterion. Default: `gini` for classification, `variance` for regression. GBT always fits gradients by Newton gain.",
+    ),
+    param(
+        "model.subsampling_rate",
+        Float,
+        Some("1.0"),
+        "greater than 0 and at most 1",
+        "Tree models: fraction of rows each tree sees (random forest: the Poisson bootstrap mean; GBT: a Bernoulli sample per iteration).",
+    ),
+    param(
+        "model.feature_subset_strategy",
+        StringOrNumber,
+        Some("\"auto\""),
+        "`auto`, `all`, `onethird`, `sqrt`, `log2`, a fraction in (0, 1], or a whole number of features",
+        "Tree models: features considered at each node. `auto`: all for GBT and single trees, `sqrt` for forest classification, `onethird` for forest regression (Spark's rule).",
+    ),
+    param(
+        "model.bootstrap",
+        Boolean,
+        Some("true"),
+        "`true` or `false`",
+        "Random forest: sample rows with replacement (when there is more than one tree, as Spark).",
+    ),
+    param(
+        "model.step_size",
+        Float,
+        Some("0.1"),
+        "greater than 0 and at most 1",
+        "GBT: learning rate; each tree's Newton step is scaled by it.",
+    ),
+    param(
+        "model.loss_type",
+        String,
+        None,
+        "`logistic` (classification), `squared`, `absolute` (regression)",
+        "GBT: the loss minimised. Default: `logistic` for classification, `squared` for regression.",
+    ),
+    param(
+        "model.validation_fraction",
+        Float,
+        Some("0.0"),
+        "0 to less than 1 (0 turns early stopping off)",
+        "GBT: hold out this fraction of the training rows (chosen by the seed) and stop adding trees when the validation loss stops improving (Spark's `validation_tol` rule); the best iteration is kept.",
+    ),
+    param(
+        "model.validation_column",
+        Column,
+        None,
+        "a column of booleans (or 0/1)",
+        "GBT: rows where this column is true form the validation part instead (Spark's `validationIndicatorCol`). The column is not a feature.",
+    ),
+    param(
+        "model.validation_tol",
+        Float,
+        Some("0.01"),
+        "0 to 1",
+        "GBT: stop when validation loss improves by less than `validation_tol * max(loss, 0.01)` (Spark's rule).",
+    ),
+    param(
+        "model.handle_invalid",
+        String,
+        Some("\"error\""),
+        "`error`, `skip`, `keep`",
+        "Tree models, predict jobs: a category the model never saw stops the job naming the row (`error`), drops the row (`skip`), or goes right at every split on that feature (`keep`). As Spark's StringIndexer.",
+    ),
+    param(
+        "model.max_categories",
+        Integer,
+        Some("0"),
+        "0 to 65535",
+        "Tree models: numeric feature columns with at most this many distinct values are treated as categorical (Spark's VectorIndexer `maxCategories`); 0 turns this off.",
     ),
     param(
         "model.from",

@@ -9,6 +9,7 @@ use super::layer::{self, Layered, Origin};
 use super::params::{self, Kind};
 use super::*;
 use crate::algo::als::{AlsParams, Solver};
+use crate::algo::trees::{Ensemble, FeatureSubset, Impurity, Loss, TreeParams, TreeTask};
 
 /// The layers in precedence order, lowest first, as the CLI collected them.
 pub struct Sources<'a> {
@@ -106,6 +107,7 @@ fn type_matches(kind: Kind, value: &Value) -> bool {
         Kind::StringList => value
             .as_array()
             .is_some_and(|items| items.iter().all(Value::is_str)),
+        Kind::StringOrNumber => value.is_str() || value.is_integer() || value.is_float(),
     }
 }
 
@@ -284,7 +286,8 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     for (key, value) in resolved_keys {
         resolved.set(&key, value, Origin::Default);
     }
-    prune(&mut resolved.table, &kind, "");
+    let algorithm = reader_algorithm(&resolved.table);
+    prune(&mut resolved.table, &kind, &algorithm, "");
     let resolved_toml = toml::to_string(&resolved.table)
         .map_err(|error| ConfigError::new(format!("cannot render the resolved job: {error}")))?;
 
@@ -303,7 +306,12 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
 /// Whether `key` means anything for a job of this kind.
 fn applies(kind: &str, key: &str) -> bool {
     const TRAIN_ONLY: [&str; 5] = ["split", "eval", "model", "input.synthetic", "output.dir"];
-    const BATCH_ONLY: [&str; 3] = ["model.from", "output.path", "output.format"];
+    const BATCH_ONLY: [&str; 4] = [
+        "model.from",
+        "model.handle_invalid",
+        "output.path",
+        "output.format",
+    ];
     const RECOMMEND_ONLY: [&str; 1] = ["recommend"];
     let matches = |prefixes: &[&str]| {
         prefixes
@@ -313,36 +321,115 @@ fn applies(kind: &str, key: &str) -> bool {
     // The `model` section itself holds `from` for batch jobs.
     let batch_key = key == "model" || matches(&BATCH_ONLY) || !matches(&TRAIN_ONLY);
     match kind {
-        "train" => !matches(&BATCH_ONLY) && !matches(&RECOMMEND_ONLY),
+        "train" => {
+            (key == "model.handle_invalid" || !matches(&BATCH_ONLY)) && !matches(&RECOMMEND_ONLY)
+        }
         "recommend" => batch_key,
         _ => batch_key && !matches(&RECOMMEND_ONLY),
     }
 }
 
+const ALS_ONLY: [&str; 12] = [
+    "model.rank",
+    "model.reg_param",
+    "model.implicit_prefs",
+    "model.alpha",
+    "model.solver",
+    "model.cg_steps",
+    "model.nonnegative",
+    "model.cold_start_strategy",
+    "input.columns.user",
+    "input.columns.item",
+    "input.columns.rating",
+    "eval",
+];
+const TREES_ONLY: [&str; 18] = [
+    "model.task",
+    "model.num_trees",
+    "model.max_depth",
+    "model.max_bins",
+    "model.min_instances_per_node",
+    "model.min_info_gain",
+    "model.impurity",
+    "model.subsampling_rate",
+    "model.feature_subset_strategy",
+    "model.bootstrap",
+    "model.step_size",
+    "model.loss_type",
+    "model.validation_fraction",
+    "model.validation_column",
+    "model.validation_tol",
+    "model.max_categories",
+    "input.columns.label",
+    "input.columns.features",
+];
+
+/// Whether `key` means anything for a training job with this algorithm.
+fn applies_to_algorithm(algorithm: &str, key: &str) -> bool {
+    let matches = |prefixes: &[&str]| {
+        prefixes
+            .iter()
+            .any(|prefix| key == *prefix || key.starts_with(&format!("{prefix}.")))
+    };
+    let gbt_only = [
+        "model.step_size",
+        "model.loss_type",
+        "model.validation_fraction",
+        "model.validation_column",
+        "model.validation_tol",
+    ];
+    let forest_only = ["model.num_trees", "model.impurity", "model.bootstrap"];
+    match algorithm {
+        "als" => {
+            !matches(&TREES_ONLY)
+                && key != "input.columns.categorical"
+                && key != "model.handle_invalid"
+        }
+        "gbt" => !matches(&ALS_ONLY) && !matches(&forest_only),
+        _ => !matches(&ALS_ONLY) && !matches(&gbt_only),
+    }
+}
+
 /// Removes what does not apply to `kind` (defaults of other kinds) from the resolved table.
-fn prune(table: &mut toml::Table, kind: &str, prefix: &str) {
+fn prune(table: &mut toml::Table, kind: &str, algorithm: &str, prefix: &str) {
     table.retain(|key, value| {
         let path = if prefix.is_empty() {
             key.to_string()
         } else {
             format!("{prefix}.{key}")
         };
-        if !applies(kind, &path) {
+        if !applies(kind, &path) || (kind == "train" && !applies_to_algorithm(algorithm, &path)) {
             return false;
         }
         if let Value::Table(inner) = value
             && params::find(&path).is_some_and(|param| param.kind == Kind::Section)
         {
-            prune(inner, kind, &path);
+            prune(inner, kind, algorithm, &path);
             return !inner.is_empty();
         }
         true
     });
 }
 
+fn reader_algorithm(table: &toml::Table) -> String {
+    table
+        .get("model")
+        .and_then(|model| model.get("algorithm"))
+        .and_then(Value::as_str)
+        .unwrap_or("als")
+        .to_owned()
+}
+
 /// Keys the job file, flags or `--conf` set that mean nothing for this kind of job are errors,
 /// not silently ignored (defaults files may set them for other jobs).
 fn check_keys_apply(reader: &Reader<'_>, kind: &str, job_file: &Path) -> Result<(), ConfigError> {
+    let algorithm = if kind == "train" {
+        reader
+            .choice("model.algorithm", &["als", "random_forest", "gbt"])?
+            .unwrap_or_else(|| "als".to_owned())
+    } else {
+        String::new()
+    };
     for (key, origin) in &reader.layered.origins {
         let explicit = match origin {
             Origin::File { path, .. } => path == job_file,
@@ -352,6 +439,15 @@ fn check_keys_apply(reader: &Reader<'_>, kind: &str, job_file: &Path) -> Result<
         let is_leaf = params::find(key).is_some_and(|param| param.kind != Kind::Section);
         if !explicit || !is_leaf {
             continue;
+        }
+        if kind == "train" && applies(kind, key) && !applies_to_algorithm(&algorithm, key) {
+            return Err(reader
+                .invalid(key, &format!("a key that does not apply to algorithm {algorithm}"))
+                .allowed(match algorithm.as_str() {
+                    "als" => "ALS parameters (rank, max_iter, reg_param, implicit_prefs, alpha, solver, cg_steps, nonnegative, cold_start_strategy) and user, item and rating columns",
+                    "gbt" => "tree parameters (task, max_depth, max_bins, min_instances_per_node, min_info_gain, subsampling_rate, feature_subset_strategy, max_iter, step_size, loss_type, validation_*) and label, features and categorical columns",
+                    _ => "tree parameters (task, num_trees, max_depth, max_bins, min_instances_per_node, min_info_gain, impurity, subsampling_rate, feature_subset_strategy, bootstrap) and label, features and categorical columns",
+                }));
         }
         if !applies(kind, key) {
             return Err(reader
@@ -388,6 +484,32 @@ fn read_input(
         item: column("input.columns.item")?,
         rating: column("input.columns.rating")?,
     };
+    let names = |key: &str| -> Option<Vec<String>> {
+        reader.value(key).and_then(|value| {
+            value.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+    };
+    let features = names("input.columns.features");
+    if features.as_ref().is_some_and(Vec::is_empty) {
+        return Err(reader.invalid("input.columns.features", "empty list"));
+    }
+    let table = TableColumns {
+        label: column("input.columns.label")?,
+        features,
+        categorical: names("input.columns.categorical").unwrap_or_default(),
+        max_categories: reader
+            .integer("model.max_categories", 0, 65_535)?
+            .unwrap_or(0) as usize,
+        validation: match reader.value("model.validation_column") {
+            Some(_) => Some(column("model.validation_column")?),
+            None => None,
+        },
+    };
     if let Source::Files(files) = &source
         && !files.header
         && files.format.is_delimited_text()
@@ -422,6 +544,7 @@ fn read_input(
         InputConfig {
             source,
             columns,
+            table,
             null_policy,
             sample_fraction,
             limit,
@@ -440,7 +563,97 @@ fn train_task(
     let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
     let ranking_k = reader.required_integer("eval.k", 1, 1000)? as usize;
 
-    reader.choice("model.algorithm", &["als"])?;
+    let algorithm = reader
+        .choice("model.algorithm", &["als", "random_forest", "gbt"])?
+        .unwrap_or_else(|| "als".to_owned());
+    let model = if algorithm == "als" {
+        als_model(reader, source, seed)?
+    } else {
+        tree_model(reader, source, &algorithm, seed)?
+    };
+    let output_text = reader.string("output.dir").unwrap_or_default();
+    if output_text.is_empty() {
+        return Err(reader.invalid("output.dir", "empty path"));
+    }
+    let output_dir = reader.path("output.dir", &output_text);
+
+    let resolved_params = match &model {
+        ModelConfig::Als { params, cold_start } => serde_json::json!({
+            "rank": params.rank,
+            "max_iter": params.max_iter,
+            "reg_param": params.reg_param,
+            "implicit_prefs": params.implicit_prefs,
+            "alpha": params.alpha,
+            "solver": match params.solver {
+                Solver::Cholesky => "cholesky",
+                Solver::ConjugateGradient { .. } => "cg",
+            },
+            "cg_steps": match params.solver {
+                Solver::ConjugateGradient { steps } => Some(steps),
+                Solver::Cholesky => None,
+            },
+            "nonnegative": params.nonnegative,
+            "cold_start_strategy": cold_start,
+            "seed": params.seed,
+        }),
+        ModelConfig::Trees {
+            params,
+            validation,
+            handle_invalid,
+        } => {
+            let mut value = serde_json::to_value(params).unwrap_or_default();
+            let gbt = params.ensemble == Ensemble::Gbt;
+            if let Some(object) = value.as_object_mut() {
+                object.remove("ensemble");
+                let drop: &[&str] = if gbt {
+                    &["num_trees", "impurity", "bootstrap"]
+                } else {
+                    &["max_iter", "step_size", "loss_type", "validation_tol"]
+                };
+                for key in drop {
+                    object.remove(*key);
+                }
+                object.insert(
+                    "handle_invalid".to_owned(),
+                    serde_json::json!(handle_invalid),
+                );
+                if gbt {
+                    object.insert(
+                        "validation".to_owned(),
+                        match validation {
+                            ValidationSource::None => serde_json::Value::Null,
+                            ValidationSource::Fraction(fraction) => {
+                                serde_json::json!({"fraction": fraction})
+                            }
+                            ValidationSource::Column(column) => {
+                                serde_json::json!({"column": column.to_string()})
+                            }
+                        },
+                    );
+                }
+            }
+            value
+        }
+    };
+
+    resolved.push((
+        "output.dir".to_owned(),
+        Value::String(output_dir.display().to_string()),
+    ));
+    Ok((
+        Task::Train(TrainTask {
+            input,
+            test_fraction,
+            ranking_k,
+            model,
+            output_dir,
+            resolved_params,
+        }),
+        resolved,
+    ))
+}
+
+fn als_model(reader: &Reader<'_>, source: &Source, seed: u64) -> Result<ModelConfig, ConfigError> {
     let implicit_prefs = reader.boolean("model.implicit_prefs").unwrap_or(false);
     let nonnegative = reader.boolean("model.nonnegative").unwrap_or(false);
     let solver_name = reader.choice("model.solver", &["cholesky", "cg"])?;
@@ -467,7 +680,7 @@ fn train_task(
     let model = ModelConfig::Als {
         params: AlsParams {
             rank: reader.required_integer("model.rank", 1, 1024)? as usize,
-            max_iter: reader.required_integer("model.max_iter", 1, 10_000)? as usize,
+            max_iter: reader.integer("model.max_iter", 1, 10_000)?.unwrap_or(10) as usize,
             reg_param: reader.float("model.reg_param", 0.0, 1e6, false)?,
             seed,
             implicit_prefs,
@@ -500,48 +713,171 @@ fn train_task(
             .invalid("input.synthetic.kind", "als needs ratings")
             .allowed("`ratings` or `interactions` for algorithm als"));
     }
-    let output_text = reader.string("output.dir").unwrap_or_default();
-    if output_text.is_empty() {
-        return Err(reader.invalid("output.dir", "empty path"));
-    }
-    let output_dir = reader.path("output.dir", &output_text);
+    Ok(model)
+}
 
-    let resolved_params = match &model {
-        ModelConfig::Als { params, cold_start } => serde_json::json!({
-            "rank": params.rank,
-            "max_iter": params.max_iter,
-            "reg_param": params.reg_param,
-            "implicit_prefs": params.implicit_prefs,
-            "alpha": params.alpha,
-            "solver": match params.solver {
-                Solver::Cholesky => "cholesky",
-                Solver::ConjugateGradient { .. } => "cg",
-            },
-            "cg_steps": match params.solver {
-                Solver::ConjugateGradient { steps } => Some(steps),
-                Solver::Cholesky => None,
-            },
-            "nonnegative": params.nonnegative,
-            "cold_start_strategy": cold_start,
-            "seed": params.seed,
-        }),
+fn tree_model(
+    reader: &Reader<'_>,
+    source: &Source,
+    algorithm: &str,
+    seed: u64,
+) -> Result<ModelConfig, ConfigError> {
+    let ensemble = if algorithm == "gbt" {
+        Ensemble::Gbt
+    } else {
+        Ensemble::RandomForest
     };
-
-    resolved.push((
-        "output.dir".to_owned(),
-        Value::String(output_dir.display().to_string()),
-    ));
-    Ok((
-        Task::Train(TrainTask {
-            input,
-            test_fraction,
-            ranking_k,
-            model,
-            output_dir,
-            resolved_params,
-        }),
-        resolved,
-    ))
+    let task = match reader
+        .choice("model.task", &["classification", "regression"])?
+        .as_deref()
+    {
+        Some("regression") => TreeTask::Regression,
+        _ => TreeTask::Classification,
+    };
+    let impurity = match reader
+        .choice("model.impurity", &["gini", "entropy", "variance"])?
+        .as_deref()
+    {
+        Some("entropy") => Impurity::Entropy,
+        Some("variance") => Impurity::Variance,
+        Some(_) => Impurity::Gini,
+        None if task == TreeTask::Regression => Impurity::Variance,
+        None => Impurity::Gini,
+    };
+    if (task == TreeTask::Regression) != (impurity == Impurity::Variance) {
+        return Err(reader
+            .invalid("model.impurity", "an impurity that does not fit the task")
+            .allowed("`gini` or `entropy` for classification, `variance` for regression"));
+    }
+    let loss_type = match reader
+        .choice("model.loss_type", &["logistic", "squared", "absolute"])?
+        .as_deref()
+    {
+        Some("squared") => Loss::Squared,
+        Some("absolute") => Loss::Absolute,
+        Some(_) => Loss::Logistic,
+        None if task == TreeTask::Regression => Loss::Squared,
+        None => Loss::Logistic,
+    };
+    if (task == TreeTask::Classification) != (loss_type == Loss::Logistic) {
+        return Err(reader
+            .invalid("model.loss_type", "a loss that does not fit the task")
+            .allowed("`logistic` for classification, `squared` or `absolute` for regression"));
+    }
+    let strategy_key = "model.feature_subset_strategy";
+    let feature_subset_strategy = match reader.value(strategy_key) {
+        Some(Value::String(text)) => match text.as_str() {
+            "auto" => FeatureSubset::Auto,
+            "all" => FeatureSubset::All,
+            "onethird" => FeatureSubset::OneThird,
+            "sqrt" => FeatureSubset::Sqrt,
+            "log2" => FeatureSubset::Log2,
+            // Spark also takes numbers as strings: "0.5", "10".
+            other => match other.parse::<f64>() {
+                Ok(number) if number > 0.0 && number <= 1.0 && other.contains('.') => {
+                    FeatureSubset::Fraction(number)
+                }
+                Ok(number) if number >= 1.0 && number.fract() == 0.0 => {
+                    FeatureSubset::Count(number as usize)
+                }
+                _ => return Err(reader.invalid(strategy_key, "invalid value")),
+            },
+        },
+        Some(Value::Float(number)) if number > 0.0 && number <= 1.0 => {
+            FeatureSubset::Fraction(number)
+        }
+        Some(Value::Integer(number)) if (1..=1_000_000).contains(&number) => {
+            FeatureSubset::Count(number as usize)
+        }
+        _ => return Err(reader.invalid(strategy_key, "invalid value")),
+    };
+    let validation = if reader.layered.get("model.validation_column").is_some() {
+        if reader.float("model.validation_fraction", 0.0, 0.99, false)? > 0.0 {
+            return Err(reader
+                .invalid(
+                    "model.validation_fraction",
+                    "both a validation fraction and a validation column",
+                )
+                .hint("set one of `validation_fraction` and `validation_column`"));
+        }
+        let column = match reader.value("model.validation_column") {
+            Some(Value::String(name)) if !name.is_empty() => ColumnRef::Name(name),
+            Some(Value::Integer(position)) if (0..=100_000).contains(&position) => {
+                ColumnRef::Position(position as usize)
+            }
+            _ => return Err(reader.invalid("model.validation_column", "invalid column")),
+        };
+        ValidationSource::Column(column)
+    } else {
+        match reader.float("model.validation_fraction", 0.0, 0.99, false)? {
+            fraction if fraction > 0.0 => ValidationSource::Fraction(fraction),
+            _ => ValidationSource::None,
+        }
+    };
+    if matches!(
+        source,
+        Source::Synthetic(SyntheticSpec::Ratings { .. } | SyntheticSpec::Interactions { .. })
+    ) {
+        return Err(reader
+            .invalid("input.synthetic.kind", "tree models need a labelled table")
+            .allowed(format!(
+                "`classification` or `regression` for algorithm {algorithm}"
+            )));
+    }
+    match source {
+        Source::Synthetic(SyntheticSpec::Classification { .. }) if task == TreeTask::Regression => {
+            return Err(reader
+                .invalid(
+                    "input.synthetic.kind",
+                    "a classification table for a regression model",
+                )
+                .allowed("`regression` for task = \"regression\""));
+        }
+        Source::Synthetic(SyntheticSpec::Regression { .. }) if task == TreeTask::Classification => {
+            return Err(reader
+                .invalid(
+                    "input.synthetic.kind",
+                    "a regression table for a classification model",
+                )
+                .allowed("`classification` for task = \"classification\""));
+        }
+        _ => {}
+    }
+    let params = TreeParams {
+        ensemble,
+        task,
+        num_trees: reader.required_integer("model.num_trees", 1, 10_000)? as usize,
+        max_depth: reader.required_integer("model.max_depth", 0, 30)? as usize,
+        max_bins: reader.required_integer("model.max_bins", 2, 65_535)? as usize,
+        min_instances_per_node: reader.required_integer(
+            "model.min_instances_per_node",
+            1,
+            1 << 31,
+        )? as usize,
+        min_info_gain: reader.float("model.min_info_gain", 0.0, 1e300, false)?,
+        impurity,
+        subsampling_rate: reader.float("model.subsampling_rate", 0.0, 1.0, true)?,
+        feature_subset_strategy,
+        bootstrap: reader.boolean("model.bootstrap").unwrap_or(true),
+        max_iter: reader.integer("model.max_iter", 1, 10_000)?.unwrap_or(20) as usize,
+        step_size: reader.float("model.step_size", 0.0, 1.0, true)?,
+        loss_type,
+        validation_tol: reader.float("model.validation_tol", 0.0, 1.0, false)?,
+        seed,
+    };
+    let handle_invalid = match reader
+        .choice("model.handle_invalid", &["error", "skip", "keep"])?
+        .as_deref()
+    {
+        Some("skip") => HandleInvalid::Skip,
+        Some("keep") => HandleInvalid::Keep,
+        _ => HandleInvalid::Error,
+    };
+    Ok(ModelConfig::Trees {
+        params,
+        validation,
+        handle_invalid,
+    })
 }
 
 /// `model.from`: a version directory or a `latest` link, relative to the file that sets it.
@@ -676,6 +1012,14 @@ fn predict_task(
             from,
             input,
             output,
+            handle_invalid: match reader
+                .choice("model.handle_invalid", &["error", "skip", "keep"])?
+                .as_deref()
+            {
+                Some("skip") => HandleInvalid::Skip,
+                Some("keep") => HandleInvalid::Keep,
+                _ => HandleInvalid::Error,
+            },
         }),
         resolved,
     ))

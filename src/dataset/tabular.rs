@@ -2,7 +2,8 @@
 //! column, which is the layout the tree learners bin.
 
 /// What a feature column holds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FeatureKind {
     /// Numbers; NaN is a missing value.
     Numeric,

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod libsvm;
 pub mod reader;
 pub mod synthetic;
+pub mod table;
 pub mod tables;
 
 use std::path::{Path, PathBuf};

@@ -105,13 +105,19 @@ fn append_ids(all: &mut Option<RawIds>, more: RawIds) {
 }
 
 /// Where a frame came from, to name file, row and line in errors.
-struct Located<'a> {
-    path: &'a Path,
+pub(crate) struct Located<'a> {
+    pub(crate) path: &'a Path,
     header_lines: u64,
 }
 
 impl Located<'_> {
-    fn bad(&self, row: usize, column: &Column, value: String, problem: &str) -> IngestError {
+    pub(crate) fn bad(
+        &self,
+        row: usize,
+        column: &Column,
+        value: String,
+        problem: &str,
+    ) -> IngestError {
         IngestError::BadValue {
             path: self.path.to_path_buf(),
             row: row as u64 + 1,
@@ -123,12 +129,13 @@ impl Located<'_> {
     }
 }
 
-type PerFile<'a> = dyn FnMut(&Located<'_>, DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
+pub(crate) type PerFile<'a> =
+    dyn FnMut(&Located<'_>, DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
 
 /// Reads each file in turn (honouring `limit`), then hands `per_file` the frame and which rows
 /// to keep: rows with a missing value in `used` columns are an error or dropped (null policy),
 /// and `sample_fraction` leaves out rows by the seed.
-fn for_each_file(
+pub(crate) fn for_each_file(
     files: &FileSource,
     input: &InputConfig,
     seed: u64,
@@ -204,7 +211,7 @@ fn filter(raw: RawIds, keep: &[bool]) -> RawIds {
     }
 }
 
-fn polars_error(path: &Path, error: PolarsError) -> IngestError {
+pub(crate) fn polars_error(path: &Path, error: PolarsError) -> IngestError {
     IngestError::Malformed {
         path: path.to_path_buf(),
         problem: error.to_string(),
@@ -496,7 +503,7 @@ fn rating_values(
     Ok(rating)
 }
 
-fn find_column<'a>(
+pub(crate) fn find_column<'a>(
     path: &Path,
     frame: &'a DataFrame,
     column: &ColumnRef,

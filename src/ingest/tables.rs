@@ -12,6 +12,7 @@ pub enum OutputColumn {
     Ids(String, Ids),
     Floats(String, Vec<Option<f32>>),
     Counts(String, Vec<u32>),
+    Doubles(String, Vec<f64>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,7 @@ fn column(output: OutputColumn) -> Column {
         OutputColumn::Ids(name, Ids::Text(values)) => Column::new(name.into(), values),
         OutputColumn::Floats(name, values) => Column::new(name.into(), values),
         OutputColumn::Counts(name, values) => Column::new(name.into(), values),
+        OutputColumn::Doubles(name, values) => Column::new(name.into(), values),
     }
 }
 

@@ -14,10 +14,28 @@ use crate::exec::{Progress, ResourceError};
 use crate::ingest;
 use crate::report::Summary;
 
+mod trees;
+
 pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
+    match &task.model {
+        ModelConfig::Als { params, cold_start } => {
+            train_als(config, task, params, cold_start, progress)
+        }
+        ModelConfig::Trees {
+            params, validation, ..
+        } => trees::train(config, task, params, validation, progress),
+    }
+}
+
+fn train_als(
+    config: &JobConfig,
+    task: &TrainTask,
+    params: &crate::algo::als::AlsParams,
+    cold_start: &ColdStartStrategy,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut durations = BTreeMap::new();
-    let ModelConfig::Als { params, cold_start } = &task.model;
 
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("reading input");
@@ -229,7 +247,7 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
 }
 
 /// With --verbose: the heap now and its peak so far, to see which phase sets the peak.
-fn report_heap(progress: &Progress, phase: &str) {
+pub(crate) fn report_heap(progress: &Progress, phase: &str) {
     progress.detail(&format!(
         "heap after {phase}: {:.1} MiB live, {:.1} MiB peak so far",
         memory::live_bytes() as f64 / (1 << 20) as f64,

@@ -1,0 +1,152 @@
+//! Classification metrics with Spark's definitions: accuracy, weighted F1 (Spark's `f1`),
+//! log-loss, and for two classes the areas under the ROC and precision-recall curves
+//! (BinaryClassificationMetrics: ties share one curve point, PR starts at recall 0 with the
+//! first point's precision, trapezoids in between).
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassificationMetrics {
+    pub accuracy: f64,
+    pub f1: f64,
+    pub log_loss: f64,
+    pub auc_roc: Option<f64>,
+    pub auc_pr: Option<f64>,
+    /// `confusion[truth][predicted]`.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// `probabilities[i]` are row i's class probabilities, `labels[i]` its class.
+pub fn evaluate(
+    probabilities: &[Vec<f64>],
+    labels: &[f64],
+    classes: usize,
+) -> ClassificationMetrics {
+    let rows = labels.len().max(1) as f64;
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut log_loss = 0.0;
+    for (probability, &label) in probabilities.iter().zip(labels) {
+        let truth = label as usize;
+        // Ties go to the lower class index, as Spark's argmax.
+        let predicted = (0..classes).fold(0, |best, class| {
+            if probability[class] > probability[best] {
+                class
+            } else {
+                best
+            }
+        });
+        confusion[truth][predicted] += 1;
+        log_loss -= probability[truth].clamp(1e-15, 1.0).ln();
+    }
+    let correct: u64 = (0..classes).map(|class| confusion[class][class]).sum();
+    let mut f1 = 0.0;
+    for class in 0..classes {
+        let truth_count: u64 = confusion[class].iter().sum();
+        let predicted_count: u64 = (0..classes).map(|t| confusion[t][class]).sum();
+        let hits = confusion[class][class] as f64;
+        let precision = if predicted_count > 0 {
+            hits / predicted_count as f64
+        } else {
+            0.0
+        };
+        let recall = if truth_count > 0 {
+            hits / truth_count as f64
+        } else {
+            0.0
+        };
+        let f = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        f1 += f * truth_count as f64 / rows;
+    }
+    let (auc_roc, auc_pr) = if classes == 2 {
+        let scores: Vec<f64> = probabilities.iter().map(|p| p[1]).collect();
+        let positives: Vec<bool> = labels.iter().map(|&label| label > 0.5).collect();
+        binary_areas(&scores, &positives)
+    } else {
+        (None, None)
+    };
+    ClassificationMetrics {
+        accuracy: correct as f64 / rows,
+        f1,
+        log_loss: log_loss / rows,
+        auc_roc,
+        auc_pr,
+        confusion,
+    }
+}
+
+/// Areas under ROC and PR for scores of positive/negative rows; `None` without both kinds.
+pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f64>) {
+    let total_positive = positive.iter().filter(|p| **p).count() as f64;
+    let total_negative = positive.len() as f64 - total_positive;
+    if total_positive == 0.0 || total_negative == 0.0 {
+        return (None, None);
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut true_positive, mut false_positive) = (0.0, 0.0);
+    let (mut roc, mut pr) = (0.0, 0.0);
+    let (mut previous_tpr, mut previous_fpr) = (0.0, 0.0);
+    let mut previous_recall = 0.0;
+    let mut previous_precision: Option<f64> = None;
+    let mut at = 0;
+    while at < order.len() {
+        let score = scores[order[at]];
+        while at < order.len() && scores[order[at]] == score {
+            if positive[order[at]] {
+                true_positive += 1.0;
+            } else {
+                false_positive += 1.0;
+            }
+            at += 1;
+        }
+        let (tpr, fpr) = (
+            true_positive / total_positive,
+            false_positive / total_negative,
+        );
+        roc += (fpr - previous_fpr) * (tpr + previous_tpr) / 2.0;
+        let precision = true_positive / (true_positive + false_positive);
+        let recall = tpr;
+        let start_precision = previous_precision.unwrap_or(precision);
+        pr += (recall - previous_recall) * (precision + start_precision) / 2.0;
+        previous_tpr = tpr;
+        previous_fpr = fpr;
+        previous_recall = recall;
+        previous_precision = Some(precision);
+    }
+    (Some(roc), Some(pr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_values() {
+        // scores 0.9(+) 0.8(-) 0.7(+) 0.4(-): ROC pairs ranked right 3 of 4 -> 0.75.
+        let probabilities: Vec<Vec<f64>> = [0.9, 0.8, 0.7, 0.4]
+            .iter()
+            .map(|&p| vec![1.0 - p, p])
+            .collect();
+        let labels = [1.0, 0.0, 1.0, 0.0];
+        let metrics = evaluate(&probabilities, &labels, 2);
+        assert!((metrics.auc_roc.unwrap() - 0.75).abs() < 1e-12);
+        // PR points: (0,1) (0.5,1) (0.5,0.5) (1,0.667) (1,0.5): 0.5*1 + 0.5*(0.5+0.6667)/2
+        assert!((metrics.auc_pr.unwrap() - (0.5 + 0.5 * (0.5 + 2.0 / 3.0) / 2.0)).abs() < 1e-12);
+        assert_eq!(metrics.accuracy, 0.5);
+        assert_eq!(metrics.confusion, vec![vec![1, 1], vec![0, 2]]);
+        // class 0: precision 1, recall 0.5, F 2/3; class 1: precision 2/3, recall 1, F 0.8
+        assert!((metrics.f1 - (0.5 * 2.0 / 3.0 + 0.5 * 0.8)).abs() < 1e-12);
+        let expected_log_loss = -(0.9f64.ln() + 0.2f64.ln() + 0.7f64.ln() + 0.6f64.ln()) / 4.0;
+        assert!((metrics.log_loss - expected_log_loss).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ties_share_a_point() {
+        let (roc, _) = binary_areas(&[0.5, 0.5], &[true, false]);
+        assert_eq!(roc, Some(0.5));
+    }
+}

@@ -1,0 +1,291 @@
+//! A tree-ensemble training job: read the table, split, fit, evaluate, publish the version
+//! (our model, the LightGBM export, metrics with feature importances).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
+use crate::artifact::{self, Manifest, SavedTrees, store::Staging};
+use crate::config::{ColumnRef, JobConfig, TrainTask, ValidationSource};
+use crate::dataset::split::{self, mix, unit};
+use crate::dataset::tabular::{FeatureKind, Tabular};
+use crate::eval::{classification, regression};
+use crate::exec::memory::{self, Phase};
+use crate::exec::{Progress, ResourceError};
+use crate::ingest::{self, IngestError};
+use crate::report::Summary;
+
+/// Stream of the validation part, apart from the test split's.
+const VALIDATION_STREAM: u64 = 0x5641_4C49_44;
+
+pub fn train(
+    config: &JobConfig,
+    task: &TrainTask,
+    params: &TreeParams,
+    validation: &ValidationSource,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut durations = BTreeMap::new();
+
+    memory::set_phase(Phase::Ingesting);
+    let step = progress.step("reading input");
+    let ingested = ingest::table::read_training_table(&task.input, params.task, config.seed)?;
+    let table = &ingested.table;
+    let elapsed = step.finish(&format!(
+        "{} rows, {} features",
+        table.rows(),
+        table.columns()
+    ));
+    durations.insert("ingest".to_owned(), elapsed.as_secs_f64());
+    super::report_heap(progress, "ingest");
+
+    memory::set_phase(Phase::BuildingDataset);
+    let phase = Instant::now();
+    let is_test = split::test_mask(table.rows(), task.test_fraction, config.seed);
+    let is_validation: Vec<bool> = match validation {
+        ValidationSource::None => vec![false; table.rows()],
+        ValidationSource::Fraction(fraction) => {
+            let stream = mix(config.seed, VALIDATION_STREAM);
+            (0..table.rows())
+                .map(|row| !is_test[row] && unit(stream, row as u64) < *fraction)
+                .collect()
+        }
+        ValidationSource::Column(_) => ingested
+            .validation
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .zip(&is_test)
+            .map(|(validation, test)| *validation && !test)
+            .collect(),
+    };
+    let is_train: Vec<bool> = is_test
+        .iter()
+        .zip(&is_validation)
+        .map(|(test, validation)| !test && !validation)
+        .collect();
+    let train_rows = is_train.iter().filter(|t| **t).count();
+    if train_rows == 0 {
+        return Err(IngestError::Empty {
+            reason: format!(
+                "no training rows are left after the test split ({}) and the validation part",
+                task.test_fraction
+            ),
+        }
+        .into());
+    }
+    // Bins (one byte per value), the row statistics and the index arrays, per tree in flight.
+    let needed = train_rows * (table.columns() + 64 * config.threads.min(params.num_trees));
+    ResourceError::check("the binned training table", needed, config)?;
+    let train_table = table.select(&is_train);
+    let validation_table = is_validation
+        .iter()
+        .any(|v| *v)
+        .then(|| table.select(&is_validation));
+    let test_table = table.select(&is_test);
+    durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
+
+    memory::set_phase(Phase::Training);
+    let (total, label) = match params.ensemble {
+        trees::Ensemble::RandomForest => (params.num_trees, "training random forest"),
+        trees::Ensemble::Gbt => (params.max_iter, "training gbt"),
+    };
+    let step = std::sync::Mutex::new(progress.counted(label, total as u64));
+    let model = trees::train(
+        &train_table,
+        params,
+        validation_table
+            .as_ref()
+            .map(|table| trees::Validation { table }),
+        &|done, detail| {
+            if let Ok(step) = step.lock() {
+                step.update(done as u64, total as u64, detail);
+            }
+        },
+    )?;
+    let step = step
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("progress lock poisoned"))?;
+    let elapsed = step.finish(&format!("{} trees", model.trees.len()));
+    durations.insert("fit".to_owned(), elapsed.as_secs_f64());
+    super::report_heap(progress, "fit");
+
+    memory::set_phase(Phase::Evaluating);
+    let phase = Instant::now();
+    let mut metrics = evaluate(&model, &test_table);
+    durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
+    let importances = model.feature_importances(table.columns());
+    let mut ranked: Vec<(&String, f64)> = table.feature_names.iter().zip(importances).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    metrics["feature_importances"] = ranked
+        .iter()
+        .map(|(name, value)| serde_json::json!({"feature": name, "importance": value}))
+        .collect();
+    metrics["counts"] = serde_json::json!({
+        "rows_read": ingested.counts.rows_read,
+        "rows_dropped_null": ingested.counts.rows_dropped_null,
+        "rows_sampled_out": ingested.counts.rows_sampled_out,
+        "rows": table.rows(),
+        "features": table.columns(),
+        "categorical_features": table.kinds.iter().filter(|k| matches!(k, FeatureKind::Categorical { .. })).count(),
+        "train_rows": train_rows,
+        "validation_rows": validation_table.as_ref().map_or(0, Tabular::rows),
+        "test_rows": test_table.rows(),
+    });
+    metrics["trees"] = serde_json::json!({
+        "kept": model.trees.len(),
+        "grown": model.trees_grown,
+        "max_depth_reached": model.trees.iter().map(trees::Tree::depth).max().unwrap_or(0),
+    });
+    if !model.validation_loss.is_empty() {
+        metrics["validation_loss"] = model.validation_loss.clone().into();
+        metrics["best_iteration"] = model.trees.len().into();
+    }
+    metrics["threads"] = config.threads.into();
+
+    memory::set_phase(Phase::Publishing);
+    let phase = Instant::now();
+    let staging = Staging::create(&task.output_dir, &config.name)?;
+    let label_column = match &task.input.table.label {
+        ColumnRef::Name(name) => name.clone(),
+        ColumnRef::Position(position) => format!("#{position}"),
+    };
+    let infos: Vec<lightgbm::FeatureInfo> = train_table
+        .features
+        .iter()
+        .zip(&train_table.kinds)
+        .map(|(values, kind)| match kind {
+            FeatureKind::Categorical { names } => lightgbm::FeatureInfo::Categorical {
+                categories: names.len(),
+            },
+            FeatureKind::Numeric => {
+                let (min, max) = values
+                    .iter()
+                    .filter(|v| !v.is_nan())
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(f64::from(v)), hi.max(f64::from(v)))
+                    });
+                if min <= max {
+                    lightgbm::FeatureInfo::Numeric { min, max }
+                } else {
+                    lightgbm::FeatureInfo::Unused
+                }
+            }
+        })
+        .collect();
+    let exported = lightgbm::export(&model, &table.feature_names, &infos);
+    let saved = SavedTrees {
+        feature_names: table.feature_names.clone(),
+        feature_kinds: table.kinds.clone(),
+        label_column,
+        label_names: table.label_names.clone(),
+        model,
+    };
+    staging.write(
+        artifact::TREES_MODEL,
+        serde_json::to_string(&saved)?.as_bytes(),
+    )?;
+    let mut files = vec![
+        artifact::MANIFEST,
+        artifact::METRICS,
+        artifact::RESOLVED_JOB,
+        artifact::TREES_MODEL,
+    ];
+    if let Some(text) = &exported {
+        staging.write(artifact::LIGHTGBM_MODEL, text.as_bytes())?;
+        files.push(artifact::LIGHTGBM_MODEL);
+    }
+    durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
+    metrics["timings_s"] = serde_json::to_value(&durations)?;
+    metrics["peak_heap_bytes"] = memory::peak_bytes().into();
+    metrics["peak_rss_bytes"] = memory::peak_rss_bytes().into();
+    let manifest = Manifest {
+        format_version: artifact::FORMAT_VERSION,
+        tool: "submit".to_owned(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        engine: "native".to_owned(),
+        kind: "train".to_owned(),
+        job: config.name.clone(),
+        algorithm: task.model.algorithm().to_owned(),
+        params: task.resolved_params.clone(),
+        seed: config.seed,
+        master: config.master.to_string(),
+        threads: config.threads,
+        driver_memory: config.driver_memory.to_string(),
+        executor_memory: config.executor_memory.to_string(),
+        inputs: ingested.fingerprints.clone(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        durations_s: durations.clone(),
+        files: files.into_iter().map(str::to_owned).collect(),
+    };
+    staging.write(
+        artifact::METRICS,
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
+    staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
+    staging.write(
+        artifact::MANIFEST,
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    let published = staging.publish()?;
+    progress.detail(&format!(
+        "published in {:.3}s",
+        phase.elapsed().as_secs_f64()
+    ));
+    Ok(Summary {
+        status: "ok",
+        job: config.name.clone(),
+        kind: "train",
+        version: Some(published.version),
+        version_dir: Some(published.dir.display().to_string()),
+        output: None,
+        algorithm: task.model.algorithm().to_owned(),
+        metrics,
+        master: config.master.to_string(),
+        threads: config.threads,
+        duration_s: started.elapsed().as_secs_f64(),
+        peak_heap_bytes: memory::peak_bytes(),
+        dry_run: false,
+    })
+}
+
+/// Test-split metrics: classification (accuracy, f1, auc_roc, auc_pr, log_loss, confusion
+/// matrix) or regression (rmse, mae, r2); null when the test split is empty.
+fn evaluate(model: &trees::TreeModel, test: &Tabular) -> serde_json::Value {
+    let predictions = model.predict(test);
+    match model.task {
+        TreeTask::Classification => {
+            if test.rows() == 0 {
+                return serde_json::json!({"accuracy": null, "f1": null, "auc_roc": null, "auc_pr": null, "log_loss": null});
+            }
+            let metrics = classification::evaluate(&predictions, &test.labels, model.classes);
+            serde_json::json!({
+                "accuracy": metrics.accuracy,
+                "f1": metrics.f1,
+                "auc_roc": metrics.auc_roc,
+                "auc_pr": metrics.auc_pr,
+                "log_loss": metrics.log_loss,
+                "confusion_matrix": metrics.confusion,
+                "classes": test.label_names.clone().unwrap_or_else(|| (0..model.classes).map(|c| c.to_string()).collect()),
+            })
+        }
+        TreeTask::Regression => {
+            let errors = regression::evaluate(
+                predictions
+                    .iter()
+                    .zip(&test.labels)
+                    .map(|(p, y)| (Some(p[0] as f32), *y as f32)),
+            );
+            let mean = test.labels.iter().sum::<f64>() / test.rows().max(1) as f64;
+            let total: f64 = test.labels.iter().map(|y| (y - mean).powi(2)).sum();
+            let residual: f64 = predictions
+                .iter()
+                .zip(&test.labels)
+                .map(|(p, y)| (p[0] - y).powi(2))
+                .sum();
+            let r2 = (total > 0.0).then(|| 1.0 - residual / total);
+            serde_json::json!({"rmse": errors.rmse, "mae": errors.mae, "r2": r2})
+        }
+    }
+}
