@@ -62,6 +62,50 @@ pub fn human(summary: &Summary) -> String {
         summary.version_dir.as_deref().unwrap_or("-"),
         summary.version.unwrap_or(0),
     );
+    if summary.algorithm != "als" {
+        text.push_str(&format!(
+            "  data     {} rows, {} features ({} categorical); train {}, validation {}, test {}\n",
+            count("rows"),
+            count("features"),
+            count("categorical_features"),
+            count("train_rows"),
+            count("validation_rows"),
+            count("test_rows"),
+        ));
+        let headline: Vec<String> = [
+            "accuracy", "f1", "auc_roc", "auc_pr", "log_loss", "rmse", "mae", "r2",
+        ]
+        .into_iter()
+        .filter(|key| {
+            summary
+                .metrics
+                .get(*key)
+                .is_some_and(|value| !value.is_null())
+        })
+        .map(|key| format!("{key} {}", number(&summary.metrics, key)))
+        .collect();
+        let trees = &summary.metrics["trees"];
+        text.push_str(&format!(
+            "  metrics  {}\n  model    {} with {} trees (grown {}, deepest {})\n",
+            if headline.is_empty() {
+                "n/a (empty test split)".to_owned()
+            } else {
+                headline.join("  ")
+            },
+            summary.algorithm,
+            trees["kept"],
+            trees["grown"],
+            trees["max_depth_reached"],
+        ));
+        text.push_str(&format!(
+            "  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
+            summary.master,
+            summary.threads,
+            summary.duration_s,
+            summary.peak_heap_bytes as f64 / (1 << 20) as f64,
+        ));
+        return text;
+    }
     text.push_str(&format!(
         "  data     {} ratings, {} users, {} items; train {}, test {}\n",
         count("ratings"),

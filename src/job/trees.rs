@@ -99,7 +99,11 @@ pub fn train(
             .as_ref()
             .map(|table| trees::Validation { table }),
         &|done, detail| {
-            if let Ok(step) = step.lock() {
+            // About ten lines per run when not on a terminal.
+            let every = (total / 10).max(1);
+            if (done % every == 0 || done == total)
+                && let Ok(step) = step.lock()
+            {
                 step.update(done as u64, total as u64, detail);
             }
         },

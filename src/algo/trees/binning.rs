@@ -111,7 +111,12 @@ pub enum BinStore {
 pub struct BinnedMatrix {
     pub rows: usize,
     pub features: usize,
+    /// Row-major: one row's bins are adjacent (histogram construction).
     pub store: BinStore,
+    /// Column-major copy: one feature's bins are adjacent (partitioning rows at a split and
+    /// walking trees touch one feature of many rows; from the row-major store each would cost
+    /// a cache line).
+    pub by_column: BinStore,
     pub bins: Vec<FeatureBins>,
     /// Feature `f`'s cells are `offsets[f]..offsets[f + 1]` of a histogram.
     pub offsets: Vec<usize>,
@@ -174,10 +179,15 @@ impl BinnedMatrix {
                 });
             BinStore::Wide(out)
         };
+        let by_column = match &store {
+            BinStore::Narrow(bins) => BinStore::Narrow(transpose(bins, rows, features)),
+            BinStore::Wide(bins) => BinStore::Wide(transpose(bins, rows, features)),
+        };
         BinnedMatrix {
             rows,
             features,
             store,
+            by_column,
             bins,
             offsets,
         }
@@ -188,12 +198,31 @@ impl BinnedMatrix {
     }
 
     pub fn bin(&self, row: usize, feature: usize) -> usize {
-        let at = row * self.features + feature;
-        match &self.store {
+        let at = feature * self.rows + row;
+        match &self.by_column {
             BinStore::Narrow(bins) => bins[at] as usize,
             BinStore::Wide(bins) => bins[at] as usize,
         }
     }
+}
+
+fn transpose<B: Copy + Default + Send + Sync>(
+    row_major: &[B],
+    rows: usize,
+    features: usize,
+) -> Vec<B> {
+    let mut out = vec![B::default(); rows * features];
+    if rows == 0 {
+        return out;
+    }
+    out.par_chunks_mut(rows)
+        .enumerate()
+        .for_each(|(feature, column)| {
+            for (row, cell) in column.iter_mut().enumerate() {
+                *cell = row_major[row * features + feature];
+            }
+        });
+    out
 }
 
 #[cfg(test)]

@@ -37,7 +37,10 @@ pub enum Criterion {
     },
     /// Row statistics: `[w, w * y, w * y^2]`.
     Variance,
-    /// Row statistics: `[gradient, hessian, 1]`; leaves are Newton steps `-G / H`.
+    /// Row statistics: `[gradient, hessian]`; leaves are Newton steps `-G / H`. Two numbers
+    /// instead of three make the histogram pass a third cheaper; the row count a child would
+    /// have (for `min_instances_per_node`) is estimated from its hessian share, as LightGBM does,
+    /// and node counts are exact once the rows are partitioned.
     Newton,
 }
 
@@ -45,16 +48,25 @@ impl Criterion {
     pub fn width(self) -> usize {
         match self {
             Criterion::Gini { classes } | Criterion::Entropy { classes } => classes,
-            Criterion::Variance | Criterion::Newton => 3,
+            Criterion::Variance => 3,
+            Criterion::Newton => 2,
         }
     }
 
-    /// Number (weight) of rows behind the statistics.
+    /// Number (weight) of rows behind the statistics; for Newton, the hessian sum.
     pub fn count(self, stats: &[f64]) -> f64 {
         match self {
             Criterion::Gini { .. } | Criterion::Entropy { .. } => stats.iter().sum(),
             Criterion::Variance => stats[0],
-            Criterion::Newton => stats[2],
+            Criterion::Newton => stats[1],
+        }
+    }
+
+    /// Rows of a child with statistics `child` of a node with `totals` over `node_count` rows.
+    fn child_count(self, child: &[f64], totals: &[f64], node_count: f64) -> f64 {
+        match self {
+            Criterion::Newton if totals[1] > 0.0 => child[1] / totals[1] * node_count,
+            _ => self.count(child),
         }
     }
 
@@ -84,7 +96,7 @@ impl Criterion {
     /// Spark's information gain (impurity decrease weighted by child sizes); for boosting the
     /// Newton gain divided by the row count, which is exactly the variance gain for squared
     /// loss, so `min_info_gain` means the same in both ensembles.
-    fn gain(self, parent: &[f64], left: &[f64], right: &[f64]) -> Option<f64> {
+    fn gain(self, parent: &[f64], left: &[f64], right: &[f64], node_count: f64) -> Option<f64> {
         match self {
             Criterion::Newton => {
                 let (hessian_left, hessian_right) = (left[1], right[1]);
@@ -92,7 +104,7 @@ impl Criterion {
                     return None;
                 }
                 let score = |stats: &[f64]| stats[0] * stats[0] / stats[1];
-                Some((score(left) + score(right) - score(parent)) / parent[2])
+                Some((score(left) + score(right) - score(parent)) / node_count)
             }
             _ => {
                 let total = self.count(parent);
@@ -163,8 +175,19 @@ pub struct GrowInput<'a> {
 /// A grown tree and, per leaf, the rows that reached it.
 pub struct Grown {
     pub tree: Tree,
+    /// The tree's rows, grouped by leaf.
+    pub rows: Vec<u32>,
+    /// `(node index, start, end)` of each leaf's rows in `rows`, in node order.
+    pub leaves: Vec<(usize, usize, usize)>,
+}
+
+impl Grown {
     /// `(node index, rows)` for each leaf, in node order.
-    pub leaf_rows: Vec<(usize, Vec<u32>)>,
+    pub fn leaf_rows(&self) -> impl Iterator<Item = (usize, &[u32])> {
+        self.leaves
+            .iter()
+            .map(|&(node, start, end)| (node, &self.rows[start..end]))
+    }
 }
 
 struct Pending {
@@ -172,6 +195,8 @@ struct Pending {
     start: usize,
     end: usize,
     depth: usize,
+    /// Rows (weighted for forests) in the node.
+    count: f64,
     totals: Vec<f64>,
     histogram: Option<Vec<f64>>,
 }
@@ -244,7 +269,14 @@ fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
 ) {
     let columns = matrix.features;
     let offsets = &matrix.offsets[..columns];
-    for &row in rows {
+    // Below the root, a node's rows are scattered: fetch the bins and statistics of the row
+    // a few iterations ahead so their cache misses overlap.
+    const AHEAD: usize = 12;
+    for (position, &row) in rows.iter().enumerate() {
+        if let Some(&ahead) = rows.get(position + AHEAD) {
+            prefetch(bins, ahead as usize * columns);
+            prefetch(stats, ahead as usize * WIDTH);
+        }
         let row = row as usize;
         let row_stats: [f64; WIDTH] = stats[row * WIDTH..row * WIDTH + WIDTH]
             .try_into()
@@ -263,6 +295,19 @@ fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
     }
 }
 
+/// A hint to load `values[at]` into the cache; no effect on results.
+#[inline(always)]
+fn prefetch<T>(values: &[T], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(value) = values.get(at) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint that never faults, and SSE is part of x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (values, at);
+}
+
 fn add_rows_any<B: Copy + Into<usize>>(
     bins: &[B],
     matrix: &BinnedMatrix,
@@ -273,7 +318,11 @@ fn add_rows_any<B: Copy + Into<usize>>(
     out: &mut [f64],
 ) {
     let columns = matrix.features;
-    for &row in rows {
+    for (position, &row) in rows.iter().enumerate() {
+        if let Some(&ahead) = rows.get(position + 12) {
+            prefetch(bins, ahead as usize * columns);
+            prefetch(stats, ahead as usize * width);
+        }
         let row = row as usize;
         let row_stats = &stats[row * width..(row + 1) * width];
         let row_bins = &bins[row * columns..(row + 1) * columns];
@@ -334,23 +383,28 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         build_histogram(matrix, stats, width, &rows, None, &mut histogram);
         histogram
     });
+    let root_count = if criterion == Criterion::Newton {
+        rows.len() as f64
+    } else {
+        criterion.count(&totals)
+    };
     let mut level = vec![Pending {
         node: 0,
         start: 0,
         end: rows.len(),
         depth: 0,
+        count: root_count,
         totals,
         histogram: root_histogram,
     }];
     let mut leaf_ranges: Vec<(usize, usize, usize)> = Vec::new();
+    let mut scratch = vec![0u32; rows.len()];
     let min_count = limits.min_instances_per_node.max(1) as f64;
     while !level.is_empty() {
         let choices: Vec<Option<Choice>> = level
             .par_iter_mut()
             .map(|pending| {
-                if pending.depth >= limits.max_depth
-                    || criterion.count(&pending.totals) < 2.0 * min_count
-                {
+                if pending.depth >= limits.max_depth || pending.count < 2.0 * min_count {
                     return None;
                 }
                 let features = (!all_features).then(|| {
@@ -376,6 +430,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                     matrix,
                     histogram,
                     &pending.totals,
+                    pending.count,
                     criterion,
                     features.as_deref(),
                     min_count,
@@ -385,21 +440,35 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
             .collect();
 
         // Partition each splitting node's rows, each on its own disjoint slice.
-        let mut slices: Vec<&mut [u32]> = Vec::with_capacity(level.len());
-        let mut rest: &mut [u32] = &mut rows;
+        let mut slices: Vec<(&mut [u32], &mut [u32])> = Vec::with_capacity(level.len());
+        let (mut rest, mut scratch_rest): (&mut [u32], &mut [u32]) = (&mut rows, &mut scratch);
         let mut consumed = 0;
         for pending in &level {
             let (_, tail) = rest.split_at_mut(pending.start - consumed);
             let (mine, tail) = tail.split_at_mut(pending.end - pending.start);
-            slices.push(mine);
+            let (_, scratch_tail) = scratch_rest.split_at_mut(pending.start - consumed);
+            let (scratch_mine, scratch_tail) =
+                scratch_tail.split_at_mut(pending.end - pending.start);
+            slices.push((mine, scratch_mine));
             rest = tail;
+            scratch_rest = scratch_tail;
             consumed = pending.end;
         }
         let left_counts: Vec<usize> = slices
             .into_par_iter()
             .zip(choices.par_iter())
-            .map(|(slice, choice)| match choice {
-                Some(choice) => partition(matrix, slice, choice.feature, &choice.rule),
+            .map(|((slice, scratch), choice)| match choice {
+                Some(choice) => {
+                    let column = choice.feature * matrix.rows..(choice.feature + 1) * matrix.rows;
+                    match &matrix.by_column {
+                        BinStore::Narrow(bins) => {
+                            partition(&bins[column], slice, scratch, &choice.rule)
+                        }
+                        BinStore::Wide(bins) => {
+                            partition(&bins[column], slice, scratch, &choice.rule)
+                        }
+                    }
+                }
                 None => 0,
             })
             .collect();
@@ -410,7 +479,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
             let Some(choice) = choice else {
                 nodes[pending.node] = Node::Leaf {
                     value: criterion.leaf(&pending.totals),
-                    weight: criterion.count(&pending.totals),
+                    weight: pending.count,
                 };
                 leaf_ranges.push((pending.node, pending.start, pending.end));
                 continue;
@@ -430,15 +499,24 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                 left: left_node as u32,
                 right: left_node as u32 + 1,
                 gain: choice.gain,
-                weight: criterion.count(&pending.totals),
+                weight: pending.count,
             };
             let middle = pending.start + left_count;
             let depth = pending.depth + 1;
+            let (left_count, right_count) = if criterion == Criterion::Newton {
+                (left_count as f64, (pending.end - middle) as f64)
+            } else {
+                (
+                    criterion.count(&choice.left),
+                    criterion.count(&choice.right),
+                )
+            };
             let left = Pending {
                 node: left_node,
                 start: pending.start,
                 end: middle,
                 depth,
+                count: left_count,
                 totals: choice.left,
                 histogram: None,
             };
@@ -447,6 +525,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                 start: middle,
                 end: pending.end,
                 depth,
+                count: right_count,
                 totals: choice.right,
                 histogram: None,
             };
@@ -501,30 +580,48 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         level = next;
     }
     leaf_ranges.sort_unstable();
-    let leaf_rows = leaf_ranges
-        .into_iter()
-        .map(|(node, start, end)| (node, rows[start..end].to_vec()))
-        .collect();
     Grown {
         tree: Tree { nodes },
-        leaf_rows,
+        rows,
+        leaves: leaf_ranges,
     }
 }
 
-/// Moves rows going left to the front of `slice`, keeping order on both sides; returns how many.
-fn partition(matrix: &BinnedMatrix, slice: &mut [u32], feature: usize, rule: &Rule) -> usize {
-    let mut right = Vec::new();
-    let mut write = 0;
-    for read in 0..slice.len() {
+/// Moves rows going left to the front of `slice`, keeping order on both sides (`scratch`, as
+/// long as `slice`, holds the right side meanwhile); returns how many went left.
+fn partition<B: Copy + Into<usize>>(
+    column: &[B],
+    slice: &mut [u32],
+    scratch: &mut [u32],
+    rule: &Rule,
+) -> usize {
+    let (mut write, mut right) = (0, 0);
+    let mut place = |slice: &mut [u32], read: usize, left: bool| {
         let row = slice[read];
-        if rule.bin_goes_left(matrix.bin(row as usize, feature)) {
+        if left {
             slice[write] = row;
             write += 1;
         } else {
-            right.push(row);
+            scratch[right] = row;
+            right += 1;
+        }
+    };
+    match rule {
+        Rule::Threshold { bin: split, .. } => {
+            let split = *split as usize;
+            for read in 0..slice.len() {
+                let bin: usize = column[slice[read] as usize].into();
+                place(slice, read, bin <= split);
+            }
+        }
+        Rule::Categories { .. } => {
+            for read in 0..slice.len() {
+                let bin: usize = column[slice[read] as usize].into();
+                place(slice, read, rule.bin_goes_left(bin));
+            }
         }
     }
-    slice[write..].copy_from_slice(&right);
+    slice[write..].copy_from_slice(&scratch[..right]);
     write
 }
 
@@ -532,6 +629,7 @@ fn best_split(
     matrix: &BinnedMatrix,
     histogram: &[f64],
     totals: &[f64],
+    node_count: f64,
     criterion: Criterion,
     features: Option<&[usize]>,
     min_count: f64,
@@ -539,12 +637,18 @@ fn best_split(
 ) -> Option<Choice> {
     let width = criterion.width();
     let mut best: Option<Choice> = None;
-    let mut consider = |feature: usize, rule: Rule, left: &[f64]| {
-        let right: Vec<f64> = totals.iter().zip(left).map(|(t, l)| t - l).collect();
-        if criterion.count(left) < min_count || criterion.count(&right) < min_count {
+    let mut right = vec![0.0; width];
+    // `rule` is only built for a split that beats the best so far.
+    let mut consider = |feature: usize, rule: &dyn Fn() -> Rule, left: &[f64]| {
+        for ((right, total), left) in right.iter_mut().zip(totals).zip(left) {
+            *right = total - left;
+        }
+        if criterion.child_count(left, totals, node_count) < min_count
+            || criterion.child_count(&right, totals, node_count) < min_count
+        {
             return;
         }
-        let Some(gain) = criterion.gain(totals, left, &right) else {
+        let Some(gain) = criterion.gain(totals, left, &right, node_count) else {
             return;
         };
         // Spark: a split must gain something and at least `min_info_gain`.
@@ -554,10 +658,10 @@ fn best_split(
         if best.as_ref().is_none_or(|best| gain > best.gain) {
             best = Some(Choice {
                 feature,
-                rule,
+                rule: rule(),
                 gain,
                 left: left.to_vec(),
-                right,
+                right: right.clone(),
             });
         }
     };
@@ -587,7 +691,7 @@ fn best_split(
                     }
                     consider(
                         feature,
-                        Rule::Threshold {
+                        &|| Rule::Threshold {
                             value: threshold,
                             bin: split_bin as u16,
                         },
@@ -618,10 +722,13 @@ fn best_split(
                     {
                         *sum += value;
                     }
-                    let mut set: Vec<u32> =
-                        present[..=prefix].iter().map(|(_, c)| *c as u32).collect();
-                    set.sort_unstable();
-                    consider(feature, Rule::Categories { left: set }, &left);
+                    let rule = || {
+                        let mut set: Vec<u32> =
+                            present[..=prefix].iter().map(|(_, c)| *c as u32).collect();
+                        set.sort_unstable();
+                        Rule::Categories { left: set }
+                    };
+                    consider(feature, &rule, &left);
                 }
             }
         }
@@ -677,16 +784,13 @@ mod tests {
             features_per_node: 1,
             seed: 1,
         });
-        for (node, rows) in &grown.leaf_rows {
-            let Node::Leaf { value, .. } = &grown.tree.nodes[*node] else {
+        for (node, rows) in grown.leaf_rows() {
+            let Node::Leaf { value, .. } = &grown.tree.nodes[node] else {
                 panic!("not a leaf");
             };
             assert!(value[0] == 1.0 || value[1] == 1.0, "pure leaves: {value:?}");
             assert!(!rows.is_empty());
         }
-        assert_eq!(
-            grown.leaf_rows.iter().map(|(_, r)| r.len()).sum::<usize>(),
-            1000
-        );
+        assert_eq!(grown.leaf_rows().map(|(_, r)| r.len()).sum::<usize>(), 1000);
     }
 }

@@ -572,7 +572,7 @@ fn train_boosting(
         .as_ref()
         .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
     let mut validation_scores = vec![init_score; validation.as_ref().map_or(0, |v| v.table.rows())];
-    let mut stats = vec![0.0; rows * 3];
+    let mut stats = vec![0.0; rows * 2];
     let mut trees: Vec<Tree> = Vec::new();
     let mut validation_loss = Vec::new();
     let mut best_error = f64::INFINITY;
@@ -580,10 +580,10 @@ fn train_boosting(
     for iteration in 0..params.max_iter {
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
         stats
-            .par_chunks_mut(3 * 4096)
+            .par_chunks_mut(2 * 4096)
             .enumerate()
             .for_each(|(chunk, out)| {
-                for (local, slot) in out.chunks_mut(3).enumerate() {
+                for (local, slot) in out.chunks_mut(2).enumerate() {
                     let row = chunk * 4096 + local;
                     let (score, label) = (scores[row], labels[row]);
                     let (gradient, hessian) = match loss {
@@ -594,7 +594,7 @@ fn train_boosting(
                         Loss::Squared => (score - label, 1.0),
                         Loss::Absolute => ((score - label).signum(), 1.0),
                     };
-                    slot.copy_from_slice(&[gradient, hessian, 1.0]);
+                    slot.copy_from_slice(&[gradient, hessian]);
                 }
             });
         let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
@@ -605,7 +605,7 @@ fn train_boosting(
             (0..rows as u32).collect()
         };
         let sampled_all = sampled.len() == rows;
-        let mut grown = learner::grow(GrowInput {
+        let grown = learner::grow(GrowInput {
             matrix,
             stats: &stats,
             rows: sampled,
@@ -614,8 +614,14 @@ fn train_boosting(
             features_per_node,
             seed: mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
         });
-        for (node, leaf_rows) in &grown.leaf_rows {
-            if let Node::Leaf { value, .. } = &mut grown.tree.nodes[*node] {
+        let learner::Grown {
+            tree: mut grown_tree,
+            rows: grouped,
+            leaves,
+        } = grown;
+        for &(node, start, end) in &leaves {
+            let leaf_rows = &grouped[start..end];
+            if let Node::Leaf { value, .. } = &mut grown_tree.nodes[node] {
                 let step = if loss == Loss::Absolute {
                     let mut residuals: Vec<f64> = leaf_rows
                         .iter()
@@ -628,11 +634,11 @@ fn train_boosting(
                 value[0] = step * params.step_size;
             }
         }
-        let tree = grown.tree;
+        let tree = grown_tree;
         if sampled_all {
-            for (node, leaf_rows) in &grown.leaf_rows {
-                if let Node::Leaf { value, .. } = &tree.nodes[*node] {
-                    for &row in leaf_rows {
+            for &(node, start, end) in &leaves {
+                if let Node::Leaf { value, .. } = &tree.nodes[node] {
+                    for &row in &grouped[start..end] {
                         scores[row as usize] += value[0];
                     }
                 }
