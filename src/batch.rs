@@ -472,7 +472,7 @@ fn predict_trees(
         crate::algo::trees::Ensemble::Gbt => "gbt",
     };
     let metrics = serde_json::json!({
-        "counts": { "rows_scored": scored },
+        "counts": { "rows_written": scored },
         "model_version": task.from.display().to_string(),
     });
     Ok(summary(config, &task.output, metrics, started, algorithm))
