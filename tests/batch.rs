@@ -33,6 +33,7 @@ fn recommendations_leave_out_seen_items_and_serve_unknown_users_popular_items() 
     let dir = tempfile::tempdir().unwrap();
     let version = trained(dir.path());
     let model = submit::artifact::load_version(&version).unwrap().model;
+    let model = model.als().unwrap();
     write(
         dir.path(),
         "recommend.toml",
@@ -145,6 +146,7 @@ fn predict_scores_pairs_and_leaves_unknown_ones_empty() {
     let dir = tempfile::tempdir().unwrap();
     let version = trained(dir.path());
     let model = submit::artifact::load_version(&version).unwrap().model;
+    let model = model.als().unwrap();
     let submit::dataset::Ids::Integer(user_ids) = &model.user_ids else {
         panic!()
     };
@@ -182,6 +184,7 @@ fn parquet_factors_equal_the_binary_model() {
     let dir = tempfile::tempdir().unwrap();
     let version = trained(dir.path());
     let model = submit::artifact::load_version(&version).unwrap().model;
+    let model = model.als().unwrap();
     let (user_ids, user_factors, rank) =
         submit::ingest::tables::read_factors(&version.join("user_factors.parquet")).unwrap();
     assert_eq!(

@@ -196,7 +196,7 @@ fn loader_reads_latest_and_rejects_future_formats() {
     assert!(output.status.success());
     let latest = dir.path().join("models/loader/latest");
     let loaded = submit::artifact::load_version(&latest).unwrap();
-    assert_eq!(loaded.model.rank, 4);
+    assert_eq!(loaded.model.als().unwrap().rank, 4);
     assert_eq!(loaded.manifest.params["rank"], 4);
     assert!(loaded.metrics["rmse"].as_f64().is_some());
     let manifest_path = dir.path().join("models/loader/v1/manifest.json");

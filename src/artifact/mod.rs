@@ -41,6 +41,22 @@ pub enum SavedModel {
     Trees(Box<SavedTrees>),
 }
 
+impl SavedModel {
+    pub fn als(&self) -> Option<&codec::SavedAls> {
+        match self {
+            SavedModel::Als(model) => Some(model),
+            SavedModel::Trees(_) => None,
+        }
+    }
+
+    pub fn trees(&self) -> Option<&SavedTrees> {
+        match self {
+            SavedModel::Trees(model) => Some(model),
+            SavedModel::Als(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("cannot {action} {}: {source}", path.display())]

@@ -40,10 +40,10 @@ pub fn evaluate(
     }
     let correct: u64 = (0..classes).map(|class| confusion[class][class]).sum();
     let mut f1 = 0.0;
-    for class in 0..classes {
-        let truth_count: u64 = confusion[class].iter().sum();
-        let predicted_count: u64 = (0..classes).map(|t| confusion[t][class]).sum();
-        let hits = confusion[class][class] as f64;
+    for (class, row) in confusion.iter().enumerate() {
+        let truth_count: u64 = row.iter().sum();
+        let predicted_count: u64 = confusion.iter().map(|truth| truth[class]).sum();
+        let hits = row[class] as f64;
         let precision = if predicted_count > 0 {
             hits / predicted_count as f64
         } else {
@@ -136,7 +136,7 @@ mod tests {
         assert!((metrics.auc_roc.unwrap() - 0.75).abs() < 1e-12);
         // PR points: (0,1) (0.5,1) (0.5,0.5) (1,0.667) (1,0.5): 0.5*1 + 0.5*(0.5+0.6667)/2
         assert!((metrics.auc_pr.unwrap() - (0.5 + 0.5 * (0.5 + 2.0 / 3.0) / 2.0)).abs() < 1e-12);
-        assert_eq!(metrics.accuracy, 0.5);
+        assert_eq!(metrics.accuracy, 0.75);
         assert_eq!(metrics.confusion, vec![vec![1, 1], vec![0, 2]]);
         // class 0: precision 1, recall 0.5, F 2/3; class 1: precision 2/3, recall 1, F 0.8
         assert!((metrics.f1 - (0.5 * 2.0 / 3.0 + 0.5 * 0.8)).abs() < 1e-12);

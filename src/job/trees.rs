@@ -16,7 +16,7 @@ use crate::ingest::{self, IngestError};
 use crate::report::Summary;
 
 /// Stream of the validation part, apart from the test split's.
-const VALIDATION_STREAM: u64 = 0x5641_4C49_44;
+const VALIDATION_STREAM: u64 = 0x0056_414C_4944;
 
 pub fn train(
     config: &JobConfig,

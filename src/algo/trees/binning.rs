@@ -78,7 +78,7 @@ pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64
             _ => distinct.push((value, 1)),
         }
     }
-    let midpoint = |low: f32, high: f32| (f64::from(low) + f64::from(high)) / 2.0;
+    let midpoint = cut_between;
     if distinct.len() <= max_bins {
         return distinct
             .windows(2)
@@ -97,6 +97,19 @@ pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64
         }
     }
     thresholds
+}
+
+/// A cut between neighbouring values `low < high`: halfway between the two adjacent f32
+/// numbers around their midpoint, so no f32 value sits on it. Python users feed LightGBM f64
+/// values that we store as f32; an f64 `x` and its f32 rounding then fall on the same side of
+/// every cut, and the exported model predicts what ours does.
+fn cut_between(low: f32, high: f32) -> f64 {
+    let middle = (f64::from(low) + f64::from(high)) / 2.0;
+    let mut below = middle as f32;
+    if f64::from(below) > middle {
+        below = below.next_down();
+    }
+    (f64::from(below) + f64::from(below.next_up())) / 2.0
 }
 
 /// Bin numbers as bytes, or as 16-bit numbers when `max_bins` needs them.
@@ -233,10 +246,21 @@ mod tests {
     fn few_distinct_values_keep_their_own_bins() {
         let values = [3.0, 1.0, 2.0, 2.0, f32::NAN, 1.0];
         let thresholds = numeric_thresholds(&values, 32, 1);
-        assert_eq!(thresholds, vec![1.5, 2.5]);
+        assert_eq!(thresholds.len(), 2);
+        assert!((thresholds[0] - 1.5).abs() < 1e-6 && (thresholds[1] - 2.5).abs() < 1e-6);
         let bins = FeatureBins::Numeric { thresholds };
         let binned: Vec<usize> = values.iter().map(|&v| bins.bin(v)).collect();
         assert_eq!(binned, vec![3, 1, 2, 2, 0, 1]);
+    }
+
+    #[test]
+    fn cuts_never_sit_on_an_f32_value() {
+        // -0.0440 and -0.0436 have -0.0438 (an f32) as their exact f64 midpoint.
+        for (low, high) in [(-0.044f32, -0.0436f32), (1.0, 3.0), (0.1, 0.1f32.next_up())] {
+            let cut = cut_between(low, high);
+            assert!(f64::from(low) < cut && cut < f64::from(high));
+            assert_ne!(f64::from(cut as f32), cut, "{low} {high}");
+        }
     }
 
     #[test]

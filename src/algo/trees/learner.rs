@@ -190,6 +190,9 @@ impl Grown {
     }
 }
 
+/// The (left, right) histograms of a split node's children, when they will be needed.
+type ChildHistograms = Option<(Vec<f64>, Vec<f64>)>;
+
 struct Pending {
     node: usize,
     start: usize,
@@ -433,8 +436,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                     pending.count,
                     criterion,
                     features.as_deref(),
-                    min_count,
-                    limits.min_info_gain,
+                    &limits,
                 )
             })
             .collect();
@@ -540,7 +542,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
             next.push(right);
         }
         // Subtraction: build the smaller child, derive the larger from the parent.
-        let built: Vec<(usize, Option<(Vec<f64>, Vec<f64>)>)> = child_work
+        let built: Vec<(usize, ChildHistograms)> = child_work
             .into_par_iter()
             .map(|(at, parent)| {
                 let Some(mut parent) = parent else {
@@ -632,9 +634,10 @@ fn best_split(
     node_count: f64,
     criterion: Criterion,
     features: Option<&[usize]>,
-    min_count: f64,
-    min_info_gain: f64,
+    limits: &TreeLimits,
 ) -> Option<Choice> {
+    let min_count = limits.min_instances_per_node.max(1) as f64;
+    let min_info_gain = limits.min_info_gain;
     let width = criterion.width();
     let mut best: Option<Choice> = None;
     let mut right = vec![0.0; width];

@@ -1,0 +1,364 @@
+//! Tree ensembles end to end through the CLI: metric targets on synthetic rules, string
+//! categoricals with missing values, predict jobs, thread-count determinism, the LightGBM
+//! export (when Python's `lightgbm` is installed) and the tree-specific configuration errors.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn run_ok(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let output = run(submit(dir).args(args).args(["--json", "--quiet"]));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}\nstdout: {}",
+        stderr(&output),
+        stdout(&output)
+    );
+    json(&output)
+}
+
+fn metric(summary: &serde_json::Value, key: &str) -> f64 {
+    summary["metrics"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {key} in {summary}"))
+}
+
+/// A deterministic number in [0, 1) from (row, column).
+fn noise(row: usize, column: usize) -> f64 {
+    let mut z = (row as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(column as u64 * 0xBF58_476D_1CE4_E5B9);
+    z ^= z >> 31;
+    z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 29;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A churn-like table: `plan` (string categorical, decides most of the label), `usage` (numeric
+/// with empty cells), `tenure` (numeric), label `churned` as "yes" / "no".
+fn churn_csv(rows: usize, plans: &[&str]) -> String {
+    let mut text = String::from("customer,plan,usage,tenure,churned\n");
+    for row in 0..rows {
+        let plan = plans[(noise(row, 0) * plans.len() as f64) as usize];
+        let usage = noise(row, 1) * 100.0;
+        let tenure = (noise(row, 2) * 60.0).floor();
+        let risky = matches!(plan, "basic" | "trial");
+        let churned = (risky && usage < 70.0) || (!risky && tenure < 6.0);
+        let usage_text = if row % 10 == 3 {
+            String::new()
+        } else {
+            format!("{usage:.3}")
+        };
+        text.push_str(&format!(
+            "c{row},{plan},{usage_text},{tenure},{}\n",
+            if churned { "yes" } else { "no" }
+        ));
+    }
+    text
+}
+
+#[test]
+fn both_ensembles_reach_their_targets_on_synthetic_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = r#"synthetic = { kind = "classification", rows = 20000, features = 6, classes = 2, seed = 5 }"#;
+    for (algorithm, extra, target) in [
+        ("gbt", "max_iter = 60\nmax_depth = 4", 0.9),
+        ("random_forest", "num_trees = 40\nmax_depth = 8", 0.86),
+    ] {
+        write(
+            dir.path(),
+            "job.toml",
+            &format!(
+                "[job]\nname = \"{algorithm}\"\n[input]\n{table}\n[model]\nalgorithm = \"{algorithm}\"\n{extra}\n"
+            ),
+        );
+        let summary = run_ok(dir.path(), &["job.toml"]);
+        let accuracy = metric(&summary, "accuracy");
+        assert!(accuracy > target, "{algorithm}: accuracy {accuracy}");
+        assert!(metric(&summary, "auc_roc") > target, "{summary}");
+        for key in ["f1", "auc_pr", "log_loss"] {
+            metric(&summary, key);
+        }
+        let importances = summary["metrics"]["feature_importances"]
+            .as_array()
+            .unwrap();
+        assert_eq!(importances.len(), 6);
+        let version = dir.path().join(summary["version_dir"].as_str().unwrap());
+        for file in [
+            "model.trees.json",
+            "model.lgb.txt",
+            "manifest.json",
+            "metrics.json",
+        ] {
+            assert!(version.join(file).is_file(), "{file}");
+        }
+    }
+    write(
+        dir.path(),
+        "regression.toml",
+        "[input]\nsynthetic = { kind = \"regression\", rows = 20000, features = 4, noise = 0.1 }\n[model]\nalgorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 80\n",
+    );
+    let summary = run_ok(dir.path(), &["regression.toml"]);
+    let r2 = metric(&summary, "r2");
+    assert!(r2 > 0.9, "r2 {r2}");
+    assert!(metric(&summary, "rmse") < 0.6);
+}
+
+#[test]
+fn string_categoricals_and_missing_values_train_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = ["basic", "premium", "trial", "family"];
+    write(dir.path(), "churn.csv", &churn_csv(6000, &plans));
+    write(
+        dir.path(),
+        "train.toml",
+        "[job]\nname = \"churn\"\n[input]\npath = \"churn.csv\"\n[input.columns]\nlabel = \"churned\"\nfeatures = [\"plan\", \"usage\", \"tenure\"]\n[model]\nalgorithm = \"gbt\"\nmax_iter = 40\n",
+    );
+    let summary = run_ok(dir.path(), &["train.toml"]);
+    assert!(metric(&summary, "accuracy") > 0.97, "{summary}");
+    assert_eq!(summary["metrics"]["counts"]["categorical_features"], 1);
+    assert_eq!(
+        summary["metrics"]["classes"],
+        serde_json::json!(["no", "yes"])
+    );
+
+    // Scoring: an unseen plan is an error by default, scored with `keep`, dropped with `skip`.
+    write(
+        dir.path(),
+        "new.csv",
+        &churn_csv(200, &["basic", "premium", "student"]),
+    );
+    let predict = |handle_invalid: &str| {
+        write(
+            dir.path(),
+            "predict.toml",
+            &format!(
+                "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/churn/latest\"\nhandle_invalid = \"{handle_invalid}\"\n[input]\npath = \"new.csv\"\n[output]\npath = \"scores.csv\"\n"
+            ),
+        );
+        run(submit(dir.path()).args(["predict.toml", "--quiet"]))
+    };
+    let refused = predict("error");
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("\"student\""),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!dir.path().join("scores.csv").exists());
+
+    let kept = predict("keep");
+    assert_eq!(kept.status.code(), Some(0), "{}", stderr(&kept));
+    let scores = std::fs::read_to_string(dir.path().join("scores.csv")).unwrap();
+    let mut lines = scores.lines();
+    assert_eq!(
+        lines.next(),
+        Some("row,prediction,probability_no,probability_yes")
+    );
+    assert_eq!(scores.lines().count(), 201);
+    let data = churn_csv(200, &["basic", "premium", "student"]);
+    let mut right = 0;
+    for (line, truth) in lines.zip(data.lines().skip(1)) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let expected = truth.rsplit(',').next().unwrap();
+        let plan = truth.split(',').nth(1).unwrap();
+        assert!(fields[1] == "yes" || fields[1] == "no");
+        let (no, yes): (f64, f64) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+        assert!((no + yes - 1.0).abs() < 1e-9);
+        if plan != "student" && fields[1] == expected {
+            right += 1;
+        }
+    }
+    assert!(right > 120, "{right} of the known-plan rows right");
+
+    let skipped = predict("skip");
+    assert_eq!(skipped.status.code(), Some(0), "{}", stderr(&skipped));
+    let scores = std::fs::read_to_string(dir.path().join("scores.csv")).unwrap();
+    let students = data
+        .lines()
+        .filter(|line| line.contains(",student,"))
+        .count();
+    assert_eq!(scores.lines().count(), 201 - students);
+}
+
+#[test]
+fn one_and_two_threads_give_byte_identical_models() {
+    let dir = tempfile::tempdir().unwrap();
+    for (algorithm, extra) in [
+        ("gbt", "max_iter = 15\nsubsampling_rate = 0.8"),
+        ("random_forest", "num_trees = 8\nmax_depth = 6"),
+    ] {
+        write(
+            dir.path(),
+            &format!("{algorithm}.toml"),
+            &format!(
+                "[input]\nsynthetic = {{ kind = \"classification\", rows = 40000, features = 5 }}\n[model]\nalgorithm = \"{algorithm}\"\n{extra}\n"
+            ),
+        );
+        let mut files = Vec::new();
+        for master in ["local[1]", "local[2]"] {
+            let summary = run_ok(
+                dir.path(),
+                &[&format!("{algorithm}.toml"), "--master", master],
+            );
+            let version = dir.path().join(summary["version_dir"].as_str().unwrap());
+            files.push((
+                std::fs::read(version.join("model.trees.json")).unwrap(),
+                std::fs::read(version.join("model.lgb.txt")).unwrap(),
+            ));
+        }
+        assert!(
+            files[0] == files[1],
+            "{algorithm}: models differ between 1 and 2 threads"
+        );
+    }
+}
+
+#[test]
+fn lightgbm_loads_the_export_and_predicts_the_same() {
+    let python = std::env::var("SUBMIT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let available = std::process::Command::new(&python)
+        .args(["-c", "import lightgbm, pandas"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !available {
+        eprintln!(
+            "SKIPPED: {python} cannot import lightgbm and pandas (set SUBMIT_PYTHON; .ci/run installs them)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("a,b,c,d,label\n");
+    for row in 0..4000 {
+        let x: Vec<f64> = (0..4).map(|j| noise(row, j) * 4.0 - 2.0).collect();
+        let missing = if row % 13 == 0 {
+            String::new()
+        } else {
+            format!("{:.4}", x[1])
+        };
+        let y = f64::from(x[0] * x[1] + x[2] > 0.3);
+        csv.push_str(&format!(
+            "{:.4},{missing},{:.4},{:.4},{y}\n",
+            x[0], x[2], x[3]
+        ));
+    }
+    write(dir.path(), "table.csv", &csv);
+    let mut regression_csv = String::from("a,b,c,label\n");
+    for row in 0..3000 {
+        let x: Vec<f64> = (0..3).map(|j| noise(row, j + 7) * 4.0 - 2.0).collect();
+        regression_csv.push_str(&format!(
+            "{:.4},{:.4},{:.4},{:.5}\n",
+            x[0],
+            x[1],
+            x[2],
+            x[0] * 2.0 + (x[1] * 3.0).sin()
+        ));
+    }
+    write(dir.path(), "regression.csv", &regression_csv);
+    for (name, data, model) in [
+        ("gbt", "table.csv", "algorithm = \"gbt\"\nmax_iter = 25"),
+        (
+            "forest",
+            "table.csv",
+            "algorithm = \"random_forest\"\nnum_trees = 10",
+        ),
+        (
+            "gbt-l2",
+            "regression.csv",
+            "algorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 25",
+        ),
+        (
+            "gbt-l1",
+            "regression.csv",
+            "algorithm = \"gbt\"\ntask = \"regression\"\nloss_type = \"absolute\"\nmax_iter = 25",
+        ),
+        (
+            "forest-reg",
+            "regression.csv",
+            "algorithm = \"random_forest\"\ntask = \"regression\"\nnum_trees = 10",
+        ),
+    ] {
+        write(
+            dir.path(),
+            "train.toml",
+            &format!("[job]\nname = \"{name}\"\n[input]\npath = \"{data}\"\n[model]\n{model}\n"),
+        );
+        run_ok(dir.path(), &["train.toml"]);
+        write(
+            dir.path(),
+            "predict.toml",
+            &format!(
+                "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/{name}/latest\"\n[input]\npath = \"{data}\"\n[output]\npath = \"{name}.csv\"\n"
+            ),
+        );
+        run_ok(dir.path(), &["predict.toml"]);
+        let check = std::process::Command::new(&python)
+            .arg(repository().join("scripts/check_lightgbm.py"))
+            .arg(dir.path().join(format!("models/{name}/latest")))
+            .arg(dir.path().join(data))
+            .arg(dir.path().join(format!("{name}.csv")))
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
+
+#[test]
+fn tree_configuration_and_data_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, i32, &[&str]); 6] = [
+        (
+            "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"gbt\"\nrank = 10\n",
+            2,
+            &["model.rank", "does not apply to algorithm gbt"],
+        ),
+        (
+            "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"random_forest\"\nimpurity = \"variance\"\n",
+            2,
+            &["model.impurity", "does not fit the task"],
+        ),
+        (
+            "[input]\nsynthetic = { kind = \"ratings\" }\n[model]\nalgorithm = \"gbt\"\n",
+            2,
+            &["labelled table"],
+        ),
+        (
+            "[input]\nsynthetic = { kind = \"classification\", classes = 3 }\n[model]\nalgorithm = \"gbt\"\n",
+            3,
+            &["binary", "3 classes", "random_forest"],
+        ),
+        (
+            "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"random_forest\"\nfeature_subset_strategy = \"most\"\n",
+            2,
+            &["feature_subset_strategy", "sqrt"],
+        ),
+        (
+            "[input]\npath = \"one-class.csv\"\n[model]\nalgorithm = \"random_forest\"\n",
+            3,
+            &["single class"],
+        ),
+    ];
+    write(
+        dir.path(),
+        "one-class.csv",
+        "x,label\n1,a\n2,a\n3,a\n4,a\n5,a\n6,a\n",
+    );
+    for (job, code, words) in cases {
+        write(dir.path(), "job.toml", job);
+        let output = run(submit(dir.path()).args(["job.toml", "--quiet"]));
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{job}\n{message}");
+        for word in words {
+            assert!(message.contains(word), "{job}: no {word:?} in\n{message}");
+        }
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
