@@ -362,3 +362,37 @@ fn tree_configuration_and_data_errors_are_clear() {
         assert!(!message.contains("panicked"), "{message}");
     }
 }
+
+#[test]
+fn validation_column_and_max_categories_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x,level,holdout,label\n");
+    for row in 0..3000 {
+        let x = noise(row, 1) * 10.0;
+        let level = (noise(row, 2) * 4.0).floor();
+        let label = u8::from(x > 5.0) ^ u8::from(level == 2.0);
+        let holdout = if row % 5 == 0 { "true" } else { "false" };
+        csv.push_str(&format!("{x:.3},{level},{holdout},{label}\n"));
+    }
+    write(dir.path(), "table.csv", &csv);
+    write(
+        dir.path(),
+        "job.toml",
+        "[input]\npath = \"table.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 300\nstep_size = 0.3\nvalidation_column = \"holdout\"\nmax_categories = 4\n",
+    );
+    let summary = run_ok(dir.path(), &["job.toml"]);
+    let counts = &summary["metrics"]["counts"];
+    assert_eq!(
+        counts["features"], 2,
+        "the validation column is not a feature"
+    );
+    assert_eq!(counts["categorical_features"], 1, "level has 4 values");
+    let validation = counts["validation_rows"].as_u64().unwrap();
+    assert!((400..=560).contains(&validation), "{validation}");
+    let trees = &summary["metrics"]["trees"];
+    assert!(
+        trees["grown"].as_u64().unwrap() < 300,
+        "stopped early: {trees}"
+    );
+    assert!(metric(&summary, "accuracy") > 0.97, "{summary}");
+}

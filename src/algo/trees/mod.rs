@@ -844,6 +844,22 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_and_reloaded_model_predicts_exactly_the_same() {
+        let table = crate::ingest::synthetic::classification(3000, 4, 3, 2);
+        let model = train(
+            &table,
+            &params(Ensemble::RandomForest, TreeTask::Classification),
+            None,
+            &|_, _| {},
+        )
+        .unwrap();
+        let text = serde_json::to_string(&model).unwrap();
+        let reloaded: TreeModel = serde_json::from_str(&text).unwrap();
+        assert_eq!(reloaded, model);
+        assert_eq!(reloaded.predict(&table), model.predict(&table));
+    }
+
+    #[test]
     fn gbt_refuses_more_than_two_classes() {
         let table = crate::ingest::synthetic::classification(500, 3, 3, 1);
         let error = train(
