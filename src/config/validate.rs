@@ -577,6 +577,32 @@ fn train_task(
     }
     let output_dir = reader.path("output.dir", &output_text);
 
+    // Values derived from other keys go into the resolved job too, so it records what ran.
+    let derived: Vec<(&str, Value)> = match &model {
+        ModelConfig::Als { params, .. } => vec![
+            ("model.max_iter", Value::Integer(params.max_iter as i64)),
+            (
+                "model.solver",
+                Value::String(
+                    match params.solver {
+                        Solver::Cholesky => "cholesky",
+                        Solver::ConjugateGradient { .. } => "cg",
+                    }
+                    .to_owned(),
+                ),
+            ),
+        ],
+        ModelConfig::Trees { params, .. } => match params.ensemble {
+            Ensemble::Gbt => vec![
+                ("model.max_iter", Value::Integer(params.max_iter as i64)),
+                ("model.loss_type", serde_value(&params.loss_type)),
+            ],
+            Ensemble::RandomForest => vec![("model.impurity", serde_value(&params.impurity))],
+        },
+    };
+    for (key, value) in derived {
+        resolved.push((key.to_owned(), value));
+    }
     let resolved_params = match &model {
         ModelConfig::Als { params, cold_start } => serde_json::json!({
             "rank": params.rank,
@@ -1217,6 +1243,16 @@ fn read_source(
         }),
         resolved,
     ))
+}
+
+/// A unit enum's serde name as a TOML string.
+fn serde_value<T: serde::Serialize>(value: &T) -> Value {
+    Value::String(
+        serde_json::to_value(value)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    )
 }
 
 fn format_name(format: Format) -> String {

@@ -75,8 +75,13 @@ pub fn train(
         }
         .into());
     }
-    // Bins (one byte per value), the row statistics and the index arrays, per tree in flight.
-    let needed = train_rows * (table.columns() + 64 * config.threads.min(params.num_trees));
+    // Bins (one byte per value, row- and column-major) plus, per tree in flight, the row
+    // statistics (up to 3 f64) and two row-index arrays.
+    let in_flight = match params.ensemble {
+        trees::Ensemble::RandomForest => config.threads.min(params.num_trees),
+        trees::Ensemble::Gbt => 1,
+    };
+    let needed = train_rows * (2 * table.columns() + 32 * in_flight);
     ResourceError::check("the binned training table", needed, config)?;
     let train_table = table.select(&is_train);
     let validation_table = is_validation
