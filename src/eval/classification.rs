@@ -9,6 +9,10 @@ use serde::Serialize;
 pub struct ClassificationMetrics {
     pub accuracy: f64,
     pub f1: f64,
+    /// Precision and recall per class, weighted by the class's share of rows (Spark's
+    /// `weightedPrecision` / `weightedRecall`).
+    pub weighted_precision: f64,
+    pub weighted_recall: f64,
     pub log_loss: f64,
     pub auc_roc: Option<f64>,
     pub auc_pr: Option<f64>,
@@ -39,7 +43,7 @@ pub fn evaluate(
         log_loss -= probability[truth].clamp(1e-15, 1.0).ln();
     }
     let correct: u64 = (0..classes).map(|class| confusion[class][class]).sum();
-    let mut f1 = 0.0;
+    let (mut f1, mut weighted_precision, mut weighted_recall) = (0.0, 0.0, 0.0);
     for (class, row) in confusion.iter().enumerate() {
         let truth_count: u64 = row.iter().sum();
         let predicted_count: u64 = confusion.iter().map(|truth| truth[class]).sum();
@@ -59,7 +63,10 @@ pub fn evaluate(
         } else {
             0.0
         };
-        f1 += f * truth_count as f64 / rows;
+        let share = truth_count as f64 / rows;
+        f1 += f * share;
+        weighted_precision += precision * share;
+        weighted_recall += recall * share;
     }
     let (auc_roc, auc_pr) = if classes == 2 {
         let scores: Vec<f64> = probabilities.iter().map(|p| p[1]).collect();
@@ -71,6 +78,8 @@ pub fn evaluate(
     ClassificationMetrics {
         accuracy: correct as f64 / rows,
         f1,
+        weighted_precision,
+        weighted_recall,
         log_loss: log_loss / rows,
         auc_roc,
         auc_pr,
@@ -140,6 +149,8 @@ mod tests {
         assert_eq!(metrics.confusion, vec![vec![1, 1], vec![0, 2]]);
         // class 0: precision 1, recall 0.5, F 2/3; class 1: precision 2/3, recall 1, F 0.8
         assert!((metrics.f1 - (0.5 * 2.0 / 3.0 + 0.5 * 0.8)).abs() < 1e-12);
+        assert!((metrics.weighted_precision - (0.5 * 1.0 + 0.5 * 2.0 / 3.0)).abs() < 1e-12);
+        assert!((metrics.weighted_recall - 0.75).abs() < 1e-12);
         let expected_log_loss = -(0.9f64.ln() + 0.2f64.ln() + 0.7f64.ln() + 0.6f64.ln()) / 4.0;
         assert!((metrics.log_loss - expected_log_loss).abs() < 1e-12);
     }

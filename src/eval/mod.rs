@@ -2,5 +2,6 @@
 //! training job compute figures the same way.
 
 pub mod classification;
+pub mod metric;
 pub mod ranking;
 pub mod regression;
