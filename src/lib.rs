@@ -108,10 +108,29 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             Task::Recommend(task) => task.output.path.display().to_string(),
             Task::Predict(task) => task.output.path.display().to_string(),
         };
+        // A tuning run trains grid points x folds models, then refits the best one.
+        let models = match &config.task {
+            Task::Train(task) => match &task.tuning {
+                Some(tuning) => {
+                    let points = tuning
+                        .max_models
+                        .map_or(tuning.points.len(), |max| max.min(tuning.points.len()));
+                    let folds = match tuning.method {
+                        config::TuningMethod::CrossValidation { folds } => folds,
+                        config::TuningMethod::TrainValidationSplit { .. } => 1,
+                    };
+                    Some((tuning.points.len(), points * folds + 1))
+                }
+                None => None,
+            },
+            _ => None,
+        };
         if cli.json {
             let value = serde_json::json!({
                 "status": "ok",
                 "dry_run": true,
+                "grid_points": models.map(|(points, _)| points),
+                "models_to_train": models.map_or(1, |(_, models)| models),
                 "job": config.name,
                 "kind": config.task.kind(),
                 "master": config.master.to_string(),
@@ -122,6 +141,11 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             println!("{value}");
         } else {
             print!("{}", config.resolved_toml);
+            if let Some((points, models)) = models {
+                progress.info(&format!(
+                    "tuning: {points} grid points; {models} models will be trained (grid points x folds, plus the refit of the best)"
+                ));
+            }
             progress.info(&format!(
                 "dry run: {} job `{}` is valid; it would run on {} ({} threads) and write {}",
                 config.task.kind(),

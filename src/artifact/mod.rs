@@ -100,6 +100,9 @@ pub struct Manifest {
     pub created_at: String,
     pub durations_s: BTreeMap<String, f64>,
     pub files: Vec<String>,
+    /// The hyperparameter search that chose `params`, when the job had a `[tuning.grid]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<serde_json::Value>,
 }
 
 /// A published version read back from disk.

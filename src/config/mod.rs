@@ -15,6 +15,7 @@ pub use layer::{Layered, Origin};
 
 use crate::algo::als::AlsParams;
 use crate::algo::trees::{Ensemble, TreeParams};
+use crate::eval::metric::Metric;
 
 /// A configuration problem a person can fix by editing a file or a flag (exit code 2).
 #[derive(Debug, Clone, PartialEq)]
@@ -389,6 +390,34 @@ pub struct TrainTask {
     pub output_dir: PathBuf,
     /// Model parameters as they will be recorded in the manifest.
     pub resolved_params: serde_json::Value,
+    /// A hyperparameter search, when `[tuning.grid]` is set; `model` is then its first point.
+    pub tuning: Option<Box<Tuning>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TuningMethod {
+    CrossValidation { folds: usize },
+    TrainValidationSplit { train_ratio: f64 },
+}
+
+/// One combination of grid values, validated into a model configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridPoint {
+    /// `(model parameter, value)` as written in the grid.
+    pub values: Vec<(String, toml::Value)>,
+    pub model: ModelConfig,
+    pub resolved_params: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning {
+    pub method: TuningMethod,
+    /// `None`: the default for the model, decided once the data is read.
+    pub metric: Option<Metric>,
+    pub parallelism: usize,
+    pub max_models: Option<usize>,
+    pub max_seconds: Option<f64>,
+    pub points: Vec<GridPoint>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

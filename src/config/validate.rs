@@ -10,6 +10,7 @@ use super::params::{self, Kind};
 use super::*;
 use crate::algo::als::{AlsParams, Solver};
 use crate::algo::trees::{Ensemble, FeatureSubset, Impurity, Loss, TreeParams, TreeTask};
+use crate::eval::metric::{Metric, MetricKind};
 
 /// The layers in precedence order, lowest first, as the CLI collected them.
 pub struct Sources<'a> {
@@ -56,6 +57,10 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
             } else {
                 format!("{prefix}.{key}")
             };
+            if prefix == "tuning.grid" {
+                check_grid_entry(key, value, &path, layered)?;
+                continue;
+            }
             let Some(param) = params::find(&path) else {
                 let suggestions = params::suggestions(&path);
                 let mut error = ConfigError::new(format!("unknown key `{path}`"))
@@ -94,6 +99,75 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
         Ok(())
     }
     walk("", &layered.table, layered)
+}
+
+/// Model parameters a grid may vary (not the algorithm, and nothing batch jobs read).
+fn grid_parameter(name: &str) -> Option<&'static params::Param> {
+    params::find(&format!("model.{name}")).filter(|param| {
+        param.kind != Kind::Section
+            && !matches!(
+                name,
+                // The algorithm, what batch jobs read, and what shapes the data rather than
+                // the model (the early-stopping rows, categorical detection) stay fixed.
+                "algorithm"
+                    | "from"
+                    | "handle_invalid"
+                    | "validation_fraction"
+                    | "validation_column"
+                    | "max_categories"
+            )
+    })
+}
+
+/// `tuning.grid.<name> = [values]`: a model parameter and a non-empty list of values of its type.
+fn check_grid_entry(
+    name: &str,
+    value: &Value,
+    path: &str,
+    layered: &Layered,
+) -> Result<(), ConfigError> {
+    let Some(param) = grid_parameter(name) else {
+        let mut candidates: Vec<(f64, &str)> = params::PARAMS
+            .iter()
+            .filter_map(|param| param.key.strip_prefix("model."))
+            .filter(|candidate| grid_parameter(candidate).is_some())
+            .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
+            .collect();
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let error = ConfigError::new(format!("unknown grid parameter `{path}`"))
+            .origin(layered.key_origin(path))
+            .allowed("a [model] training parameter, e.g. rank, reg_param, implicit_prefs, max_depth, num_trees, step_size");
+        return Err(match candidates.first() {
+            Some((score, best)) if *score >= 0.8 => {
+                error.hint(format!("did you mean `tuning.grid.{best}`?"))
+            }
+            _ => error,
+        });
+    };
+    let values = match value.as_array() {
+        Some(values) if !values.is_empty() => values,
+        _ => {
+            return Err(ConfigError::new(format!(
+                "a grid entry must be a non-empty list: `{path}`"
+            ))
+            .origin(layered.origin(path))
+            .found(describe_value(value))
+            .allowed(format!(
+                "a list of values, each {}: {}",
+                param.kind.with_article(),
+                param.allowed
+            )));
+        }
+    };
+    if let Some(bad) = values.iter().find(|item| !type_matches(param.kind, item)) {
+        return Err(
+            ConfigError::new(format!("wrong type in grid entry `{path}`"))
+                .origin(layered.origin(path))
+                .found(describe_value(bad))
+                .allowed(format!("{}: {}", param.kind.with_article(), param.allowed)),
+        );
+    }
+    Ok(())
 }
 
 fn type_matches(kind: Kind, value: &Value) -> bool {
@@ -288,6 +362,9 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     }
     let algorithm = reader_algorithm(&resolved.table);
     prune(&mut resolved.table, &kind, &algorithm, "");
+    if !matches!(&task, Task::Train(train) if train.tuning.is_some()) {
+        resolved.table.remove("tuning");
+    }
     let resolved_toml = toml::to_string(&resolved.table)
         .map_err(|error| ConfigError::new(format!("cannot render the resolved job: {error}")))?;
 
@@ -305,7 +382,14 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
 
 /// Whether `key` means anything for a job of this kind.
 fn applies(kind: &str, key: &str) -> bool {
-    const TRAIN_ONLY: [&str; 5] = ["split", "eval", "model", "input.synthetic", "output.dir"];
+    const TRAIN_ONLY: [&str; 6] = [
+        "split",
+        "eval",
+        "model",
+        "input.synthetic",
+        "output.dir",
+        "tuning",
+    ];
     const BATCH_ONLY: [&str; 4] = [
         "model.from",
         "model.handle_invalid",
@@ -603,64 +687,8 @@ fn train_task(
     for (key, value) in derived {
         resolved.push((key.to_owned(), value));
     }
-    let resolved_params = match &model {
-        ModelConfig::Als { params, cold_start } => serde_json::json!({
-            "rank": params.rank,
-            "max_iter": params.max_iter,
-            "reg_param": params.reg_param,
-            "implicit_prefs": params.implicit_prefs,
-            "alpha": params.alpha,
-            "solver": match params.solver {
-                Solver::Cholesky => "cholesky",
-                Solver::ConjugateGradient { .. } => "cg",
-            },
-            "cg_steps": match params.solver {
-                Solver::ConjugateGradient { steps } => Some(steps),
-                Solver::Cholesky => None,
-            },
-            "nonnegative": params.nonnegative,
-            "cold_start_strategy": cold_start,
-            "seed": params.seed,
-        }),
-        ModelConfig::Trees {
-            params,
-            validation,
-            handle_invalid,
-        } => {
-            let mut value = serde_json::to_value(params).unwrap_or_default();
-            let gbt = params.ensemble == Ensemble::Gbt;
-            if let Some(object) = value.as_object_mut() {
-                object.remove("ensemble");
-                let drop: &[&str] = if gbt {
-                    &["num_trees", "impurity", "bootstrap"]
-                } else {
-                    &["max_iter", "step_size", "loss_type", "validation_tol"]
-                };
-                for key in drop {
-                    object.remove(*key);
-                }
-                object.insert(
-                    "handle_invalid".to_owned(),
-                    serde_json::json!(handle_invalid),
-                );
-                if gbt {
-                    object.insert(
-                        "validation".to_owned(),
-                        match validation {
-                            ValidationSource::None => serde_json::Value::Null,
-                            ValidationSource::Fraction(fraction) => {
-                                serde_json::json!({"fraction": fraction})
-                            }
-                            ValidationSource::Column(column) => {
-                                serde_json::json!({"column": column.to_string()})
-                            }
-                        },
-                    );
-                }
-            }
-            value
-        }
-    };
+    let resolved_params = params_record(&model);
+    let tuning = tuning(reader, source, &algorithm, seed, &model)?.map(Box::new);
 
     resolved.push((
         "output.dir".to_owned(),
@@ -674,6 +702,7 @@ fn train_task(
             model,
             output_dir,
             resolved_params,
+            tuning,
         }),
         resolved,
     ))
@@ -904,6 +933,220 @@ fn tree_model(
         validation,
         handle_invalid,
     })
+}
+
+fn params_record(model: &ModelConfig) -> serde_json::Value {
+    match model {
+        ModelConfig::Als { params, cold_start } => serde_json::json!({
+            "rank": params.rank,
+            "max_iter": params.max_iter,
+            "reg_param": params.reg_param,
+            "implicit_prefs": params.implicit_prefs,
+            "alpha": params.alpha,
+            "solver": match params.solver {
+                Solver::Cholesky => "cholesky",
+                Solver::ConjugateGradient { .. } => "cg",
+            },
+            "cg_steps": match params.solver {
+                Solver::ConjugateGradient { steps } => Some(steps),
+                Solver::Cholesky => None,
+            },
+            "nonnegative": params.nonnegative,
+            "cold_start_strategy": cold_start,
+            "seed": params.seed,
+        }),
+        ModelConfig::Trees {
+            params,
+            validation,
+            handle_invalid,
+        } => {
+            let mut value = serde_json::to_value(params).unwrap_or_default();
+            let gbt = params.ensemble == Ensemble::Gbt;
+            if let Some(object) = value.as_object_mut() {
+                object.remove("ensemble");
+                let drop: &[&str] = if gbt {
+                    &["num_trees", "impurity", "bootstrap"]
+                } else {
+                    &["max_iter", "step_size", "loss_type", "validation_tol"]
+                };
+                for key in drop {
+                    object.remove(*key);
+                }
+                object.insert(
+                    "handle_invalid".to_owned(),
+                    serde_json::json!(handle_invalid),
+                );
+                if gbt {
+                    object.insert(
+                        "validation".to_owned(),
+                        match validation {
+                            ValidationSource::None => serde_json::Value::Null,
+                            ValidationSource::Fraction(fraction) => {
+                                serde_json::json!({"fraction": fraction})
+                            }
+                            ValidationSource::Column(column) => {
+                                serde_json::json!({"column": column.to_string()})
+                            }
+                        },
+                    );
+                }
+            }
+            value
+        }
+    }
+}
+
+/// `[tuning]`: the method, metric and limits, and every grid point validated like a job's own
+/// `[model]` (an out-of-range value names its grid entry).
+fn tuning(
+    reader: &Reader<'_>,
+    source: &Source,
+    algorithm: &str,
+    seed: u64,
+    base: &ModelConfig,
+) -> Result<Option<Tuning>, ConfigError> {
+    let grid = match reader.layered.get("tuning.grid") {
+        Some(Value::Table(grid)) if !grid.is_empty() => grid.clone(),
+        _ => {
+            for key in [
+                "tuning.method",
+                "tuning.folds",
+                "tuning.train_ratio",
+                "tuning.metric",
+                "tuning.parallelism",
+                "tuning.max_models",
+                "tuning.max_seconds",
+            ] {
+                if reader.is_set(key) {
+                    return Err(reader
+                        .invalid(key, "a tuning setting without a grid")
+                        .hint("add a [tuning.grid] table, e.g. rank = [5, 10, 20]"));
+                }
+            }
+            return Ok(None);
+        }
+    };
+    let method = match reader
+        .choice(
+            "tuning.method",
+            &["cross_validation", "train_validation_split"],
+        )?
+        .as_deref()
+    {
+        Some("train_validation_split") => TuningMethod::TrainValidationSplit {
+            train_ratio: {
+                let ratio = reader.float("tuning.train_ratio", 0.0, 1.0, true)?;
+                if ratio >= 1.0 {
+                    return Err(reader.invalid("tuning.train_ratio", "value out of range"));
+                }
+                ratio
+            },
+        },
+        _ => TuningMethod::CrossValidation {
+            folds: reader.required_integer("tuning.folds", 2, 20)? as usize,
+        },
+    };
+    let metric = match reader.string("tuning.metric") {
+        Some(name) => Some(Metric::parse(&name).ok_or_else(|| {
+            reader
+                .invalid("tuning.metric", "unknown metric")
+                .allowed(Metric::names())
+        })?),
+        None => None,
+    };
+    let max_seconds = match reader.layered.get("tuning.max_seconds") {
+        Some(_) => Some(reader.float("tuning.max_seconds", 0.0, 1e9, true)?),
+        None => None,
+    };
+    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (name, values) in &grid {
+        let values = values.as_array().cloned().unwrap_or_default();
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                values.iter().map(move |value| {
+                    let mut point = point.clone();
+                    point.push((name.clone(), value.clone()));
+                    point
+                })
+            })
+            .collect();
+    }
+    for name in grid.keys() {
+        let key = format!("model.{name}");
+        if !applies_to_algorithm(algorithm, &key) {
+            return Err(reader
+                .invalid(
+                    &format!("tuning.grid.{name}"),
+                    &format!("a grid parameter that does not apply to algorithm {algorithm}"),
+                )
+                .allowed(format!(
+                    "parameters of {algorithm}; see the [model] keys in the README"
+                )));
+        }
+    }
+    let mut validated = Vec::with_capacity(points.len());
+    for values in points {
+        let mut layered = reader.layered.clone();
+        for (name, value) in &values {
+            let origin = reader.layered.origin(&format!("tuning.grid.{name}"));
+            layered.set(&format!("model.{name}"), value.clone(), origin);
+        }
+        let point_reader = Reader { layered: &layered };
+        let described: Vec<String> = values
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}"))
+            .collect();
+        let model = if algorithm == "als" {
+            als_model(&point_reader, source, seed)
+        } else {
+            tree_model(&point_reader, source, algorithm, seed)
+        }
+        .map_err(|error| {
+            error.hint(format!(
+                "in the grid point {{ {} }} from [tuning.grid]",
+                described.join(", ")
+            ))
+        })?;
+        validated.push(GridPoint {
+            resolved_params: params_record(&model),
+            values,
+            model,
+        });
+    }
+    if let Some(metric) = metric {
+        let kind = metric.kind();
+        let fits = validated.iter().all(|point| match &point.model {
+            ModelConfig::Als { params, .. } => {
+                kind == MetricKind::Ranking
+                    || (kind == MetricKind::Regression && !params.implicit_prefs)
+            }
+            ModelConfig::Trees { params, .. } => match params.task {
+                TreeTask::Regression => kind == MetricKind::Regression,
+                TreeTask::Classification => kind == MetricKind::Classification,
+            },
+        });
+        if !fits {
+            return Err(reader
+                .invalid("tuning.metric", "a metric that does not fit the model")
+                .allowed(match base {
+                    ModelConfig::Als { .. } => "rmse, mse, mae, r2 (explicit feedback only) or precision_at_k, recall_at_k, ndcg_at_k, map_at_k",
+                    ModelConfig::Trees { params, .. } if params.task == TreeTask::Regression => "rmse, mse, mae, r2",
+                    ModelConfig::Trees { .. } => "accuracy, f1, weighted_precision, weighted_recall, auc_roc, auc_pr, log_loss",
+                }));
+        }
+    }
+    let _ = base;
+    Ok(Some(Tuning {
+        method,
+        metric,
+        parallelism: reader.required_integer("tuning.parallelism", 1, 64)? as usize,
+        max_models: reader
+            .integer("tuning.max_models", 1, 100_000)?
+            .map(|models| models as usize),
+        max_seconds,
+        points: validated,
+    }))
 }
 
 /// `model.from`: a version directory or a `latest` link, relative to the file that sets it.

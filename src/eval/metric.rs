@@ -186,7 +186,10 @@ mod tests {
     fn regression_matches_scikit_learn() {
         let pairs: Vec<(f64, f64)> = PREDICTED.iter().copied().zip(TRUTH).collect();
         let scores = regression_scores(&pairs);
-        assert!((scores.mse - 0.27166666666666667).abs() < 1e-12, "{scores:?}");
+        assert!(
+            (scores.mse - 0.27166666666666667).abs() < 1e-12,
+            "{scores:?}"
+        );
         assert!((scores.rmse - 0.27166666666666667f64.sqrt()).abs() < 1e-12);
         assert!((scores.mae - 0.4166666666666667).abs() < 1e-12);
         assert!((scores.r2.unwrap() - 0.9579987116169207).abs() < 1e-12);
@@ -206,7 +209,10 @@ mod tests {
         ];
         let labels = [0.0, 1.0, 2.0, 1.0, 0.0, 1.0, 2.0];
         let metrics = classification::evaluate(&probabilities, &labels, 3);
-        assert!((metrics.accuracy - 0.5714285714285714).abs() < 1e-12, "{metrics:?}");
+        assert!(
+            (metrics.accuracy - 0.5714285714285714).abs() < 1e-12,
+            "{metrics:?}"
+        );
         assert!((metrics.f1 - 0.6).abs() < 1e-12, "{metrics:?}");
         assert!((metrics.weighted_precision - 0.6666666666666666).abs() < 1e-12);
         assert!((metrics.weighted_recall - 0.5714285714285714).abs() < 1e-12);

@@ -15,6 +15,7 @@ use crate::ingest;
 use crate::report::Summary;
 
 mod trees;
+mod tuning;
 
 pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
     match &task.model {
@@ -34,6 +35,9 @@ fn train_als(
     cold_start: &ColdStartStrategy,
     progress: &Progress,
 ) -> anyhow::Result<Summary> {
+    let (mut params, mut cold_start) = (params.clone(), *cold_start);
+    let mut resolved_params = task.resolved_params.clone();
+    let mut tuning_report = None;
     let started = Instant::now();
     let mut durations = BTreeMap::new();
 
@@ -65,6 +69,24 @@ fn train_als(
         }
         .into());
     }
+    if let Some(tuning) = &task.tuning {
+        memory::set_phase(Phase::Training);
+        let (outcome, winner) = tune_als(config, task, tuning, ratings, &is_test, progress)?;
+        progress.info(outcome.table(tuning).trim_end());
+        tuning_report = Some(outcome.report(tuning));
+        if let ModelConfig::Als {
+            params: best,
+            cold_start: best_cold_start,
+        } = &winner.model
+        {
+            params = best.clone();
+            cold_start = *best_cold_start;
+        }
+        resolved_params = winner.resolved_params.clone();
+        memory::set_phase(Phase::BuildingDataset);
+    }
+    let params = &params;
+    let cold_start = &cold_start;
     // Both CSR copies (column index + value per rating) and both factor tables.
     let needed = train_count * 16 + (ratings.users() + ratings.items()) * (16 + params.rank * 4);
     ResourceError::check("the training matrices and factors", needed, config)?;
@@ -160,6 +182,9 @@ fn train_als(
         metrics_json["counts"]["test_missing_predictions"] = cold.into();
     }
 
+    if let Some(report) = &tuning_report {
+        metrics_json["tuning"] = report.clone();
+    }
     memory::set_phase(Phase::Publishing);
     let phase = Instant::now();
     let staging = Staging::create(&task.output_dir, &config.name)?;
@@ -193,7 +218,8 @@ fn train_als(
         kind: "train".to_owned(),
         job: config.name.clone(),
         algorithm: task.model.algorithm().to_owned(),
-        params: task.resolved_params.clone(),
+        params: resolved_params,
+        tuning: tuning_report.clone(),
         seed: config.seed,
         master: config.master.to_string(),
         threads: config.threads,
@@ -328,4 +354,86 @@ fn evaluate(model: &AlsModel, test: &crate::dataset::Ratings) -> regression::Reg
             test.rating[row],
         )
     }))
+}
+
+/// Cross-validation (or a train-validation split) of the ALS grid over the training ratings.
+fn tune_als<'a>(
+    config: &JobConfig,
+    task: &TrainTask,
+    tuning: &'a crate::config::Tuning,
+    ratings: &crate::dataset::Ratings,
+    is_test: &[bool],
+    progress: &Progress,
+) -> anyhow::Result<(tuning::Outcome, &'a crate::config::GridPoint)> {
+    use crate::eval::metric::{self, Metric, MetricKind};
+    let implicit = tuning.points.iter().any(
+        |point| matches!(&point.model, ModelConfig::Als { params, .. } if params.implicit_prefs),
+    );
+    let metric = tuning.metric.unwrap_or(if implicit {
+        Metric::NdcgAtK
+    } else {
+        Metric::Rmse
+    });
+    let training_rows: Vec<usize> = (0..ratings.len()).filter(|&row| !is_test[row]).collect();
+    let masks: Vec<Vec<bool>> = tuning::fold_masks(training_rows.len(), tuning.method, config.seed)
+        .into_iter()
+        .map(|mask| {
+            let mut global = vec![false; ratings.len()];
+            for (position, &row) in training_rows.iter().enumerate() {
+                global[row] = mask[position];
+            }
+            global
+        })
+        .collect();
+    let score = |point: &crate::config::GridPoint, fold: usize| -> anyhow::Result<f64> {
+        let ModelConfig::Als { params, .. } = &point.model else {
+            anyhow::bail!("an als grid point holds another model");
+        };
+        let held_out = &masks[fold];
+        let excluded: Vec<bool> = is_test
+            .iter()
+            .zip(held_out)
+            .map(|(test, held)| *test || *held)
+            .collect();
+        let by_user = Csr::build_where(
+            ratings.users(),
+            &ratings.user,
+            &ratings.item,
+            &ratings.rating,
+            &excluded,
+            false,
+        );
+        let by_item = Csr::build_where(
+            ratings.items(),
+            &ratings.item,
+            &ratings.user,
+            &ratings.rating,
+            &excluded,
+            false,
+        );
+        let model = als::train(&by_user, &by_item, params, &mut |_, _| {})?;
+        let mut held = ratings.clone();
+        held.retain_where(held_out);
+        Ok(match metric.kind() {
+            MetricKind::Ranking => {
+                let ranking = evaluate_ranking(&model, &held, &by_user, task.ranking_k);
+                metric.of_ranking(&ranking.model).unwrap_or(f64::NAN)
+            }
+            _ => {
+                let pairs: Vec<(f64, f64)> = (0..held.len())
+                    .filter_map(|row| {
+                        model
+                            .predict(held.user[row] as usize, held.item[row] as usize)
+                            .map(|p| (f64::from(p), f64::from(held.rating[row])))
+                    })
+                    .collect();
+                metric
+                    .of_regression(&metric::regression_scores(&pairs))
+                    .unwrap_or(f64::NAN)
+            }
+        })
+    };
+    let outcome = tuning::search(tuning, metric, masks.len(), &score, progress)?;
+    let winner = &tuning.points[outcome.winner];
+    Ok((outcome, winner))
 }

@@ -6,9 +6,12 @@ use std::time::Instant;
 
 use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
 use crate::artifact::{self, Manifest, SavedTrees, store::Staging};
-use crate::config::{ColumnRef, JobConfig, TrainTask, ValidationSource};
+use crate::config::{
+    ColumnRef, GridPoint, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource,
+};
 use crate::dataset::split::{self, mix, unit};
 use crate::dataset::tabular::{FeatureKind, Tabular};
+use crate::eval::metric::{self, Metric};
 use crate::eval::{classification, regression};
 use crate::exec::memory::{self, Phase};
 use crate::exec::{Progress, ResourceError};
@@ -91,6 +94,29 @@ pub fn train(
     let test_table = table.select(&is_test);
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
 
+    let mut params = params.clone();
+    let mut resolved_params = task.resolved_params.clone();
+    let mut tuning_report = None;
+    if let Some(tuning) = &task.tuning {
+        memory::set_phase(Phase::Training);
+        let outcome = tune(
+            config,
+            tuning,
+            &train_table,
+            validation_table.as_ref(),
+            table,
+            progress,
+        )?;
+        progress.info(outcome.table(tuning).trim_end());
+        tuning_report = Some(outcome.report(tuning));
+        let winner = &tuning.points[outcome.winner];
+        if let ModelConfig::Trees { params: best, .. } = &winner.model {
+            params = best.clone();
+        }
+        resolved_params = winner.resolved_params.clone();
+    }
+    let params = &params;
+
     memory::set_phase(Phase::Training);
     let (total, label) = match params.ensemble {
         trees::Ensemble::RandomForest => (params.num_trees, "training random forest"),
@@ -152,6 +178,9 @@ pub fn train(
         metrics["best_iteration"] = model.trees.len().into();
     }
     metrics["threads"] = config.threads.into();
+    if let Some(report) = &tuning_report {
+        metrics["tuning"] = report.clone();
+    }
 
     memory::set_phase(Phase::Publishing);
     let phase = Instant::now();
@@ -217,7 +246,8 @@ pub fn train(
         kind: "train".to_owned(),
         job: config.name.clone(),
         algorithm: task.model.algorithm().to_owned(),
-        params: task.resolved_params.clone(),
+        params: resolved_params,
+        tuning: tuning_report,
         seed: config.seed,
         master: config.master.to_string(),
         threads: config.threads,
@@ -297,4 +327,73 @@ fn evaluate(model: &trees::TreeModel, test: &Tabular) -> serde_json::Value {
             serde_json::json!({"rmse": errors.rmse, "mae": errors.mae, "r2": r2})
         }
     }
+}
+
+/// Cross-validation (or a train-validation split) of the tree grid over the training rows; the
+/// early-stopping part, when there is one, is the same for every fold and the final fit.
+fn tune(
+    config: &JobConfig,
+    tuning: &Tuning,
+    train_table: &Tabular,
+    validation_table: Option<&Tabular>,
+    table: &Tabular,
+    progress: &Progress,
+) -> anyhow::Result<super::tuning::Outcome> {
+    let classes = (table.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1)
+        .max(table.label_names.as_ref().map_or(0, Vec::len));
+    let classification = tuning.points.iter().any(|point| {
+        matches!(&point.model, ModelConfig::Trees { params, .. } if params.task == TreeTask::Classification)
+    });
+    let metric = tuning.metric.unwrap_or(match (classification, classes) {
+        (false, _) => Metric::Rmse,
+        (true, 2) => Metric::AucRoc,
+        (true, _) => Metric::F1,
+    });
+    if classification && classes > 2 && matches!(metric, Metric::AucRoc | Metric::AucPr) {
+        anyhow::bail!(
+            "tuning.metric = \"{}\" needs two classes; the label has {classes} (use f1, accuracy or log_loss)",
+            metric.name()
+        );
+    }
+    let masks = super::tuning::fold_masks(train_table.rows(), tuning.method, config.seed);
+    let score = |point: &GridPoint, fold: usize| -> anyhow::Result<f64> {
+        let ModelConfig::Trees { params, .. } = &point.model else {
+            anyhow::bail!("a tree grid point holds another model");
+        };
+        let keep: Vec<bool> = masks[fold].iter().map(|held| !held).collect();
+        let fit_table = train_table.select(&keep);
+        let held = train_table.select(&masks[fold]);
+        let model = trees::train(
+            &fit_table,
+            params,
+            validation_table.map(|table| trees::Validation { table }),
+            &|_, _| {},
+        )?;
+        let predictions = model.predict(&held);
+        Ok(match params.task {
+            TreeTask::Classification => {
+                // A fold may lack the highest class: its probability is then 0.
+                let padded: Vec<Vec<f64>> = predictions
+                    .into_iter()
+                    .map(|mut p| {
+                        p.resize(classes, 0.0);
+                        p
+                    })
+                    .collect();
+                let scores = classification::evaluate(&padded, &held.labels, classes);
+                metric.of_classification(&scores).unwrap_or(f64::NAN)
+            }
+            TreeTask::Regression => {
+                let pairs: Vec<(f64, f64)> = predictions
+                    .iter()
+                    .zip(&held.labels)
+                    .map(|(p, y)| (p[0], *y))
+                    .collect();
+                metric
+                    .of_regression(&metric::regression_scores(&pairs))
+                    .unwrap_or(f64::NAN)
+            }
+        })
+    };
+    super::tuning::search(tuning, metric, masks.len(), &score, progress)
 }
