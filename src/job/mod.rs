@@ -374,17 +374,7 @@ fn tune_als<'a>(
     } else {
         Metric::Rmse
     });
-    let training_rows: Vec<usize> = (0..ratings.len()).filter(|&row| !is_test[row]).collect();
-    let masks: Vec<Vec<bool>> = tuning::fold_masks(training_rows.len(), tuning.method, config.seed)
-        .into_iter()
-        .map(|mask| {
-            let mut global = vec![false; ratings.len()];
-            for (position, &row) in training_rows.iter().enumerate() {
-                global[row] = mask[position];
-            }
-            global
-        })
-        .collect();
+    let masks = tuning::fold_masks_over(is_test, tuning.method, config.seed);
     let score = |point: &crate::config::GridPoint, fold: usize| -> anyhow::Result<f64> {
         let ModelConfig::Als { params, .. } = &point.model else {
             anyhow::bail!("an als grid point holds another model");

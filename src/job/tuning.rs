@@ -39,6 +39,22 @@ pub fn fold_masks(rows: usize, method: TuningMethod, seed: u64) -> Vec<Vec<bool>
     }
 }
 
+/// Fold masks over the training rows (`is_test` false), lifted to masks over all rows: a test
+/// row is never in any fold.
+pub fn fold_masks_over(is_test: &[bool], method: TuningMethod, seed: u64) -> Vec<Vec<bool>> {
+    let training_rows: Vec<usize> = (0..is_test.len()).filter(|&row| !is_test[row]).collect();
+    fold_masks(training_rows.len(), method, seed)
+        .into_iter()
+        .map(|mask| {
+            let mut global = vec![false; is_test.len()];
+            for (position, &row) in training_rows.iter().enumerate() {
+                global[row] = mask[position];
+            }
+            global
+        })
+        .collect()
+}
+
 /// One evaluated grid point.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PointResult {
@@ -294,6 +310,13 @@ mod tests {
                 masks,
                 fold_masks(10_000, TuningMethod::CrossValidation { folds }, 7)
             );
+        }
+        // Over a whole table: every training row in exactly one fold, no test row in any.
+        let is_test = crate::dataset::split::test_mask(5_000, 0.2, 3);
+        let masks = fold_masks_over(&is_test, TuningMethod::CrossValidation { folds: 4 }, 3);
+        for (row, test) in is_test.iter().enumerate() {
+            let folds = masks.iter().filter(|mask| mask[row]).count();
+            assert_eq!(folds, usize::from(!test), "row {row}");
         }
         let split = fold_masks(
             10_000,
