@@ -173,6 +173,8 @@ fn summary(
         duration_s: started.elapsed().as_secs_f64(),
         peak_heap_bytes: memory::peak_bytes(),
         dry_run: false,
+        promoted: None,
+        promotion: None,
     }
 }
 

@@ -17,6 +17,8 @@ Exit codes:
   3  input data error (missing file, bad row, no rows)
   4  resource limit (driver_memory exceeded)
   5  training failed (e.g. non-finite values)
+  6  with --fail-if-not-promoted: published, but `output.promote = \"if_better\"` kept latest
+     (without the flag such a run exits 0)
 
 Examples:
   submit jobs/quickstart.toml
@@ -74,6 +76,10 @@ pub struct Cli {
     /// Print one JSON object on stdout at the end (also for errors).
     #[arg(long)]
     pub json: bool,
+
+    /// Exit with code 6 when `output.promote = "if_better"` keeps `latest` on the old version.
+    #[arg(long)]
+    pub fail_if_not_promoted: bool,
 
     /// Print the job-file parameter table (Markdown) and exit.
     #[arg(long, hide = true)]

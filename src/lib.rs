@@ -217,6 +217,12 @@ pub fn main_entry() -> ExitCode {
                     Err(error) => eprintln!("error: cannot render the summary: {error}"),
                 }
             }
+            if cli.fail_if_not_promoted && summary.promoted == Some(false) {
+                eprintln!(
+                    "error: the new version was published but not promoted to latest (--fail-if-not-promoted)"
+                );
+                return ExitCode::from(6);
+            }
             ExitCode::SUCCESS
         }
         Ok(None) => ExitCode::SUCCESS,

@@ -19,6 +19,11 @@ pub struct Summary {
     pub duration_s: f64,
     pub peak_heap_bytes: usize,
     pub dry_run: bool,
+    /// Train jobs: whether `latest` now points at the new version, and the gate's record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<serde_json::Value>,
 }
 
 fn number(value: &serde_json::Value, key: &str) -> String {
@@ -57,8 +62,17 @@ pub fn human(summary: &Summary) -> String {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0)
     };
+    let latest = match (&summary.promoted, &summary.promotion) {
+        (Some(false), Some(record)) => format!(
+            "; latest stays v{}: {}",
+            record["current_version"],
+            record["reason"].as_str().unwrap_or("not better")
+        ),
+        (Some(false), None) => "; latest did not move".to_owned(),
+        _ => ", now latest".to_owned(),
+    };
     let mut text = format!(
-        "published {} (version {}, now latest)\n",
+        "published {} (version {}{latest})\n",
         summary.version_dir.as_deref().unwrap_or("-"),
         summary.version.unwrap_or(0),
     );

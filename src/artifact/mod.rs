@@ -103,6 +103,9 @@ pub struct Manifest {
     /// The hyperparameter search that chose `params`, when the job had a `[tuning.grid]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<serde_json::Value>,
+    /// Whether `latest` moved to this version when it was published, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<serde_json::Value>,
 }
 
 /// A published version read back from disk.

@@ -42,6 +42,37 @@ pub struct Staging {
 pub struct Published {
     pub version: u32,
     pub dir: PathBuf,
+    /// Whether `latest` now points at this version.
+    pub promoted: bool,
+}
+
+/// The version `latest` points at, if it points at one.
+pub fn current_latest(job_dir: &Path) -> Option<(u32, PathBuf)> {
+    let target = fs::read_link(job_dir.join(LATEST)).ok()?;
+    let name = target.file_name()?.to_str()?.to_owned();
+    let version = name.strip_prefix('v')?.parse().ok()?;
+    let dir = job_dir.join(&name);
+    dir.join(super::MANIFEST)
+        .is_file()
+        .then_some((version, dir))
+}
+
+/// Holds the job's lock (released on drop, or by the kernel if the process dies).
+pub struct JobLock {
+    _file: File,
+}
+
+/// Takes the job's lock, waiting for another run's publish (held only for moments).
+pub fn lock_job(job_dir: &Path) -> Result<JobLock, ArtifactError> {
+    let lock_path = job_dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path, "open the lock file"))?;
+    file.lock().map_err(io_error(&lock_path, "lock"))?;
+    Ok(JobLock { _file: file })
 }
 
 fn process_alive(pid: i32) -> bool {
@@ -104,19 +135,24 @@ impl Staging {
             .map_err(io_error(&path, "flush"))
     }
 
-    /// Claims the next version number and moves the staging directory into place.
-    pub fn publish(mut self) -> Result<Published, ArtifactError> {
+    /// Claims the next version number and moves the staging directory into place; `latest`
+    /// follows.
+    pub fn publish(self) -> Result<Published, ArtifactError> {
+        self.publish_gated(|_, _| Ok(true))
+    }
+
+    /// As [`Staging::publish`], but under the lock `decide(current latest, staging dir)` says
+    /// whether `latest` moves to the new version (and may write files into the staging
+    /// directory first, such as a manifest recording the decision).
+    pub fn publish_gated(
+        mut self,
+        decide: impl FnOnce(Option<(u32, PathBuf)>, &Path) -> Result<bool, ArtifactError>,
+    ) -> Result<Published, ArtifactError> {
         if std::env::var_os(FAIL_BEFORE_PUBLISH).is_some() {
             return Err(ArtifactError::Injected);
         }
-        let lock_path = self.job_dir.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path, "open the lock file"))?;
-        lock.lock().map_err(io_error(&lock_path, "lock"))?;
+        let lock = lock_job(&self.job_dir)?;
+        let promote = decide(current_latest(&self.job_dir), &self.dir)?;
         let counter_path = self.job_dir.join(COUNTER_FILE);
         let counted: u32 = fs::read_to_string(&counter_path)
             .ok()
@@ -133,10 +169,16 @@ impl Staging {
         self.published = true;
         fs::write(&counter_path, version.to_string())
             .map_err(io_error(&counter_path, "record the version number"))?;
-        point_latest(&self.job_dir, version)?;
+        if promote {
+            point_latest(&self.job_dir, version)?;
+        }
         sync_directory(&self.job_dir)?;
         drop(lock);
-        Ok(Published { version, dir })
+        Ok(Published {
+            version,
+            dir,
+            promoted: promote,
+        })
     }
 }
 

@@ -392,6 +392,17 @@ pub struct TrainTask {
     pub resolved_params: serde_json::Value,
     /// A hyperparameter search, when `[tuning.grid]` is set; `model` is then its first point.
     pub tuning: Option<Box<Tuning>>,
+    pub promotion: Promotion,
+}
+
+/// When a new version becomes `latest`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Promotion {
+    /// `false`: always (the default); `true`: only when it beats the current latest.
+    pub if_better: bool,
+    /// `None`: the model's main metric.
+    pub metric: Option<Metric>,
+    pub min_improvement: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -640,6 +640,27 @@ pub const PARAMS: &[Param] = &[
         "Train jobs: versions go to `<dir>/<job.name>/v<N>/`, with `latest` pointing at the newest.",
     ),
     param(
+        "output.promote",
+        String,
+        Some("\"always\""),
+        "`always`, `if_better`",
+        "Train jobs: whether `latest` moves to the new version. `if_better`: only when `promote_metric` beats the current latest's by at least `min_improvement`; the new version is kept either way, and the decision with both figures is printed and written to the manifest.",
+    ),
+    param(
+        "output.promote_metric",
+        String,
+        None,
+        "an evaluator name (see `tuning.metric`)",
+        "The metric `if_better` compares (its direction is known). Default: `rmse`, else `ndcg_at_k`, `auc_roc`, `f1`, whichever the model reports first.",
+    ),
+    param(
+        "output.min_improvement",
+        Float,
+        Some("0.0"),
+        "0 or more",
+        "How much better the new version must be for `if_better` to promote it.",
+    ),
+    param(
         "output.path",
         String,
         None,

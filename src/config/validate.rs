@@ -382,12 +382,15 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
 
 /// Whether `key` means anything for a job of this kind.
 fn applies(kind: &str, key: &str) -> bool {
-    const TRAIN_ONLY: [&str; 6] = [
+    const TRAIN_ONLY: [&str; 9] = [
         "split",
         "eval",
         "model",
         "input.synthetic",
         "output.dir",
+        "output.promote",
+        "output.promote_metric",
+        "output.min_improvement",
         "tuning",
     ];
     const BATCH_ONLY: [&str; 4] = [
@@ -687,6 +690,21 @@ fn train_task(
     for (key, value) in derived {
         resolved.push((key.to_owned(), value));
     }
+    let promotion = Promotion {
+        if_better: reader
+            .choice("output.promote", &["always", "if_better"])?
+            .as_deref()
+            == Some("if_better"),
+        metric: match reader.string("output.promote_metric") {
+            Some(name) => Some(Metric::parse(&name).ok_or_else(|| {
+                reader
+                    .invalid("output.promote_metric", "unknown metric")
+                    .allowed(Metric::names())
+            })?),
+            None => None,
+        },
+        min_improvement: reader.float("output.min_improvement", 0.0, 1e300, false)?,
+    };
     let resolved_params = params_record(&model);
     let tuning = tuning(reader, source, &algorithm, seed, &model)?.map(Box::new);
 
@@ -703,6 +721,7 @@ fn train_task(
             output_dir,
             resolved_params,
             tuning,
+            promotion,
         }),
         resolved,
     ))

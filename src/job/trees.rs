@@ -248,6 +248,7 @@ pub fn train(
         algorithm: task.model.algorithm().to_owned(),
         params: resolved_params,
         tuning: tuning_report,
+        promotion: None,
         seed: config.seed,
         master: config.master.to_string(),
         threads: config.threads,
@@ -263,11 +264,7 @@ pub fn train(
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )?;
     staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
-    staging.write(
-        artifact::MANIFEST,
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    let published = staging.publish()?;
+    let (published, promotion) = super::publish_version(staging, manifest, &metrics, task)?;
     progress.detail(&format!(
         "published in {:.3}s",
         phase.elapsed().as_secs_f64()
@@ -286,6 +283,8 @@ pub fn train(
         duration_s: started.elapsed().as_secs_f64(),
         peak_heap_bytes: memory::peak_bytes(),
         dry_run: false,
+        promoted: Some(published.promoted),
+        promotion,
     })
 }
 
