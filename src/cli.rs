@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Configuration precedence, lowest first:
@@ -23,16 +23,24 @@ Exit codes:
 Examples:
   submit jobs/quickstart.toml
   submit --master local[4] --driver-memory 2G --conf model.rank=20 jobs/movielens-sample.toml
-  submit --dry-run jobs/quickstart.toml";
+  submit --dry-run jobs/quickstart.toml
+  submit models list models/quickstart
+  submit models diff models/quickstart/v1 models/quickstart/v2
+  submit models promote models/quickstart/v1";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "submit",
     version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     about = "Train, evaluate and publish versioned models from a job file (spark-submit + MLlib on one machine)",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The job file (TOML) to run.
     #[arg(value_name = "JOB.toml", required_unless_present = "print_params")]
     pub job: Option<PathBuf>,
@@ -70,11 +78,11 @@ pub struct Cli {
     pub dry_run: bool,
 
     /// No progress and no summary on stderr (errors are still printed).
-    #[arg(short, long)]
+    #[arg(short, long, global = true)]
     pub quiet: bool,
 
     /// Print one JSON object on stdout at the end (also for errors).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// Exit with code 6 when `output.promote = "if_better"` keeps `latest` on the old version.
@@ -84,4 +92,52 @@ pub struct Cli {
     /// Print the job-file parameter table (Markdown) and exit.
     #[arg(long, hide = true)]
     pub print_params: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, inspect and manage published model versions.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Versions of one job (models/<job>) or of every job under an output folder: created,
+    /// algorithm, main metric, which one is latest.
+    List {
+        #[arg(value_name = "DIR", default_value = "models")]
+        dir: PathBuf,
+    },
+    /// A version's manifest and metrics (models/<job>/v<N> or models/<job>/latest).
+    Show {
+        #[arg(value_name = "VERSION")]
+        version: PathBuf,
+    },
+    /// Parameters and metrics of two versions side by side, with deltas.
+    Diff {
+        #[arg(value_name = "VERSION")]
+        first: PathBuf,
+        #[arg(value_name = "VERSION")]
+        second: PathBuf,
+    },
+    /// Point latest at this version (atomically, under the job's lock).
+    Promote {
+        #[arg(value_name = "VERSION")]
+        version: PathBuf,
+    },
+    /// Point latest at the newest complete version older than the current latest.
+    Rollback {
+        #[arg(value_name = "JOB_DIR", default_value = ".")]
+        job_dir: PathBuf,
+    },
+    /// Remove old versions, keeping the newest N and whatever latest points at.
+    Gc {
+        #[arg(value_name = "JOB_DIR")]
+        job_dir: PathBuf,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
 }

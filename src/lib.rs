@@ -23,6 +23,7 @@ pub mod eval;
 pub mod exec;
 pub mod ingest;
 pub mod job;
+pub mod registry;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
     } else if error.downcast_ref::<ingest::IngestError>().is_some()
         || error.downcast_ref::<batch::ModelError>().is_some()
         || error.downcast_ref::<algo::trees::TreeError>().is_some()
+        || error.downcast_ref::<registry::RegistryError>().is_some()
     {
         (3, "input")
     } else if error.downcast_ref::<exec::ResourceError>().is_some() {
@@ -98,6 +100,15 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
 }
 
 fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
+    if let Some(cli::Command::Models { action }) = &cli.command {
+        let output = registry::run(action)?;
+        if cli.json {
+            println!("{}", output.json);
+        } else {
+            print!("{}", output.human);
+        }
+        return Ok(None);
+    }
     let Some(job_file) = &cli.job else {
         return Ok(None);
     };
