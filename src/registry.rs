@@ -301,14 +301,13 @@ fn rollback(job_dir: &Path) -> anyhow::Result<Output> {
         .ok_or_else(|| problem(job_dir, "`latest` points at no complete version"))?;
     let previous = store::versions(job_dir)?
         .into_iter()
-        .filter(|&version| {
+        .rfind(|&version| {
             version < current
                 && job_dir
                     .join(format!("v{version}"))
                     .join(artifact::MANIFEST)
                     .is_file()
         })
-        .next_back()
         .ok_or_else(|| {
             problem(
                 job_dir,
