@@ -214,3 +214,69 @@ fn killed_runs_leave_only_complete_versions() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_versions_resolved_job_reproduces_it_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body, model_file) in [
+        (
+            "als",
+            "[input]\nsynthetic = { kind = \"ratings\", users = 300, items = 200, ratings = 6000 }\n[model]\nrank = 4\nmax_iter = 4\n",
+            "model.als",
+        ),
+        (
+            "gbt",
+            "[input]\nsynthetic = { kind = \"classification\", rows = 3000, features = 4 }\n[model]\nalgorithm = \"gbt\"\nmax_iter = 10\nsubsampling_rate = 0.7\n",
+            "model.trees.json",
+        ),
+        (
+            "forest",
+            "[input]\nsynthetic = { kind = \"regression\", rows = 3000, features = 4 }\n[model]\nalgorithm = \"random_forest\"\ntask = \"regression\"\nnum_trees = 5\n",
+            "model.trees.json",
+        ),
+    ] {
+        write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!("[job]\nname = \"{name}\"\nmaster = \"local[2]\"\n{body}"),
+        );
+        let first = ok_json(
+            dir.path(),
+            &[&format!("{name}.toml"), "--conf", "job.seed=7"],
+        );
+        let version = dir.path().join(first["version_dir"].as_str().unwrap());
+        // The resolved job records the seed and everything else; rerun it on one thread.
+        let resolved = version.join("job.resolved.toml");
+        assert!(
+            std::fs::read_to_string(&resolved)
+                .unwrap()
+                .contains("seed = 7")
+        );
+        let again = ok_json(
+            dir.path(),
+            &[resolved.to_str().unwrap(), "--master", "local[1]"],
+        );
+        let again_dir = dir.path().join(again["version_dir"].as_str().unwrap());
+        assert_eq!(again["version"], 2, "{name}");
+        assert!(
+            std::fs::read(version.join(model_file)).unwrap()
+                == std::fs::read(again_dir.join(model_file)).unwrap(),
+            "{name}: the resolved job did not reproduce the model"
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(version.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["seed"], 7);
+        assert!(manifest["inputs"][0]["blake3"].is_string());
+        // Another seed gives another model.
+        let other = ok_json(
+            dir.path(),
+            &[&format!("{name}.toml"), "--conf", "job.seed=8"],
+        );
+        let other_dir = dir.path().join(other["version_dir"].as_str().unwrap());
+        assert!(
+            std::fs::read(version.join(model_file)).unwrap()
+                != std::fs::read(other_dir.join(model_file)).unwrap()
+        );
+    }
+}

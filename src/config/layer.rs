@@ -221,6 +221,12 @@ pub fn load_file(path: &Path) -> Result<Layered, ConfigError> {
         ConfigError::new(format!("cannot read {}: {error}", path.display()))
             .hint("check the path; relative paths are taken from the working directory")
     })?;
+    parse_text(path, &text)
+}
+
+/// Parses TOML `text` read from `path` (named in errors and origins).
+pub fn parse_text(path: &Path, text: &str) -> Result<Layered, ConfigError> {
+    let text = text.to_owned();
     let spanned = DeTable::parse(&text).map_err(|error| {
         let origin = error
             .span()

@@ -48,6 +48,16 @@ pub fn layer_sources(sources: &Sources<'_>) -> Result<Layered, ConfigError> {
     Ok(merged)
 }
 
+/// Checks a job file's text on its own (built-in defaults below it, no flags): what the job
+/// file parser fuzz target drives.
+pub fn validate_text(path: &Path, text: &str) -> Result<JobConfig, ConfigError> {
+    let mut merged = layer::defaults();
+    let job = layer::parse_text(path, text)?;
+    check_keys(&job)?;
+    merged.merge(job)?;
+    validate(merged, path)
+}
+
 /// Every key must be in the registry and have the registered type.
 fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
     fn walk(prefix: &str, table: &toml::Table, layered: &Layered) -> Result<(), ConfigError> {
@@ -710,7 +720,7 @@ fn train_task(
 
     resolved.push((
         "output.dir".to_owned(),
-        Value::String(output_dir.display().to_string()),
+        Value::String(absolute_text(&output_dir)),
     ));
     Ok((
         Task::Train(TrainTask {
@@ -1212,7 +1222,7 @@ fn output_file(
     let resolved = vec![
         (
             "output.path".to_owned(),
-            Value::String(path.display().to_string()),
+            Value::String(absolute_text(&path)),
         ),
         (
             "output.format".to_owned(),
@@ -1259,10 +1269,7 @@ fn recommend_task(
         Some("drop") => RecommendColdStart::Drop,
         _ => RecommendColdStart::Popular,
     };
-    resolved.push((
-        "model.from".to_owned(),
-        Value::String(from.display().to_string()),
-    ));
+    resolved.push(("model.from".to_owned(), Value::String(absolute_text(&from))));
     Ok((
         Task::Recommend(RecommendTask {
             from,
@@ -1291,10 +1298,7 @@ fn predict_task(
             .hint("predict jobs score (user, item) pairs from a file: set `input.path`"));
     }
     resolved.extend(input_keys);
-    resolved.push((
-        "model.from".to_owned(),
-        Value::String(from.display().to_string()),
-    ));
+    resolved.push(("model.from".to_owned(), Value::String(absolute_text(&from))));
     Ok((
         Task::Predict(PredictTask {
             from,
@@ -1480,7 +1484,7 @@ fn read_source(
     };
     let path_values = paths
         .iter()
-        .map(|path| Value::String(path.display().to_string()))
+        .map(|path| Value::String(absolute_text(path)))
         .collect();
     resolved.push(("input.paths".to_owned(), Value::Array(path_values)));
     resolved.push((
@@ -1515,6 +1519,15 @@ fn serde_value<T: serde::Serialize>(value: &T) -> Value {
             .and_then(|value| value.as_str().map(str::to_owned))
             .unwrap_or_default(),
     )
+}
+
+/// A path as the resolved job records it: absolute, so the recorded job runs from anywhere
+/// (it is saved inside the version folder) and reads and writes the same places.
+fn absolute_text(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 fn format_name(format: Format) -> String {

@@ -65,6 +65,38 @@ pub fn read_ratings(
     })
 }
 
+/// Converts delimited text held in memory (header `user,item,rating`-style, any of the
+/// separators the reader sniffs) to ratings, the same way a file is read: what the CSV row
+/// conversion fuzz target drives. Returns the number of ratings.
+pub fn ratings_from_text(bytes: &[u8]) -> Result<usize, IngestError> {
+    let path = Path::new("fuzz-input.csv");
+    let files = FileSource {
+        paths: vec![path.to_path_buf()],
+        format: Format::Text,
+        separator: None,
+        header: true,
+    };
+    let columns = [
+        ColumnRef::Position(0),
+        ColumnRef::Position(1),
+        ColumnRef::Position(2),
+    ];
+    let frame = read_frame(path, bytes, &files, None, Some(&columns[2]))?;
+    let located = Located {
+        path,
+        header_lines: 1,
+    };
+    let keep = vec![true; frame.height()];
+    let user = find_column(path, &frame, &columns[0])?;
+    let item = find_column(path, &frame, &columns[1])?;
+    let rating = find_column(path, &frame, &columns[2])?;
+    let users = id_values(&located, user)?;
+    let _ = id_values(&located, item)?;
+    let ratings = rating_values(&located, rating, &keep)?;
+    let (_, indexed) = ids::index(users);
+    Ok(indexed.len().min(ratings.len()))
+}
+
 /// Reads only id columns (users to recommend for, or (user, item) pairs to score), with the
 /// same null policy, `limit` and `sample_fraction` as ratings; one id list per column.
 pub fn read_id_columns(
