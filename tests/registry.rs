@@ -210,7 +210,11 @@ fn killed_runs_leave_only_complete_versions() {
         .unwrap()
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(".staging-"))
+        .filter(|name| {
+            name.starts_with(".staging-")
+                || name.starts_with(".latest-")
+                || name.starts_with(".deleting-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -81,19 +81,31 @@ fn process_alive(pid: i32) -> bool {
     result == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-/// Removes staging directories whose writer is gone (killed runs).
+/// Removes what killed runs left behind, once their process is gone: staging directories
+/// (`.staging-<pid>-<time>`), versions half deleted by `models gc` (`.deleting-v<N>-<pid>`) and
+/// temporary `latest` links (`.latest-<pid>`).
 pub fn clean_stale_staging(job_dir: &Path) {
     let Ok(entries) = fs::read_dir(job_dir) else {
         return;
     };
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STAGING_PREFIX) else {
-            continue;
+        let pid: Option<i32> = if let Some(rest) = name.strip_prefix(STAGING_PREFIX) {
+            rest.split('-').next().and_then(|pid| pid.parse().ok())
+        } else if let Some(rest) = name.strip_prefix(".deleting-") {
+            rest.rsplit('-').next().and_then(|pid| pid.parse().ok())
+        } else if let Some(rest) = name.strip_prefix(".latest-") {
+            rest.parse().ok()
+        } else {
+            None
         };
-        let pid: Option<i32> = rest.split('-').next().and_then(|pid| pid.parse().ok());
         if pid.is_some_and(|pid| !process_alive(pid)) {
-            let _ = fs::remove_dir_all(entry.path());
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                let _ = fs::remove_file(&path);
+            }
         }
     }
 }
