@@ -132,6 +132,7 @@ const CASES: &[Case] = &[
     case!("string regression label", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\ntask = \"regression\"\n", "t.csv" => "x,label\n1,a\n2,b\n"], ["job.toml"], 3, ["regression labels must be numbers"]),
     case!("infinite feature", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\n", "t.csv" => "x,label\n1,0\ninf,1\n2,1\n"], ["job.toml"], 3, ["infinite"]),
     case!("unknown feature column", ["job.toml" => "[input]\npath = \"t.csv\"\n[input.columns]\nfeatures = [\"z\"]\n[model]\nalgorithm = \"gbt\"\n", "t.csv" => "x,label\n1,0\n2,1\n"], ["job.toml"], 3, ["no column `z`"]),
+    case!("label listed as a feature", ["job.toml" => "[input]\npath = \"t.csv\"\n[input.columns]\nfeatures = [\"x\", \"label\"]\n[model]\nalgorithm = \"gbt\"\n", "t.csv" => "x,label\n1,0\n2,1\n"], ["job.toml"], 3, ["`label`", "is the label"]),
     case!("multiclass gbt", ["job.toml" => "[input]\nsynthetic = { kind = \"classification\", rows = 300, classes = 3 }\n[model]\nalgorithm = \"gbt\"\n"], ["job.toml"], 3, ["binary", "random_forest"]),
     case!("too many categories", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_bins = 2\n", "t.csv" => "c,label\na,0\nb,1\nc,0\nd,1\n"], ["job.toml"], 3, ["categories", "max_bins"]),
     case!("bad validation column", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\nvalidation_column = \"v\"\n", "t.csv" => "x,v,label\n1,maybe,0\n2,yes,1\n"], ["job.toml"], 3, ["validation column"]),

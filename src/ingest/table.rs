@@ -221,6 +221,16 @@ fn read_raw(
                     });
                 }
             }
+            if let Some(leak) =
+                features.and_then(|list| list.iter().find(|name| excluded.contains(*name)))
+            {
+                return Err(IngestError::Malformed {
+                    path: located.path.to_path_buf(),
+                    problem: format!(
+                        "column `{leak}` is listed in input.columns.features but is the label or the validation column"
+                    ),
+                });
+            }
             let wanted: Vec<String> = match features {
                 Some(list) => list.to_vec(),
                 None => frame
