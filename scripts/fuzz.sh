@@ -4,12 +4,13 @@
 # coverage instrumentation and no sanitizer (this toolchain is stable Rust; the targets hold
 # no unsafe code of ours to sanitize). Crashes are written to fuzz/artifacts/<target>/.
 #   scripts/fuzz.sh 200         # needs `cargo install cargo-fuzz` once
+#   TARGETS=libsvm scripts/fuzz.sh 60
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-200}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/submit-fuzz-target}"
 cd "$here"
-for target in job_file libsvm csv_rows; do
+for target in ${TARGETS:-job_file libsvm csv_rows}; do
   # Runs grow the corpus in a scratch copy; only the seeds are kept in the repository.
   work="$(mktemp -d)"
   cp fuzz/corpus/"$target"/* "$work"/

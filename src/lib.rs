@@ -185,6 +185,10 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
 
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        if exec::panics_contained() {
+            // A polars read on malformed input: the reader reports it as an input error.
+            return;
+        }
         eprintln!(
             "error: internal error (this is a bug in submit {}): {info}\n  please report it with the job file and the command line",
             env!("CARGO_PKG_VERSION")

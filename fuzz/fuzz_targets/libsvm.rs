@@ -4,5 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // As under the binary's default driver_memory: a few huge indices must not allocate GiBs.
+    submit::exec::memory::set_limit(1 << 30, "1G");
     let _ = submit::ingest::libsvm::parse(std::path::Path::new("fuzz.libsvm"), data, None);
 });

@@ -197,3 +197,27 @@ impl ResourceError {
         })
     }
 }
+
+/// Reads done by polars in progress: a panic inside polars on malformed input (fuzzing found
+/// one, a field that is a lone quote) is turned into an input error instead of reaching the
+/// panic hook. A count, not a thread-local flag: polars panics on its own worker threads.
+static CONTAINED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a panic now should unwind to [`contain_panics`] rather than end the process.
+pub fn panics_contained() -> bool {
+    CONTAINED.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// Runs `work`, turning a panic inside it into `Err(message)`.
+pub fn contain_panics<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    CONTAINED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    CONTAINED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    })
+}

@@ -83,6 +83,19 @@ pub fn parse(
         width = declared;
     }
     let rows = labels.len();
+    // Rows are stored densely: a file with a few huge indices would ask for far more memory
+    // than it holds. Refuse it before allocating, naming the shape.
+    let dense_bytes = rows.saturating_mul(width).saturating_mul(4);
+    if dense_bytes > crate::exec::memory::headroom() {
+        return Err(IngestError::Malformed {
+            path: path.to_path_buf(),
+            problem: format!(
+                "{rows} rows x {width} features (largest index) need {} MiB as a dense table, more than driver_memory leaves ({} MiB); raise driver_memory or check the indices",
+                dense_bytes >> 20,
+                crate::exec::memory::headroom() >> 20
+            ),
+        });
+    }
     let mut features = vec![vec![0f32; rows]; width];
     for (row, column, value) in entries {
         features[column as usize][row as usize] = value;

@@ -257,6 +257,22 @@ fn read_frame(
     limit: Option<usize>,
     float_column: Option<&ColumnRef>,
 ) -> Result<DataFrame, IngestError> {
+    crate::exec::contain_panics(|| read_frame_unguarded(path, bytes, files, limit, float_column))
+        .unwrap_or_else(|message| {
+            Err(IngestError::Malformed {
+                path: path.to_path_buf(),
+                problem: format!("the file could not be parsed (polars: {message})"),
+            })
+        })
+}
+
+fn read_frame_unguarded(
+    path: &Path,
+    bytes: &[u8],
+    files: &FileSource,
+    limit: Option<usize>,
+    float_column: Option<&ColumnRef>,
+) -> Result<DataFrame, IngestError> {
     if bytes.is_empty() {
         return Err(IngestError::Malformed {
             path: path.to_path_buf(),
