@@ -8,18 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn ok_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let output = run(submit(dir).args(args).args(["--json", "--quiet"]));
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{args:?}\nstderr: {}\nstdout: {}",
-        stderr(&output),
-        stdout(&output)
-    );
-    json(&output)
-}
-
 fn job(extra: &str) -> String {
     format!(
         "[job]\nname = \"reg\"\n[input]\nsynthetic = {{ kind = \"ratings\", users = 400, items = 200, ratings = 8000, rank = 3, noise = 0.2 }}\n[model]\nrank = 4\nmax_iter = 5\n{extra}"

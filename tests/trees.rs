@@ -4,21 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-
-fn run_ok(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let output = run(submit(dir).args(args).args(["--json", "--quiet"]));
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}\nstdout: {}",
-        stderr(&output),
-        stdout(&output)
-    );
-    json(&output)
-}
 
 fn metric(summary: &serde_json::Value, key: &str) -> f64 {
     summary["metrics"][key]
@@ -75,7 +61,7 @@ fn both_ensembles_reach_their_targets_on_synthetic_tables() {
                 "[job]\nname = \"{algorithm}\"\n[input]\n{table}\n[model]\nalgorithm = \"{algorithm}\"\n{extra}\n"
             ),
         );
-        let summary = run_ok(dir.path(), &["job.toml"]);
+        let summary = ok_json(dir.path(), &["job.toml"]);
         let accuracy = metric(&summary, "accuracy");
         assert!(accuracy > target, "{algorithm}: accuracy {accuracy}");
         assert!(metric(&summary, "auc_roc") > target, "{summary}");
@@ -101,7 +87,7 @@ fn both_ensembles_reach_their_targets_on_synthetic_tables() {
         "regression.toml",
         "[input]\nsynthetic = { kind = \"regression\", rows = 20000, features = 4, noise = 0.1 }\n[model]\nalgorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 80\n",
     );
-    let summary = run_ok(dir.path(), &["regression.toml"]);
+    let summary = ok_json(dir.path(), &["regression.toml"]);
     let r2 = metric(&summary, "r2");
     assert!(r2 > 0.9, "r2 {r2}");
     assert!(metric(&summary, "rmse") < 0.6);
@@ -117,7 +103,7 @@ fn string_categoricals_and_missing_values_train_and_predict() {
         "train.toml",
         "[job]\nname = \"churn\"\n[input]\npath = \"churn.csv\"\n[input.columns]\nlabel = \"churned\"\nfeatures = [\"plan\", \"usage\", \"tenure\"]\n[model]\nalgorithm = \"gbt\"\nmax_iter = 40\n",
     );
-    let summary = run_ok(dir.path(), &["train.toml"]);
+    let summary = ok_json(dir.path(), &["train.toml"]);
     assert!(metric(&summary, "accuracy") > 0.97, "{summary}");
     assert_eq!(summary["metrics"]["counts"]["categorical_features"], 1);
     assert_eq!(
@@ -200,7 +186,7 @@ fn one_and_two_threads_give_byte_identical_models() {
         );
         let mut files = Vec::new();
         for master in ["local[1]", "local[2]"] {
-            let summary = run_ok(
+            let summary = ok_json(
                 dir.path(),
                 &[&format!("{algorithm}.toml"), "--master", master],
             );
@@ -286,7 +272,7 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
             "train.toml",
             &format!("[job]\nname = \"{name}\"\n[input]\npath = \"{data}\"\n[model]\n{model}\n"),
         );
-        run_ok(dir.path(), &["train.toml"]);
+        ok_json(dir.path(), &["train.toml"]);
         write(
             dir.path(),
             "predict.toml",
@@ -294,7 +280,7 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
                 "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/{name}/latest\"\n[input]\npath = \"{data}\"\n[output]\npath = \"{name}.csv\"\n"
             ),
         );
-        run_ok(dir.path(), &["predict.toml"]);
+        ok_json(dir.path(), &["predict.toml"]);
         let check = std::process::Command::new(&python)
             .arg(repository().join("scripts/check_lightgbm.py"))
             .arg(dir.path().join(format!("models/{name}/latest")))
@@ -380,7 +366,7 @@ fn validation_column_and_max_categories_from_a_file() {
         "job.toml",
         "[input]\npath = \"table.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 300\nstep_size = 0.3\nvalidation_column = \"holdout\"\nmax_categories = 4\n",
     );
-    let summary = run_ok(dir.path(), &["job.toml"]);
+    let summary = ok_json(dir.path(), &["job.toml"]);
     let counts = &summary["metrics"]["counts"];
     assert_eq!(
         counts["features"], 2,

@@ -4,21 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-
-fn run_ok(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let output = run(submit(dir).args(args).args(["--json", "--quiet"]));
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}\nstdout: {}",
-        stderr(&output),
-        stdout(&output)
-    );
-    json(&output)
-}
 
 const ALS_TUNING: &str = r#"[job]
 name = "als-tuned"
@@ -37,7 +23,7 @@ reg_param = [0.05, 3.0]
 fn tuning_beats_the_worst_point_and_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "job.toml", ALS_TUNING);
-    let first = run_ok(dir.path(), &["job.toml"]);
+    let first = ok_json(dir.path(), &["job.toml"]);
     let tuning = &first["metrics"]["tuning"];
     assert_eq!(tuning["metric"], "rmse");
     assert_eq!(tuning["grid_points"], 4);
@@ -55,7 +41,7 @@ fn tuning_beats_the_worst_point_and_is_deterministic() {
         assert!(result["std"].as_f64().unwrap() >= 0.0);
     }
     // Same seed, another thread count: the same search and the same model.
-    let second = run_ok(dir.path(), &["job.toml", "--master", "local[1]"]);
+    let second = ok_json(dir.path(), &["job.toml", "--master", "local[1]"]);
     assert_eq!(second["metrics"]["tuning"], first["metrics"]["tuning"]);
     let model = |summary: &serde_json::Value| {
         std::fs::read(
@@ -90,7 +76,7 @@ fn the_refit_equals_a_plain_run_with_the_winning_values() {
         "tuned.toml",
         "[job]\nname = \"tuned\"\n[input]\nsynthetic = { kind = \"classification\", rows = 6000, features = 5 }\n[model]\nalgorithm = \"gbt\"\nmax_iter = 20\n[tuning]\nmethod = \"train_validation_split\"\nmetric = \"log_loss\"\nparallelism = 2\n[tuning.grid]\nmax_depth = [1, 4]\nstep_size = [0.02, 0.3]\n",
     );
-    let tuned = run_ok(dir.path(), &["tuned.toml"]);
+    let tuned = ok_json(dir.path(), &["tuned.toml"]);
     let winner = &tuned["metrics"]["tuning"]["winner_values"];
     assert_eq!(
         winner,
@@ -101,7 +87,7 @@ fn the_refit_equals_a_plain_run_with_the_winning_values() {
         "plain.toml",
         "[job]\nname = \"plain\"\n[input]\nsynthetic = { kind = \"classification\", rows = 6000, features = 5 }\n[model]\nalgorithm = \"gbt\"\nmax_iter = 20\nmax_depth = 4\nstep_size = 0.3\n",
     );
-    let plain = run_ok(dir.path(), &["plain.toml"]);
+    let plain = ok_json(dir.path(), &["plain.toml"]);
     let model = |summary: &serde_json::Value| {
         std::fs::read(
             dir.path()
@@ -171,12 +157,12 @@ fn budgets_and_dry_run() {
         stderr(&output)
     );
 
-    let limited = run_ok(dir.path(), &["job.toml", "--conf", "tuning.max_models=2"]);
+    let limited = ok_json(dir.path(), &["job.toml", "--conf", "tuning.max_models=2"]);
     let tuning = &limited["metrics"]["tuning"];
     assert_eq!(tuning["points_evaluated"], 2);
     assert_eq!(tuning["stopped_by"], "max_models");
 
-    let timed = run_ok(
+    let timed = ok_json(
         dir.path(),
         &["job.toml", "--conf", "tuning.max_seconds=0.000001"],
     );

@@ -206,10 +206,67 @@ fn train_als(
         ingest::tables::write_factors(&path, ids, factors, saved.rank)?;
         staging.sync(name)?;
     }
+    finish(
+        config,
+        task,
+        Finished {
+            staging,
+            metrics: metrics_json,
+            durations,
+            params: resolved_params,
+            tuning: tuning_report,
+            inputs: ingested.fingerprints.clone(),
+            model_files: vec![
+                artifact::ALS_MODEL,
+                artifact::USER_FACTORS,
+                artifact::ITEM_FACTORS,
+            ],
+            started,
+            phase,
+        },
+        progress,
+    )
+}
+
+/// What a train job has written into its staging directory, ready to publish.
+pub(crate) struct Finished {
+    pub staging: Staging,
+    pub metrics: serde_json::Value,
+    pub durations: BTreeMap<String, f64>,
+    /// The parameters that were fitted (the winner's, after tuning).
+    pub params: serde_json::Value,
+    pub tuning: Option<serde_json::Value>,
+    pub inputs: Vec<crate::ingest::Fingerprint>,
+    /// The model's own files, already in the staging directory.
+    pub model_files: Vec<&'static str>,
+    pub started: Instant,
+    /// When publishing began.
+    pub phase: Instant,
+}
+
+/// The tail every train job shares: timings and memory into the metrics, metrics, resolved job
+/// and manifest into the version, publish (through the promotion gate), summarize.
+pub(crate) fn finish(
+    config: &JobConfig,
+    task: &TrainTask,
+    finished: Finished,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let Finished {
+        staging,
+        mut metrics,
+        mut durations,
+        params,
+        tuning,
+        inputs,
+        model_files,
+        started,
+        phase,
+    } = finished;
     durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
-    metrics_json["timings_s"] = serde_json::to_value(&durations)?;
-    metrics_json["peak_heap_bytes"] = memory::peak_bytes().into();
-    metrics_json["peak_rss_bytes"] = memory::peak_rss_bytes().into();
+    metrics["timings_s"] = serde_json::to_value(&durations)?;
+    metrics["peak_heap_bytes"] = memory::peak_bytes().into();
+    metrics["peak_rss_bytes"] = memory::peak_rss_bytes().into();
     let manifest = Manifest {
         format_version: artifact::FORMAT_VERSION,
         tool: "submit".to_owned(),
@@ -218,39 +275,37 @@ fn train_als(
         kind: "train".to_owned(),
         job: config.name.clone(),
         algorithm: task.model.algorithm().to_owned(),
-        params: resolved_params,
-        tuning: tuning_report.clone(),
+        params,
+        tuning,
         promotion: None,
         seed: config.seed,
         master: config.master.to_string(),
         threads: config.threads,
         driver_memory: config.driver_memory.to_string(),
         executor_memory: config.executor_memory.to_string(),
-        inputs: ingested.fingerprints.clone(),
+        inputs,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        durations_s: durations.clone(),
+        durations_s: durations,
         files: [
             artifact::MANIFEST,
             artifact::METRICS,
             artifact::RESOLVED_JOB,
-            artifact::ALS_MODEL,
-            artifact::USER_FACTORS,
-            artifact::ITEM_FACTORS,
         ]
+        .into_iter()
+        .chain(model_files)
         .map(str::to_owned)
-        .to_vec(),
+        .collect(),
     };
     staging.write(
         artifact::METRICS,
-        serde_json::to_string_pretty(&metrics_json)?.as_bytes(),
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )?;
     staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
-    let (published, promotion) = publish_version(staging, manifest, &metrics_json, task)?;
+    let (published, promotion) = publish_version(staging, manifest, &metrics, task)?;
     progress.detail(&format!(
         "published in {:.3}s",
         phase.elapsed().as_secs_f64()
     ));
-
     Ok(Summary {
         status: "ok",
         job: config.name.clone(),
@@ -259,7 +314,7 @@ fn train_als(
         version_dir: Some(published.dir.display().to_string()),
         output: None,
         algorithm: task.model.algorithm().to_owned(),
-        metrics: metrics_json,
+        metrics,
         master: config.master.to_string(),
         threads: config.threads,
         duration_s: started.elapsed().as_secs_f64(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
-use crate::artifact::{self, Manifest, SavedTrees, store::Staging};
+use crate::artifact::{self, SavedTrees, store::Staging};
 use crate::config::{
     ColumnRef, GridPoint, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource,
 };
@@ -224,68 +224,27 @@ pub fn train(
         artifact::TREES_MODEL,
         serde_json::to_string(&saved)?.as_bytes(),
     )?;
-    let mut files = vec![
-        artifact::MANIFEST,
-        artifact::METRICS,
-        artifact::RESOLVED_JOB,
-        artifact::TREES_MODEL,
-    ];
+    let mut model_files = vec![artifact::TREES_MODEL];
     if let Some(text) = &exported {
         staging.write(artifact::LIGHTGBM_MODEL, text.as_bytes())?;
-        files.push(artifact::LIGHTGBM_MODEL);
+        model_files.push(artifact::LIGHTGBM_MODEL);
     }
-    durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
-    metrics["timings_s"] = serde_json::to_value(&durations)?;
-    metrics["peak_heap_bytes"] = memory::peak_bytes().into();
-    metrics["peak_rss_bytes"] = memory::peak_rss_bytes().into();
-    let manifest = Manifest {
-        format_version: artifact::FORMAT_VERSION,
-        tool: "submit".to_owned(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        engine: "native".to_owned(),
-        kind: "train".to_owned(),
-        job: config.name.clone(),
-        algorithm: task.model.algorithm().to_owned(),
-        params: resolved_params,
-        tuning: tuning_report,
-        promotion: None,
-        seed: config.seed,
-        master: config.master.to_string(),
-        threads: config.threads,
-        driver_memory: config.driver_memory.to_string(),
-        executor_memory: config.executor_memory.to_string(),
-        inputs: ingested.fingerprints.clone(),
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        durations_s: durations.clone(),
-        files: files.into_iter().map(str::to_owned).collect(),
-    };
-    staging.write(
-        artifact::METRICS,
-        serde_json::to_string_pretty(&metrics)?.as_bytes(),
-    )?;
-    staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
-    let (published, promotion) = super::publish_version(staging, manifest, &metrics, task)?;
-    progress.detail(&format!(
-        "published in {:.3}s",
-        phase.elapsed().as_secs_f64()
-    ));
-    Ok(Summary {
-        status: "ok",
-        job: config.name.clone(),
-        kind: "train",
-        version: Some(published.version),
-        version_dir: Some(published.dir.display().to_string()),
-        output: None,
-        algorithm: task.model.algorithm().to_owned(),
-        metrics,
-        master: config.master.to_string(),
-        threads: config.threads,
-        duration_s: started.elapsed().as_secs_f64(),
-        peak_heap_bytes: memory::peak_bytes(),
-        dry_run: false,
-        promoted: Some(published.promoted),
-        promotion,
-    })
+    super::finish(
+        config,
+        task,
+        super::Finished {
+            staging,
+            metrics,
+            durations,
+            params: resolved_params,
+            tuning: tuning_report,
+            inputs: ingested.fingerprints.clone(),
+            model_files,
+            started,
+            phase,
+        },
+        progress,
+    )
 }
 
 /// Test-split metrics: classification (accuracy, f1, auc_roc, auc_pr, log_loss, confusion

@@ -78,3 +78,16 @@ pub fn ratings_csv(users: usize, header: bool) -> String {
     }
     text
 }
+
+/// Runs `submit ARGS --json --quiet` in `dir`, asserts exit code 0 and returns the JSON summary.
+pub fn ok_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let output = run(submit(dir).args(args).args(["--json", "--quiet"]));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{args:?}\nstderr: {}\nstdout: {}",
+        stderr(&output),
+        stdout(&output)
+    );
+    json(&output)
+}
