@@ -47,13 +47,10 @@ pub fn human(summary: &Summary) -> String {
             })
             .unwrap_or_default();
         return format!(
-            "wrote {output} ({} job)\n  counts   {}\n  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
+            "wrote {output} ({} job)\n  counts   {}\n{}",
             summary.kind,
             facts.join(", "),
-            summary.master,
-            summary.threads,
-            summary.duration_s,
-            summary.peak_heap_bytes as f64 / (1 << 20) as f64,
+            run_line(summary),
         );
     }
     let count = |key: &str| {
@@ -111,13 +108,7 @@ pub fn human(summary: &Summary) -> String {
             trees["grown"],
             trees["max_depth_reached"],
         ));
-        text.push_str(&format!(
-            "  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
-            summary.master,
-            summary.threads,
-            summary.duration_s,
-            summary.peak_heap_bytes as f64 / (1 << 20) as f64,
-        ));
+        text.push_str(&run_line(summary));
         return text;
     }
     text.push_str(&format!(
@@ -164,14 +155,19 @@ pub fn human(summary: &Summary) -> String {
                 "counted as missing"
             }),
     ));
-    text.push_str(&format!(
+    text.push_str(&run_line(summary));
+    text
+}
+
+/// The last line of every summary: where it ran, how long, how much heap.
+fn run_line(summary: &Summary) -> String {
+    format!(
         "  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
         summary.master,
         summary.threads,
         summary.duration_s,
         summary.peak_heap_bytes as f64 / (1 << 20) as f64,
-    ));
-    text
+    )
 }
 
 /// The `--json` object of a failed run.
