@@ -382,3 +382,31 @@ fn validation_column_and_max_categories_from_a_file() {
     );
     assert!(metric(&summary, "accuracy") > 0.97, "{summary}");
 }
+
+#[test]
+fn a_class_seen_only_in_the_test_split_is_scored_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let is_test = submit::dataset::split::test_mask(400, 0.2, 42);
+    let rare = is_test.iter().position(|test| *test).unwrap();
+    let mut csv = String::from("x,label\n");
+    for row in 0..400 {
+        let label = if row == rare {
+            2
+        } else {
+            usize::from(noise(row, 0) > 0.5)
+        };
+        csv.push_str(&format!("{:.4},{label}\n", noise(row, 0)));
+    }
+    write(dir.path(), "t.csv", &csv);
+    write(
+        dir.path(),
+        "job.toml",
+        "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"random_forest\"\nnum_trees = 5\n",
+    );
+    let summary = ok_json(dir.path(), &["job.toml"]);
+    assert_eq!(
+        summary["metrics"]["classes"],
+        serde_json::json!(["0", "1", "2"])
+    );
+    assert!(metric(&summary, "accuracy") > 0.9);
+}

@@ -148,7 +148,7 @@ pub fn train(
 
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
-    let mut metrics = evaluate(&model, &test_table);
+    let mut metrics = evaluate(&model, &test_table, class_count(table));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
     let importances = model.feature_importances(table.columns());
     let mut ranked: Vec<(&String, f64)> = table.feature_names.iter().zip(importances).collect();
@@ -249,14 +249,14 @@ pub fn train(
 
 /// Test-split metrics: classification (accuracy, f1, auc_roc, auc_pr, log_loss, confusion
 /// matrix) or regression (rmse, mae, r2); null when the test split is empty.
-fn evaluate(model: &trees::TreeModel, test: &Tabular) -> serde_json::Value {
-    let predictions = model.predict(test);
+fn evaluate(model: &trees::TreeModel, test: &Tabular, classes: usize) -> serde_json::Value {
+    let predictions = predict_padded(model, test, classes);
     match model.task {
         TreeTask::Classification => {
             if test.rows() == 0 {
                 return serde_json::json!({"accuracy": null, "f1": null, "auc_roc": null, "auc_pr": null, "log_loss": null});
             }
-            let metrics = classification::evaluate(&predictions, &test.labels, model.classes);
+            let metrics = classification::evaluate(&predictions, &test.labels, classes);
             serde_json::json!({
                 "accuracy": metrics.accuracy,
                 "f1": metrics.f1,
@@ -264,7 +264,7 @@ fn evaluate(model: &trees::TreeModel, test: &Tabular) -> serde_json::Value {
                 "auc_pr": metrics.auc_pr,
                 "log_loss": metrics.log_loss,
                 "confusion_matrix": metrics.confusion,
-                "classes": test.label_names.clone().unwrap_or_else(|| (0..model.classes).map(|c| c.to_string()).collect()),
+                "classes": test.label_names.clone().unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect()),
             })
         }
         TreeTask::Regression => {
@@ -297,8 +297,7 @@ fn tune(
     table: &Tabular,
     progress: &Progress,
 ) -> anyhow::Result<super::tuning::Outcome> {
-    let classes = (table.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1)
-        .max(table.label_names.as_ref().map_or(0, Vec::len));
+    let classes = class_count(table);
     let classification = tuning.points.iter().any(|point| {
         matches!(&point.model, ModelConfig::Trees { params, .. } if params.task == TreeTask::Classification)
     });
@@ -327,18 +326,10 @@ fn tune(
             validation_table.map(|table| trees::Validation { table }),
             &|_, _| {},
         )?;
-        let predictions = model.predict(&held);
+        let predictions = predict_padded(&model, &held, classes);
         Ok(match params.task {
             TreeTask::Classification => {
-                // A fold may lack the highest class: its probability is then 0.
-                let padded: Vec<Vec<f64>> = predictions
-                    .into_iter()
-                    .map(|mut p| {
-                        p.resize(classes, 0.0);
-                        p
-                    })
-                    .collect();
-                let scores = classification::evaluate(&padded, &held.labels, classes);
+                let scores = classification::evaluate(&predictions, &held.labels, classes);
                 metric.of_classification(&scores).unwrap_or(f64::NAN)
             }
             TreeTask::Regression => {
@@ -354,4 +345,22 @@ fn tune(
         })
     };
     super::tuning::search(tuning, metric, masks.len(), &score, progress)
+}
+
+/// Classes of the whole table (a training part may lack the rarest ones).
+fn class_count(table: &Tabular) -> usize {
+    (table.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1)
+        .max(table.label_names.as_ref().map_or(0, Vec::len))
+}
+
+/// Predictions with one probability per class of the whole table: a class the training part
+/// never saw gets probability 0.
+fn predict_padded(model: &trees::TreeModel, table: &Tabular, classes: usize) -> Vec<Vec<f64>> {
+    let mut predictions = model.predict(table);
+    if model.task == TreeTask::Classification {
+        for prediction in &mut predictions {
+            prediction.resize(classes, 0.0);
+        }
+    }
+    predictions
 }
