@@ -83,18 +83,12 @@ pub fn human(summary: &Summary) -> String {
             count("validation_rows"),
             count("test_rows"),
         ));
-        let headline: Vec<String> = [
-            "accuracy", "f1", "auc_roc", "auc_pr", "log_loss", "rmse", "mae", "r2",
-        ]
-        .into_iter()
-        .filter(|key| {
-            summary
-                .metrics
-                .get(*key)
-                .is_some_and(|value| !value.is_null())
-        })
-        .map(|key| format!("{key} {}", number(&summary.metrics, key)))
-        .collect();
+        let headline = headline(
+            summary,
+            &[
+                "accuracy", "f1", "auc_roc", "auc_pr", "log_loss", "rmse", "mae", "r2",
+            ],
+        );
         let trees = &summary.metrics["trees"];
         text.push_str(&format!(
             "  metrics  {}\n  model    {} with {} trees (grown {}, deepest {})\n",
@@ -120,23 +114,17 @@ pub fn human(summary: &Summary) -> String {
         count("test_ratings"),
     ));
     let cold = count("test_cold_start");
-    let headline: Vec<String> = [
-        "rmse",
-        "mae",
-        "precision_at_k",
-        "recall_at_k",
-        "ndcg_at_k",
-        "map_at_k",
-    ]
-    .into_iter()
-    .filter(|key| {
-        summary
-            .metrics
-            .get(*key)
-            .is_some_and(|value| !value.is_null())
-    })
-    .map(|key| format!("{key} {}", number(&summary.metrics, key)))
-    .collect();
+    let headline = headline(
+        summary,
+        &[
+            "rmse",
+            "mae",
+            "precision_at_k",
+            "recall_at_k",
+            "ndcg_at_k",
+            "map_at_k",
+        ],
+    );
     text.push_str(&format!(
         "  metrics  {}  (train rmse {}; {} test rows cold start: {})\n",
         if headline.is_empty() {
@@ -157,6 +145,19 @@ pub fn human(summary: &Summary) -> String {
     ));
     text.push_str(&run_line(summary));
     text
+}
+
+/// `name value` for each of `keys` the metrics hold (nulls left out).
+fn headline(summary: &Summary, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .filter(|key| {
+            summary
+                .metrics
+                .get(**key)
+                .is_some_and(|value| !value.is_null())
+        })
+        .map(|key| format!("{key} {}", number(&summary.metrics, key)))
+        .collect()
 }
 
 /// The last line of every summary: where it ran, how long, how much heap.

@@ -43,6 +43,13 @@ impl Tabular {
         self.features.len()
     }
 
+    /// Classes of a classification table: the highest class index + 1, or the number of
+    /// original labels when those are longer (a part of a table may lack the rarest classes).
+    pub fn classes(&self) -> usize {
+        (self.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1)
+            .max(self.label_names.as_ref().map_or(0, Vec::len))
+    }
+
     /// The rows whose `keep` flag is true, in order.
     pub fn select(&self, keep: &[bool]) -> Tabular {
         let pick = |values: &[f32]| -> Vec<f32> {

@@ -65,6 +65,18 @@ pub struct IngestCounts {
     pub rows_sampled_out: u64,
 }
 
+impl IngestCounts {
+    /// The error for a source that left no rows, saying where they went.
+    pub fn nothing_left(&self) -> IngestError {
+        IngestError::Empty {
+            reason: format!(
+                "{} rows read, {} dropped for missing values, {} left out by sample_fraction",
+                self.rows_read, self.rows_dropped_null, self.rows_sampled_out
+            ),
+        }
+    }
+}
+
 pub struct IngestedRatings {
     pub ratings: Ratings,
     pub fingerprints: Vec<Fingerprint>,
@@ -78,14 +90,7 @@ pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, I
         Source::Files(files) => reader::read_ratings(files, input, seed)?,
     };
     if ingested.ratings.is_empty() {
-        return Err(IngestError::Empty {
-            reason: format!(
-                "{} rows read, {} dropped for missing values, {} left out by sample_fraction",
-                ingested.counts.rows_read,
-                ingested.counts.rows_dropped_null,
-                ingested.counts.rows_sampled_out
-            ),
-        });
+        return Err(ingested.counts.nothing_left());
     }
     Ok(ingested)
 }

@@ -440,14 +440,7 @@ pub fn read_training_table(
         }
     };
     if ingested.table.rows() == 0 {
-        return Err(IngestError::Empty {
-            reason: format!(
-                "{} rows read, {} dropped for missing values, {} left out by sample_fraction",
-                ingested.counts.rows_read,
-                ingested.counts.rows_dropped_null,
-                ingested.counts.rows_sampled_out
-            ),
-        });
+        return Err(ingested.counts.nothing_left());
     }
     Ok(ingested)
 }

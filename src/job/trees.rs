@@ -148,7 +148,7 @@ pub fn train(
 
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
-    let mut metrics = evaluate(&model, &test_table, class_count(table));
+    let mut metrics = evaluate(&model, &test_table, table.classes());
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
     let importances = model.feature_importances(table.columns());
     let mut ranked: Vec<(&String, f64)> = table.feature_names.iter().zip(importances).collect();
@@ -297,7 +297,7 @@ fn tune(
     table: &Tabular,
     progress: &Progress,
 ) -> anyhow::Result<super::tuning::Outcome> {
-    let classes = class_count(table);
+    let classes = table.classes();
     let classification = tuning.points.iter().any(|point| {
         matches!(&point.model, ModelConfig::Trees { params, .. } if params.task == TreeTask::Classification)
     });
@@ -345,12 +345,6 @@ fn tune(
         })
     };
     super::tuning::search(tuning, metric, masks.len(), &score, progress)
-}
-
-/// Classes of the whole table (a training part may lack the rarest ones).
-fn class_count(table: &Tabular) -> usize {
-    (table.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1)
-        .max(table.label_names.as_ref().map_or(0, Vec::len))
 }
 
 /// Predictions with one probability per class of the whole table: a class the training part

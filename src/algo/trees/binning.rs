@@ -164,33 +164,10 @@ impl BinnedMatrix {
             offsets.push(offsets.last().copied().unwrap_or(0) + feature.cells());
         }
         let widest = bins.iter().map(FeatureBins::cells).max().unwrap_or(1);
-        const CHUNK: usize = 8192;
         let store = if widest <= 256 {
-            let mut out = vec![0u8; rows * features];
-            out.par_chunks_mut(CHUNK * features.max(1))
-                .enumerate()
-                .for_each(|(chunk, out)| {
-                    for (local, row_out) in out.chunks_mut(features.max(1)).enumerate() {
-                        let row = chunk * CHUNK + local;
-                        for (feature, cell) in row_out.iter_mut().enumerate() {
-                            *cell = bins[feature].bin(table.features[feature][row]) as u8;
-                        }
-                    }
-                });
-            BinStore::Narrow(out)
+            BinStore::Narrow(bin_rows(table, &bins, |bin| bin as u8))
         } else {
-            let mut out = vec![0u16; rows * features];
-            out.par_chunks_mut(CHUNK * features.max(1))
-                .enumerate()
-                .for_each(|(chunk, out)| {
-                    for (local, row_out) in out.chunks_mut(features.max(1)).enumerate() {
-                        let row = chunk * CHUNK + local;
-                        for (feature, cell) in row_out.iter_mut().enumerate() {
-                            *cell = bins[feature].bin(table.features[feature][row]) as u16;
-                        }
-                    }
-                });
-            BinStore::Wide(out)
+            BinStore::Wide(bin_rows(table, &bins, |bin| bin as u16))
         };
         let by_column = match &store {
             BinStore::Narrow(bins) => BinStore::Narrow(transpose(bins, rows, features)),
@@ -217,6 +194,28 @@ impl BinnedMatrix {
             BinStore::Wide(bins) => bins[at] as usize,
         }
     }
+}
+
+/// Every row's bins, row-major, in parallel over fixed chunks of rows.
+fn bin_rows<B: Copy + Default + Send>(
+    table: &Tabular,
+    bins: &[FeatureBins],
+    narrow: impl Fn(usize) -> B + Sync,
+) -> Vec<B> {
+    const CHUNK: usize = 8192;
+    let features = table.columns().max(1);
+    let mut out = vec![B::default(); table.rows() * table.columns()];
+    out.par_chunks_mut(CHUNK * features)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            for (local, row_out) in out.chunks_mut(features).enumerate() {
+                let row = chunk * CHUNK + local;
+                for (feature, cell) in row_out.iter_mut().enumerate() {
+                    *cell = narrow(bins[feature].bin(table.features[feature][row]));
+                }
+            }
+        });
+    out
 }
 
 fn transpose<B: Copy + Default + Send + Sync>(

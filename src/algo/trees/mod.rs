@@ -385,7 +385,7 @@ pub fn train(
     }
     let classes = match params.task {
         TreeTask::Classification => {
-            let classes = table.labels.iter().fold(0.0f64, |a, &b| a.max(b)) as usize + 1;
+            let classes = table.classes();
             let distinct = {
                 let mut seen = vec![false; classes];
                 table.labels.iter().for_each(|&y| seen[y as usize] = true);
@@ -400,7 +400,6 @@ pub fn train(
                     .unwrap_or_else(|| class.to_string());
                 return Err(TreeError::SingleClass { class: name });
             }
-            let classes = classes.max(table.label_names.as_ref().map_or(0, Vec::len));
             if params.ensemble == Ensemble::Gbt && classes > 2 {
                 return Err(TreeError::MulticlassBoosting { classes });
             }
