@@ -24,6 +24,8 @@ Examples:
   submit jobs/quickstart.toml
   submit --master local[4] --driver-memory 2G --conf model.rank=20 jobs/movielens-sample.toml
   submit --dry-run jobs/quickstart.toml
+  submit --engine spark --master spark://head:7077 jobs/quickstart.toml
+  submit --dry-run --engine spark jobs/quickstart.toml   (prints the spark-submit command)
   submit models list models/quickstart
   submit models diff models/quickstart/v1 models/quickstart/v2
   submit models promote models/quickstart/v1";
@@ -45,9 +47,15 @@ pub struct Cli {
     #[arg(value_name = "JOB.toml", required_unless_present = "print_params")]
     pub job: Option<PathBuf>,
 
-    /// Where to run: local, local[N] or local[*] (sets job.master).
+    /// Where to run: local, local[N] or local[*]; with --engine spark also spark://HOST:PORT,
+    /// yarn or k8s://URL (sets job.master).
     #[arg(long, value_name = "MASTER")]
     pub master: Option<String>,
+
+    /// Who trains: native (this process) or spark (spark-submit runs a generated PySpark
+    /// application; sets job.engine).
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
 
     /// Cap on the process heap, e.g. 2G or 512M (sets job.driver_memory).
     #[arg(long, value_name = "MEM")]

@@ -19,6 +19,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod engine;
 pub mod eval;
 pub mod exec;
 pub mod ingest;
@@ -31,13 +32,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::{ConfigError, JobConfig, Task, validate};
+use crate::config::{ConfigError, Engine, JobConfig, Task, validate};
 use crate::exec::Progress;
 use crate::report::Summary;
 
 /// Exit code and short kind name for an error from any layer.
 pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
-    if error.downcast_ref::<ConfigError>().is_some() {
+    if let Some(error) = error.downcast_ref::<engine::spark::EngineError>() {
+        error.exit_code()
+    } else if error.downcast_ref::<ConfigError>().is_some() {
         (2, "config")
     } else if error.downcast_ref::<ingest::IngestError>().is_some()
         || error.downcast_ref::<batch::ModelError>().is_some()
@@ -83,6 +86,7 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
             &cli.executor_memory,
         ),
         ("--name", "job.name", &cli.name),
+        ("--engine", "job.engine", &cli.engine),
     ] {
         if let Some(value) = value {
             flags.push((flag, key, value.clone()));
@@ -136,10 +140,20 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             },
             _ => None,
         };
+        let spark_command = match (&config.engine, &config.task) {
+            (Engine::Spark(job), Task::Train(task)) => Some((
+                engine::spark::dry_run_command(&config, task, job),
+                engine::spark::app_path(task, &config),
+            )),
+            _ => None,
+        };
         if cli.json {
             let value = serde_json::json!({
                 "status": "ok",
                 "dry_run": true,
+                "engine": if spark_command.is_some() { "spark" } else { "native" },
+                "spark_submit": spark_command.as_ref().map(|(command, _)| command),
+                "spark_app": spark_command.as_ref().map(|(_, app)| app.display().to_string()),
                 "grid_points": models.map(|(points, _)| points),
                 "models_to_train": models.map_or(1, |(_, models)| models),
                 "job": config.name,
@@ -155,6 +169,12 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             if let Some((points, models)) = models {
                 progress.info(&format!(
                     "tuning: {points} grid points; {models} models will be trained (grid points x folds, plus the refit of the best)"
+                ));
+            }
+            if let Some((command, app)) = &spark_command {
+                progress.info(&format!(
+                    "spark engine: the application is {} (written on the first run); it would run:\n  {command}",
+                    app.display()
                 ));
             }
             progress.info(&format!(
@@ -174,6 +194,9 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         "executor_memory {} recorded; in local mode the driver runs the work, so driver_memory {} is the cap",
         config.executor_memory, config.driver_memory
     ));
+    if let (Engine::Spark(job), Task::Train(task)) = (&config.engine, &config.task) {
+        return Ok(Some(engine::spark::train(&config, task, job, progress)?));
+    }
     let pool = exec::thread_pool(config.threads)?;
     let summary = pool.install(|| match &config.task {
         Task::Train(task) => job::train(&config, task, progress),

@@ -103,6 +103,10 @@ pub struct Manifest {
     /// The hyperparameter search that chose `params`, when the job had a `[tuning.grid]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<serde_json::Value>,
+    /// With `engine = "spark"`: Spark's version, the spark-submit command line, the estimator
+    /// and the Spark parameters it ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spark: Option<serde_json::Value>,
     /// Whether `latest` moved to this version when it was published, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<serde_json::Value>,

@@ -5,6 +5,7 @@
 
 pub mod layer;
 pub mod params;
+pub mod spark;
 pub mod validate;
 
 use std::fmt;
@@ -109,16 +110,30 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `local`, `local[N]` or `local[*]`, resolved to a thread count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `local`, `local[N]` or `local[*]`, resolved to a thread count; or a cluster manager's URL,
+/// which only the Spark engine can run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Master {
     Local(NonZeroUsize),
     LocalAllCores,
+    /// `spark://HOST:PORT[,HOST:PORT]`, `yarn`, `k8s://URL` or `mesos://HOST:PORT`, kept verbatim.
+    Cluster(String),
 }
 
 impl Master {
     pub fn parse(text: &str) -> Option<Master> {
         let text = text.trim();
+        let cluster_url = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+        };
+        if text == "yarn"
+            || ["spark://", "k8s://", "mesos://"]
+                .into_iter()
+                .any(cluster_url)
+        {
+            return Some(Master::Cluster(text.to_owned()));
+        }
         if text == "local" {
             return NonZeroUsize::new(1).map(Master::Local);
         }
@@ -133,11 +148,17 @@ impl Master {
         NonZeroUsize::new(threads).map(Master::Local)
     }
 
-    pub fn threads(self) -> usize {
+    /// Threads of the local pool (a cluster master leaves only orchestration here: one).
+    pub fn threads(&self) -> usize {
         match self {
             Master::Local(threads) => threads.get(),
             Master::LocalAllCores => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Master::Cluster(_) => 1,
         }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Master::Cluster(_))
     }
 }
 
@@ -147,6 +168,7 @@ impl fmt::Display for Master {
             Master::Local(threads) if threads.get() == 1 => write!(f, "local"),
             Master::Local(threads) => write!(f, "local[{threads}]"),
             Master::LocalAllCores => write!(f, "local[*]"),
+            Master::Cluster(url) => write!(f, "{url}"),
         }
     }
 }
@@ -498,10 +520,19 @@ impl Task {
     }
 }
 
+/// Who trains a train job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Engine {
+    Native,
+    /// spark-submit runs the generated PySpark application with these settings.
+    Spark(Box<spark::SparkJob>),
+}
+
 /// A fully checked job: what the rest of the program runs on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobConfig {
     pub name: String,
+    pub engine: Engine,
     pub master: Master,
     pub threads: usize,
     pub driver_memory: ByteSize,
@@ -529,10 +560,29 @@ mod tests {
 
     #[test]
     fn reads_master_strings() {
-        assert_eq!(Master::parse("local").map(Master::threads), Some(1));
-        assert_eq!(Master::parse("local[3]").map(Master::threads), Some(3));
+        assert_eq!(
+            Master::parse("local").map(|master| master.threads()),
+            Some(1)
+        );
+        assert_eq!(
+            Master::parse("local[3]").map(|master| master.threads()),
+            Some(3)
+        );
         assert!(Master::parse("local[*]").is_some());
-        for bad in ["local[0]", "local[x]", "yarn", "local[", "local[5000]"] {
+        assert_eq!(
+            Master::parse("spark://head:7077"),
+            Some(Master::Cluster("spark://head:7077".to_owned()))
+        );
+        assert!(Master::parse("yarn").is_some_and(|master| master.is_cluster()));
+        assert!(Master::parse("k8s://https://api:6443").is_some());
+        for bad in [
+            "local[0]",
+            "local[x]",
+            "yarn2",
+            "spark://",
+            "local[",
+            "local[5000]",
+        ] {
             assert_eq!(Master::parse(bad), None, "{bad}");
         }
     }

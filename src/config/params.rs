@@ -102,7 +102,14 @@ pub const PARAMS: &[Param] = &[
         String,
         Some("\"local[*]\""),
         "`local` (1 thread), `local[N]` (N from 1 to 1024), `local[*]` (all cores)",
-        "Where to run, as in spark-submit. The whole job runs in one process on a pool of N threads.",
+        "Where to run, as in spark-submit. The native engine runs the whole job in one process on a pool of N threads. With `engine = \"spark\"` it is handed to spark-submit's `--master`, which also accepts a cluster: `spark://HOST:PORT`, `yarn`, `k8s://URL`.",
+    ),
+    param(
+        "job.engine",
+        String,
+        Some("\"native\""),
+        "`native`, `spark`",
+        "Who trains: `native` runs in this process; `spark` turns the job into a PySpark application and runs it with spark-submit (found through `SPARK_HOME` or `PATH`), Spark MLlib doing the training, then publishes the same version layout. Train jobs only.",
     ),
     param(
         "job.driver_memory",
@@ -124,6 +131,13 @@ pub const PARAMS: &[Param] = &[
         Some("42"),
         "an integer from 0 to 2^63-1",
         "Seed for every random choice (split, initial factors). Same job and seed give the same model for any thread count.",
+    ),
+    param(
+        "spark",
+        Section,
+        None,
+        "",
+        "With `engine = \"spark\"`: Spark settings handed to spark-submit unchanged as `--conf spark.<key>=<value>`, e.g. `[spark] sql.shuffle.partitions = 8` or `--conf spark.executor.cores=4`. Any key is accepted (Spark checks them); values are strings, numbers or booleans. The native engine ignores this section.",
     ),
     param("input", Section, None, "", "Where the data comes from."),
     param(

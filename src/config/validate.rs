@@ -71,6 +71,10 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
                 check_grid_entry(key, value, &path, layered)?;
                 continue;
             }
+            if prefix == "spark" || prefix.starts_with("spark.") {
+                // Spark's own settings: open-ended, checked by Spark; types by spark::settings.
+                continue;
+            }
             let Some(param) = params::find(&path) else {
                 let suggestions = params::suggestions(&path);
                 let mut error = ConfigError::new(format!("unknown key `{path}`"))
@@ -342,6 +346,17 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     let master_text = reader.string("job.master").unwrap_or_default();
     let master = Master::parse(&master_text)
         .ok_or_else(|| reader.invalid("job.master", "invalid master"))?;
+    let engine_name = reader
+        .choice("job.engine", &["native", "spark"])?
+        .unwrap_or_else(|| "native".to_owned());
+    if engine_name == "native" && master.is_cluster() {
+        return Err(reader
+            .invalid("job.master", "a cluster master needs the Spark engine")
+            .hint(format!(
+                "the native engine runs on this machine only (local, local[N], local[*]); to train on the cluster run `submit --engine spark --master {master} JOB.toml` (spark-submit must be on PATH or under SPARK_HOME)"
+            )));
+    }
+    let spark_settings = spark::settings(reader.layered.get("spark"))?;
     let memory = |key: &str| -> Result<ByteSize, ConfigError> {
         let text = reader.string(key).unwrap_or_default();
         match ByteSize::parse(&text) {
@@ -362,6 +377,32 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
         "predict" => predict_task(&reader, job_file, seed)?,
         _ => train_task(&reader, job_file, seed)?,
     };
+    let engine = match (engine_name.as_str(), &task) {
+        ("native", _) => Engine::Native,
+        (_, Task::Train(train)) => {
+            if train.tuning.is_some() {
+                return Err(reader
+                    .invalid("job.engine", "`[tuning]` with the Spark engine")
+                    .hint("hyperparameter search runs on the native engine; run the search natively, then train the winning parameters with --engine spark"));
+            }
+            let (estimator, params) = spark::translate(
+                &train.model,
+                &train.input,
+                train.input.table.max_categories,
+                &|key| reader.is_set(key).then(|| reader.layered.origin(key)),
+            )?;
+            Engine::Spark(Box::new(spark::SparkJob {
+                conf: spark_settings,
+                params,
+                estimator,
+            }))
+        }
+        _ => {
+            return Err(reader
+                .invalid("job.engine", &format!("`engine = \"spark\"` in a {kind} job"))
+                .hint("recommend and predict jobs run natively on versions of either engine; drop --engine spark"));
+        }
+    };
 
     // The resolved TOML records what actually ran: derived values filled in, paths resolved.
     let resolved = &mut layered;
@@ -380,8 +421,9 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
 
     Ok(JobConfig {
         name,
-        master,
+        engine,
         threads: master.threads(),
+        master,
         driver_memory,
         executor_memory,
         seed,

@@ -3,13 +3,17 @@
 
 /// A well-mixed 64-bit hash of `(seed, index)` (the SplitMix64 finalizer).
 pub fn mix(seed: u64, index: u64) -> u64 {
-    let mut z = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(index)
-        .wrapping_add(0x632B_E59B_D9B4_E019);
+    let mut z = base(seed).wrapping_add(index);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// `mix(seed, index)` is the SplitMix64 finalizer of `base(seed) + index` (wrapping): the
+/// Spark engine computes the same numbers in Spark SQL from this base.
+pub fn base(seed: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x632B_E59B_D9B4_E019)
 }
 
 /// A uniform number in [0, 1) from `(seed, index)`.
@@ -18,7 +22,7 @@ pub fn unit(seed: u64, index: u64) -> f64 {
 }
 
 /// Stream of the split, kept apart from other uses of the job seed.
-const SPLIT_STREAM: u64 = 0x0053_504C_4954;
+pub const SPLIT_STREAM: u64 = 0x0053_504C_4954;
 
 /// Which rows are in the test part: each goes there with probability `test_fraction`.
 pub fn test_mask(rows: usize, test_fraction: f64, seed: u64) -> Vec<bool> {
@@ -51,5 +55,12 @@ mod tests {
         assert_eq!(train_test(100_000, 0.2, 42), (train.clone(), test));
         assert_ne!(train_test(100_000, 0.2, 43).0, train);
         assert!(train_test(10, 0.0, 1).1.is_empty());
+        let stream = mix(42, SPLIT_STREAM);
+        assert_eq!(mix(stream, 12345), {
+            let mut z = base(stream).wrapping_add(12345);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        });
     }
 }

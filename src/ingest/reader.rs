@@ -314,6 +314,24 @@ fn read_frame_unguarded(
 /// The separator polars should split on; multi-byte separators are rewritten to one byte.
 const UNIT_SEPARATOR: u8 = 0x1f;
 
+/// The separator the native reader would use for a delimited file without `separator`.
+pub fn sniffed_separator(path: &Path) -> Result<String, IngestError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(1 << 16);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(1 << 16).read_to_end(&mut head))
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => IngestError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => IngestError::Unreadable {
+                path: path.to_path_buf(),
+                reason: error.to_string(),
+            },
+        })?;
+    Ok(sniff_separator(&head))
+}
+
 fn sniff_separator(bytes: &[u8]) -> String {
     let first_line_end = bytes
         .iter()

@@ -14,7 +14,7 @@ use crate::exec::{Progress, ResourceError};
 use crate::ingest;
 use crate::report::Summary;
 
-mod trees;
+pub(crate) mod trees;
 mod tuning;
 
 pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
@@ -110,7 +110,6 @@ fn train_als(
     // left once both matrices exist.
     ingested.ratings.retain_where(&is_test);
     drop(is_test);
-    let test = &ingested.ratings;
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
     report_heap(progress, "prepare");
 
@@ -130,12 +129,91 @@ fn train_als(
     report_heap(progress, "fit");
     drop(by_item);
 
+    publish_als(
+        config,
+        task,
+        FittedAls {
+            model,
+            by_user,
+            test: ingested.ratings,
+            counts: ingested.counts,
+            total_ratings,
+            train_count,
+            test_count,
+            train_rmse,
+            implicit: params.implicit_prefs,
+            cold_start: *cold_start,
+            resolved_params,
+            tuning_report,
+            inputs: ingested.fingerprints,
+            durations,
+            started,
+            engine: None,
+            staging: None,
+        },
+        progress,
+    )
+}
+
+/// A fitted ALS model and what evaluating and publishing it needs, from either engine.
+pub(crate) struct FittedAls {
+    pub model: AlsModel,
+    /// The training interactions by user (over the model's indices).
+    pub by_user: Csr,
+    /// The test triples, with the id tables of every user and item.
+    pub test: crate::dataset::Ratings,
+    pub counts: ingest::IngestCounts,
+    pub total_ratings: usize,
+    pub train_count: usize,
+    pub test_count: usize,
+    pub train_rmse: f64,
+    pub implicit: bool,
+    pub cold_start: ColdStartStrategy,
+    pub resolved_params: serde_json::Value,
+    pub tuning_report: Option<serde_json::Value>,
+    pub inputs: Vec<crate::ingest::Fingerprint>,
+    pub durations: BTreeMap<String, f64>,
+    pub started: Instant,
+    /// The Spark engine's record for the manifest; `None` for the native engine.
+    pub engine: Option<serde_json::Value>,
+    /// A staging directory that already holds some of the version (the Spark model), and
+    /// those files' names.
+    pub staging: Option<(Staging, Vec<&'static str>)>,
+}
+
+/// Test metrics (RMSE/MAE, or ranking metrics for implicit feedback), the model files, the
+/// manifest and the publish: the part of an ALS job both engines share.
+pub(crate) fn publish_als(
+    config: &JobConfig,
+    task: &TrainTask,
+    fitted: FittedAls,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let FittedAls {
+        model,
+        by_user,
+        test,
+        counts,
+        total_ratings,
+        train_count,
+        test_count,
+        train_rmse,
+        implicit,
+        cold_start,
+        resolved_params,
+        tuning_report,
+        inputs,
+        mut durations,
+        started,
+        engine,
+        staging,
+    } = fitted;
+    let test = &test;
+    let cold_start = &cold_start;
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
     let metrics = evaluate(&model, test);
-    let ranking = params
-        .implicit_prefs
-        .then(|| evaluate_ranking(&model, test, &by_user, task.ranking_k));
+    let ranking = implicit.then(|| evaluate_ranking(&model, test, &by_user, task.ranking_k));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
     let cold = metrics.missing;
     let mut metrics_json = serde_json::json!({
@@ -143,9 +221,9 @@ fn train_als(
         "mae": metrics.mae,
         "train_rmse": if train_rmse.is_finite() { Some(train_rmse) } else { None },
         "counts": {
-            "rows_read": ingested.counts.rows_read,
-            "rows_dropped_null": ingested.counts.rows_dropped_null,
-            "rows_sampled_out": ingested.counts.rows_sampled_out,
+            "rows_read": counts.rows_read,
+            "rows_dropped_null": counts.rows_dropped_null,
+            "rows_sampled_out": counts.rows_sampled_out,
             "ratings": total_ratings,
             "users": test.users(),
             "items": test.items(),
@@ -187,7 +265,10 @@ fn train_als(
     }
     memory::set_phase(Phase::Publishing);
     let phase = Instant::now();
-    let staging = Staging::create(&task.output_dir, &config.name)?;
+    let (staging, mut model_files) = match staging {
+        Some((staging, files)) => (staging, files),
+        None => (Staging::create(&task.output_dir, &config.name)?, Vec::new()),
+    };
     let saved = codec::SavedAls::from_model(&model, &test.user_ids, &test.item_ids, &by_user);
     drop(by_user);
     let mut model_bytes = Vec::new();
@@ -215,14 +296,18 @@ fn train_als(
             durations,
             params: resolved_params,
             tuning: tuning_report,
-            inputs: ingested.fingerprints.clone(),
-            model_files: vec![
-                artifact::ALS_MODEL,
-                artifact::USER_FACTORS,
-                artifact::ITEM_FACTORS,
-            ],
+            inputs,
+            model_files: {
+                model_files.extend([
+                    artifact::ALS_MODEL,
+                    artifact::USER_FACTORS,
+                    artifact::ITEM_FACTORS,
+                ]);
+                model_files
+            },
             started,
             phase,
+            engine,
         },
         progress,
     )
@@ -242,6 +327,8 @@ pub(crate) struct Finished {
     pub started: Instant,
     /// When publishing began.
     pub phase: Instant,
+    /// The Spark engine's record (version, command line, estimator); `None`: native.
+    pub engine: Option<serde_json::Value>,
 }
 
 /// The tail every train job shares: timings and memory into the metrics, metrics, resolved job
@@ -262,6 +349,7 @@ pub(crate) fn finish(
         model_files,
         started,
         phase,
+        engine,
     } = finished;
     durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
     metrics["timings_s"] = serde_json::to_value(&durations)?;
@@ -271,7 +359,8 @@ pub(crate) fn finish(
         format_version: artifact::FORMAT_VERSION,
         tool: "submit".to_owned(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        engine: "native".to_owned(),
+        engine: if engine.is_some() { "spark" } else { "native" }.to_owned(),
+        spark: engine,
         kind: "train".to_owned(),
         job: config.name.clone(),
         algorithm: task.model.algorithm().to_owned(),

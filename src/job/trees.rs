@@ -242,6 +242,7 @@ pub fn train(
             model_files,
             started,
             phase,
+            engine: None,
         },
         progress,
     )
@@ -251,12 +252,30 @@ pub fn train(
 /// matrix) or regression (rmse, mae, r2); null when the test split is empty.
 fn evaluate(model: &trees::TreeModel, test: &Tabular, classes: usize) -> serde_json::Value {
     let predictions = predict_padded(model, test, classes);
-    match model.task {
+    test_metrics(
+        model.task,
+        &predictions,
+        &test.labels,
+        test.label_names.as_deref(),
+        classes,
+    )
+}
+
+/// The test metrics from per-row predictions (class probabilities, or the value in `[0]`),
+/// for models of either engine.
+pub(crate) fn test_metrics(
+    task: TreeTask,
+    predictions: &[Vec<f64>],
+    labels: &[f64],
+    label_names: Option<&[String]>,
+    classes: usize,
+) -> serde_json::Value {
+    match task {
         TreeTask::Classification => {
-            if test.rows() == 0 {
+            if labels.is_empty() {
                 return serde_json::json!({"accuracy": null, "f1": null, "auc_roc": null, "auc_pr": null, "log_loss": null});
             }
-            let metrics = classification::evaluate(&predictions, &test.labels, classes);
+            let metrics = classification::evaluate(predictions, labels, classes);
             serde_json::json!({
                 "accuracy": metrics.accuracy,
                 "f1": metrics.f1,
@@ -264,21 +283,21 @@ fn evaluate(model: &trees::TreeModel, test: &Tabular, classes: usize) -> serde_j
                 "auc_pr": metrics.auc_pr,
                 "log_loss": metrics.log_loss,
                 "confusion_matrix": metrics.confusion,
-                "classes": test.label_names.clone().unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect()),
+                "classes": label_names.map_or_else(|| (0..classes).map(|c| c.to_string()).collect(), <[String]>::to_vec),
             })
         }
         TreeTask::Regression => {
             let errors = regression::evaluate(
                 predictions
                     .iter()
-                    .zip(&test.labels)
+                    .zip(labels)
                     .map(|(p, y)| (Some(p[0] as f32), *y as f32)),
             );
-            let mean = test.labels.iter().sum::<f64>() / test.rows().max(1) as f64;
-            let total: f64 = test.labels.iter().map(|y| (y - mean).powi(2)).sum();
+            let mean = labels.iter().sum::<f64>() / labels.len().max(1) as f64;
+            let total: f64 = labels.iter().map(|y| (y - mean).powi(2)).sum();
             let residual: f64 = predictions
                 .iter()
-                .zip(&test.labels)
+                .zip(labels)
                 .map(|(p, y)| (p[0] - y).powi(2))
                 .sum();
             let r2 = (total > 0.0).then(|| 1.0 - residual / total);

@@ -1,0 +1,532 @@
+"""submit's Spark engine: one training job on Spark MLlib.
+
+Written by `submit --engine spark` and run by spark-submit as
+`spark_app.py PLAN.json`. The plan holds the checked job (inputs, column mapping, split,
+Spark's estimator and parameters) and where to write. This application reads the inputs with
+Spark's readers, numbers the rows in file order, applies the native engine's seeded split (the
+same SplitMix64 hash of (seed, row number), computed in Spark SQL), fits the estimator, saves the
+Spark model directory and hands the rest to submit through the exchange directory:
+
+  result.json      counts, timings, Spark version, Spark's own evaluator figures
+  error.json       on a problem with the job or its data: {"kind", "message"}
+  ALS:   users.json / items.json (ids by index), user_factors.bin / item_factors.bin
+         (u32 index + rank f32 per row), train.bin / test.bin (u32 user, u32 item, f32 rating)
+  trees: predictions.bin (per test row: f64 label, then f64 probabilities or prediction)
+
+submit computes the metrics from these with its own evaluators, so both engines report the
+same metric names with the same definitions, and publishes the version. Do not edit: submit
+writes this file from its own copy.
+"""
+
+import json
+import os
+import struct
+import sys
+import time
+
+MASK64 = (1 << 64) - 1
+
+
+class JobProblem(Exception):
+    """A problem with the job or its data, reported to submit as such (not as a crash)."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+def signed(value):
+    value &= MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def long_literal(value):
+    # A bigint literal Spark SQL parses for any 64-bit value (even the most negative one).
+    return f"CAST('{signed(value)}' AS BIGINT)"
+
+
+def unit_expression(base, index_column):
+    """SplitMix64's finalizer of (base + row), as submit's `split::unit`, in Spark SQL.
+
+    `base` already holds seed * golden gamma + offset; the products wrap at 64 bits, which is
+    why the application turns ANSI mode off for its session."""
+    from pyspark.sql import functions as F
+
+    z = F.expr(f"{long_literal(base)} + {index_column}")
+    z = (z.bitwiseXOR(F.shiftrightunsigned(z, 30))) * F.expr(long_literal(0xBF58476D1CE4E5B9))
+    z = (z.bitwiseXOR(F.shiftrightunsigned(z, 27))) * F.expr(long_literal(0x94D049BB133111EB))
+    z = z.bitwiseXOR(F.shiftrightunsigned(z, 31))
+    return F.shiftrightunsigned(z, 11).cast("double") * (1.0 / (1 << 53))
+
+
+def column_name(frame, ref, path):
+    if "name" in ref:
+        if ref["name"] not in frame.columns:
+            raise JobProblem(
+                "input",
+                f"{path}: no column `{ref['name']}` (columns: {', '.join(frame.columns)})",
+            )
+        return ref["name"]
+    position = ref["position"]
+    if position >= len(frame.columns):
+        raise JobProblem(
+            "input", f"{path}: no column #{position} (the file has {len(frame.columns)})"
+        )
+    return frame.columns[position]
+
+
+def read_file(spark, source, path):
+    fmt = source["format"]
+    reader = spark.read
+    if fmt in ("csv", "tsv", "text"):
+        frame = (
+            reader.option("sep", source["separator"])
+            .option("header", "true" if source["header"] else "false")
+            .option("inferSchema", "true")
+            .option("mode", "FAILFAST")
+            .csv(path)
+        )
+        if not source["header"]:
+            # The native engine's names for headerless text.
+            frame = frame.toDF(*[f"column_{i + 1}" for i in range(len(frame.columns))])
+        return frame
+    if fmt == "parquet":
+        return reader.parquet(path)
+    if fmt == "ndjson":
+        return reader.json(path)
+    if fmt == "libsvm":
+        return reader.format("libsvm").load(path)
+    raise JobProblem("config", f"format {fmt} has no Spark reader")
+
+
+def number_rows(spark, frame, name):
+    """Adds `name`: the row's position in file order, counted without leaving the JVM.
+
+    monotonically_increasing_id is (partition << 33) + position in partition; partitions of a
+    file come in file order, so each partition's offset is the count of the ones before it."""
+    from pyspark.sql import functions as F
+
+    tagged = frame.withColumn("__mid", F.monotonically_increasing_id()).withColumn(
+        "__part", F.spark_partition_id()
+    )
+    counts = sorted(tagged.groupBy("__part").count().collect())
+    offsets, total = [], 0
+    for row in counts:
+        offsets.append((row["__part"], total))
+        total += row["count"]
+    if not offsets:
+        return tagged.withColumn(name, F.lit(0).cast("long")).drop("__mid", "__part"), 0
+    offset_frame = spark.createDataFrame(offsets, "__part INT, __offset LONG")
+    numbered = tagged.join(F.broadcast(offset_frame), "__part").withColumn(
+        name,
+        F.col("__offset")
+        + (F.col("__mid") - F.shiftleft(F.col("__part").cast("long"), 33)),
+    )
+    return numbered.drop("__mid", "__part", "__offset"), total
+
+
+def read_input(spark, plan, used_names):
+    """All files in order with `__row` (position among the kept rows), limit, null policy and
+    sampling applied as the native engine applies them. Returns the frame and counts."""
+    from pyspark.sql import functions as F
+
+    source = plan["input"]
+    frames, offset, per_file = [], 0, []
+    for path in source["paths"]:
+        if source["limit"] is not None and offset >= source["limit"]:
+            break
+        frame = read_file(spark, source, path)
+        frame, rows = number_rows(spark, frame, "__global")
+        frame = frame.withColumn("__global", F.col("__global") + F.lit(offset))
+        if source["limit"] is not None:
+            frame = frame.filter(F.col("__global") < F.lit(source["limit"]))
+            rows = min(rows, source["limit"] - offset)
+        per_file.append({"path": path, "rows": rows})
+        frames.append((path, frame))
+        offset += rows
+    if not frames:
+        raise JobProblem("input", "no input rows")
+    columns = None
+    for path, frame in frames:
+        names = used_names(frame, path)
+        if columns is None:
+            columns = names
+        elif list(names) != list(columns):
+            raise JobProblem(
+                "input", f"{path}: its columns {names} differ from the first file's {columns}"
+            )
+    selected = None
+    for path, frame in frames:
+        part = frame.select(*[F.col(c) for c in columns], "__global")
+        selected = part if selected is None else selected.unionByName(part)
+    rows_read = offset
+    null_filter = None
+    for name in columns:
+        condition = F.col(name).isNull()
+        null_filter = condition if null_filter is None else (null_filter | condition)
+    dropped = 0
+    if null_filter is not None:
+        bad = selected.filter(null_filter)
+        if source["null_policy"] == "error":
+            first = bad.orderBy("__global").limit(1).collect()
+            if first:
+                row = first[0]
+                missing = [name for name in columns if row[name] is None]
+                line = row["__global"] + (1 if source["header"] else 0) + 1
+                raise JobProblem(
+                    "input",
+                    f"row {row['__global'] + 1} (line {line} of delimited text) has a missing "
+                    f"value in column `{missing[0]}` (set `input.null_policy = \"drop\"` to "
+                    "skip such rows)",
+                )
+        else:
+            dropped = bad.count()
+            selected = selected.filter(~null_filter)
+    sampled_out = 0
+    if source["sample_fraction"] < 1.0:
+        keep = unit_expression(plan["split"]["sample_base"], "__global") < F.lit(
+            source["sample_fraction"]
+        )
+        before = rows_read - dropped
+        selected = selected.filter(keep)
+        sampled_out = before - selected.count()
+    numbered, total = number_rows(spark, selected, "__row")
+    counts = {
+        "rows_read": rows_read,
+        "rows_dropped_null": dropped,
+        "rows_sampled_out": sampled_out,
+        "rows": total,
+        "per_file": per_file,
+    }
+    if total == 0:
+        raise JobProblem(
+            "input",
+            f"no rows left: {rows_read} rows read, {dropped} dropped for missing values, "
+            f"{sampled_out} left out by sample_fraction",
+        )
+    return numbered.drop("__global"), counts
+
+
+def with_split(frame, plan):
+    from pyspark.sql import functions as F
+
+    return frame.withColumn(
+        "__test",
+        unit_expression(plan["split"]["split_base"], "__row")
+        < F.lit(plan["split"]["test_fraction"]),
+    )
+
+
+def estimator(plan, **columns):
+    module_name, class_name = plan["estimator"].rsplit(".", 1)
+    module = __import__(module_name, fromlist=[class_name])
+    params = {k: v for k, v in plan["params"].items() if "." not in k}
+    params.update(columns)
+    return getattr(module, class_name)(**params)
+
+
+def write_records(path, rows, pack):
+    with open(path, "wb") as out:
+        buffer = []
+        for row in rows:
+            buffer.append(pack(row))
+            if len(buffer) >= 65536:
+                out.write(b"".join(buffer))
+                buffer.clear()
+        out.write(b"".join(buffer))
+
+
+def run_als(spark, plan, exchange, result):
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.feature import StringIndexer
+    from pyspark.sql import functions as F
+
+    columns = plan["input"]["columns"]
+
+    def used(frame, path):
+        return [
+            column_name(frame, columns["user"], path),
+            column_name(frame, columns["item"], path),
+            column_name(frame, columns["rating"], path),
+        ]
+
+    started = time.time()
+    frame, counts = read_input(spark, plan, used)
+    user, item, rating = frame.columns[0], frame.columns[1], frame.columns[2]
+    kinds = {}
+    for role, name in (("user", user), ("item", item)):
+        data_type = frame.schema[name].dataType.simpleString()
+        kinds[role] = "integer" if data_type in ("int", "bigint", "smallint", "tinyint") else "text"
+    frame = frame.withColumn("__rating", F.col(rating).cast("float"))
+    bad = frame.filter(F.col("__rating").isNull() | F.isnan("__rating")).limit(1).collect()
+    if bad:
+        raise JobProblem(
+            "input",
+            f"row {bad[0]['__row'] + 1}: rating column `{rating}` holds "
+            f"{bad[0][rating]!r}, not a number",
+        )
+    indexers = StringIndexer(
+        inputCols=[user, item], outputCols=["__user", "__item"], stringOrderType="alphabetAsc"
+    ).fit(frame.withColumn(user, F.col(user).cast("string")).withColumn(item, F.col(item).cast("string")))
+    indexed = indexers.transform(
+        frame.withColumn(user, F.col(user).cast("string")).withColumn(item, F.col(item).cast("string"))
+    )
+    indexed = with_split(indexed, plan).select(
+        F.col("__user").cast("int").alias("__user"),
+        F.col("__item").cast("int").alias("__item"),
+        "__rating",
+        "__test",
+    )
+    indexed = indexed.cache()
+    train = indexed.filter(~F.col("__test"))
+    test = indexed.filter(F.col("__test"))
+    counts["train"] = train.count()
+    counts["test"] = test.count()
+    if counts["train"] == 0:
+        raise JobProblem("input", "all rows went to the test split")
+    result["timings_s"]["ingest"] = time.time() - started
+
+    started = time.time()
+    als = estimator(plan, userCol="__user", itemCol="__item", ratingCol="__rating")
+    model = als.fit(train)
+    # Force the factors: fit is lazy about nothing, but the save below should not be timed.
+    model.userFactors.count()
+    result["timings_s"]["fit"] = time.time() - started
+
+    started = time.time()
+    model.write().overwrite().save(plan["output"]["model_dir"])
+    rank = model.rank
+    labels = indexers.labelsArray
+    for role, ids in (("users", labels[0]), ("items", labels[1])):
+        kind = kinds["user" if role == "users" else "item"]
+        values = [int(v) for v in ids] if kind == "integer" else list(ids)
+        with open(os.path.join(exchange, f"{role}.json"), "w") as out:
+            json.dump({"kind": kind, "ids": values}, out)
+    record = struct.Struct(f"<I{rank}f")
+    for name, factors in (("user", model.userFactors), ("item", model.itemFactors)):
+        write_records(
+            os.path.join(exchange, f"{name}_factors.bin"),
+            factors.toLocalIterator(),
+            lambda row: record.pack(row["id"], *row["features"]),
+        )
+    triple = struct.Struct("<IIf")
+    for name, part in (("train", train), ("test", test)):
+        write_records(
+            os.path.join(exchange, f"{name}.bin"),
+            part.select("__user", "__item", "__rating").toLocalIterator(),
+            lambda row: triple.pack(row[0], row[1], row[2]),
+        )
+    result["rank"] = rank
+    result["timings_s"]["export"] = time.time() - started
+
+    if not plan["params"].get("implicitPrefs") and counts["test"] > 0:
+        predictions = model.transform(test).filter(~F.isnan("prediction"))
+        evaluator = RegressionEvaluator(labelCol="__rating", predictionCol="prediction")
+        result["spark_evaluator"] = {
+            "rmse": evaluator.setMetricName("rmse").evaluate(predictions),
+            "mae": evaluator.setMetricName("mae").evaluate(predictions),
+        }
+    result["counts"] = counts
+    indexed.unpersist()
+
+
+def run_trees(spark, plan, exchange, result):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.evaluation import (
+        BinaryClassificationEvaluator,
+        MulticlassClassificationEvaluator,
+        RegressionEvaluator,
+    )
+    from pyspark.ml.feature import StringIndexer, VectorAssembler, VectorIndexer
+    from pyspark.sql import functions as F
+
+    table = plan["input"]["table"]
+    libsvm = plan["input"]["format"] == "libsvm"
+    classification = plan["task"] == "classification"
+
+    def used(frame, path):
+        if libsvm:
+            return ["label", "features"]
+        label = column_name(frame, table["label"], path)
+        validation = (
+            column_name(frame, table["validation"], path) if table["validation"] else None
+        )
+        if table["features"] is not None:
+            features = [column_name(frame, {"name": name}, path) for name in table["features"]]
+        else:
+            features = [c for c in frame.columns if c not in (label, validation)]
+        return [label] + ([validation] if validation else []) + features
+
+    started = time.time()
+    source = plan["input"]
+    # Missing feature values: the native engine sends them left at every split; Spark's trees
+    # have no such rule, so a missing value is an error here whatever the null policy says.
+    frame, counts = read_input(spark, plan, used)
+    names = [c for c in frame.columns if c != "__row"]
+    label = names[0]
+    validation = names[1] if table["validation"] and not libsvm else None
+    features = names[2:] if validation else names[1:]
+    stages = []
+    label_names = None
+    if classification and frame.schema[label].dataType.simpleString() == "string":
+        indexer = StringIndexer(inputCol=label, outputCol="__label").fit(frame)
+        label_names = list(indexer.labels)
+        stages.append(indexer)
+    else:
+        frame = frame.withColumn("__label", F.col(label).cast("double"))
+    if classification and label_names is None:
+        bad = (
+            frame.filter((F.col("__label") < 0) | (F.col("__label") != F.floor("__label")))
+            .limit(1)
+            .collect()
+        )
+        if bad:
+            raise JobProblem(
+                "input",
+                f"row {bad[0]['__row'] + 1}: label {bad[0][label]!r} is not a class index "
+                "(0, 1, 2, ...) or a string",
+            )
+    if libsvm:
+        vector = "features"
+        feature_names = None
+    else:
+        assembled = []
+        for name in features:
+            kind = frame.schema[name].dataType.simpleString()
+            if kind == "string" or name in table["categorical"]:
+                indexed_name = f"__index_{name}"
+                frame = frame.withColumn(name, F.col(name).cast("string"))
+                stages.append(
+                    StringIndexer(inputCol=name, outputCol=indexed_name, handleInvalid="keep")
+                )
+                assembled.append(indexed_name)
+            else:
+                frame = frame.withColumn(name, F.col(name).cast("double"))
+                assembled.append(name)
+        stages.append(VectorAssembler(inputCols=assembled, outputCol="__features"))
+        vector = "__features"
+        feature_names = features
+    max_categories = plan["params"].get("VectorIndexer.maxCategories", 0)
+    if max_categories:
+        stages.append(
+            VectorIndexer(inputCol=vector, outputCol="__indexed", maxCategories=max_categories)
+        )
+        vector = "__indexed"
+    if validation:
+        frame = frame.withColumn(validation, F.col(validation).cast("boolean"))
+    frame = with_split(frame, plan).cache()
+    if stages:
+        prepared = Pipeline(stages=stages).fit(frame).transform(frame)
+    else:
+        prepared = frame
+    train = prepared.filter(~F.col("__test"))
+    test = prepared.filter(F.col("__test"))
+    counts["train_rows"] = train.count()
+    counts["test_rows"] = test.count()
+    if counts["train_rows"] == 0:
+        raise JobProblem("input", "all rows went to the test split")
+    result["timings_s"]["ingest"] = time.time() - started
+
+    started = time.time()
+    extra = {"featuresCol": vector, "labelCol": "__label"}
+    if validation:
+        extra["validationIndicatorCol"] = validation
+    model = estimator(plan, **{k: v for k, v in extra.items()}).fit(train)
+    result["timings_s"]["fit"] = time.time() - started
+
+    started = time.time()
+    model.write().overwrite().save(plan["output"]["model_dir"])
+    predictions = model.transform(test)
+    if classification:
+        classes = int(
+            max(
+                prepared.agg(F.max("__label")).collect()[0][0] or 0,
+                len(label_names or []) - 1,
+            )
+        ) + 1
+        row_format = struct.Struct(f"<d{classes}d")
+
+        def pack(row):
+            probability = list(row["probability"])
+            probability += [0.0] * (classes - len(probability))
+            return row_format.pack(row["__label"], *probability[:classes])
+
+        columns = ["__label", "probability"]
+    else:
+        classes = 1
+        row_format = struct.Struct("<dd")
+
+        def pack(row):
+            return row_format.pack(row["__label"], row["prediction"])
+
+        columns = ["__label", "prediction"]
+    write_records(
+        os.path.join(exchange, "predictions.bin"),
+        predictions.select(*columns).toLocalIterator(),
+        pack,
+    )
+    result["timings_s"]["export"] = time.time() - started
+    width = model.numFeatures
+    result["classes"] = classes
+    result["label_names"] = label_names
+    result["feature_names"] = feature_names or [f"f{i + 1}" for i in range(width)]
+    result["feature_importances"] = [float(v) for v in model.featureImportances.toArray()]
+    result["trees"] = {
+        "kept": len(model.trees),
+        "max_depth_reached": max((tree.depth for tree in model.trees), default=0),
+        "nodes": model.totalNumNodes,
+    }
+    if counts["test_rows"] > 0:
+        if classification:
+            accuracy = MulticlassClassificationEvaluator(
+                labelCol="__label", metricName="accuracy"
+            ).evaluate(predictions)
+            result["spark_evaluator"] = {"accuracy": accuracy}
+            if classes == 2:
+                result["spark_evaluator"]["auc_roc"] = BinaryClassificationEvaluator(
+                    labelCol="__label", metricName="areaUnderROC"
+                ).evaluate(predictions)
+        else:
+            result["spark_evaluator"] = {
+                "rmse": RegressionEvaluator(labelCol="__label", metricName="rmse").evaluate(
+                    predictions
+                )
+            }
+    counts["features"] = width
+    result["counts"] = counts
+    frame.unpersist()
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: spark_app.py PLAN.json (written by submit --engine spark)", file=sys.stderr)
+        return 2
+    with open(sys.argv[1]) as plan_file:
+        plan = json.load(plan_file)
+    exchange = plan["output"]["exchange_dir"]
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(plan["job"]).getOrCreate()
+    # The split hash multiplies 64-bit integers and relies on wrap-around.
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    result = {"spark_version": spark.version, "timings_s": {}}
+    try:
+        if plan["algorithm"] == "als":
+            run_als(spark, plan, exchange, result)
+        else:
+            run_trees(spark, plan, exchange, result)
+    except JobProblem as problem:
+        with open(os.path.join(exchange, "error.json"), "w") as out:
+            json.dump({"kind": problem.kind, "message": str(problem)}, out)
+        print(f"submit spark app: {problem.kind} error: {problem}", file=sys.stderr)
+        spark.stop()
+        return 3
+    with open(os.path.join(exchange, "result.json.tmp"), "w") as out:
+        json.dump(result, out)
+    os.replace(os.path.join(exchange, "result.json.tmp"), os.path.join(exchange, "result.json"))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
