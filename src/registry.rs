@@ -165,12 +165,12 @@ fn resolve_version(path: &Path) -> Result<(PathBuf, u32, PathBuf), RegistryError
 
 fn show(version: &Path) -> anyhow::Result<Output> {
     let (_, _, dir) = resolve_version(version)?;
-    let loaded = artifact::load_version(&dir)?;
+    let (manifest, metrics) = artifact::load_description(&dir)?;
     let value = json!({
         "status": "ok",
         "dir": dir.display().to_string(),
-        "manifest": serde_json::to_value(&loaded.manifest)?,
-        "metrics": loaded.metrics,
+        "manifest": serde_json::to_value(&manifest)?,
+        "metrics": metrics,
     });
     let human = format!(
         "{}\nmanifest.json:\n{}\nmetrics.json:\n{}\n",

@@ -1,24 +1,36 @@
-//! The README's parameter table is generated from the registry; this keeps the copy current.
+//! The README's parameter and Spark mapping tables are generated from their registries; this
+//! keeps the copies current.
 
 #[test]
 fn readme_parameter_table_is_current() {
+    check_region("params", &submit::config::params::markdown_table());
+}
+
+#[test]
+fn readme_spark_mapping_table_is_current() {
+    check_region("spark-mapping", &submit::config::spark::markdown_table());
+}
+
+/// Blessing rewrites one file from two tests: one at a time.
+static README: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check_region(name: &str, generated: &str) {
+    let _guard = README
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
-    let begin = "<!-- params:begin -->\n";
-    let end = "<!-- params:end -->";
-    let start = readme
-        .find(begin)
-        .expect("README has the params:begin marker")
-        + begin.len();
-    let stop = readme.find(end).expect("README has the params:end marker");
-    let generated = submit::config::params::markdown_table();
-    if readme[start..stop] != generated {
+    let begin = format!("<!-- {name}:begin -->\n");
+    let end = format!("<!-- {name}:end -->");
+    let start = readme.find(&begin).expect("README has the begin marker") + begin.len();
+    let stop = readme.find(&end).expect("README has the end marker");
+    if readme[start..stop] != *generated {
         if std::env::var_os("SUBMIT_BLESS").is_some() {
             let updated = format!("{}{generated}{}", &readme[..start], &readme[stop..]);
             std::fs::write(&path, updated).unwrap();
         } else {
             panic!(
-                "README parameter table is stale: run `SUBMIT_BLESS=1 cargo test --release readme`"
+                "README {name} table is stale: run `SUBMIT_BLESS=1 cargo test --release readme`"
             );
         }
     }

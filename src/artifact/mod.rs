@@ -134,6 +134,28 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ArtifactE
 
 /// Reads a version directory (or the `latest` link), checking the format version first.
 pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
+    let (manifest, metrics) = load_description(dir)?;
+    if manifest.algorithm != "als" && manifest.engine == "spark" {
+        return Err(ArtifactError::Unreadable {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "this {} version was trained by the Spark engine: its model is the Spark MLlib directory {}/, which submit does not score; load it with Spark (e.g. {}Model.load)",
+                manifest.algorithm,
+                crate::engine::spark::SPARK_MODEL,
+                manifest
+                    .spark
+                    .as_ref()
+                    .and_then(|spark| spark["estimator"].as_str())
+                    .and_then(|name| name.rsplit('.').next())
+                    .unwrap_or("the estimator's ")
+            ),
+        });
+    }
+    load_model(dir, manifest, metrics)
+}
+
+/// A version's manifest and metrics, without its model (what listing and showing need).
+pub fn load_description(dir: &Path) -> Result<(Manifest, serde_json::Value), ArtifactError> {
     let manifest_path = dir.join(MANIFEST);
     let raw: serde_json::Value = read_json(&manifest_path)?;
     let found = raw
@@ -155,6 +177,14 @@ pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
             problem: error.to_string(),
         })?;
     let metrics = read_json(&dir.join(METRICS))?;
+    Ok((manifest, metrics))
+}
+
+fn load_model(
+    dir: &Path,
+    manifest: Manifest,
+    metrics: serde_json::Value,
+) -> Result<LoadedVersion, ArtifactError> {
     if manifest.algorithm != "als" {
         let trees: SavedTrees = read_json(&dir.join(TREES_MODEL))?;
         return Ok(LoadedVersion {

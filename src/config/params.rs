@@ -101,7 +101,7 @@ pub const PARAMS: &[Param] = &[
         "job.master",
         String,
         Some("\"local[*]\""),
-        "`local` (1 thread), `local[N]` (N from 1 to 1024), `local[*]` (all cores)",
+        "`local` (1 thread), `local[N]` (N from 1 to 1024), `local[*]` (all cores); with `engine = \"spark\"` also `spark://HOST:PORT`, `yarn`, `k8s://URL`, `mesos://HOST:PORT`",
         "Where to run, as in spark-submit. The native engine runs the whole job in one process on a pool of N threads. With `engine = \"spark\"` it is handed to spark-submit's `--master`, which also accepts a cluster: `spark://HOST:PORT`, `yarn`, `k8s://URL`.",
     ),
     param(

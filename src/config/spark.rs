@@ -135,7 +135,7 @@ pub const TRANSLATIONS: &[Translation] = &[
         "Numeric features with at most this many values become categorical through Spark's VectorIndexer.",
     ),
     row(
-        "input.categorical",
+        "input.columns.categorical",
         "StringIndexer",
         "random_forest, gbt",
         "Listed numeric columns are indexed as strings, like string columns.",
@@ -458,10 +458,7 @@ mod tests {
     #[test]
     fn als_parameters_map_one_to_one() {
         let (estimator, params) =
-            translate(&als(Solver::Cholesky), &input(Format::Csv), 0, &|_| {
-                Some(Origin::Default)
-            })
-            .unwrap();
+            translate(&als(Solver::Cholesky), &input(Format::Csv), 0, &|_| None).unwrap();
         assert_eq!(estimator, "pyspark.ml.recommendation.ALS");
         let get = |name: &str| {
             params

@@ -352,6 +352,7 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     if engine_name == "native" && master.is_cluster() {
         return Err(reader
             .invalid("job.master", "a cluster master needs the Spark engine")
+            .allowed("`local` (1 thread), `local[N]` (N from 1 to 1024), `local[*]` (all cores) on the native engine")
             .hint(format!(
                 "the native engine runs on this machine only (local, local[N], local[*]); to train on the cluster run `submit --engine spark --master {master} JOB.toml` (spark-submit must be on PATH or under SPARK_HOME)"
             )));

@@ -263,14 +263,16 @@ pub fn dry_run_command(config: &JobConfig, task: &TrainTask, job: &SparkJob) -> 
         |_| "spark-submit".to_owned(),
         |path| path.display().to_string(),
     );
-    let plan = task
-        .output_dir
-        .join(&config.name)
+    let job_dir = task.output_dir.join(&config.name);
+    let job_dir = std::path::absolute(&job_dir).unwrap_or(job_dir);
+    let plan = job_dir
         .join(".staging-<run>")
         .join(EXCHANGE)
         .join("plan.json");
     let mut words = vec![program];
-    words.extend(arguments(config, job, &app_path(task, config), &plan));
+    let app = app_path(task, config);
+    let app = std::path::absolute(&app).unwrap_or(app);
+    words.extend(arguments(config, job, &app, &plan));
     words
         .iter()
         .map(|word| shell_quote(word))
@@ -290,10 +292,14 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
+/// The end of Spark's log without its INFO chatter, where the error and traceback are.
 fn last_lines(path: &Path, count: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.contains(" INFO ") && !line.trim().is_empty())
+        .collect();
     lines[lines.len().saturating_sub(count)..]
         .iter()
         .map(|line| format!("    {line}"))
@@ -456,16 +462,18 @@ pub fn train(
     let started = Instant::now();
     let program = find_spark_submit()?;
     let staging = Staging::create(&task.output_dir, &config.name)?;
-    let exchange = staging.path().join(EXCHANGE);
+    // Spark resolves relative paths against its own working directory and default file system.
+    let staging_dir = std::path::absolute(staging.path())?;
+    let exchange = staging_dir.join(EXCHANGE);
     std::fs::create_dir(&exchange).map_err(|source| crate::artifact::ArtifactError::Io {
         path: exchange.clone(),
         action: "create".to_owned(),
         source,
     })?;
-    let app = app_path(task, config);
+    let app = std::path::absolute(app_path(task, config))?;
     write_app(&app)?;
     let plan_path = exchange.join("plan.json");
-    let model_dir = staging.path().join(SPARK_MODEL);
+    let model_dir = staging_dir.join(SPARK_MODEL);
     let plan = plan(config, task, job, &model_dir, &exchange)?;
     std::fs::write(&plan_path, serde_json::to_string_pretty(&plan)?)?;
     let arguments = arguments(config, job, &app, &plan_path);

@@ -473,6 +473,7 @@ def run_trees(spark, plan, exchange, result):
     result["feature_importances"] = [float(v) for v in model.featureImportances.toArray()]
     result["trees"] = {
         "kept": len(model.trees),
+        "grown": len(model.trees),
         "max_depth_reached": max((tree.depth for tree in model.trees), default=0),
         "nodes": model.totalNumNodes,
     }

@@ -1,0 +1,349 @@
+//! `--engine spark`: the same job file through the real spark-submit (pyspark from PyPI) and
+//! natively, on the same split. The Spark runs need spark-submit on PATH or under SPARK_HOME
+//! (`.ci/run` installs pyspark; Java 17 must be present) and print SKIPPED without it; the
+//! refusals below need no Spark at all.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// spark-submit's directory, when this machine can run Spark.
+fn spark_bin() -> Option<PathBuf> {
+    let candidates = std::env::var_os("SPARK_HOME")
+        .map(|home| PathBuf::from(home).join("bin"))
+        .into_iter()
+        .chain(
+            std::env::var_os("PATH")
+                .into_iter()
+                .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>()),
+        );
+    let found = candidates
+        .into_iter()
+        .find(|dir| dir.join("spark-submit").is_file());
+    let java = std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if found.is_none() || !java {
+        eprintln!(
+            "SKIPPED: the Spark engine tests need spark-submit (SPARK_HOME or PATH; `pip install pyspark`) and Java 17; .ci/run installs pyspark"
+        );
+        return None;
+    }
+    found
+}
+
+fn metrics(version: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(version.join("metrics.json")).unwrap()).unwrap()
+}
+
+fn manifest(version: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(version.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn files(version: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(version)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Headline metric names: the top-level keys that hold numbers or null (not sections).
+fn metric_names(metrics: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = metrics
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, value)| value.is_number() || value.is_null())
+        .map(|(name, _)| name.clone())
+        .filter(|name| !name.starts_with("peak_") && name != "threads")
+        .collect();
+    names.sort();
+    names
+}
+
+fn run_both(dir: &Path, job: &str) -> (PathBuf, PathBuf) {
+    let native = run(submit(dir).args(["--json", "--quiet", job]));
+    assert!(native.status.success(), "{}", stderr(&native));
+    let native_dir = PathBuf::from(json(&native)["version_dir"].as_str().unwrap());
+    let spark = run(submit(dir).args(["--json", "--quiet", "--engine", "spark", job]));
+    assert!(
+        spark.status.success(),
+        "spark engine failed: {}",
+        stderr(&spark)
+    );
+    let summary = json(&spark);
+    let spark_dir = PathBuf::from(summary["version_dir"].as_str().unwrap());
+    (dir.join(native_dir), dir.join(spark_dir))
+}
+
+#[test]
+fn als_on_spark_matches_the_native_layout_split_and_metrics() {
+    if spark_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Users with ids as text, a rank-2 pattern plus noise.
+    let mut csv = String::from("user,item,rating\n");
+    for user in 0..300u64 {
+        for step in 0..25u64 {
+            let item = (user * 13 + step * 7) % 120;
+            let signal = ((user % 7) as f64 - 3.0) * ((item % 5) as f64 - 2.0) / 4.0
+                + ((user % 3) as f64) * ((item % 4) as f64) / 3.0;
+            let noise = ((user * 31 + item * 17) % 11) as f64 / 22.0 - 0.25;
+            csv.push_str(&format!("u{user},{item},{:.3}\n", 3.0 + signal + noise));
+        }
+    }
+    write(dir.path(), "ratings.csv", &csv);
+    write(
+        dir.path(),
+        "als.toml",
+        "[job]\nname = \"als\"\nmaster = \"local[2]\"\n\n[input]\npath = \"ratings.csv\"\n\n[split]\ntest_fraction = 0.2\n\n[model]\nrank = 6\nmax_iter = 10\nreg_param = 0.05\ncold_start_strategy = \"drop\"\n",
+    );
+    let (native, spark) = run_both(dir.path(), "als.toml");
+
+    // The same files, plus Spark's model directory.
+    let mut expected = files(&native);
+    expected.push("spark_model".to_owned());
+    expected.sort();
+    assert_eq!(files(&spark), expected);
+    let spark_manifest = manifest(&spark);
+    assert_eq!(spark_manifest["engine"], "spark");
+    assert!(spark_manifest["spark"]["version"].as_str().is_some());
+    assert!(
+        spark_manifest["spark"]["command"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("spark-submit")
+    );
+    assert_eq!(spark_manifest["spark"]["params"]["regParam"], 0.05);
+
+    // The same split (the native hash computed in Spark SQL) and the same metric names.
+    let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
+    for count in ["ratings", "train_ratings", "test_ratings", "users", "items"] {
+        assert_eq!(
+            native_metrics["counts"][count], spark_metrics["counts"][count],
+            "{count}"
+        );
+    }
+    assert_eq!(metric_names(&native_metrics), metric_names(&spark_metrics));
+    // Different random initialisation, same model family: test RMSE within 0.05.
+    let (native_rmse, spark_rmse) = (
+        native_metrics["rmse"].as_f64().unwrap(),
+        spark_metrics["rmse"].as_f64().unwrap(),
+    );
+    assert!(
+        (native_rmse - spark_rmse).abs() < 0.05,
+        "native {native_rmse} vs spark {spark_rmse}"
+    );
+    // Our evaluator on Spark's factors agrees with Spark's own RegressionEvaluator.
+    let spark_own = spark_manifest["spark"]["evaluator"]["rmse"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (spark_own - spark_rmse).abs() < 1e-4,
+        "{spark_own} vs {spark_rmse}"
+    );
+
+    // A recommendation job reads the Spark-produced factors.
+    write(
+        dir.path(),
+        "recommend.toml",
+        &format!(
+            "[job]\nname = \"rec\"\nkind = \"recommend\"\n\n[model]\nfrom = \"{}\"\n\n[recommend]\nk = 5\n\n[output]\npath = \"recs.csv\"\n",
+            spark.display()
+        ),
+    );
+    let output = run(submit(dir.path()).args(["--quiet", "recommend.toml"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let recommendations = std::fs::read_to_string(dir.path().join("recs.csv")).unwrap();
+    assert_eq!(recommendations.lines().count(), 1 + 300 * 5);
+    assert!(recommendations.lines().nth(1).unwrap().starts_with('u'));
+}
+
+#[test]
+fn gbt_on_spark_reports_the_native_metric_names_on_the_same_split() {
+    if spark_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("colour,x,y,label\n");
+    for row in 0..3000u64 {
+        let x = ((row * 7919) % 1000) as f64 / 100.0 - 5.0;
+        let y = ((row * 104_729) % 997) as f64 / 99.7 - 5.0;
+        let colour = ["red", "green", "blue"][(row % 3) as usize];
+        let bonus = if colour == "red" { 1.5 } else { 0.0 };
+        let label = u8::from(x + 0.5 * y + bonus + ((row % 13) as f64 / 6.5 - 1.0) > 0.0);
+        csv.push_str(&format!("{colour},{x:.3},{y:.3},{label}\n"));
+    }
+    write(dir.path(), "table.csv", &csv);
+    write(
+        dir.path(),
+        "gbt.toml",
+        "[job]\nname = \"gbt\"\nmaster = \"local[2]\"\n\n[input]\npath = \"table.csv\"\n\n[input.columns]\nlabel = \"label\"\n\n[split]\ntest_fraction = 0.25\n\n[model]\nalgorithm = \"gbt\"\ntask = \"classification\"\nmax_iter = 20\nmax_depth = 3\n",
+    );
+    let (native, spark) = run_both(dir.path(), "gbt.toml");
+    assert!(spark.join("spark_model").is_dir());
+    for name in ["manifest.json", "metrics.json", "job.resolved.toml"] {
+        assert!(spark.join(name).is_file(), "{name}");
+    }
+    let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
+    assert_eq!(
+        native_metrics["counts"]["test_rows"],
+        spark_metrics["counts"]["test_rows"]
+    );
+    assert_eq!(metric_names(&native_metrics), metric_names(&spark_metrics));
+    let (native_auc, spark_auc) = (
+        native_metrics["auc_roc"].as_f64().unwrap(),
+        spark_metrics["auc_roc"].as_f64().unwrap(),
+    );
+    assert!(
+        (native_auc - spark_auc).abs() < 0.02,
+        "native {native_auc} vs spark {spark_auc}"
+    );
+    let spark_own = manifest(&spark)["spark"]["evaluator"]["auc_roc"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (spark_own - spark_auc).abs() < 1e-3,
+        "{spark_own} vs {spark_auc}"
+    );
+
+    // The registry shows and compares versions of both engines.
+    let output = run(submit(dir.path())
+        .args(["models", "show", "--json"])
+        .arg(&spark));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json(&output)["manifest"]["engine"], "spark");
+    let output = run(submit(dir.path())
+        .args(["models", "diff"])
+        .arg(&native)
+        .arg(&spark));
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A predict job says why it cannot score a Spark tree model.
+    write(
+        dir.path(),
+        "predict.toml",
+        &format!(
+            "[job]\nname = \"p\"\nkind = \"predict\"\n\n[model]\nfrom = \"{}\"\n\n[input]\npath = \"table.csv\"\n\n[output]\npath = \"scores.csv\"\n",
+            spark.display()
+        ),
+    );
+    let output = run(submit(dir.path()).arg("predict.toml"));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("Spark engine"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_failing_spark_application_publishes_nothing() {
+    if spark_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ratings.csv", &ratings_csv(40, true));
+    // A rating that is not a number: Spark's reader takes it, the application refuses it.
+    let mut bad = ratings_csv(40, true);
+    bad.push_str("7,3,lots\n");
+    write(dir.path(), "bad.csv", &bad);
+    write(
+        dir.path(),
+        "bad.toml",
+        "[job]\nname = \"bad\"\nmaster = \"local[2]\"\n\n[input]\npath = \"bad.csv\"\n\n[input.columns]\nuser = \"userId\"\nitem = \"movieId\"\nrating = \"rating\"\n\n[model]\nrank = 3\n",
+    );
+    let output = run(submit(dir.path()).args(["--engine", "spark", "bad.toml"]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("rating column") && message.contains("lots"),
+        "{message}"
+    );
+    let job_dir = dir.path().join("models/bad");
+    let left: Vec<String> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".spark" && name != ".lock" && name != ".last-version")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(job_dir.join(".spark/last-failure.log").is_file());
+}
+
+#[test]
+fn refusals_need_no_spark() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ratings.csv", &ratings_csv(20, true));
+    let job = |extra: &str| {
+        format!(
+            "[job]\nname = \"r\"\n{extra}\n[input]\npath = \"ratings.csv\"\n\n[input.columns]\nuser = \"userId\"\nitem = \"movieId\"\nrating = \"rating\"\n"
+        )
+    };
+    // A cluster master on the native engine says how to run it.
+    write(
+        dir.path(),
+        "cluster.toml",
+        &job("master = \"spark://head:7077\"\n"),
+    );
+    let output = run(submit(dir.path()).arg("cluster.toml"));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("--engine spark --master spark://head:7077"),
+        "{message}"
+    );
+
+    // A parameter without a Spark equivalent is refused, naming the key and its line.
+    write(
+        dir.path(),
+        "cg.toml",
+        &format!(
+            "{}\n[model]\nimplicit_prefs = true\nsolver = \"cg\"\n",
+            job("engine = \"spark\"\n")
+        ),
+    );
+    let output = run(submit(dir.path()).arg("cg.toml"));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("model.solver") && message.contains("cg.toml:"),
+        "{message}"
+    );
+
+    // No spark-submit anywhere: exit 2 and nothing published.
+    write(dir.path(), "plain.toml", &job(""));
+    let output = run(submit(dir.path())
+        .args(["--engine", "spark", "plain.toml"])
+        .env_remove("SPARK_HOME")
+        .env("PATH", "/nonexistent"));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("spark-submit not found"));
+    assert!(!dir.path().join("models/r/v1").exists());
+
+    // --dry-run prints the spark-submit command, passing --conf spark.* through.
+    let output = run(submit(dir.path()).args([
+        "--dry-run",
+        "--json",
+        "--engine",
+        "spark",
+        "--master",
+        "yarn",
+        "--conf",
+        "spark.executor.cores=3",
+        "plain.toml",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = json(&output);
+    let command = summary["spark_submit"].as_str().unwrap();
+    assert!(
+        command.contains("--master yarn") && command.contains("--conf spark.executor.cores=3"),
+        "{command}"
+    );
+    assert!(summary["spark_app"].as_str().unwrap().ends_with(".py"));
+    assert!(!dir.path().join("models/r").exists());
+}
