@@ -92,7 +92,7 @@ const CASES: &[Case] = &[
     case!("master local[x]", ["job.toml" => "[job]\nmaster = \"local[x]\"\n"], ["job.toml"], 2, ["invalid master"]),
     case!("master local[", ["job.toml" => "[job]\nmaster = \"local[\"\n"], ["job.toml"], 2, ["invalid master"]),
     case!("master spark url", ["job.toml" => SYN], ["job.toml", "--master", "spark://host:7077"], 2, ["cluster master needs the Spark engine", "--engine spark --master spark://host:7077"]),
-    case!("engine unknown", ["job.toml" => SYN], ["job.toml", "--engine", "flink"], 2, ["job.engine", "native, spark"]),
+    case!("engine unknown", ["job.toml" => SYN], ["job.toml", "--engine", "flink"], 2, ["job.engine", "`native`, `spark`"]),
     case!("engine spark predict", ["job.toml" => "[job]\nkind = \"predict\"\nengine = \"spark\"\n[model]\nfrom = \"m\"\n[input]\npath = \"x.csv\"\n[output]\npath = \"o.csv\"\n"], ["job.toml"], 2, ["job.engine"]),
     case!("engine spark synthetic", ["job.toml" => SYN], ["job.toml", "--engine", "spark"], 2, ["input.synthetic", "gen-ratings"]),
     case!("spark setting list", ["job.toml" => "[job]\nmaster = \"local\"\n[spark]\njars = [\"a.jar\"]\n"], ["job.toml"], 2, ["spark.jars", "strings, numbers or booleans"]),
