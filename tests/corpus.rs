@@ -95,6 +95,7 @@ const CASES: &[Case] = &[
     case!("engine unknown", ["job.toml" => SYN], ["job.toml", "--engine", "flink"], 2, ["job.engine", "`native`, `spark`"]),
     case!("engine spark predict", ["job.toml" => "[job]\nkind = \"predict\"\nengine = \"spark\"\n[model]\nfrom = \"m\"\n[input]\npath = \"x.csv\"\n[output]\npath = \"o.csv\"\n"], ["job.toml"], 2, ["job.engine"]),
     case!("engine spark synthetic", ["job.toml" => SYN], ["job.toml", "--engine", "spark"], 2, ["input.synthetic", "gen-ratings"]),
+    case!("spark cluster deploy mode", ["job.toml" => "[job]\nengine = \"spark\"\n[input]\npath = \"r.csv\"\n[spark]\nsubmit.deployMode = \"cluster\"\n", "r.csv" => RATINGS], ["job.toml"], 2, ["spark.submit.deployMode", "driver must run here"]),
     case!("spark setting list", ["job.toml" => "[job]\nmaster = \"local\"\n[spark]\njars = [\"a.jar\"]\n"], ["job.toml"], 2, ["spark.jars", "strings, numbers or booleans"]),
     case!("master huge", ["job.toml" => "[job]\nmaster = \"local[100000]\"\n"], ["job.toml"], 2, ["invalid master"]),
     // Memory sizes.

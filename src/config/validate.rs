@@ -392,6 +392,15 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
                 train.input.table.max_categories,
                 &|key| reader.is_set(key).then(|| reader.layered.origin(key)),
             )?;
+            if spark_settings
+                .iter()
+                .any(|(key, value)| key == "spark.submit.deployMode" && value == "cluster")
+            {
+                return Err(reader
+                    .invalid("spark.submit.deployMode", "cluster deploy mode")
+                    .allowed("`client` (the default)")
+                    .hint("submit reads the application's results on this machine, so the driver must run here; executors still run on the cluster"));
+            }
             Engine::Spark(Box::new(spark::SparkJob {
                 conf: spark_settings,
                 params,
