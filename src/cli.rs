@@ -16,7 +16,7 @@ Exit codes:
   2  usage or configuration error
   3  input data error (missing file, bad row, no rows)
   4  resource limit (driver_memory exceeded)
-  5  training failed (e.g. non-finite values)
+  5  training failed (e.g. non-finite values; with --engine spark: spark-submit failed)
   6  with --fail-if-not-promoted: published, but `output.promote = \"if_better\"` kept latest
      (without the flag such a run exits 0)
 

@@ -509,6 +509,7 @@ fn help_documents_flags_precedence_and_exit_codes() {
         "--verbose",
         "--properties-file",
         "--dry-run",
+        "--engine",
         "--quiet",
         "--json",
         "precedence",
