@@ -693,12 +693,8 @@ pub fn train(
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut ranked: Vec<(&String, f64)> = names.iter().zip(importances).collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-            metrics["feature_importances"] = ranked
-                .iter()
-                .map(|(name, value)| json!({"feature": name, "importance": value}))
-                .collect();
+            metrics["feature_importances"] =
+                crate::job::trees::ranked_importances(&names, importances);
             metrics["counts"] = json!({
                 "rows_read": counts.rows_read,
                 "rows_dropped_null": counts.rows_dropped_null,

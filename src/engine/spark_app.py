@@ -217,6 +217,19 @@ def with_split(frame, plan):
     )
 
 
+def train_and_test(frame, counts, train_key, test_key):
+    """The two parts of the split, counted into `counts`; no training rows is a job problem."""
+    from pyspark.sql import functions as F
+
+    train = frame.filter(~F.col("__test"))
+    test = frame.filter(F.col("__test"))
+    counts[train_key] = train.count()
+    counts[test_key] = test.count()
+    if counts[train_key] == 0:
+        raise JobProblem("input", "all rows went to the test split")
+    return train, test
+
+
 def estimator(plan, **columns):
     module_name, class_name = plan["estimator"].rsplit(".", 1)
     module = __import__(module_name, fromlist=[class_name])
@@ -278,12 +291,7 @@ def run_als(spark, plan, exchange, result):
         "__test",
     )
     indexed = indexed.cache()
-    train = indexed.filter(~F.col("__test"))
-    test = indexed.filter(F.col("__test"))
-    counts["train"] = train.count()
-    counts["test"] = test.count()
-    if counts["train"] == 0:
-        raise JobProblem("input", "all rows went to the test split")
+    train, test = train_and_test(indexed, counts, "train", "test")
     result["timings_s"]["ingest"] = time.time() - started
 
     started = time.time()
@@ -419,12 +427,7 @@ def run_trees(spark, plan, exchange, result):
         prepared = Pipeline(stages=stages).fit(frame).transform(frame)
     else:
         prepared = frame
-    train = prepared.filter(~F.col("__test"))
-    test = prepared.filter(F.col("__test"))
-    counts["train_rows"] = train.count()
-    counts["test_rows"] = test.count()
-    if counts["train_rows"] == 0:
-        raise JobProblem("input", "all rows went to the test split")
+    train, test = train_and_test(prepared, counts, "train_rows", "test_rows")
     result["timings_s"]["ingest"] = time.time() - started
 
     started = time.time()

@@ -150,13 +150,10 @@ pub fn train(
     let phase = Instant::now();
     let mut metrics = evaluate(&model, &test_table, table.classes());
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
-    let importances = model.feature_importances(table.columns());
-    let mut ranked: Vec<(&String, f64)> = table.feature_names.iter().zip(importances).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    metrics["feature_importances"] = ranked
-        .iter()
-        .map(|(name, value)| serde_json::json!({"feature": name, "importance": value}))
-        .collect();
+    metrics["feature_importances"] = ranked_importances(
+        &table.feature_names,
+        model.feature_importances(table.columns()),
+    );
     metrics["counts"] = serde_json::json!({
         "rows_read": ingested.counts.rows_read,
         "rows_dropped_null": ingested.counts.rows_dropped_null,
@@ -259,6 +256,16 @@ fn evaluate(model: &trees::TreeModel, test: &Tabular, classes: usize) -> serde_j
         test.label_names.as_deref(),
         classes,
     )
+}
+
+/// Feature importances by name, largest first (ties by name), as metrics.json lists them.
+pub(crate) fn ranked_importances(names: &[String], importances: Vec<f64>) -> serde_json::Value {
+    let mut ranked: Vec<(&String, f64)> = names.iter().zip(importances).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked
+        .iter()
+        .map(|(name, value)| serde_json::json!({"feature": name, "importance": value}))
+        .collect()
 }
 
 /// The test metrics from per-row predictions (class probabilities, or the value in `[0]`),
