@@ -107,13 +107,19 @@ pub fn find_spark_submit() -> Result<PathBuf, EngineError> {
     })
 }
 
-/// The application file for this build of submit, under the job's directory.
+/// The application file for this build of submit, under the job's directory (absolute:
+/// spark-submit resolves relative paths against its own working directory).
 pub fn app_path(task: &TrainTask, config: &JobConfig) -> PathBuf {
     let hash = blake3::hash(APP.as_bytes()).to_hex();
-    task.output_dir
-        .join(&config.name)
+    let path = job_dir(task, config)
         .join(".spark")
-        .join(format!("submit-spark-app-{}.py", &hash[..12]))
+        .join(format!("submit-spark-app-{}.py", &hash[..12]));
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+fn job_dir(task: &TrainTask, config: &JobConfig) -> PathBuf {
+    let dir = task.output_dir.join(&config.name);
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 fn write_app(path: &Path) -> Result<(), crate::artifact::ArtifactError> {
@@ -263,16 +269,12 @@ pub fn dry_run_command(config: &JobConfig, task: &TrainTask, job: &SparkJob) -> 
         |_| "spark-submit".to_owned(),
         |path| path.display().to_string(),
     );
-    let job_dir = task.output_dir.join(&config.name);
-    let job_dir = std::path::absolute(&job_dir).unwrap_or(job_dir);
-    let plan = job_dir
+    let plan = job_dir(task, config)
         .join(".staging-<run>")
         .join(EXCHANGE)
         .join("plan.json");
     let mut words = vec![program];
-    let app = app_path(task, config);
-    let app = std::path::absolute(&app).unwrap_or(app);
-    words.extend(arguments(config, job, &app, &plan));
+    words.extend(arguments(config, job, &app_path(task, config), &plan));
     words
         .iter()
         .map(|word| shell_quote(word))
@@ -448,6 +450,16 @@ fn triples(path: &Path) -> Result<Triples, EngineError> {
     Ok(out)
 }
 
+/// A JSON list of strings (names the application reports), if it is one.
+fn strings(value: &Json) -> Option<Vec<String>> {
+    value.as_array().map(|names| {
+        names
+            .iter()
+            .map(|name| name.as_str().unwrap_or("").to_owned())
+            .collect()
+    })
+}
+
 fn count(result: &Json, key: &str) -> u64 {
     result["counts"][key].as_u64().unwrap_or(0)
 }
@@ -470,7 +482,7 @@ pub fn train(
         action: "create".to_owned(),
         source,
     })?;
-    let app = std::path::absolute(app_path(task, config))?;
+    let app = app_path(task, config);
     write_app(&app)?;
     let plan_path = exchange.join("plan.json");
     let model_dir = staging_dir.join(SPARK_MODEL);
@@ -492,9 +504,7 @@ pub fn train(
     )?;
     if !status.success() {
         // The staging directory goes with the failure; keep the log where a person can read it.
-        let kept = task
-            .output_dir
-            .join(&config.name)
+        let kept = job_dir(task, config)
             .join(".spark")
             .join("last-failure.log");
         let log_path = if std::fs::copy(&log, &kept).is_ok() {
@@ -590,7 +600,6 @@ pub fn train(
                 user_seen,
                 item_seen,
             };
-            let (train_count, test_count) = (train_rating.len(), test_rating.len());
             let test = Ratings {
                 user_ids,
                 item_ids,
@@ -615,9 +624,6 @@ pub fn train(
                     by_user,
                     test,
                     counts,
-                    total_ratings: train_count + test_count,
-                    train_count,
-                    test_count,
                     train_rmse: f64::NAN,
                     implicit: params.implicit_prefs,
                     cold_start: *cold_start,
@@ -658,12 +664,7 @@ pub fn train(
                 .chunks_exact(width)
                 .map(|row| row[1..].to_vec())
                 .collect();
-            let label_names: Option<Vec<String>> = result["label_names"].as_array().map(|names| {
-                names
-                    .iter()
-                    .map(|name| name.as_str().unwrap_or("").to_owned())
-                    .collect()
-            });
+            let label_names = strings(&result["label_names"]);
             let metric_classes = match params.task {
                 crate::algo::trees::TreeTask::Classification => classes,
                 crate::algo::trees::TreeTask::Regression => 1,
@@ -675,15 +676,7 @@ pub fn train(
                 label_names.as_deref(),
                 metric_classes,
             );
-            let names: Vec<String> = result["feature_names"]
-                .as_array()
-                .map(|names| {
-                    names
-                        .iter()
-                        .map(|name| name.as_str().unwrap_or("").to_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let names = strings(&result["feature_names"]).unwrap_or_default();
             let importances: Vec<f64> = result["feature_importances"]
                 .as_array()
                 .map(|values| {

@@ -278,12 +278,13 @@ def run_als(spark, plan, exchange, result):
             f"row {bad[0]['__row'] + 1}: rating column `{rating}` holds "
             f"{bad[0][rating]!r}, not a number",
         )
+    as_text = frame.withColumn(user, F.col(user).cast("string")).withColumn(
+        item, F.col(item).cast("string")
+    )
     indexers = StringIndexer(
         inputCols=[user, item], outputCols=["__user", "__item"], stringOrderType="alphabetAsc"
-    ).fit(frame.withColumn(user, F.col(user).cast("string")).withColumn(item, F.col(item).cast("string")))
-    indexed = indexers.transform(
-        frame.withColumn(user, F.col(user).cast("string")).withColumn(item, F.col(item).cast("string"))
-    )
+    ).fit(as_text)
+    indexed = indexers.transform(as_text)
     indexed = with_split(indexed, plan).select(
         F.col("__user").cast("int").alias("__user"),
         F.col("__item").cast("int").alias("__item"),
@@ -434,7 +435,7 @@ def run_trees(spark, plan, exchange, result):
     extra = {"featuresCol": vector, "labelCol": "__label"}
     if validation:
         extra["validationIndicatorCol"] = validation
-    model = estimator(plan, **{k: v for k, v in extra.items()}).fit(train)
+    model = estimator(plan, **extra).fit(train)
     result["timings_s"]["fit"] = time.time() - started
 
     started = time.time()

@@ -137,9 +137,6 @@ fn train_als(
             by_user,
             test: ingested.ratings,
             counts: ingested.counts,
-            total_ratings,
-            train_count,
-            test_count,
             train_rmse,
             implicit: params.implicit_prefs,
             cold_start: *cold_start,
@@ -163,9 +160,6 @@ pub(crate) struct FittedAls {
     /// The test triples, with the id tables of every user and item.
     pub test: crate::dataset::Ratings,
     pub counts: ingest::IngestCounts,
-    pub total_ratings: usize,
-    pub train_count: usize,
-    pub test_count: usize,
     pub train_rmse: f64,
     pub implicit: bool,
     pub cold_start: ColdStartStrategy,
@@ -194,9 +188,6 @@ pub(crate) fn publish_als(
         by_user,
         test,
         counts,
-        total_ratings,
-        train_count,
-        test_count,
         train_rmse,
         implicit,
         cold_start,
@@ -210,6 +201,9 @@ pub(crate) fn publish_als(
     } = fitted;
     let test = &test;
     let cold_start = &cold_start;
+    // The training matrix holds exactly the training triples, `test` exactly the test ones.
+    let (train_count, test_count) = (by_user.nnz(), test.len());
+    let total_ratings = train_count + test_count;
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
     let metrics = evaluate(&model, test);
