@@ -85,17 +85,25 @@ impl FactorTable {
 #[derive(Clone, Copy)]
 pub struct Terms<'a> {
     pub columns: &'a [u32],
+    /// Columns of the entries that come next (the following rows), possibly none: the loop
+    /// prefetches their factor rows while it finishes this row, since most rows are shorter
+    /// than the prefetch distance needed to hide a cache miss.
+    pub ahead: &'a [u32],
     /// `w` per rating; `None` means 1 (explicit feedback).
     pub weights: Option<&'a [f32]>,
     /// `t` per rating (the rating for explicit feedback).
     pub targets: &'a [f32],
 }
 
-/// Adds `sum w y y^T` into `normal` (`rank` rows of `stride` floats) and `sum t y` into
-/// `right_side` (`stride` floats); `fixed` is the factor table the rows `y` come from. Both
-/// outputs must be zero on entry. Only the upper triangle of `normal` (`b >= a`) is
-/// guaranteed: the matrix is symmetric, and skipping the lower tiles halves the work at high
-/// ranks. Read entry `(a, b)` as `normal[min(a, b) * stride + max(a, b)]`.
+/// How far ahead factor rows are prefetched, in entries: about the latency of a last-level
+/// cache miss divided by the time of one entry.
+pub const LOOKAHEAD: usize = 16;
+
+/// Writes `sum w y y^T` into `normal` (`rank` rows of `stride` floats) and `sum t y` into
+/// `right_side` (`stride` floats); `fixed` is the factor table the rows `y` come from. Only the
+/// upper triangle of `normal` (`b >= a`) is written: the matrix is symmetric, and skipping the
+/// lower part saves work at high ranks. Read entry `(a, b)` as
+/// `normal[min(a, b) * stride + max(a, b)]`.
 pub fn accumulate(
     terms: Terms<'_>,
     fixed: &FactorTable,
@@ -110,23 +118,43 @@ pub fn accumulate(
     );
     debug_assert_eq!(normal.len(), fixed.rank * fixed.stride);
     debug_assert_eq!(right_side.len(), fixed.stride);
-    assert!(
-        terms
-            .columns
-            .iter()
-            .all(|&column| (column as usize) < fixed.rows)
-    );
+    // A max reduction vectorizes (an early-exit `all` does not and cost 4% of a fit).
+    let largest = terms
+        .columns
+        .iter()
+        .fold(0u32, |largest, &c| largest.max(c));
+    assert!(terms.columns.is_empty() || (largest as usize) < fixed.rows);
     #[cfg(target_arch = "x86_64")]
     {
+        if fixed.stride <= 16 && one_pass_available() {
+            // SAFETY: the CPU has the features (checked above); every column indexes a row of
+            // `fixed` (asserted above), rows are 8 or 16 floats at 32-byte aligned offsets, and
+            // the output slices have the sizes asserted above.
+            unsafe { one_pass::accumulate(terms, fixed, normal, right_side) };
+            return;
+        }
         if avx2_available() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above); every column indexes a row of
-            // `fixed` (asserted above), rows are a multiple of 8 floats at 32-byte aligned
-            // offsets, and the output slices have the sizes asserted above.
+            // SAFETY: as above, for AVX2 and FMA.
             unsafe { avx2::accumulate(terms, fixed, normal, right_side) };
             return;
         }
     }
+    normal.fill(0.0);
+    right_side.fill(0.0);
     portable(terms, fixed, normal, right_side);
+}
+
+/// AVX-512VL's 32 vector registers hold the whole normal matrix of a rank up to 16 (26 sums)
+/// plus the factor row, so one pass over the entries suffices (see [`one_pass`]).
+#[cfg(target_arch = "x86_64")]
+fn one_pass_available() -> bool {
+    use std::sync::OnceLock;
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        avx2_available()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -157,14 +185,143 @@ fn portable(terms: Terms<'_>, fixed: &FactorTable, normal: &mut [f32], right_sid
     }
 }
 
+/// Ranks up to 16 in a single pass over the entries, all sums in registers. For rows of 16
+/// floats only rows 0..8 x columns 0..8 and rows 8.. x all columns are summed: by symmetry
+/// they hold the whole upper triangle, with 8 + 2 (rank - 8) sums instead of the 2 rank a full
+/// tile pass needs. Each entry is summed in the same order with the same products as in
+/// [`avx2`] (`y_a y_b` and `y_b y_a` round alike), so unweighted results are bit-identical
+/// to that path.
+#[cfg(target_arch = "x86_64")]
+mod one_pass {
+    use std::arch::x86_64::*;
+
+    use super::{FactorTable, LOOKAHEAD, Terms};
+
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub unsafe fn accumulate(
+        terms: Terms<'_>,
+        fixed: &FactorTable,
+        normal: &mut [f32],
+        right_side: &mut [f32],
+    ) {
+        macro_rules! by_rank {
+            ($($rank:literal => $low:literal, $high:literal;)*) => {
+                match (fixed.rank, terms.weights.is_some()) {
+                    $(
+                        ($rank, false) => run::<$low, $high, false>(terms, fixed, normal, right_side),
+                        ($rank, true) => run::<$low, $high, true>(terms, fixed, normal, right_side),
+                    )*
+                    _ => unreachable!("one-pass kernel used for rank {}", fixed.rank),
+                }
+            };
+        }
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            by_rank! {
+                1 => 1, 0; 2 => 2, 0; 3 => 3, 0; 4 => 4, 0;
+                5 => 5, 0; 6 => 6, 0; 7 => 7, 0; 8 => 8, 0;
+                9 => 8, 1; 10 => 8, 2; 11 => 8, 3; 12 => 8, 4;
+                13 => 8, 5; 14 => 8, 6; 15 => 8, 7; 16 => 8, 8;
+            }
+        }
+    }
+
+    /// `LOW` rows summed over columns 0..8, `HIGH` rows (from row 8) over columns 0..16.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    unsafe fn run<const LOW: usize, const HIGH: usize, const WEIGHTED: bool>(
+        terms: Terms<'_>,
+        fixed: &FactorTable,
+        normal: &mut [f32],
+        right_side: &mut [f32],
+    ) {
+        let (table, stride) = (fixed.as_slice().as_ptr(), fixed.stride);
+        let columns = terms.columns;
+        let entries = columns.len();
+        let weights = terms.weights.unwrap_or(&[]);
+        let mut low = [_mm256_setzero_ps(); LOW];
+        let mut high = [[_mm256_setzero_ps(); 2]; HIGH];
+        let mut right = [_mm256_setzero_ps(); 2];
+        for j in 0..entries {
+            // SAFETY (whole loop body): `j` indexes `columns`, `targets` and `weights` (same
+            // lengths); columns index rows of the table (caller's contract), rows are `stride`
+            // floats at 32-byte aligned offsets. A prefetch never faults, so its address is
+            // only computed, not checked.
+            unsafe {
+                let next = j + LOOKAHEAD;
+                let ahead = if next < entries {
+                    Some(*columns.get_unchecked(next))
+                } else {
+                    terms.ahead.get(next - entries).copied()
+                };
+                if let Some(ahead) = ahead {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        table.wrapping_add(ahead as usize * stride).cast::<i8>(),
+                    );
+                }
+                let y = table.add(*columns.get_unchecked(j) as usize * stride);
+                let first = _mm256_load_ps(y);
+                let second = if HIGH > 0 {
+                    _mm256_load_ps(y.add(8))
+                } else {
+                    _mm256_setzero_ps()
+                };
+                let weight = if WEIGHTED {
+                    _mm256_set1_ps(*weights.get_unchecked(j))
+                } else {
+                    _mm256_set1_ps(1.0)
+                };
+                for (a, sum) in low.iter_mut().enumerate() {
+                    let mut scale = _mm256_broadcast_ss(&*y.add(a));
+                    if WEIGHTED {
+                        scale = _mm256_mul_ps(scale, weight);
+                    }
+                    *sum = _mm256_fmadd_ps(scale, first, *sum);
+                }
+                for (a, sums) in high.iter_mut().enumerate() {
+                    let mut scale = _mm256_broadcast_ss(&*y.add(8 + a));
+                    if WEIGHTED {
+                        scale = _mm256_mul_ps(scale, weight);
+                    }
+                    sums[0] = _mm256_fmadd_ps(scale, first, sums[0]);
+                    sums[1] = _mm256_fmadd_ps(scale, second, sums[1]);
+                }
+                let target = _mm256_set1_ps(*terms.targets.get_unchecked(j));
+                right[0] = _mm256_fmadd_ps(target, first, right[0]);
+                if HIGH > 0 {
+                    right[1] = _mm256_fmadd_ps(target, second, right[1]);
+                }
+            }
+        }
+        // SAFETY: rows below `LOW + HIGH = rank` and columns below `stride` lie inside `normal`
+        // (`rank * stride` floats); `right_side` holds `stride` floats.
+        unsafe {
+            let out = normal.as_mut_ptr();
+            for (a, sum) in low.iter().enumerate() {
+                _mm256_storeu_ps(out.add(a * stride), *sum);
+            }
+            for (a, sums) in high.iter().enumerate() {
+                _mm256_storeu_ps(out.add((8 + a) * stride), sums[0]);
+                _mm256_storeu_ps(out.add((8 + a) * stride + 8), sums[1]);
+            }
+            _mm256_storeu_ps(right_side.as_mut_ptr(), right[0]);
+            if HIGH > 0 {
+                _mm256_storeu_ps(right_side.as_mut_ptr().add(8), right[1]);
+            }
+        }
+        // The upper entries (a < 8, b >= 8) were summed as their mirror images (b, a).
+        for a in 0..LOW.min(8) {
+            for b in 8..8 + HIGH {
+                normal[a * stride + b] = normal[b * stride + a];
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{FactorTable, Terms};
-
-    /// How far ahead factor rows are prefetched, in ratings.
-    const PREFETCH_DISTANCE: usize = 8;
+    use super::{FactorTable, LOOKAHEAD, Terms};
 
     /// Walks the upper triangle of the normal matrix in tiles of up to 4 rows x 16 columns
     /// (8 for 8-float rows); each tile streams over the ratings with its sums in registers.
@@ -247,10 +404,17 @@ mod avx2 {
                 // contract); rows are `stride` floats at 32-byte aligned offsets, and the tile's
                 // columns are inside the row.
                 unsafe {
-                    if prefetch && let Some(&ahead) = terms.columns.get(j + PREFETCH_DISTANCE) {
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            table.add(ahead as usize * stride).cast::<i8>(),
-                        );
+                    if prefetch {
+                        let next = j + LOOKAHEAD;
+                        let ahead = match terms.columns.get(next) {
+                            Some(&column) => Some(column),
+                            None => terms.ahead.get(next - terms.columns.len()).copied(),
+                        };
+                        if let Some(ahead) = ahead {
+                            _mm_prefetch::<_MM_HINT_T0>(
+                                table.wrapping_add(ahead as usize * stride).cast::<i8>(),
+                            );
+                        }
                     }
                     let y = table.add(column as usize * stride);
                     let mut halves = [_mm256_setzero_ps(); HALVES];
@@ -322,10 +486,11 @@ mod tests {
             for weighted in [false, true] {
                 let terms = Terms {
                     columns: &columns,
+                    ahead: &[],
                     weights: weighted.then_some(&weights[..]),
                     targets: &targets,
                 };
-                let mut fast = (vec![0.0; rank * stride], vec![0.0; stride]);
+                let mut fast = (vec![f32::NAN; rank * stride], vec![f32::NAN; stride]);
                 let mut slow = (vec![0.0; rank * stride], vec![0.0; stride]);
                 accumulate(terms, &table, &mut fast.0, &mut fast.1);
                 portable(terms, &table, &mut slow.0, &mut slow.1);
@@ -336,6 +501,56 @@ mod tests {
                     }
                     assert!((fast.1[a] - slow.1[a]).abs() < 1e-3, "rank {rank} rhs {a}");
                 }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn one_pass_and_tiled_paths_give_the_same_bits() {
+        if !one_pass_available() {
+            eprintln!("SKIPPED: this CPU has no AVX-512VL");
+            return;
+        }
+        for rank in 1..=16 {
+            let rows = 40;
+            let mut table = FactorTable::zeroed(rows, rank);
+            let stride = table.stride();
+            for (index, value) in table.as_mut_slice().iter_mut().enumerate() {
+                if index % stride < rank {
+                    *value = ((index * 53 % 97) as f32 - 48.0) / 17.0;
+                }
+            }
+            let columns: Vec<u32> = (0..25).map(|j| (j * 11 % rows) as u32).collect();
+            let targets: Vec<f32> = (0..25).map(|j| 0.5 + j as f32 / 7.0).collect();
+            let terms = Terms {
+                columns: &columns[..20],
+                ahead: &columns[20..],
+                weights: None,
+                targets: &targets[..20],
+            };
+            let mut one = (vec![f32::NAN; rank * stride], vec![f32::NAN; stride]);
+            let mut tiled = (vec![f32::NAN; rank * stride], vec![f32::NAN; stride]);
+            // SAFETY: the CPU has AVX2, FMA and AVX-512VL (checked above); the columns index
+            // the table and the outputs have the kernel's sizes.
+            unsafe {
+                one_pass::accumulate(terms, &table, &mut one.0, &mut one.1);
+                avx2::accumulate(terms, &table, &mut tiled.0, &mut tiled.1);
+            }
+            for a in 0..rank {
+                for b in a..rank {
+                    let (x, y) = (one.0[a * stride + b], tiled.0[a * stride + b]);
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "rank {rank} ({a},{b}): {x} vs {y}"
+                    );
+                }
+                assert_eq!(
+                    one.1[a].to_bits(),
+                    tiled.1[a].to_bits(),
+                    "rank {rank} rhs {a}"
+                );
             }
         }
     }

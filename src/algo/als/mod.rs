@@ -183,17 +183,29 @@ struct Side<'a> {
     weights: Option<Vec<f32>>,
     targets: std::borrow::Cow<'a, [f32]>,
     counts: Vec<f32>,
+    /// Explicit feedback: each row's sum of squared ratings, so that its training loss
+    /// `sum (r - x.y)^2 = sum r^2 - 2 x.b + x^T A x` comes from its normal equations in O(k^2)
+    /// instead of a second pass over its ratings (which cost 8% of the fit).
+    squared_targets: Vec<f64>,
 }
 
 impl<'a> Side<'a> {
     fn new(csr: &'a Csr, params: &AlsParams) -> Side<'a> {
         if !params.implicit_prefs {
             let counts = (0..csr.rows()).map(|row| csr.row_len(row) as f32).collect();
+            let squared_targets = (0..csr.rows())
+                .into_par_iter()
+                .map(|row| {
+                    let ratings = csr.row(row).1;
+                    ratings.iter().map(|&r| f64::from(r) * f64::from(r)).sum()
+                })
+                .collect();
             return Side {
                 csr,
                 weights: None,
                 targets: std::borrow::Cow::Borrowed(&csr.values),
                 counts,
+                squared_targets,
             };
         }
         let alpha = params.alpha as f32;
@@ -211,13 +223,16 @@ impl<'a> Side<'a> {
             weights: Some(weights),
             targets: std::borrow::Cow::Owned(targets),
             counts,
+            squared_targets: Vec::new(),
         }
     }
 
     fn terms(&self, row: usize) -> Terms<'_> {
         let range = self.csr.offsets[row]..self.csr.offsets[row + 1];
+        let following = &self.csr.columns[range.end..];
         Terms {
             columns: &self.csr.columns[range.clone()],
+            ahead: &following[..following.len().min(kernel::LOOKAHEAD)],
             weights: self.weights.as_ref().map(|weights| &weights[range.clone()]),
             targets: &self.targets[range],
         }
@@ -238,6 +253,7 @@ fn gram(fixed: &FactorTable, rank: usize, all_rows: &[u32]) -> Vec<f32> {
             let mut right_side = vec![0f32; stride];
             let terms = Terms {
                 columns: chunk,
+                ahead: &[],
                 weights: None,
                 targets: &zeros[..chunk.len()],
             };
@@ -353,18 +369,25 @@ fn solve_side(
                             );
                         }
                     }
-                    _ => solve_group_exactly(
-                        &HalfSweep {
+                    _ => {
+                        let sweep = HalfSweep {
                             side,
                             fixed,
                             gram,
                             params,
-                        },
-                        first_row,
-                        padded_rows,
-                        group_losses.len(),
-                        scratch,
-                    ),
+                        };
+                        solve_group_exactly(
+                            &sweep,
+                            first_row,
+                            padded_rows,
+                            group_losses.len(),
+                            scratch,
+                        );
+                        if with_losses && !side.squared_targets.is_empty() {
+                            explicit_losses(&sweep, first_row, padded_rows, group_losses, scratch);
+                            return;
+                        }
+                    }
                 }
                 for (lane, loss) in group_losses.iter_mut().enumerate() {
                     *loss = 0.0;
@@ -389,6 +412,50 @@ fn solve_side(
                 }
             },
         );
+}
+
+/// Each row's training loss `sum (r - x.y)^2` from its normal equations as
+/// [`solve_group_exactly`] left them in `scratch` (`A = sum y y^T` without the ridge,
+/// `b = sum r y`): `sum r^2 - 2 x.b + x^T A x`, in f64. When `x` solves
+/// `(A + ridge I) x = b` exactly (Cholesky), `x^T A x = x.b - ridge |x|^2` makes it O(k);
+/// NNLS solutions do not satisfy that, so they take the O(k^2) quadratic form.
+fn explicit_losses(
+    sweep: &HalfSweep<'_>,
+    first_row: usize,
+    padded_rows: &[f32],
+    losses: &mut [f64],
+    scratch: &Scratch,
+) {
+    let (k, stride) = (sweep.params.rank, sweep.fixed.stride());
+    for (lane, loss) in losses.iter_mut().enumerate() {
+        let row = first_row + lane;
+        let x = &padded_rows[lane * stride..lane * stride + k];
+        let right_side = &scratch.right_side_f32[lane * stride..lane * stride + k];
+        let linear: f64 = x
+            .iter()
+            .zip(right_side)
+            .map(|(&xa, &ba)| f64::from(xa) * f64::from(ba))
+            .sum();
+        let quadratic = if sweep.params.nonnegative {
+            let normal = &scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
+            let mut quadratic = 0f64;
+            for a in 0..k {
+                let xa = f64::from(x[a]);
+                let row = &normal[a * stride..a * stride + k];
+                let off_diagonal: f64 = (a + 1..k)
+                    .map(|b| f64::from(row[b]) * f64::from(x[b]))
+                    .sum();
+                quadratic += xa * (f64::from(row[a]) * xa + 2.0 * off_diagonal);
+            }
+            quadratic
+        } else {
+            let ridge = sweep.params.reg_param * f64::from(sweep.side.counts[row]);
+            let squared_norm: f64 = x.iter().map(|&xa| f64::from(xa) * f64::from(xa)).sum();
+            linear - ridge * squared_norm
+        };
+        // Rounding can leave a tiny negative figure for a row fitted almost exactly.
+        *loss = (sweep.side.squared_targets[row] - 2.0 * linear + quadratic).max(0.0);
+    }
 }
 
 /// What every row solve of one half-sweep shares.
@@ -449,8 +516,6 @@ fn solve_group_exactly_body(
     const GROUP: usize = solve::LANES;
     let k = params.rank;
     let stride = fixed.stride();
-    scratch.normal_f32.fill(0.0);
-    scratch.right_side_f32.fill(0.0);
     for lane in 0..GROUP {
         let normal = &mut scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
         let right_side = &mut scratch.right_side_f32[lane * stride..(lane + 1) * stride];
@@ -867,6 +932,37 @@ mod tests {
                 .chain(&explicit.item_factors)
                 .all(|&v| v >= 0.0)
         );
+    }
+
+    #[test]
+    fn training_loss_from_the_normal_equations_matches_the_direct_sum() {
+        for nonnegative in [false, true] {
+            let data = generate_ratings(300, 150, 9_000, 3, 0.2, 11);
+            let rows: Vec<u32> = (0..data.len() as u32).collect();
+            let by_user = Csr::build(data.users(), &data.user, &data.item, &data.rating, &rows);
+            let by_item = Csr::build(data.items(), &data.item, &data.user, &data.rating, &rows);
+            let params = AlsParams {
+                nonnegative,
+                ..AlsParams::explicit(6, 4, 0.05, 2)
+            };
+            let mut reported = f64::NAN;
+            let model = train(&by_user, &by_item, &params, &mut |_, rmse| reported = rmse).unwrap();
+            let squared: f64 = rows
+                .iter()
+                .map(|&row| {
+                    let row = row as usize;
+                    let prediction = model
+                        .predict(data.user[row] as usize, data.item[row] as usize)
+                        .unwrap();
+                    f64::from(prediction - data.rating[row]).powi(2)
+                })
+                .sum();
+            let direct = (squared / rows.len() as f64).sqrt();
+            assert!(
+                (reported - direct).abs() < 1e-5 * direct,
+                "nonnegative={nonnegative}: reported {reported}, direct {direct}"
+            );
+        }
     }
 
     #[test]
