@@ -286,14 +286,14 @@ fn upper(matrix: &[f32], stride: usize, a: usize, b: usize) -> f32 {
     matrix[a.min(b) * stride + a.max(b)]
 }
 
-/// Per-thread buffers of one group of row solves.
-struct Scratch {
-    /// `LANES` normal matrices as the kernel writes them (`rank x stride` f32 each).
+/// Per-thread buffers of one group of `L` row solves.
+struct Scratch<const L: usize> {
+    /// `L` normal matrices as the kernel writes them (`rank x stride` f32 each).
     normal_f32: Vec<f32>,
     right_side_f32: Vec<f32>,
     /// The same systems interleaved for the batched solve.
-    normal_lanes: Vec<solve::Lanes>,
-    right_side_lanes: Vec<solve::Lanes>,
+    normal_lanes: Vec<[f64; L]>,
+    right_side_lanes: Vec<[f64; L]>,
     /// One system, for NNLS and for the fallback solve of a lane that was not positive definite.
     normal: Vec<f64>,
     right_side: Vec<f64>,
@@ -310,8 +310,8 @@ struct Scratch {
 /// row's sum of squared errors on its entries (rating, or preference for implicit feedback)
 /// under the new factors, while its fixed rows are still in cache.
 ///
-/// Rows go in fixed groups of [`solve::LANES`] (the batched Cholesky); the grouping depends
-/// only on row numbers, so the result does not depend on the thread count.
+/// Rows go in fixed groups (the batched Cholesky) of a size set by the rank; the grouping
+/// depends only on row numbers, so the result does not depend on the thread count.
 fn solve_side(
     side: &Side<'_>,
     fixed: &FactorTable,
@@ -320,7 +320,21 @@ fn solve_side(
     out: &mut FactorTable,
     losses: Option<&mut [f64]>,
 ) {
-    const GROUP: usize = solve::LANES;
+    if params.rank <= solve::RIGHT_LOOKING_MAX_RANK {
+        solve_side_in_groups::<{ solve::SMALL_RANK_LANES }>(side, fixed, gram, params, out, losses)
+    } else {
+        solve_side_in_groups::<{ solve::LARGE_RANK_LANES }>(side, fixed, gram, params, out, losses)
+    }
+}
+
+fn solve_side_in_groups<const GROUP: usize>(
+    side: &Side<'_>,
+    fixed: &FactorTable,
+    gram: Option<&[f32]>,
+    params: &AlsParams,
+    out: &mut FactorTable,
+    losses: Option<&mut [f64]>,
+) {
     let k = params.rank;
     let stride = fixed.stride();
     let with_losses = losses.is_some();
@@ -338,7 +352,7 @@ fn solve_side(
         .enumerate()
         .with_min_len(4)
         .for_each_init(
-            || Scratch {
+            || Scratch::<GROUP> {
                 normal_f32: vec![0.0; GROUP * k * stride],
                 right_side_f32: vec![0.0; GROUP * stride],
                 normal_lanes: vec![[0.0; GROUP]; k * k],
@@ -419,12 +433,12 @@ fn solve_side(
 /// `b = sum r y`): `sum r^2 - 2 x.b + x^T A x`, in f64. When `x` solves
 /// `(A + ridge I) x = b` exactly (Cholesky), `x^T A x = x.b - ridge |x|^2` makes it O(k);
 /// NNLS solutions do not satisfy that, so they take the O(k^2) quadratic form.
-fn explicit_losses(
+fn explicit_losses<const L: usize>(
     sweep: &HalfSweep<'_>,
     first_row: usize,
     padded_rows: &[f32],
     losses: &mut [f64],
-    scratch: &Scratch,
+    scratch: &Scratch<L>,
 ) {
     let (k, stride) = (sweep.params.rank, sweep.fixed.stride());
     for (lane, loss) in losses.iter_mut().enumerate() {
@@ -467,26 +481,26 @@ struct HalfSweep<'a> {
     params: &'a AlsParams,
 }
 
-/// Cholesky (or NNLS) solves of up to [`solve::LANES`] rows from their normal equations:
+/// Cholesky (or NNLS) solves of up to `L` rows from their normal equations:
 /// [`solve_group_exactly_body`], compiled for AVX2 where the CPU has it, so the batched solve's
 /// 4-lane f64 steps take one instruction instead of two. Rust never fuses a multiply and an add
 /// on its own, so both builds give bit-identical results.
-fn solve_group_exactly(
+fn solve_group_exactly<const L: usize>(
     sweep: &HalfSweep<'_>,
     first_row: usize,
     padded_rows: &mut [f32],
     rows_here: usize,
-    scratch: &mut Scratch,
+    scratch: &mut Scratch<L>,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        unsafe fn with_avx2(
+        unsafe fn with_avx2<const L: usize>(
             sweep: &HalfSweep<'_>,
             first_row: usize,
             padded_rows: &mut [f32],
             rows_here: usize,
-            scratch: &mut Scratch,
+            scratch: &mut Scratch<L>,
         ) {
             solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
         }
@@ -500,12 +514,12 @@ fn solve_group_exactly(
 }
 
 #[inline(always)]
-fn solve_group_exactly_body(
+fn solve_group_exactly_body<const L: usize>(
     sweep: &HalfSweep<'_>,
     first_row: usize,
     padded_rows: &mut [f32],
     rows_here: usize,
-    scratch: &mut Scratch,
+    scratch: &mut Scratch<L>,
 ) {
     let HalfSweep {
         side,
@@ -513,10 +527,9 @@ fn solve_group_exactly_body(
         gram,
         params,
     } = *sweep;
-    const GROUP: usize = solve::LANES;
     let k = params.rank;
     let stride = fixed.stride();
-    for lane in 0..GROUP {
+    for lane in 0..L {
         let normal = &mut scratch.normal_f32[lane * k * stride..(lane + 1) * k * stride];
         let right_side = &mut scratch.right_side_f32[lane * stride..(lane + 1) * stride];
         let (empty, ridge) = if lane < rows_here {
@@ -632,14 +645,14 @@ fn solve_group_exactly_body(
 /// `steps` conjugate-gradient steps on `A x = b` from the current `x`, where
 /// `A = gram + sum w y y^T + ridge I` and `b = sum t y`, without forming `A`. `gram` must be
 /// stored in full (both triangles, see [`symmetric`]), so its products are contiguous dots.
-fn conjugate_gradient(
+fn conjugate_gradient<const L: usize>(
     terms: Terms<'_>,
     fixed: &FactorTable,
     gram: Option<&[f32]>,
     ridge: f32,
     steps: usize,
     x: &mut [f32],
-    scratch: &mut Scratch,
+    scratch: &mut Scratch<L>,
 ) {
     let k = x.len();
     let stride = fixed.stride();
