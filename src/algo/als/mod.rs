@@ -22,12 +22,21 @@
 //! `nonnegative`.
 //!
 //! Hot loop ([`kernel`]): the normal equations of one row are accumulated from the factor table
-//! into reused f32 buffers (no per-rating allocation); the k x k systems are then solved in f64,
-//! four rows at a time ([`solve::cholesky_solve_lanes`]). Rows are independent, so they are
-//! solved in parallel on the rayon pool; rayon's work stealing splits the row range down to
-//! small groups where power-law row lengths make work uneven. Every row's arithmetic is
-//! sequential, groups depend only on row numbers, and every reduction runs over fixed chunks in a
-//! fixed order, so the model is bit-identical for any thread count.
+//! into reused f32 buffers (no per-rating allocation; for ranks up to 16 in a single pass with
+//! every sum in registers); the k x k systems are then solved in f64, 16 rows at a time up to
+//! rank 16 and 8 above ([`solve::cholesky_solve_lanes`]). For explicit ratings the training
+//! loss of a row comes from its normal equations (`sum r^2 - x.b - ridge |x|^2`), not from a
+//! second pass over its ratings. Rows are independent, so they are solved in parallel on the
+//! rayon pool; rayon's work stealing splits the row range down to small groups where power-law
+//! row lengths make work uneven. Every row's arithmetic is sequential, groups depend only on
+//! row numbers and the rank, and every reduction runs over fixed chunks in a fixed order, so
+//! the model is bit-identical for any thread count.
+//!
+//! Where the time goes (4M ratings, rank 10, 2 threads, about 42 ms per iteration): about half
+//! in the kernel, whose floor is the random fetch of factor rows (the user table is 12.8 MB,
+//! beyond L2; the loop prefetches 16 entries ahead, across row ends), and most of the rest in
+//! the 2.4M small solves (about 55 ns each, bound by the latency of the pivots' square roots
+//! and divisions, which 16 interleaved systems hide only in part).
 
 pub mod kernel;
 pub mod recommend;
