@@ -224,7 +224,10 @@ fn gbt_on_spark_reports_the_native_metric_names_on_the_same_split() {
         .arg(&native)
         .arg(&spark));
     assert!(output.status.success(), "{}", stderr(&output));
-    // A predict job says why it cannot score a Spark tree model.
+    // String features: the trees are not converted, and a predict job says why it cannot
+    // score the version.
+    assert_eq!(spark_metrics["trees"]["converted"], false);
+    assert!(!files(&spark).contains(&"model.trees.json".to_owned()));
     write(
         dir.path(),
         "predict.toml",
@@ -240,6 +243,132 @@ fn gbt_on_spark_reports_the_native_metric_names_on_the_same_split() {
         "{}",
         stderr(&output)
     );
+}
+
+/// Spark's own probabilities for the rows of `table` (columns x, y), from the saved models.
+const SPARK_SCORER: &str = r#"
+import sys
+from pyspark.sql import SparkSession
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.classification import GBTClassificationModel, RandomForestClassificationModel
+spark = SparkSession.builder.getOrCreate()
+frame = spark.read.csv(sys.argv[1], header=True, inferSchema=True)
+frame = VectorAssembler(inputCols=["x", "y"], outputCol="__features").transform(frame)
+for kind, model_dir, out in zip(sys.argv[2::3], sys.argv[3::3], sys.argv[4::3]):
+    model = {"gbt": GBTClassificationModel, "rf": RandomForestClassificationModel}[kind].load(model_dir)
+    rows = model.transform(frame).select("probability").collect()
+    with open(out, "w") as handle:
+        handle.write("\n".join(repr(float(row[0][1])) for row in rows))
+spark.stop()
+"#;
+
+#[test]
+fn predict_jobs_score_spark_trees_as_spark_does() {
+    let Some(bin) = spark_bin() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Values on a 1/64 grid are exact in f32, so both sides compare the same numbers.
+    let mut csv = String::from("x,y,label\n");
+    for row in 0..2000u64 {
+        let x = ((row * 7919) % 640) as f64 / 64.0 - 5.0;
+        let y = ((row * 104_729) % 631) as f64 / 64.0 - 5.0;
+        let label = u8::from(x + 0.5 * y + ((row % 13) as f64 / 6.5 - 1.0) > 0.0);
+        csv.push_str(&format!("{x},{y},{label}\n"));
+    }
+    write(dir.path(), "table.csv", &csv);
+    let mut scored = Vec::new();
+    for (kind, model) in [
+        ("gbt", "algorithm = \"gbt\"\nmax_iter = 15\nmax_depth = 3"),
+        (
+            "rf",
+            "algorithm = \"random_forest\"\nnum_trees = 12\nmax_depth = 4",
+        ),
+    ] {
+        write(
+            dir.path(),
+            &format!("{kind}.toml"),
+            &format!(
+                "[job]\nname = \"{kind}\"\nmaster = \"local[2]\"\n\n[input]\npath = \"table.csv\"\n\n[input.columns]\nlabel = \"label\"\n\n[model]\n{model}\ntask = \"classification\"\n"
+            ),
+        );
+        let output = run(submit(dir.path()).args([
+            "--json",
+            "--quiet",
+            "--engine",
+            "spark",
+            &format!("{kind}.toml"),
+        ]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let version = dir
+            .path()
+            .join(json(&output)["version_dir"].as_str().unwrap());
+        assert_eq!(metrics(&version)["trees"]["converted"], true);
+        assert!(files(&version).contains(&"model.trees.json".to_owned()));
+        write(
+            dir.path(),
+            &format!("predict-{kind}.toml"),
+            &format!(
+                "[job]\nname = \"p\"\nkind = \"predict\"\n\n[model]\nfrom = \"{}\"\n\n[input]\npath = \"table.csv\"\n\n[output]\npath = \"scores-{kind}.csv\"\n",
+                version.display()
+            ),
+        );
+        let output = run(submit(dir.path()).arg(format!("predict-{kind}.toml")));
+        assert!(output.status.success(), "{}", stderr(&output));
+        scored.push((kind, version.join("spark_model")));
+    }
+    let scorer = write(dir.path(), "score.py", SPARK_SCORER);
+    let mut command = std::process::Command::new(bin.join("spark-submit"));
+    // pyspark.ml needs numpy: use the Python of the venv spark-submit comes from, as submit does.
+    if bin.join("python").is_file() {
+        command.env("PYSPARK_PYTHON", bin.join("python"));
+    }
+    command
+        .args(["--master", "local[1]"])
+        .arg(&scorer)
+        .arg(dir.path().join("table.csv"));
+    for (kind, model_dir) in &scored {
+        command
+            .arg(kind)
+            .arg(model_dir)
+            .arg(dir.path().join(format!("spark-{kind}.txt")));
+    }
+    let output = run(&mut command);
+    let problems: Vec<String> = stderr(&output)
+        .lines()
+        .filter(|line| !line.contains(" INFO ") && !line.contains(" WARN "))
+        .map(str::to_owned)
+        .collect();
+    assert!(output.status.success(), "{}", problems.join("\n"));
+    for (kind, _) in &scored {
+        let ours = std::fs::read_to_string(dir.path().join(format!("scores-{kind}.csv"))).unwrap();
+        let header: Vec<&str> = ours.lines().next().unwrap().split(',').collect();
+        let column = header
+            .iter()
+            .position(|name| *name == "probability_1")
+            .unwrap();
+        let ours: Vec<f64> = ours
+            .lines()
+            .skip(1)
+            .map(|line| line.split(',').nth(column).unwrap().parse().unwrap())
+            .collect();
+        let spark: Vec<f64> = std::fs::read_to_string(dir.path().join(format!("spark-{kind}.txt")))
+            .unwrap()
+            .lines()
+            .map(|line| line.parse().unwrap())
+            .collect();
+        assert_eq!(ours.len(), 2000, "{kind}");
+        assert_eq!(spark.len(), 2000, "{kind}");
+        let worst = ours
+            .iter()
+            .zip(&spark)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f64, f64::max);
+        assert!(
+            worst < 1e-9,
+            "{kind}: largest probability difference {worst}"
+        );
+    }
 }
 
 #[test]

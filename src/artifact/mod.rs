@@ -135,11 +135,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ArtifactE
 /// Reads a version directory (or the `latest` link), checking the format version first.
 pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
     let (manifest, metrics) = load_description(dir)?;
-    if manifest.algorithm != "als" && manifest.engine == "spark" {
+    if manifest.algorithm != "als" && manifest.engine == "spark" && !dir.join(TREES_MODEL).exists()
+    {
         return Err(ArtifactError::Unreadable {
             path: dir.to_path_buf(),
             problem: format!(
-                "this {} version was trained by the Spark engine: its model is the Spark MLlib directory {}/, which submit does not score; load it with Spark (e.g. {}Model.load)",
+                "this {} version was trained by the Spark engine over string or categorical features, so submit could not convert its trees (their category indices follow Spark's indexers): its model is only the Spark MLlib directory {}/; load it with Spark (e.g. {}Model.load)",
                 manifest.algorithm,
                 crate::engine::spark::SPARK_MODEL,
                 manifest

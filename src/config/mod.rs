@@ -295,6 +295,16 @@ pub struct TableColumns {
     pub validation: Option<ColumnRef>,
 }
 
+impl TableColumns {
+    /// The label column as a saved model names it: its name, or `#N` for a position.
+    pub fn label_name(&self) -> String {
+        match &self.label {
+            ColumnRef::Name(name) => name.clone(),
+            ColumnRef::Position(position) => format!("#{position}"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileSource {
     pub paths: Vec<PathBuf>,

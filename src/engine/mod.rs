@@ -2,3 +2,4 @@
 //! cluster through spark-submit ([`spark`]). Both publish the same version layout.
 
 pub mod spark;
+pub mod spark_trees;

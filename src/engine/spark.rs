@@ -699,6 +699,32 @@ pub fn train(
             });
             metrics["trees"] = result["trees"].clone();
             metrics["threads"] = config.threads.into();
+            let mut model_files = vec![SPARK_MODEL];
+            let converted = converted_trees(&exchange, params, classes, &names)?;
+            match converted {
+                Ok(model) => {
+                    let saved = crate::artifact::SavedTrees {
+                        feature_kinds: vec![
+                            crate::dataset::tabular::FeatureKind::Numeric;
+                            names.len()
+                        ],
+                        feature_names: names,
+                        label_column: task.input.table.label_name(),
+                        label_names,
+                        model,
+                    };
+                    staging.write(
+                        crate::artifact::TREES_MODEL,
+                        serde_json::to_string(&saved)?.as_bytes(),
+                    )?;
+                    model_files.push(crate::artifact::TREES_MODEL);
+                    metrics["trees"]["converted"] = json!(true);
+                }
+                Err(reason) => {
+                    metrics["trees"]["converted"] = json!(false);
+                    metrics["trees"]["not_converted_because"] = json!(reason);
+                }
+            }
             std::fs::remove_dir_all(&exchange)?;
             let phase = Instant::now();
             crate::job::finish(
@@ -711,7 +737,7 @@ pub fn train(
                     params: task.resolved_params.clone(),
                     tuning: None,
                     inputs,
-                    model_files: vec![SPARK_MODEL],
+                    model_files,
                     started,
                     phase,
                     engine: Some(record),
@@ -720,6 +746,35 @@ pub fn train(
             )
         }
     }
+}
+
+/// The Spark ensemble as a submit model, from the application's `trees.json`: `Ok(Err(reason))`
+/// when it cannot be one (string or categorical features, a categorical split), so the version
+/// holds only `spark_model/`; an unreadable export is an error.
+fn converted_trees(
+    exchange: &Path,
+    params: &crate::algo::trees::TreeParams,
+    classes: usize,
+    names: &[String],
+) -> anyhow::Result<Result<crate::algo::trees::TreeModel, String>> {
+    let path = exchange.join("trees.json");
+    if !path.exists() {
+        return Ok(Err(
+            "the features include string or categorical columns, whose indices follow Spark's indexers"
+                .to_owned(),
+        ));
+    }
+    let exported: crate::engine::spark_trees::ExportedTrees =
+        serde_json::from_slice(&read_exchange(&path)?).map_err(|error| EngineError::BadOutput {
+            path: path.clone(),
+            problem: error.to_string(),
+        })?;
+    Ok(crate::engine::spark_trees::convert(
+        &exported,
+        params,
+        classes,
+        names.len(),
+    ))
 }
 
 /// Fingerprints of the input files (hashed here), with Spark's row counts.

@@ -11,7 +11,8 @@ Spark model directory and hands the rest to submit through the exchange director
   error.json       on a problem with the job or its data: {"kind", "message"}
   ALS:   users.json / items.json (ids by index), user_factors.bin / item_factors.bin
          (u32 index + rank f32 per row), train.bin / test.bin (u32 user, u32 item, f32 rating)
-  trees: predictions.bin (per test row: f64 label, then f64 probabilities or prediction)
+  trees: predictions.bin (per test row: f64 label, then f64 probabilities or prediction),
+         trees.json (the ensemble's nodes, when every feature is numeric)
 
 submit computes the metrics from these with its own evaluators, so both engines report the
 same metric names with the same definitions, and publishes the version. Do not edit: submit
@@ -19,6 +20,7 @@ writes this file from its own copy.
 """
 
 import json
+import math
 import os
 import struct
 import sys
@@ -339,6 +341,61 @@ def run_als(spark, plan, exchange, result):
     indexed.unpersist()
 
 
+def export_trees(spark, model_dir, exchange):
+    """trees.json: every node of the saved ensemble, as Spark's own model files hold it (id,
+    prediction, impurity stats, gain, count, children, split feature, threshold or left
+    categories, category count), and the tree weights; submit converts it to its model so that
+    predict jobs can score the version. String and categorical features are not exported: their
+    indices follow Spark's indexers, which submit does not reproduce."""
+    def number(value):
+        return float(value) if value is not None and math.isfinite(value) else None
+
+    nodes = spark.read.parquet(os.path.join(model_dir, "data")).select(
+        "treeID",
+        "nodeData.id",
+        "nodeData.prediction",
+        "nodeData.impurityStats",
+        "nodeData.gain",
+        "nodeData.rawCount",
+        "nodeData.leftChild",
+        "nodeData.rightChild",
+        "nodeData.split.featureIndex",
+        "nodeData.split.leftCategoriesOrThreshold",
+        "nodeData.split.numCategories",
+    )
+    trees = {}
+    for row in nodes.toLocalIterator():
+        trees.setdefault(row[0], []).append(
+            [
+                row[1],
+                number(row[2]),
+                [number(value) for value in (row[3] or [])],
+                number(row[4]),
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                [number(value) for value in (row[9] or [])],
+                row[10],
+            ]
+        )
+    # treesMetadata: (tree id, tree metadata JSON, weight), stored as unnamed columns.
+    weights = {
+        row[0]: float(row[2])
+        for row in spark.read.parquet(os.path.join(model_dir, "treesMetadata")).collect()
+    }
+    order = sorted(trees)
+    with open(os.path.join(exchange, "trees.json"), "w") as out:
+        json.dump(
+            {
+                "weights": [weights.get(tree, 1.0) for tree in order],
+                "trees": [sorted(trees[tree], key=lambda node: node[0]) for tree in order],
+            },
+            out,
+            allow_nan=False,
+        )
+
+
 def run_trees(spark, plan, exchange, result):
     from pyspark.ml import Pipeline
     from pyspark.ml.evaluation import (
@@ -395,6 +452,7 @@ def run_trees(spark, plan, exchange, result):
                 f"row {bad[0]['__row'] + 1}: label {bad[0][label]!r} is not a class index "
                 "(0, 1, 2, ...) or a string",
             )
+    categorical_features = False
     if libsvm:
         vector = "features"
         feature_names = None
@@ -403,6 +461,7 @@ def run_trees(spark, plan, exchange, result):
         for name in features:
             kind = frame.schema[name].dataType.simpleString()
             if kind == "string" or name in table["categorical"]:
+                categorical_features = True
                 indexed_name = f"__index_{name}"
                 frame = frame.withColumn(name, F.col(name).cast("string"))
                 stages.append(
@@ -440,6 +499,8 @@ def run_trees(spark, plan, exchange, result):
 
     started = time.time()
     model.write().overwrite().save(plan["output"]["model_dir"])
+    if not categorical_features:
+        export_trees(spark, plan["output"]["model_dir"], exchange)
     predictions = model.transform(test)
     if classification:
         classes = int(

@@ -6,9 +6,7 @@ use std::time::Instant;
 
 use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
 use crate::artifact::{self, SavedTrees, store::Staging};
-use crate::config::{
-    ColumnRef, GridPoint, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource,
-};
+use crate::config::{GridPoint, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource};
 use crate::dataset::split::{self, mix, unit};
 use crate::dataset::tabular::{FeatureKind, Tabular};
 use crate::eval::metric::{self, Metric};
@@ -182,10 +180,7 @@ pub fn train(
     memory::set_phase(Phase::Publishing);
     let phase = Instant::now();
     let staging = Staging::create(&task.output_dir, &config.name)?;
-    let label_column = match &task.input.table.label {
-        ColumnRef::Name(name) => name.clone(),
-        ColumnRef::Position(position) => format!("#{position}"),
-    };
+    let label_column = task.input.table.label_name();
     let infos: Vec<lightgbm::FeatureInfo> = train_table
         .features
         .iter()
