@@ -239,7 +239,7 @@ fn gbt_on_spark_reports_the_native_metric_names_on_the_same_split() {
     let output = run(submit(dir.path()).arg("predict.toml"));
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("Spark engine"),
+        stderr(&output).contains("Spark engine") && stderr(&output).contains("categorical"),
         "{}",
         stderr(&output)
     );

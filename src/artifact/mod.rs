@@ -140,8 +140,11 @@ pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
         return Err(ArtifactError::Unreadable {
             path: dir.to_path_buf(),
             problem: format!(
-                "this {} version was trained by the Spark engine over string or categorical features, so submit could not convert its trees (their category indices follow Spark's indexers): its model is only the Spark MLlib directory {}/; load it with Spark (e.g. {}Model.load)",
+                "this {} version was trained by the Spark engine and submit could not convert its trees ({}): its model is only the Spark MLlib directory {}/; load it with Spark (e.g. {}Model.load)",
                 manifest.algorithm,
+                metrics["trees"]["not_converted_because"]
+                    .as_str()
+                    .unwrap_or("it was published before submit converted Spark trees"),
                 crate::engine::spark::SPARK_MODEL,
                 manifest
                     .spark

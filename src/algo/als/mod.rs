@@ -193,8 +193,9 @@ struct Side<'a> {
     targets: std::borrow::Cow<'a, [f32]>,
     counts: Vec<f32>,
     /// Explicit feedback: each row's sum of squared ratings, so that its training loss
-    /// `sum (r - x.y)^2 = sum r^2 - 2 x.b + x^T A x` comes from its normal equations in O(k^2)
-    /// instead of a second pass over its ratings (which cost 8% of the fit).
+    /// `sum (r - x.y)^2 = sum r^2 - 2 x.b + x^T A x` comes from its normal equations (see
+    /// [`explicit_losses`]) instead of a second pass over its ratings, which cost 8% of the fit.
+    /// Empty for implicit feedback.
     squared_targets: Vec<f64>,
 }
 
@@ -406,7 +407,7 @@ fn solve_side_in_groups<const GROUP: usize>(
                             group_losses.len(),
                             scratch,
                         );
-                        if with_losses && !side.squared_targets.is_empty() {
+                        if with_losses && !params.implicit_prefs {
                             explicit_losses(&sweep, first_row, padded_rows, group_losses, scratch);
                             return;
                         }
@@ -491,9 +492,9 @@ struct HalfSweep<'a> {
 }
 
 /// Cholesky (or NNLS) solves of up to `L` rows from their normal equations:
-/// [`solve_group_exactly_body`], compiled for AVX2 where the CPU has it, so the batched solve's
-/// 4-lane f64 steps take one instruction instead of two. Rust never fuses a multiply and an add
-/// on its own, so both builds give bit-identical results.
+/// [`solve_group_exactly_body`], compiled for AVX2 where the CPU has it, so that the copy into
+/// lanes and the inlined left-looking solve (ranks above 16) take 4-lane f64 steps. Rust never
+/// fuses a multiply and an add on its own, so both builds give bit-identical results.
 fn solve_group_exactly<const L: usize>(
     sweep: &HalfSweep<'_>,
     first_row: usize,
