@@ -135,14 +135,15 @@ pub fn accumulate(
     normal: &mut [f32],
     right_side: &mut [f32],
 ) {
-    debug_assert_eq!(terms.columns.len(), terms.targets.len());
-    debug_assert!(
+    // O(1) checks the unsafe paths below rely on (they index without bounds checks).
+    assert_eq!(terms.columns.len(), terms.targets.len());
+    assert!(
         terms
             .weights
             .is_none_or(|weights| weights.len() == terms.columns.len())
     );
-    debug_assert_eq!(normal.len(), fixed.rank * fixed.stride);
-    debug_assert_eq!(right_side.len(), fixed.stride);
+    assert_eq!(normal.len(), fixed.rank * fixed.stride);
+    assert_eq!(right_side.len(), fixed.stride);
     // A max reduction vectorizes (an early-exit `all` does not and cost 4% of a fit).
     let largest = terms
         .columns
@@ -153,8 +154,9 @@ pub fn accumulate(
     {
         if fixed.stride <= 16 && one_pass_available() {
             // SAFETY: the CPU has the features (checked above); every column indexes a row of
-            // `fixed` (asserted above), rows are 8 or 16 floats at 32-byte aligned offsets, and
-            // the output slices have the sizes asserted above.
+            // `fixed`, targets and weights match the columns, and the output slices have the
+            // kernel's sizes (all asserted above); rows are 8 or 16 floats at 32-byte aligned
+            // offsets.
             unsafe { one_pass::accumulate(terms, fixed, normal, right_side) };
             return;
         }
