@@ -376,42 +376,20 @@ fn solve_side_in_groups<const GROUP: usize>(
             },
             |scratch, (group, (padded_rows, group_losses))| {
                 let first_row = group * GROUP;
-                match (params.nonnegative, params.solver) {
-                    (false, Solver::ConjugateGradient { steps }) => {
-                        let sweep = HalfSweep {
-                            side,
-                            fixed,
-                            gram,
-                            params,
-                        };
-                        solve_group_iteratively(
-                            &sweep,
-                            steps,
-                            first_row,
-                            padded_rows,
-                            group_losses.len(),
-                            scratch,
-                        );
-                    }
-                    _ => {
-                        let sweep = HalfSweep {
-                            side,
-                            fixed,
-                            gram,
-                            params,
-                        };
-                        solve_group_exactly(
-                            &sweep,
-                            first_row,
-                            padded_rows,
-                            group_losses.len(),
-                            scratch,
-                        );
-                        if with_losses && !params.implicit_prefs {
-                            explicit_losses(&sweep, first_row, padded_rows, group_losses, scratch);
-                            return;
-                        }
-                    }
+                let sweep = HalfSweep {
+                    side,
+                    fixed,
+                    gram,
+                    params,
+                };
+                solve_group(&sweep, first_row, padded_rows, group_losses.len(), scratch);
+                let exact = !matches!(
+                    (params.nonnegative, params.solver),
+                    (false, Solver::ConjugateGradient { .. })
+                );
+                if with_losses && exact && !params.implicit_prefs {
+                    explicit_losses(&sweep, first_row, padded_rows, group_losses, scratch);
+                    return;
                 }
                 for (lane, loss) in group_losses.iter_mut().enumerate() {
                     *loss = 0.0;
@@ -439,7 +417,7 @@ fn solve_side_in_groups<const GROUP: usize>(
 }
 
 /// Each row's training loss `sum (r - x.y)^2` from its normal equations as
-/// [`solve_group_exactly`] left them in `scratch` (`A = sum y y^T` without the ridge,
+/// [`solve_group`] left them in `scratch` (`A = sum y y^T` without the ridge,
 /// `b = sum r y`): `sum r^2 - 2 x.b + x^T A x`, in f64. When `x` solves
 /// `(A + ridge I) x = b` exactly (Cholesky), `x^T A x = x.b - ridge |x|^2` makes it O(k);
 /// NNLS solutions do not satisfy that, so they take the O(k^2) quadratic form.
@@ -491,17 +469,47 @@ struct HalfSweep<'a> {
     params: &'a AlsParams,
 }
 
-/// Cholesky (or NNLS) solves of up to `L` rows from their normal equations:
-/// [`solve_group_exactly_body`], compiled for AVX2 where the CPU has it, so that the copy into
-/// lanes and the inlined left-looking solve (ranks above 16) take 4-lane f64 steps. Rust never
-/// fuses a multiply and an add on its own, so both builds give bit-identical results.
-fn solve_group_exactly<const L: usize>(
+/// Solves up to `L` rows of one group: conjugate gradient, or Cholesky (NNLS) from their normal
+/// equations ([`solve_group_exactly_body`]). Compiled for AVX2 where the CPU has it, so that the
+/// copy into lanes, the inlined left-looking solve (ranks above 16) and the conjugate-gradient
+/// products take full-width vector steps. Rust never fuses a multiply and an add on its own, so
+/// both builds give bit-identical results.
+fn solve_group<const L: usize>(
     sweep: &HalfSweep<'_>,
     first_row: usize,
     padded_rows: &mut [f32],
     rows_here: usize,
     scratch: &mut Scratch<L>,
 ) {
+    #[inline(always)]
+    fn body<const L: usize>(
+        sweep: &HalfSweep<'_>,
+        first_row: usize,
+        padded_rows: &mut [f32],
+        rows_here: usize,
+        scratch: &mut Scratch<L>,
+    ) {
+        let params = sweep.params;
+        let (false, Solver::ConjugateGradient { steps }) = (params.nonnegative, params.solver)
+        else {
+            return solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch);
+        };
+        let (k, stride) = (params.rank, sweep.fixed.stride());
+        for lane in 0..rows_here {
+            let row = first_row + lane;
+            let x = &mut padded_rows[lane * stride..lane * stride + k];
+            let ridge = params.reg_param as f32 * sweep.side.counts[row];
+            conjugate_gradient(
+                sweep.side.terms(row),
+                sweep.fixed,
+                sweep.gram,
+                ridge,
+                steps,
+                x,
+                scratch,
+            );
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
@@ -512,7 +520,7 @@ fn solve_group_exactly<const L: usize>(
             rows_here: usize,
             scratch: &mut Scratch<L>,
         ) {
-            solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
+            body(sweep, first_row, padded_rows, rows_here, scratch)
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
@@ -520,7 +528,7 @@ fn solve_group_exactly<const L: usize>(
             return;
         }
     }
-    solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
+    body(sweep, first_row, padded_rows, rows_here, scratch)
 }
 
 #[inline(always)]
@@ -650,65 +658,6 @@ fn solve_group_exactly_body<const L: usize>(
             *target = if solved { source as f32 } else { f32::NAN };
         }
     }
-}
-
-/// Conjugate-gradient solves of up to `L` rows, compiled for AVX2 where the CPU has it: its
-/// dot products and updates then run 8 floats wide instead of 4 (the rank-64 implicit fit took
-/// 30% less time). Rust never fuses a multiply and an add on its own, so both builds give
-/// bit-identical results.
-fn solve_group_iteratively<const L: usize>(
-    sweep: &HalfSweep<'_>,
-    steps: usize,
-    first_row: usize,
-    padded_rows: &mut [f32],
-    rows_here: usize,
-    scratch: &mut Scratch<L>,
-) {
-    #[inline(always)]
-    fn body<const L: usize>(
-        sweep: &HalfSweep<'_>,
-        steps: usize,
-        first_row: usize,
-        padded_rows: &mut [f32],
-        rows_here: usize,
-        scratch: &mut Scratch<L>,
-    ) {
-        let (k, stride) = (sweep.params.rank, sweep.fixed.stride());
-        for lane in 0..rows_here {
-            let row = first_row + lane;
-            let x = &mut padded_rows[lane * stride..lane * stride + k];
-            let ridge = sweep.params.reg_param as f32 * sweep.side.counts[row];
-            conjugate_gradient(
-                sweep.side.terms(row),
-                sweep.fixed,
-                sweep.gram,
-                ridge,
-                steps,
-                x,
-                scratch,
-            );
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn with_avx2<const L: usize>(
-            sweep: &HalfSweep<'_>,
-            steps: usize,
-            first_row: usize,
-            padded_rows: &mut [f32],
-            rows_here: usize,
-            scratch: &mut Scratch<L>,
-        ) {
-            body(sweep, steps, first_row, padded_rows, rows_here, scratch)
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { with_avx2(sweep, steps, first_row, padded_rows, rows_here, scratch) };
-            return;
-        }
-    }
-    body(sweep, steps, first_row, padded_rows, rows_here, scratch)
 }
 
 /// `out = (gram + sum w y y^T + ridge I) vector` over the entries of `terms`, reading each
