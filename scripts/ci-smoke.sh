@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# CI smoke run: every job in jobs/ on at most SMOKE_LIMIT rows, published to a scratch folder.
-# Jobs that read ../shared/data are skipped (with a message) where that folder is absent.
+# CI smoke run: every job in JOBS_DIR (default: the repository's jobs/) on at most SMOKE_LIMIT
+# rows, published to a scratch folder.
+#   scripts/ci-smoke.sh [JOBS_DIR]
+# Jobs that read shared/data are skipped (with a message) where that folder is absent.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SUBMIT_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/submit}"
 limit="${SMOKE_LIMIT:-20000}"
 out="${SMOKE_OUTPUT_DIR:-$(mktemp -d)}"
+jobs_dir="${1:-$here/jobs}"
+if [ ! -d "$jobs_dir" ]; then
+  echo "ci-smoke.sh: $jobs_dir is not a directory of job files" >&2
+  exit 2
+fi
+shopt -s nullglob
 failed=0
 is_batch() { grep -qE '^kind = "(recommend|predict)"' "$1"; }
 # Train jobs first: recommend and predict jobs read the versions they publish.
 jobs=()
-for job in "$here"/jobs/*.toml; do is_batch "$job" || jobs+=("$job"); done
-for job in "$here"/jobs/*.toml; do is_batch "$job" && jobs+=("$job"); done
+for job in "$jobs_dir"/*.toml; do is_batch "$job" || jobs+=("$job"); done
+for job in "$jobs_dir"/*.toml; do is_batch "$job" && jobs+=("$job"); done
+if [ ${#jobs[@]} -eq 0 ]; then
+  echo "ci-smoke.sh: no *.toml job files in $jobs_dir" >&2
+  exit 2
+fi
 for job in "${jobs[@]}"; do
   name="$(basename "$job" .toml)"
-  if grep -q 'shared/data' "$job" && [ ! -d "$here/../shared/data" ]; then
-    echo "skip $name: ../shared/data is not here"
+  shared="$(sed -n 's|^[a-z_]* *= *"\(.*shared/data\)/.*|\1|p' "$job" | head -1)"
+  if [ -n "$shared" ] && [ ! -d "$(dirname "$job")/$shared" ]; then
+    echo "skip $name: $shared is not here"
     continue
   fi
   if is_batch "$job"; then

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Runs each cargo-fuzz target (job_file, libsvm, csv_rows) for SECONDS (default 200, so the
-# three together take 10 minutes) from the seed corpus in fuzz/corpus/, with libFuzzer's
+# Runs each cargo-fuzz target (job_file, libsvm, csv_rows, and the model loaders model_trees,
+# model_als, manifest) for SECONDS (default 100, so the six together take 10 minutes) from the seed corpus in fuzz/corpus/, with libFuzzer's
 # coverage instrumentation and no sanitizer (this toolchain is stable Rust; the targets hold
 # no unsafe code of ours to sanitize). Crashes are written to fuzz/artifacts/<target>/.
-#   scripts/fuzz.sh 200         # needs `cargo install cargo-fuzz` once
+#   scripts/fuzz.sh 100         # needs `cargo install cargo-fuzz` once
 #   TARGETS=libsvm scripts/fuzz.sh 60
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-seconds="${1:-200}"
+seconds="${1:-100}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/submit-fuzz-target}"
 cd "$here"
-for target in ${TARGETS:-job_file libsvm csv_rows}; do
+for target in ${TARGETS:-job_file libsvm csv_rows model_trees model_als manifest}; do
   # Runs grow the corpus in a scratch copy; only the seeds are kept in the repository.
   work="$(mktemp -d)"
   cp fuzz/corpus/"$target"/* "$work"/

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::algo::als::recommend::{self, ItemScorer};
-use crate::artifact::{self, ArtifactError, SavedModel, codec::SavedAls};
+use crate::artifact::{self, SavedModel, VersionError, codec::SavedAls};
 use crate::config::{
     InputConfig, JobConfig, OutputFile, OutputFormat, PredictTask, RecommendColdStart,
     RecommendTarget, RecommendTask, Source,
@@ -23,11 +23,10 @@ use crate::report::Summary;
 
 /// The model a batch job names cannot be used (exit code 3, like other input problems).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot use the model version at {}: {source}", path.display())]
+#[error("cannot use the model version at {}: {problem}", path.display())]
 pub struct ModelError {
     pub path: PathBuf,
-    #[source]
-    pub source: ArtifactError,
+    pub problem: VersionError,
 }
 
 /// A loaded ALS version: its directory and model.
@@ -45,7 +44,7 @@ fn load_als(path: &Path, job: &str) -> Result<LoadedAls, ModelError> {
         }),
         SavedModel::Trees(_) => Err(ModelError {
             path: path.to_path_buf(),
-            source: ArtifactError::Unreadable {
+            problem: VersionError::Damaged {
                 path: path.to_path_buf(),
                 problem: format!(
                     "it holds a {} model; {job} jobs need an als model",
@@ -57,9 +56,9 @@ fn load_als(path: &Path, job: &str) -> Result<LoadedAls, ModelError> {
 }
 
 fn load(path: &Path) -> Result<artifact::LoadedVersion, ModelError> {
-    artifact::load_version(path).map_err(|source| ModelError {
+    artifact::load_version(path).map_err(|problem| ModelError {
         path: path.to_path_buf(),
-        source,
+        problem,
     })
 }
 
@@ -119,22 +118,37 @@ fn read_ids(
     Ok(raw)
 }
 
-/// Writes the table next to its destination, then renames it into place.
+/// Writes the table next to its destination, then renames it into place. The writer holds a
+/// lock on its temporary file, so temporaries left by killed runs (nobody holds them) are
+/// removed by the next run writing the same destination.
 fn publish_table(output: &OutputFile, columns: Vec<OutputColumn>) -> anyhow::Result<()> {
-    if let Some(parent) = output
+    let failed = |path: &Path, action: &str| {
+        let path = path.to_path_buf();
+        let action = action.to_owned();
+        move |cause| artifact::ArtifactError::Io {
+            path,
+            action,
+            cause,
+        }
+    };
+    let parent = output
         .path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)?;
-    }
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(failed(parent, "create the directory"))?;
     let file_name = output.path.file_name().map_or_else(
         || "output".into(),
         |name| name.to_string_lossy().into_owned(),
     );
+    let prefix = format!(".{file_name}.tmp-");
+    remove_abandoned_temporaries(parent, &prefix);
     let temporary = output
         .path
-        .with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+        .with_file_name(format!("{prefix}{}", std::process::id()));
+    let owner = std::fs::File::create(&temporary)
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(failed(&temporary, "create"))?;
     let format = match output.format {
         OutputFormat::Csv => TableFormat::Csv,
         OutputFormat::Parquet => TableFormat::Parquet,
@@ -142,14 +156,38 @@ fn publish_table(output: &OutputFile, columns: Vec<OutputColumn>) -> anyhow::Res
     let written = tables::write_table(&temporary, format, columns)
         .map_err(anyhow::Error::from)
         .and_then(|()| {
-            std::fs::File::open(&temporary)?.sync_all()?;
-            std::fs::rename(&temporary, &output.path)?;
+            std::fs::File::open(&temporary)
+                .and_then(|file| file.sync_all())
+                .map_err(failed(&temporary, "flush"))?;
+            std::fs::rename(&temporary, &output.path).map_err(failed(&output.path, "replace"))?;
             Ok(())
         });
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
+    drop(owner);
     written
+}
+
+/// Removes `prefix*` files in `dir` that no live writer holds a lock on.
+fn remove_abandoned_temporaries(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(prefix));
+        if !is_ours || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let abandoned = std::fs::File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
+        if abandoned {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 fn summary(
@@ -173,6 +211,7 @@ fn summary(
         duration_s: started.elapsed().as_secs_f64(),
         peak_heap_bytes: memory::peak_bytes(),
         dry_run: false,
+        unchanged: false,
         promoted: None,
         promotion: None,
     }
@@ -350,16 +389,27 @@ pub fn predict(
     let started = Instant::now();
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("loading the model and pairs");
-    let loaded = match load(&task.from)?.model {
-        SavedModel::Trees(trees) => return predict_trees(config, task, *trees, progress, started),
-        SavedModel::Als(_) => load_als(&task.from, "predict")?,
+    let version = load(&task.from)?;
+    let loaded = match version.model {
+        SavedModel::Trees(trees) => {
+            return predict_trees(config, task, *trees, &version.dir, progress, started);
+        }
+        SavedModel::Als(model) => LoadedAls {
+            dir: version.dir,
+            model,
+        },
     };
     let model = &loaded.model;
-    let mut raw = read_ids(
-        &task.input,
-        config.seed,
-        &[&task.input.columns.user, &task.input.columns.item],
-    )?;
+    let kept_refs: Vec<crate::config::ColumnRef> = task
+        .keep
+        .iter()
+        .map(|name| crate::config::ColumnRef::Name(name.clone()))
+        .collect();
+    let mut wanted = vec![&task.input.columns.user, &task.input.columns.item];
+    wanted.extend(&kept_refs);
+    let mut raw = read_ids(&task.input, config.seed, &wanted)?;
+    // `predict.keep` columns of an ALS job are read like ids (integers or strings).
+    let kept: Vec<Ids> = raw.split_off(2.min(raw.len()));
     let items_raw = raw.pop().unwrap_or(Ids::Integer(Vec::new()));
     let users_raw = raw.pop().unwrap_or(Ids::Integer(Vec::new()));
     step.finish("");
@@ -382,11 +432,19 @@ pub fn predict(
     let pairs = predictions.len();
     publish_table(
         &task.output,
-        vec![
+        [
             OutputColumn::Ids("user".to_owned(), users_raw),
             OutputColumn::Ids("item".to_owned(), items_raw),
-            OutputColumn::Floats("prediction".to_owned(), predictions),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            task.keep
+                .iter()
+                .zip(kept)
+                .map(|(name, ids)| OutputColumn::Ids(name.clone(), ids)),
+        )
+        .chain([OutputColumn::Floats("prediction".to_owned(), predictions)])
+        .collect(),
     )?;
     let metrics = serde_json::json!({
         "counts": {
@@ -399,6 +457,30 @@ pub fn predict(
     Ok(summary(config, &task.output, metrics, started, "als"))
 }
 
+/// The predict job's input, reading LIBSVM when the model was trained on LIBSVM and the job
+/// did not name a format (a `.txt` LIBSVM file would otherwise be read as delimited text).
+fn input_for_model(input: &InputConfig, version_dir: &Path) -> InputConfig {
+    let mut input = input.clone();
+    if let Source::Files(files) = &mut input.source
+        && files.format_inferred
+        && files.format != crate::config::Format::Libsvm
+    {
+        let trained_on_libsvm = std::fs::read_to_string(version_dir.join(artifact::RESOLVED_JOB))
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|job| {
+                job.get("input")
+                    .and_then(|input| input.get("format"))
+                    .and_then(|format| format.as_str())
+                    == Some("libsvm")
+            });
+        if trained_on_libsvm {
+            files.format = crate::config::Format::Libsvm;
+        }
+    }
+    input
+}
+
 /// Scores a table with a saved tree ensemble: the prediction (original class label for
 /// classification, as Spark's IndexToString) and, for classification, one probability column
 /// per class; `row` is the 0-based data row of the input it came from.
@@ -406,17 +488,25 @@ fn predict_trees(
     config: &JobConfig,
     task: &PredictTask,
     saved: artifact::SavedTrees,
+    version_dir: &Path,
     progress: &Progress,
     started: Instant,
 ) -> anyhow::Result<Summary> {
+    let input = input_for_model(&task.input, version_dir);
     let schema: Vec<ingest::table::FeatureSchema<'_>> = saved
         .feature_names
         .iter()
         .zip(&saved.feature_kinds)
         .map(|(name, kind)| ingest::table::FeatureSchema { name, kind })
         .collect();
-    let (table, rows, _) =
-        ingest::table::read_scoring_table(&task.input, &schema, task.handle_invalid, config.seed)?;
+    let scoring = ingest::table::read_scoring_table(
+        &input,
+        &schema,
+        task.handle_invalid,
+        config.seed,
+        &task.keep,
+    )?;
+    let (table, rows) = (scoring.table, scoring.row_numbers);
     let step = progress.step("scoring");
     memory::set_phase(Phase::Evaluating);
     let predictions = saved.model.predict(&table);
@@ -426,6 +516,9 @@ fn predict_trees(
         "row".to_owned(),
         Ids::Integer(rows.iter().map(|&row| row as i64).collect()),
     )];
+    for (name, values) in scoring.passthrough {
+        columns.push(OutputColumn::Text(name, values));
+    }
     match saved.model.task {
         crate::algo::trees::TreeTask::Regression => columns.push(OutputColumn::Doubles(
             "prediction".to_owned(),

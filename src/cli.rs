@@ -28,13 +28,13 @@ Examples:
   submit --dry-run --engine spark jobs/quickstart.toml   (prints the spark-submit command)
   submit models list models/quickstart
   submit models diff models/quickstart/v1 models/quickstart/v2
-  submit models promote models/quickstart/v1";
+  submit models promote models/quickstart/v1
+  submit models verify models/quickstart";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "submit",
     version,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     about = "Train, evaluate and publish versioned models from a job file (spark-submit + MLlib on one machine)",
     after_help = AFTER_HELP
@@ -136,7 +136,8 @@ pub enum ModelsAction {
         #[arg(value_name = "VERSION")]
         version: PathBuf,
     },
-    /// Point latest at the newest complete version older than the current latest.
+    /// Point latest back at the version that was latest before it (from the job's promotion
+    /// history; versions that no longer verify are skipped).
     Rollback {
         #[arg(value_name = "JOB_DIR", default_value = ".")]
         job_dir: PathBuf,
@@ -148,4 +149,41 @@ pub enum ModelsAction {
         #[arg(long, value_name = "N")]
         keep: usize,
     },
+    /// Check versions against their manifests (every file's size and blake3 hash) and their
+    /// models' structure: one version, every version of a job folder, or of every job under an
+    /// output folder. Exit 3 at the first damaged one.
+    Verify {
+        #[arg(value_name = "VERSION|JOB_DIR", default_value = "models")]
+        path: PathBuf,
+    },
+    /// Every change of latest (when, from, to, by which command, why), oldest first.
+    History {
+        #[arg(value_name = "JOB_DIR")]
+        job_dir: PathBuf,
+    },
+}
+
+impl Cli {
+    /// The job flags given on a `models` command line (where they mean nothing); `--json` and
+    /// `--quiet` are global and apply to both.
+    pub fn job_flags_given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        for (flag, set) in [
+            ("JOB.toml", self.job.is_some()),
+            ("--master", self.master.is_some()),
+            ("--engine", self.engine.is_some()),
+            ("--driver-memory", self.driver_memory.is_some()),
+            ("--executor-memory", self.executor_memory.is_some()),
+            ("--conf", !self.conf.is_empty()),
+            ("--name", self.name.is_some()),
+            ("--properties-file", self.properties_file.is_some()),
+            ("--dry-run", self.dry_run),
+            ("--fail-if-not-promoted", self.fail_if_not_promoted),
+        ] {
+            if set {
+                given.push(flag);
+            }
+        }
+        given
+    }
 }

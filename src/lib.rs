@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod job;
 pub mod registry;
 pub mod report;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
         (2, "config")
     } else if error.downcast_ref::<ingest::IngestError>().is_some()
         || error.downcast_ref::<batch::ModelError>().is_some()
+        || error.downcast_ref::<artifact::VersionError>().is_some()
         || error.downcast_ref::<algo::trees::TreeError>().is_some()
         || error.downcast_ref::<registry::RegistryError>().is_some()
     {
@@ -64,12 +66,16 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
     }
 }
 
-fn defaults_file(cli: &cli::Cli) -> Option<PathBuf> {
+/// `--properties-file`, else `defaults.toml` in `$SUBMIT_CONF_DIR`, else in the job's project
+/// root's `conf/` ([`config::project_root`]), when it exists.
+fn defaults_file(cli: &cli::Cli, job_file: &Path) -> Option<PathBuf> {
     if let Some(path) = &cli.properties_file {
         return Some(path.clone());
     }
-    let dir =
-        std::env::var_os("SUBMIT_CONF_DIR").map_or_else(|| PathBuf::from("conf"), PathBuf::from);
+    let dir = std::env::var_os("SUBMIT_CONF_DIR").map_or_else(
+        || config::project_root(job_file).join("conf"),
+        PathBuf::from,
+    );
     let path = dir.join("defaults.toml");
     path.is_file().then_some(path)
 }
@@ -92,7 +98,7 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
             flags.push((flag, key, value.clone()));
         }
     }
-    let defaults = defaults_file(cli);
+    let defaults = defaults_file(cli, job_file);
     let sources = validate::Sources {
         job_file,
         defaults_file: defaults.as_deref(),
@@ -105,6 +111,15 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
 
 fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
     if let Some(cli::Command::Models { action }) = &cli.command {
+        let stray = cli.job_flags_given();
+        if !stray.is_empty() {
+            return Err(ConfigError::new(format!(
+                "{} cannot be combined with `submit models ...`",
+                stray.join(", ")
+            ))
+            .hint("global flags are --json and --quiet; run the job and the models command separately")
+            .into());
+        }
         let output = registry::run(action)?;
         if cli.json {
             println!("{}", output.json);
@@ -178,11 +193,14 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
                 ));
             }
             progress.info(&format!(
-                "dry run: {} job `{}` is valid; it would run on {} ({} threads) and write {}",
+                "dry run: {} job `{}` is valid; it would run on {}{} and write {}",
                 config.task.kind(),
                 config.name,
                 config.master,
-                config.threads,
+                match config.master {
+                    config::Master::Cluster(_) => " (the cluster's executors)".to_owned(),
+                    _ => format!(" ({} threads)", config.threads),
+                },
                 destination
             ));
         }

@@ -39,11 +39,9 @@ pub fn run(action: &ModelsAction) -> anyhow::Result<Output> {
         ModelsAction::Promote { version } => promote(version),
         ModelsAction::Rollback { job_dir } => rollback(job_dir),
         ModelsAction::Gc { job_dir, keep } => gc(job_dir, *keep),
+        ModelsAction::Verify { path } => verify(path),
+        ModelsAction::History { job_dir } => history(job_dir),
     }
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
 }
 
 /// The metric a version is listed by: the first of these its metrics.json has.
@@ -81,7 +79,11 @@ fn list(dir: &Path) -> anyhow::Result<Output> {
     let mut human = String::new();
     let mut jobs = Vec::new();
     for job_dir in job_dirs {
-        let latest = store::current_latest(&job_dir).map(|(version, _)| version);
+        let state = store::LatestState::read(&job_dir);
+        let latest = match state {
+            store::LatestState::Version(version) => Some(version),
+            _ => None,
+        };
         human.push_str(&format!(
             "{}\n  {:<8} {:<25} {:<14} {:<22} latest\n",
             job_dir.display(),
@@ -93,37 +95,57 @@ fn list(dir: &Path) -> anyhow::Result<Output> {
         let mut versions = Vec::new();
         for version in store::versions(&job_dir)? {
             let dir = job_dir.join(format!("v{version}"));
-            let Some(manifest) = read_json(&dir.join(artifact::MANIFEST)) else {
-                human.push_str(&format!(
-                    "  v{version:<7} (incomplete: no readable manifest)\n"
-                ));
-                versions.push(json!({"version": version, "complete": false}));
-                continue;
-            };
-            let metrics = read_json(&dir.join(artifact::METRICS)).unwrap_or(Value::Null);
+            let (manifest, metrics) =
+                match artifact::load_description(&dir, artifact::verify::Depth::Sizes) {
+                    Ok(description) => description,
+                    Err(error) => {
+                        let why = error.to_string();
+                        human.push_str(&format!(
+                            "  v{version:<7} damaged or incomplete: {why}{}\n",
+                            if latest == Some(version) {
+                                "  (latest)"
+                            } else {
+                                ""
+                            }
+                        ));
+                        versions.push(json!({
+                            "version": version,
+                            "complete": false,
+                            "problem": why,
+                            "latest": latest == Some(version),
+                            "dir": dir.display().to_string(),
+                        }));
+                        continue;
+                    }
+                };
             let metric = headline(&metrics);
             let is_latest = latest == Some(version);
             human.push_str(&format!(
                 "  v{version:<7} {:<25} {:<14} {:<22} {}\n",
-                manifest["created_at"].as_str().unwrap_or("-"),
-                manifest["algorithm"].as_str().unwrap_or("-"),
+                manifest.created_at,
+                manifest.algorithm,
                 metric.map_or("-".to_owned(), |(name, value)| format!("{name} {value:.4}")),
                 if is_latest { "*" } else { "" },
             ));
             versions.push(json!({
                 "version": version,
                 "complete": true,
-                "created_at": manifest["created_at"],
-                "algorithm": manifest["algorithm"],
+                "created_at": manifest.created_at,
+                "algorithm": manifest.algorithm,
                 "metric": metric.map(|(name, _)| name),
                 "value": metric.map(|(_, value)| value),
                 "latest": is_latest,
                 "dir": dir.display().to_string(),
             }));
         }
+        let latest_problem = state.problem();
+        if let Some(problem) = &latest_problem {
+            human.push_str(&format!("  note: {problem}\n"));
+        }
         jobs.push(json!({
             "job_dir": job_dir.display().to_string(),
             "latest": latest,
+            "latest_problem": latest_problem,
             "versions": versions,
         }));
     }
@@ -137,14 +159,14 @@ fn list(dir: &Path) -> anyhow::Result<Output> {
 }
 
 /// A version directory (or `latest`), resolved: (job dir, version number, version dir).
-fn resolve_version(path: &Path) -> Result<(PathBuf, u32, PathBuf), RegistryError> {
+fn resolve_version(path: &Path) -> Result<(PathBuf, u64, PathBuf), RegistryError> {
     let resolved = fs::canonicalize(path).map_err(|error| problem(path, error.to_string()))?;
     let name = resolved
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or_default()
         .to_owned();
-    let version: u32 = name
+    let version: u64 = name
         .strip_prefix('v')
         .and_then(|number| number.parse().ok())
         .ok_or_else(|| {
@@ -157,15 +179,12 @@ fn resolve_version(path: &Path) -> Result<(PathBuf, u32, PathBuf), RegistryError
         .parent()
         .map(Path::to_path_buf)
         .ok_or_else(|| problem(path, "a version directory has a job folder above it"))?;
-    if !resolved.join(artifact::MANIFEST).is_file() {
-        return Err(problem(path, "incomplete version: it has no manifest.json"));
-    }
     Ok((job_dir, version, resolved))
 }
 
 fn show(version: &Path) -> anyhow::Result<Output> {
     let (_, _, dir) = resolve_version(version)?;
-    let (manifest, metrics) = artifact::load_description(&dir)?;
+    let (manifest, metrics) = artifact::load_description(&dir, artifact::verify::Depth::Sizes)?;
     let value = json!({
         "status": "ok",
         "dir": dir.display().to_string(),
@@ -210,21 +229,19 @@ fn diff(first: &Path, second: &Path) -> anyhow::Result<Output> {
         "delta"
     );
     let mut sections = serde_json::Map::new();
-    for (section, file, key) in [
-        ("params", artifact::MANIFEST, Some("params")),
-        ("metrics", artifact::METRICS, None),
-    ] {
-        let read = |dir: &Path| {
-            let value = read_json(&dir.join(file)).unwrap_or(Value::Null);
+    for (section, key) in [("params", Some("params")), ("metrics", None)] {
+        let read = |dir: &Path| -> anyhow::Result<Vec<(String, Value)>> {
+            let (manifest, metrics) =
+                artifact::load_description(dir, artifact::verify::Depth::Sizes)?;
             let value = match key {
-                Some(key) => value[key].clone(),
-                None => value,
+                Some(key) => serde_json::to_value(&manifest)?[key].clone(),
+                None => metrics,
             };
             let mut flat = Vec::new();
             flatten(&value, "", &mut flat);
-            flat
+            Ok(flat)
         };
-        let (a, b) = (read(&first_dir), read(&second_dir));
+        let (a, b) = (read(&first_dir)?, read(&second_dir)?);
         let mut keys: Vec<String> = a.iter().chain(&b).map(|(key, _)| key.clone()).collect();
         keys.sort();
         keys.dedup();
@@ -275,12 +292,20 @@ fn diff(first: &Path, second: &Path) -> anyhow::Result<Output> {
 fn promote(version: &Path) -> anyhow::Result<Output> {
     let (job_dir, number, _) = resolve_version(version)?;
     let _lock = store::lock_job(&job_dir)?;
+    // Checked again under the lock: `models gc` or another command may have changed the job
+    // since the path was resolved.
+    let dir = job_dir.join(format!("v{number}"));
+    artifact::verify_version(&dir)?;
+    let state = store::LatestState::read(&job_dir);
+    if let store::LatestState::NotALink(_) = state {
+        return Err(problem(&job_dir, state.problem().unwrap_or_default()).into());
+    }
     let previous = store::current_latest(&job_dir).map(|(version, _)| version);
-    store::point_latest(&job_dir, number)?;
+    store::move_latest(&job_dir, previous, number, "promote", "models promote")?;
     Ok(moved(&job_dir, previous, number, "promote"))
 }
 
-fn moved(job_dir: &Path, previous: Option<u32>, now: u32, action: &str) -> Output {
+fn moved(job_dir: &Path, previous: Option<u64>, now: u64, action: &str) -> Output {
     Output {
         human: format!(
             "{}: latest -> v{now}{}\n",
@@ -291,6 +316,35 @@ fn moved(job_dir: &Path, previous: Option<u32>, now: u32, action: &str) -> Outpu
     }
 }
 
+/// The versions that were `latest`, oldest first, as a stack that rollbacks pop: a run's or
+/// promote's change pushes its target, a rollback pops the version it left.
+fn promoted_stack(entries: &[store::HistoryEntry]) -> Vec<u64> {
+    let mut stack: Vec<u64> = Vec::new();
+    for entry in entries {
+        if entry.by == "rollback" {
+            if stack.last().copied() == entry.from {
+                stack.pop();
+            }
+            if stack.last() != Some(&entry.to) {
+                stack.push(entry.to);
+            }
+        } else {
+            stack.push(entry.to);
+        }
+    }
+    stack
+}
+
+/// Whether a version's own manifest says the promotion gate turned it down (for job folders
+/// from before the history was kept).
+fn was_rejected(dir: &Path) -> bool {
+    artifact::load_manifest(dir).is_ok_and(|manifest| {
+        manifest
+            .promotion
+            .is_some_and(|promotion| promotion["promoted"] == Value::Bool(false))
+    })
+}
+
 fn rollback(job_dir: &Path) -> anyhow::Result<Output> {
     if !is_job_dir(job_dir) {
         return Err(problem(job_dir, "not a job folder with published versions").into());
@@ -299,23 +353,180 @@ fn rollback(job_dir: &Path) -> anyhow::Result<Output> {
     let current = store::current_latest(job_dir)
         .map(|(version, _)| version)
         .ok_or_else(|| problem(job_dir, "`latest` points at no complete version"))?;
-    let previous = store::versions(job_dir)?
-        .into_iter()
-        .rfind(|&version| {
-            version < current
-                && job_dir
-                    .join(format!("v{version}"))
-                    .join(artifact::MANIFEST)
-                    .is_file()
-        })
-        .ok_or_else(|| {
+    let history = store::read_history(job_dir)?;
+    let mut candidates: Vec<u64> = if history.is_empty() {
+        // No history (a job folder from before it was kept): the older versions that the
+        // promotion gate did not turn down.
+        store::versions(job_dir)?
+            .into_iter()
+            .filter(|&version| {
+                version < current && !was_rejected(&job_dir.join(format!("v{version}")))
+            })
+            .collect()
+    } else {
+        let mut stack = promoted_stack(&history);
+        if stack.last() == Some(&current) {
+            stack.pop();
+        }
+        stack.retain(|&version| version != current);
+        stack
+    };
+    let mut skipped = Vec::new();
+    while let Some(candidate) = candidates.pop() {
+        let dir = job_dir.join(format!("v{candidate}"));
+        match artifact::verify_version(&dir) {
+            Ok(_) => {
+                store::move_latest(
+                    job_dir,
+                    Some(current),
+                    candidate,
+                    "rollback",
+                    "models rollback: back to the previously promoted version",
+                )?;
+                let mut output = moved(job_dir, Some(current), candidate, "rollback");
+                for (version, why) in &skipped {
+                    output
+                        .human
+                        .push_str(&format!("  skipped v{version}: {why}\n"));
+                }
+                output.json["skipped"] = json!(
+                    skipped
+                        .iter()
+                        .map(|(version, why)| json!({"version": version, "problem": why}))
+                        .collect::<Vec<_>>()
+                );
+                return Ok(output);
+            }
+            Err(error) => skipped.push((candidate, error.to_string())),
+        }
+    }
+    let mut message =
+        format!("no earlier promoted version of this job to roll back to from v{current}");
+    for (version, why) in &skipped {
+        message.push_str(&format!("\n  v{version} cannot be used: {why}"));
+    }
+    Err(problem(job_dir, message).into())
+}
+
+fn history(job_dir: &Path) -> anyhow::Result<Output> {
+    if !is_job_dir(job_dir) {
+        return Err(problem(job_dir, "not a job folder with published versions").into());
+    }
+    let entries = store::read_history(job_dir)?;
+    let mut human = format!("{}\n", job_dir.display());
+    if entries.is_empty() {
+        human.push_str("  no promotion history (it is kept from this version of submit on)\n");
+    }
+    for entry in &entries {
+        human.push_str(&format!(
+            "  {:<25} {:>6} -> {:<6} {:<9} {}\n",
+            entry.at,
+            entry.from.map_or("-".to_owned(), |from| format!("v{from}")),
+            format!("v{}", entry.to),
+            entry.by,
+            entry.reason
+        ));
+    }
+    Ok(Output {
+        human,
+        json: json!({"status": "ok", "job_dir": job_dir.display().to_string(), "history": entries}),
+    })
+}
+
+/// Version directories `path` stands for: itself (a version), every version of a job folder,
+/// or every version of every job under an output folder.
+fn versions_under(path: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+    if !path.exists() {
+        return Err(problem(path, "no such file or directory"));
+    }
+    if path.join(artifact::MANIFEST).exists()
+        || path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name == store::LATEST || name.starts_with('v'))
+            && !is_job_dir(path)
+    {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let job_dirs: Vec<PathBuf> = if is_job_dir(path) {
+        vec![path.to_path_buf()]
+    } else {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(|error| problem(path, error.to_string()))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|dir| dir.is_dir() && is_job_dir(dir))
+            .collect();
+        dirs.sort();
+        dirs
+    };
+    let mut found = Vec::new();
+    for job_dir in job_dirs {
+        let numbers =
+            store::versions(&job_dir).map_err(|error| problem(&job_dir, error.to_string()))?;
+        found.extend(
+            numbers
+                .into_iter()
+                .map(|version| job_dir.join(format!("v{version}"))),
+        );
+    }
+    Ok(found)
+}
+
+fn verify(path: &Path) -> anyhow::Result<Output> {
+    let dirs = versions_under(path)?;
+    if dirs.is_empty() {
+        return Err(problem(path, "no published versions here").into());
+    }
+    let mut human = String::new();
+    let mut checked = Vec::new();
+    for dir in &dirs {
+        let manifest = artifact::verify_version(dir).map_err(|error| {
             problem(
-                job_dir,
-                format!("no complete version older than v{current} to roll back to"),
+                dir,
+                format!(
+                    "damaged: {error}{}",
+                    if checked.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({} version(s) checked before it were sound)",
+                            checked.len()
+                        )
+                    }
+                ),
             )
         })?;
-    store::point_latest(job_dir, previous)?;
-    Ok(moved(job_dir, Some(current), previous, "rollback"))
+        let bytes: u64 = manifest
+            .files
+            .iter()
+            .map(|entry| match entry {
+                artifact::verify::FileEntry::Recorded { size, .. } => *size,
+                artifact::verify::FileEntry::Named(_) => 0,
+            })
+            .sum();
+        let note = if manifest.format_version < 2 {
+            " (format 1: file hashes were not recorded, only presence and the model were checked)"
+        } else {
+            ""
+        };
+        human.push_str(&format!(
+            "{}: ok, {} files, {bytes} bytes{note}\n",
+            dir.display(),
+            manifest.files.len() + 1
+        ));
+        checked.push(json!({
+            "dir": dir.display().to_string(),
+            "ok": true,
+            "files": manifest.files.len() + 1,
+            "bytes": bytes,
+            "hashed": manifest.format_version >= 2,
+        }));
+    }
+    Ok(Output {
+        human,
+        json: json!({"status": "ok", "verified": checked}),
+    })
 }
 
 fn gc(job_dir: &Path, keep: usize) -> anyhow::Result<Output> {
@@ -338,7 +549,7 @@ fn gc(job_dir: &Path, keep: usize) -> anyhow::Result<Output> {
         fs::remove_dir_all(&doomed).map_err(|error| problem(&doomed, error.to_string()))?;
         removed.push(version);
     }
-    let kept: Vec<u32> = store::versions(job_dir)?;
+    let kept: Vec<u64> = store::versions(job_dir)?;
     Ok(Output {
         human: format!(
             "{}: removed {} version(s){}; kept {}\n",

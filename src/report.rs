@@ -8,7 +8,7 @@ pub struct Summary {
     pub status: &'static str,
     pub job: String,
     pub kind: &'static str,
-    pub version: Option<u32>,
+    pub version: Option<u64>,
     pub version_dir: Option<String>,
     /// The file a recommend or predict job wrote.
     pub output: Option<String>,
@@ -24,6 +24,10 @@ pub struct Summary {
     pub promoted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<serde_json::Value>,
+    /// Train jobs with `output.skip_unchanged`: nothing was published because the inputs and
+    /// the resolved job equal those of `version` (the current latest).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 fn number(value: &serde_json::Value, key: &str) -> String {
@@ -35,6 +39,13 @@ fn number(value: &serde_json::Value, key: &str) -> String {
 
 /// The few lines a person reads at the end of a run.
 pub fn human(summary: &Summary) -> String {
+    if summary.unchanged {
+        return format!(
+            "unchanged: the inputs and the resolved job are those of latest (version {}, {}); nothing was published (output.skip_unchanged)",
+            summary.version.unwrap_or(0),
+            summary.version_dir.as_deref().unwrap_or("-")
+        );
+    }
     let counts = &summary.metrics["counts"];
     if let Some(output) = &summary.output {
         let facts: Vec<String> = counts
@@ -60,9 +71,13 @@ pub fn human(summary: &Summary) -> String {
             .unwrap_or(0)
     };
     let latest = match (&summary.promoted, &summary.promotion) {
-        (Some(false), Some(record)) => format!(
+        (Some(false), Some(record)) if record["current_version"].is_u64() => format!(
             "; latest stays v{}: {}",
             record["current_version"],
+            record["reason"].as_str().unwrap_or("not better")
+        ),
+        (Some(false), Some(record)) => format!(
+            "; latest did not move: {}",
             record["reason"].as_str().unwrap_or("not better")
         ),
         (Some(false), None) => "; latest did not move".to_owned(),
@@ -162,10 +177,19 @@ fn headline(summary: &Summary, keys: &[&str]) -> Vec<String> {
 
 /// The last line of every summary: where it ran, how long, how much heap.
 fn run_line(summary: &Summary) -> String {
+    // A cluster master's parallelism is the cluster's; only local masters have a thread count.
+    let threads = if summary.master.starts_with("local") {
+        format!(
+            " ({} thread{})",
+            summary.threads,
+            if summary.threads == 1 { "" } else { "s" }
+        )
+    } else {
+        " (the cluster's executors)".to_owned()
+    };
     format!(
-        "  run      {} ({} threads), {:.2}s, peak heap {:.1} MiB",
+        "  run      {}{threads}, {:.2}s, peak heap {:.1} MiB",
         summary.master,
-        summary.threads,
         summary.duration_s,
         summary.peak_heap_bytes as f64 / (1 << 20) as f64,
     )

@@ -204,6 +204,26 @@ const CASES: &[Case] = &[
     case!("duplicate pairs are separate observations", ["job.toml" => "[input]\npath = \"r.csv\"\n[split]\ntest_fraction = 0.0\n", "r.csv" => "user,item,rating\n1,2,3\n1,2,4\n2,2,5\n2,3,1\n"], ["job.toml"], 0, []),
     case!("missing feature values", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\n", "t.csv" => "x,c,label\n1,,0\n,b,1\nNaN,a,0\n4,b,1\n5,,1\n"], ["job.toml"], 0, []),
     case!("unknown flag", ["job.toml" => SYN], ["job.toml", "--executor-cores", "4"], 2, ["--executor-cores"]),
+    // Integrity and the inputs of issue 14.
+    case!("deep unknown --conf key points at the flag", ["job.toml" => SYN], ["job.toml", "--conf", "a.b.c.d.e=1"], 2, ["unknown key `a`", "--conf a.b.c.d.e=1"]),
+    case!("categorical name that is not a feature", ["job.toml" => "[input]\npath = \"t.csv\"\n[input.columns]\ncategorical = [\"colour\"]\n[model]\nalgorithm = \"gbt\"\n", "t.csv" => "color,x,label\n1,2,0\n2,3,1\n1,4,0\n2,5,1\n"], ["job.toml"], 3, ["`colour`", "not a feature", "did you mean `color`"]),
+    case!("predict.keep on a train job", ["job.toml" => "[input]\npath = \"r.csv\"\n[predict]\nkeep = [\"id\"]\n"], ["job.toml"], 2, ["predict.keep", "does not apply to a train job"]),
+    case!("predict.keep a score column", ["job.toml" => "[job]\nkind = \"predict\"\n[model]\nfrom = \"m\"\n[input]\npath = \"r.csv\"\n[predict]\nkeep = [\"prediction\"]\n[output]\npath = \"o.csv\"\n", "r.csv" => "a\n1\n"], ["job.toml"], 2, ["predict.keep", "prediction"]),
+    case!("skip_unchanged is a boolean", ["job.toml" => "[output]\nskip_unchanged = \"yes\"\n"], ["job.toml"], 2, ["wrong type", "output.skip_unchanged"]),
+    case!("invalid glob", ["job.toml" => "[input]\npath = \"data/[.csv\"\n"], ["job.toml"], 2, ["not a valid glob pattern", "input.path"]),
+    case!("manifest lists a file outside the version", ["job.toml" => "[job]\nkind = \"recommend\"\n[model]\nfrom = \"v1\"\n[output]\npath = \"o.csv\"\n", "v1/manifest.json" => "{\"format_version\": 1, \"tool\": \"submit\", \"tool_version\": \"0\", \"engine\": \"native\", \"kind\": \"train\", \"job\": \"x\", \"algorithm\": \"als\", \"params\": {}, \"seed\": 1, \"master\": \"local\", \"threads\": 1, \"driver_memory\": \"1G\", \"executor_memory\": \"1G\", \"inputs\": [], \"created_at\": \"\", \"durations_s\": {}, \"files\": [\"metrics.json\", \"../../etc/passwd\"]}", "v1/metrics.json" => "{}"], ["job.toml"], 3, ["not a plain path inside the version"]),
+    case!("manifest without metrics", ["job.toml" => "[job]\nkind = \"recommend\"\n[model]\nfrom = \"v1\"\n[output]\npath = \"o.csv\"\n", "v1/manifest.json" => "{\"format_version\": 2}"], ["job.toml"], 3, ["v1/manifest.json", "not valid"]),
+    case!("registry diff on a broken manifest", ["reg/x/v1/manifest.json" => "{ nope", "reg/x/v2/manifest.json" => "{ nope"], ["models", "diff", "reg/x/v1", "reg/x/v2"], 3, ["manifest.json", "not valid"]),
+    case!("registry verify on nothing", ["empty/keep" => ""], ["models", "verify", "empty"], 3, ["no published versions"]),
+    case!("registry history not a job", ["empty/keep" => ""], ["models", "history", "empty"], 3, ["not a job folder"]),
+    case!("registry rollback with one version", ["reg/x/v1/manifest.json" => "{}"], ["models", "rollback", "reg/x"], 3, ["latest"]),
+    case!(
+        "job flags with a models command",
+        [],
+        ["--conf", "model.rank=3", "models", "list"],
+        2,
+        ["--conf cannot be combined"]
+    ),
 ];
 
 #[test]

@@ -68,8 +68,13 @@ fn list_show_diff_promote_rollback_and_gc() {
     let target = std::fs::read_link(dir.path().join("models/reg/latest")).unwrap();
     assert_eq!(target, Path::new("v1"));
 
-    // Roll back from v3: latest goes to v2.
+    // Roll back from v3: latest goes back to v1, the version that was latest before it.
     ok_json(dir.path(), &["models", "promote", "models/reg/v3"]);
+    let rolled = ok_json(dir.path(), &["models", "rollback", "models/reg"]);
+    assert_eq!(rolled["latest"], 1);
+    // Again: v3 was latest before v1 was promoted by hand, and before that v2.
+    let rolled = ok_json(dir.path(), &["models", "rollback", "models/reg"]);
+    assert_eq!(rolled["latest"], 3);
     let rolled = ok_json(dir.path(), &["models", "rollback", "models/reg"]);
     assert_eq!(rolled["latest"], 2);
 

@@ -113,6 +113,7 @@ fn driver_memory_cap_stops_with_exit_4_and_publishes_nothing() {
     );
     assert!(message.contains("over the cap"), "{message}");
     assert_eq!(json(&output)["exit_code"], 4);
+    assert_eq!(json(&output)["kind"], "resource");
     let published: Vec<String> = version_dirs(&dir.path().join("models/big"))
         .into_iter()
         .filter(|name| name.starts_with('v') || name == "latest")
@@ -203,7 +204,7 @@ fn loader_reads_latest_and_rejects_future_formats() {
     let text = std::fs::read_to_string(&manifest_path).unwrap();
     std::fs::write(
         &manifest_path,
-        text.replace("\"format_version\": 1", "\"format_version\": 99"),
+        text.replace("\"format_version\": 2", "\"format_version\": 99"),
     )
     .unwrap();
     let error = submit::artifact::load_version(&latest)

@@ -23,7 +23,9 @@ fn train_ok(dir: &Path, args: &[&str]) -> serde_json::Value {
 #[test]
 fn quickstart_publishes_v1_then_v2() {
     let dir = tempfile::tempdir().unwrap();
-    let job = repository().join("jobs/quickstart.toml");
+    // The job publishes into its project (the parent of its jobs/ folder): a copy here.
+    let text = std::fs::read_to_string(repository().join("jobs/quickstart.toml")).unwrap();
+    let job = write(dir.path(), "jobs/quickstart.toml", &text);
     let job = job.to_str().unwrap();
     let first = train_ok(dir.path(), &[job]);
     assert_eq!(first["version"], 1);
@@ -49,7 +51,7 @@ fn quickstart_publishes_v1_then_v2() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(job_dir.join("v1/manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["format_version"], 2);
     assert_eq!(manifest["algorithm"], "als");
     assert_eq!(manifest["params"]["rank"], 10);
     assert_eq!(manifest["seed"], 42);
@@ -488,7 +490,10 @@ fn progress_is_plain_lines_off_a_terminal_and_silent_with_quiet() {
         text.lines().next().unwrap().starts_with("20"),
         "timestamped: {text}"
     );
-    assert!(text.contains("published models/progress/v1"), "{text}");
+    assert!(
+        text.contains("published ") && text.contains("models/progress/v1"),
+        "{text}"
+    );
     let output = run(submit(dir.path()).args(["job.toml", "--quiet"]));
     assert_eq!(output.status.code(), Some(0));
     assert!(stderr(&output).is_empty(), "{}", stderr(&output));

@@ -7,7 +7,7 @@
 //! recommendation jobs use to leave out seen items and to rank popular items. An ids block is a
 //! u8 kind (0 = i64 ids, 1 = UTF-8 strings as u32 length + bytes) and a u64 count.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use crate::algo::als::AlsModel;
 use crate::dataset::{Csr, Ids};
@@ -128,57 +128,133 @@ fn write_floats(values: &[f32], out: &mut impl Write) -> io::Result<()> {
     out.write_all(&bytes)
 }
 
-fn invalid(problem: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, problem.to_owned())
+/// A cursor over the file's bytes that refuses to read past the end, so a corrupt count is
+/// found before anything is allocated for it.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-fn read_array<const N: usize>(input: &mut impl Read) -> io::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    input.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
-pub fn read_als(input: &mut impl Read) -> io::Result<SavedAls> {
-    if &read_array::<8>(input)? != MAGIC {
-        return Err(invalid("not a submit ALS model file"));
+impl<'a> Cursor<'a> {
+    fn take(&mut self, count: u64, what: &str) -> Result<&'a [u8], String> {
+        let left = (self.bytes.len() - self.at) as u64;
+        if count > left {
+            return Err(format!(
+                "the file ends inside {what} (at byte {}: {count} bytes needed, {left} left); it is truncated or its counts are corrupt",
+                self.at
+            ));
+        }
+        let slice = &self.bytes[self.at..self.at + count as usize];
+        self.at += count as usize;
+        Ok(slice)
     }
-    let layout = u32::from_le_bytes(read_array(input)?);
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N as u64, what)?);
+        Ok(out)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        self.array(what).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        self.array(what).map(u64::from_le_bytes)
+    }
+
+    /// `count` elements of `width` bytes each (the size is checked before multiplying).
+    fn elements(&mut self, count: u64, width: u64, what: &str) -> Result<&'a [u8], String> {
+        let size = count
+            .checked_mul(width)
+            .ok_or_else(|| format!("{what}: count {count} is impossible"))?;
+        self.take(size, what)
+    }
+}
+
+/// Parses `model.als` and checks what recommending and scoring rely on: the sizes add up to
+/// the file's length exactly, every factor is finite, ids are unique within users and within
+/// items, and the training interactions point at real items. The error says what is wrong.
+pub fn read_als(bytes: &[u8]) -> Result<SavedAls, String> {
+    let mut input = Cursor { bytes, at: 0 };
+    if &input.array::<8>("the header")? != MAGIC {
+        return Err("not a submit ALS model file (wrong magic bytes)".to_owned());
+    }
+    let layout = input.u32("the header")?;
     if layout != LAYOUT_VERSION {
-        return Err(invalid(&format!("unknown ALS model layout {layout}")));
+        return Err(format!(
+            "ALS model layout {layout}; this submit reads layout {LAYOUT_VERSION}"
+        ));
     }
-    let rank = u32::from_le_bytes(read_array(input)?) as usize;
+    let rank = input.u32("the header")? as usize;
     if rank == 0 || rank > 1 << 16 {
-        return Err(invalid("corrupt rank"));
+        return Err(format!("rank {rank} is out of range (1 to 65536)"));
     }
-    let user_ids = read_ids(input)?;
-    let user_factors = read_floats(input, user_ids.len() * rank)?;
-    let item_ids = read_ids(input)?;
-    let item_factors = read_floats(input, item_ids.len() * rank)?;
-    let seen_count = u64::from_le_bytes(read_array(input)?);
-    if seen_count > 1 << 36 {
-        return Err(invalid("corrupt interaction count"));
-    }
-    let mut offset_bytes = vec![0u8; (user_ids.len() + 1) * 8];
-    input.read_exact(&mut offset_bytes)?;
-    let seen_offsets: Vec<u64> = offset_bytes
+    let user_ids = read_ids(&mut input, "user ids")?;
+    let user_factors = read_floats(
+        &mut input,
+        user_ids.len() as u64 * rank as u64,
+        "user factors",
+    )?;
+    let item_ids = read_ids(&mut input, "item ids")?;
+    let item_factors = read_floats(
+        &mut input,
+        item_ids.len() as u64 * rank as u64,
+        "item factors",
+    )?;
+    let seen_count = input.u64("the interaction count")?;
+    let offsets = input.elements(user_ids.len() as u64 + 1, 8, "the interaction offsets")?;
+    let seen_offsets: Vec<u64> = offsets
         .chunks_exact(8)
         .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])))
         .collect();
-    let mut item_bytes = vec![0u8; seen_count as usize * 4];
-    input.read_exact(&mut item_bytes)?;
-    let seen_items: Vec<u32> = item_bytes
+    let items = input.elements(seen_count, 4, "the training interactions")?;
+    let seen_items: Vec<u32> = items
         .chunks_exact(4)
         .map(|chunk| u32::from_le_bytes(chunk.try_into().unwrap_or([0; 4])))
         .collect();
+    if input.at != bytes.len() {
+        return Err(format!(
+            "{} bytes follow the end of the model (at byte {}): the counts do not match the file size",
+            bytes.len() - input.at,
+            input.at
+        ));
+    }
     let offsets_valid = seen_offsets.first() == Some(&0)
         && seen_offsets.windows(2).all(|pair| pair[0] <= pair[1])
         && seen_offsets.last() == Some(&seen_count);
-    if !offsets_valid
-        || seen_items
-            .iter()
-            .any(|&item| item as usize >= item_ids.len())
+    if !offsets_valid {
+        return Err(
+            "the interaction offsets are not ascending from 0 to the interaction count".to_owned(),
+        );
+    }
+    if let Some(item) = seen_items
+        .iter()
+        .find(|&&item| item as usize >= item_ids.len())
     {
-        return Err(invalid("corrupt interactions"));
+        return Err(format!(
+            "a training interaction names item row {item}, but the model has {} items",
+            item_ids.len()
+        ));
+    }
+    for (what, factors, ids) in [
+        ("user", &user_factors, &user_ids),
+        ("item", &item_factors, &item_ids),
+    ] {
+        if let Some(position) = factors.iter().position(|value| !value.is_finite()) {
+            return Err(format!(
+                "the factors of {what} {} hold {} (factor {}): a model must be finite",
+                crate::artifact::shorten(&ids.display(position / rank), 60),
+                factors[position],
+                position % rank
+            ));
+        }
+        if let Some(duplicate) = first_duplicate(ids) {
+            return Err(format!(
+                "{what} id {} appears twice",
+                crate::artifact::shorten(&duplicate, 60)
+            ));
+        }
     }
     Ok(SavedAls {
         rank,
@@ -191,16 +267,33 @@ pub fn read_als(input: &mut impl Read) -> io::Result<SavedAls> {
     })
 }
 
-fn read_ids(input: &mut impl Read) -> io::Result<Ids> {
-    let kind = read_array::<1>(input)?[0];
-    let count = u64::from_le_bytes(read_array(input)?);
-    if count > 1 << 34 {
-        return Err(invalid("corrupt id count"));
+fn first_duplicate(ids: &Ids) -> Option<String> {
+    match ids {
+        Ids::Integer(values) => {
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            sorted
+                .windows(2)
+                .find(|pair| pair[0] == pair[1])
+                .map(|pair| pair[0].to_string())
+        }
+        Ids::Text(values) => {
+            let mut sorted: Vec<&str> = values.iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            sorted
+                .windows(2)
+                .find(|pair| pair[0] == pair[1])
+                .map(|pair| pair[0].to_owned())
+        }
     }
+}
+
+fn read_ids(input: &mut Cursor, what: &str) -> Result<Ids, String> {
+    let kind = input.array::<1>(what)?[0];
+    let count = input.u64(what)?;
     match kind {
         0 => {
-            let mut bytes = vec![0u8; count as usize * 8];
-            input.read_exact(&mut bytes)?;
+            let bytes = input.elements(count, 8, what)?;
             Ok(Ids::Integer(
                 bytes
                     .chunks_exact(8)
@@ -209,16 +302,26 @@ fn read_ids(input: &mut impl Read) -> io::Result<Ids> {
             ))
         }
         1 => {
-            let mut values = Vec::with_capacity(count.min(1 << 20) as usize);
+            // Each id takes at least its 4-byte length, which bounds the count by the file.
+            let left = (input.bytes.len() - input.at) as u64;
+            if count > left / 4 {
+                return Err(format!(
+                    "{what}: count {count} cannot fit in the {left} bytes left in the file"
+                ));
+            }
+            let mut values = Vec::with_capacity(count as usize);
             for _ in 0..count {
-                let length = u32::from_le_bytes(read_array(input)?) as usize;
-                let mut bytes = vec![0u8; length];
-                input.read_exact(&mut bytes)?;
-                values.push(String::from_utf8(bytes).map_err(|_| invalid("id is not UTF-8"))?);
+                let length = input.u32(what)?;
+                let text = input.take(u64::from(length), what)?;
+                let text = std::str::from_utf8(text)
+                    .map_err(|_| format!("{what}: an id is not UTF-8 (at byte {})", input.at))?;
+                values.push(text.to_owned());
             }
             Ok(Ids::Text(values))
         }
-        _ => Err(invalid("unknown id kind")),
+        other => Err(format!(
+            "{what}: unknown id kind {other} (0 = integers, 1 = text)"
+        )),
     }
 }
 
@@ -238,10 +341,9 @@ impl SavedAls {
     }
 }
 
-fn read_floats(input: &mut impl Read, count: usize) -> io::Result<Vec<f32>> {
-    let mut bytes = vec![0u8; count * 4];
-    input.read_exact(&mut bytes)?;
-    Ok(bytes
+fn read_floats(input: &mut Cursor, count: u64, what: &str) -> Result<Vec<f32>, String> {
+    Ok(input
+        .elements(count, 4, what)?
         .chunks_exact(4)
         .map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap_or([0; 4])))
         .collect())
@@ -264,8 +366,53 @@ mod tests {
         };
         let mut bytes = Vec::new();
         write_als(&model, &mut bytes).unwrap();
-        assert_eq!(read_als(&mut &bytes[..]).unwrap(), model);
-        assert!(read_als(&mut &bytes[..bytes.len() - 1]).is_err());
-        assert!(read_als(&mut &b"garbage!"[..]).is_err());
+        assert_eq!(read_als(&bytes).unwrap(), model);
+        assert!(read_als(&bytes[..bytes.len() - 1]).is_err());
+        assert!(read_als(b"garbage!").is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(read_als(&longer).unwrap_err().contains("follow the end"));
+    }
+
+    fn encoded(model: &SavedAls) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        write_als(model, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn refuses_non_finite_factors_duplicate_ids_and_impossible_counts() {
+        let model = SavedAls {
+            rank: 1,
+            user_ids: Ids::Integer(vec![1, 2]),
+            user_factors: vec![1.0, f32::NAN],
+            item_ids: Ids::Integer(vec![10]),
+            item_factors: vec![0.5],
+            seen_offsets: vec![0, 1, 1],
+            seen_items: vec![0],
+        };
+        let error = read_als(&encoded(&model)).unwrap_err();
+        assert!(error.contains("user 2") && error.contains("NaN"), "{error}");
+        let duplicated = SavedAls {
+            user_factors: vec![1.0, 2.0],
+            user_ids: Ids::Integer(vec![1, 1]),
+            ..model.clone()
+        };
+        assert!(
+            read_als(&encoded(&duplicated))
+                .unwrap_err()
+                .contains("appears twice")
+        );
+        // The user id count (after magic, layout, rank and the id kind byte) set to 2^33.
+        let mut bytes = encoded(&SavedAls {
+            user_factors: vec![1.0, 2.0],
+            ..model
+        });
+        bytes[17..25].copy_from_slice(&(1u64 << 33).to_le_bytes());
+        assert!(
+            read_als(&bytes)
+                .unwrap_err()
+                .contains("ends inside user ids")
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod store;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::ingest::Fingerprint;
 
 /// Bumped whenever the layout of a version directory changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the manifest records the size and blake3 hash of every file.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const METRICS: &str = "metrics.json";
@@ -59,11 +61,12 @@ impl SavedModel {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("cannot {action} {}: {source}", path.display())]
+    // The cause is part of the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         path: PathBuf,
         action: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "publishing failed on purpose ({} is set); nothing was published",
@@ -71,14 +74,38 @@ pub enum ArtifactError {
     )]
     Injected,
     #[error("{}: {problem}", path.display())]
-    Unreadable { path: PathBuf, problem: String },
+    Refused { path: PathBuf, problem: String },
+}
+
+/// A version that cannot be used as it is on disk: missing, unreadable, from a newer submit,
+/// or damaged (a file that does not match its manifest entry, a model that does not hold
+/// together). Exit code 3, like other input problems.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    #[error("cannot read {}: {problem}", path.display())]
+    Read { path: PathBuf, problem: String },
+    #[error("{}: {problem}", path.display())]
+    Damaged { path: PathBuf, problem: String },
     #[error(
         "{} was written with format version {found}; this submit {tool} reads format versions up to {FORMAT_VERSION}: upgrade submit to read it",
         path.display(),
         tool = env!("CARGO_PKG_VERSION")
     )]
-    FutureFormat { path: PathBuf, found: u32 },
+    FutureFormat { path: PathBuf, found: u64 },
 }
+
+impl VersionError {
+    /// The file (or directory) the problem is in.
+    pub fn path(&self) -> &Path {
+        match self {
+            VersionError::Read { path, .. }
+            | VersionError::Damaged { path, .. }
+            | VersionError::FutureFormat { path, .. } => path,
+        }
+    }
+}
+
+pub use crate::text::shorten;
 
 /// `manifest.json`: everything needed to know what a version is and how it was made.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -99,7 +126,8 @@ pub struct Manifest {
     pub inputs: Vec<Fingerprint>,
     pub created_at: String,
     pub durations_s: BTreeMap<String, f64>,
-    pub files: Vec<String>,
+    /// Every file of the version but the manifest, with its size and hash.
+    pub files: Vec<verify::FileEntry>,
     /// The hyperparameter search that chose `params`, when the job had a `[tuning.grid]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<serde_json::Value>,
@@ -120,24 +148,115 @@ pub struct LoadedVersion {
     pub model: SavedModel,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ArtifactError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ArtifactError::Io {
+/// The most bytes a model file may have before it is refused unread (well above any model
+/// this tool writes; a guard against reading a corrupt or hostile file into memory).
+const MODEL_FILE_LIMIT: u64 = 1 << 38;
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, VersionError> {
+    serde_json::from_slice(bytes).map_err(|error| VersionError::Damaged {
         path: path.to_path_buf(),
-        action: "read".to_owned(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|error| ArtifactError::Unreadable {
-        path: path.to_path_buf(),
-        problem: error.to_string(),
+        problem: format!("not valid: {}", shorten(&error.to_string(), 300)),
     })
 }
 
-/// Reads a version directory (or the `latest` link), checking the format version first.
-pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
-    let (manifest, metrics) = load_description(dir)?;
-    if manifest.algorithm != "als" && manifest.engine == "spark" && !dir.join(TREES_MODEL).exists()
+/// Reads and checks `manifest.json`: JSON, a format version this build reads, the fields it
+/// must have.
+pub fn load_manifest(dir: &Path) -> Result<Manifest, VersionError> {
+    let path = dir.join(MANIFEST);
+    let metadata = std::fs::symlink_metadata(&path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            VersionError::Damaged {
+                path: path.clone(),
+                problem: "missing: not a complete model version (it has no manifest)".to_owned(),
+            }
+        } else {
+            VersionError::Read {
+                path: path.clone(),
+                problem: error.to_string(),
+            }
+        }
+    })?;
+    if !metadata.is_file() || metadata.len() > 1 << 26 {
+        return Err(VersionError::Damaged {
+            path,
+            problem: "not a regular file of a sensible size for a manifest".to_owned(),
+        });
+    }
+    let bytes = std::fs::read(&path).map_err(|error| VersionError::Read {
+        path: path.clone(),
+        problem: error.to_string(),
+    })?;
+    parse_manifest(&path, &bytes)
+}
+
+/// The checks of [`load_manifest`] on bytes already read (also the manifest fuzz target).
+pub fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, VersionError> {
+    let raw: serde_json::Value = parse_json(path, bytes)?;
+    let found = raw
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| VersionError::Damaged {
+            path: path.to_path_buf(),
+            problem: "no format_version: not a submit model version".to_owned(),
+        })?;
+    if found > u64::from(FORMAT_VERSION) {
+        return Err(VersionError::FutureFormat {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_value(raw).map_err(|error| VersionError::Damaged {
+            path: path.to_path_buf(),
+            problem: format!("not valid: {}", shorten(&error.to_string(), 300)),
+        })?;
+    if manifest.files.iter().all(|entry| entry.path() != METRICS) {
+        return Err(VersionError::Damaged {
+            path: path.to_path_buf(),
+            problem: format!("does not list {METRICS}, which every version has"),
+        });
+    }
+    Ok(manifest)
+}
+
+/// A version's manifest and metrics after its files were checked to `depth` (what listing,
+/// showing and comparing need; the model itself is not parsed).
+pub fn load_description(
+    dir: &Path,
+    depth: verify::Depth,
+) -> Result<(Manifest, serde_json::Value), VersionError> {
+    let manifest = load_manifest(dir)?;
+    verify::check_files(
+        dir,
+        &manifest.files,
+        manifest.format_version,
+        depth,
+        &[METRICS],
+    )?;
+    let bytes = verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)?;
+    let metrics = parse_json(&dir.join(METRICS), &bytes)?;
+    Ok((manifest, metrics))
+}
+
+/// Reads a version directory (or the `latest` link) for use: the format version, every file
+/// against its recorded size and hash, then the model's structure. Nothing is trusted unchecked.
+pub fn load_version(dir: &Path) -> Result<LoadedVersion, VersionError> {
+    let manifest = load_manifest(dir)?;
+    if manifest.algorithm != "als"
+        && manifest.engine == "spark"
+        && manifest
+            .files
+            .iter()
+            .all(|entry| entry.path() != TREES_MODEL)
     {
-        return Err(ArtifactError::Unreadable {
+        let metrics: serde_json::Value =
+            verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)
+                .and_then(|bytes| parse_json(&dir.join(METRICS), &bytes))
+                .unwrap_or_default();
+        return Err(VersionError::Damaged {
             path: dir.to_path_buf(),
             problem: format!(
                 "this {} version was trained by the Spark engine and submit could not convert its trees ({}): its model is only the Spark MLlib directory {}/; load it with Spark (e.g. {}Model.load)",
@@ -155,65 +274,113 @@ pub fn load_version(dir: &Path) -> Result<LoadedVersion, ArtifactError> {
             ),
         });
     }
-    load_model(dir, manifest, metrics)
-}
-
-/// A version's manifest and metrics, without its model (what listing and showing need).
-pub fn load_description(dir: &Path) -> Result<(Manifest, serde_json::Value), ArtifactError> {
-    let manifest_path = dir.join(MANIFEST);
-    let raw: serde_json::Value = read_json(&manifest_path)?;
-    let found = raw
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| ArtifactError::Unreadable {
-            path: manifest_path.clone(),
-            problem: "no format_version: not a submit model version".to_owned(),
-        })?;
-    if found > u64::from(FORMAT_VERSION) {
-        return Err(ArtifactError::FutureFormat {
-            path: manifest_path,
-            found: found.min(u64::from(u32::MAX)) as u32,
-        });
-    }
-    let manifest: Manifest =
-        serde_json::from_value(raw).map_err(|error| ArtifactError::Unreadable {
-            path: manifest_path,
-            problem: error.to_string(),
-        })?;
-    let metrics = read_json(&dir.join(METRICS))?;
-    Ok((manifest, metrics))
-}
-
-fn load_model(
-    dir: &Path,
-    manifest: Manifest,
-    metrics: serde_json::Value,
-) -> Result<LoadedVersion, ArtifactError> {
-    if manifest.algorithm != "als" {
-        let trees: SavedTrees = read_json(&dir.join(TREES_MODEL))?;
-        return Ok(LoadedVersion {
-            dir: dir.to_path_buf(),
-            manifest,
-            metrics,
-            model: SavedModel::Trees(Box::new(trees)),
-        });
-    }
-    let model_path = dir.join(ALS_MODEL);
-    let file = std::fs::File::open(&model_path).map_err(|source| ArtifactError::Io {
-        path: model_path.clone(),
-        action: "open".to_owned(),
-        source,
-    })?;
-    let model = codec::read_als(&mut std::io::BufReader::new(file)).map_err(|error| {
-        ArtifactError::Unreadable {
+    let model_file = if manifest.algorithm == "als" {
+        ALS_MODEL
+    } else {
+        TREES_MODEL
+    };
+    verify::check_files(
+        dir,
+        &manifest.files,
+        manifest.format_version,
+        verify::Depth::Hashes,
+        &[METRICS, model_file],
+    )?;
+    let metrics_bytes = verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)?;
+    let metrics = parse_json(&dir.join(METRICS), &metrics_bytes)?;
+    let model_path = dir.join(model_file);
+    let bytes = verify::read_checked(dir, &manifest.files, model_file, MODEL_FILE_LIMIT)?;
+    let model =
+        parse_model(&manifest.algorithm, &bytes).map_err(|problem| VersionError::Damaged {
             path: model_path,
-            problem: error.to_string(),
-        }
-    })?;
+            problem,
+        })?;
     Ok(LoadedVersion {
         dir: dir.to_path_buf(),
         manifest,
         metrics,
-        model: SavedModel::Als(model),
+        model,
     })
+}
+
+/// Parses and validates a model file's bytes (`model.als` for `als`, else `model.trees.json`);
+/// the error says what is wrong with it. Also what the model fuzz targets call.
+pub fn parse_model(algorithm: &str, bytes: &[u8]) -> Result<SavedModel, String> {
+    if algorithm == "als" {
+        return codec::read_als(bytes).map(SavedModel::Als);
+    }
+    let trees: SavedTrees = serde_json::from_slice(bytes)
+        .map_err(|error| format!("not valid: {}", shorten(&error.to_string(), 300)))?;
+    trees.validate()?;
+    Ok(SavedModel::Trees(Box::new(trees)))
+}
+
+impl SavedTrees {
+    /// The checks scoring relies on: one kind per feature name, class names for every class,
+    /// and trees whose indices form trees over those features (see
+    /// [`crate::algo::trees::TreeModel::validate`]).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::dataset::tabular::FeatureKind;
+        if self.feature_names.len() != self.feature_kinds.len() {
+            return Err(format!(
+                "it names {} features but describes {}",
+                self.feature_names.len(),
+                self.feature_kinds.len()
+            ));
+        }
+        if let Some(names) = &self.label_names
+            && names.len() != self.model.classes
+        {
+            return Err(format!(
+                "it has {} class labels for {} classes",
+                names.len(),
+                self.model.classes
+            ));
+        }
+        let categories: Vec<Option<usize>> = self
+            .feature_kinds
+            .iter()
+            .map(|kind| match kind {
+                FeatureKind::Numeric => None,
+                FeatureKind::Categorical { names } => Some(names.len()),
+            })
+            .collect();
+        self.model.validate(&categories)
+    }
+}
+
+/// Checks a version as thoroughly as loading it would (files against the manifest, the model's
+/// structure), without keeping the model: what `models verify` and `models promote` do. A
+/// Spark-engine version whose model is only Spark's directory has its files checked.
+pub fn verify_version(dir: &Path) -> Result<Manifest, VersionError> {
+    let manifest = load_manifest(dir)?;
+    let model_file = match manifest.algorithm.as_str() {
+        "als" => Some(ALS_MODEL),
+        _ if manifest
+            .files
+            .iter()
+            .any(|entry| entry.path() == TREES_MODEL) =>
+        {
+            Some(TREES_MODEL)
+        }
+        _ => None,
+    };
+    let skip: Vec<&str> = model_file.into_iter().collect();
+    verify::check_files(
+        dir,
+        &manifest.files,
+        manifest.format_version,
+        verify::Depth::Hashes,
+        &skip,
+    )?;
+    let metrics = verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)?;
+    parse_json::<serde_json::Value>(&dir.join(METRICS), &metrics)?;
+    if let Some(model_file) = model_file {
+        let bytes = verify::read_checked(dir, &manifest.files, model_file, MODEL_FILE_LIMIT)?;
+        parse_model(&manifest.algorithm, &bytes).map_err(|problem| VersionError::Damaged {
+            path: dir.join(model_file),
+            problem,
+        })?;
+    }
+    Ok(manifest)
 }

@@ -92,6 +92,13 @@ impl Layered {
     pub fn set(&mut self, key: &str, value: Value, origin: Origin) {
         let mut parts: Vec<&str> = key.split('.').collect();
         let Some(leaf) = parts.pop() else { return };
+        // The sections on the way were named here too: an error about one of them (an unknown
+        // `--conf a.b.c=1`) points at this origin, not at the built-in defaults.
+        for depth in 1..=parts.len() {
+            self.key_origins
+                .entry(parts[..depth].join("."))
+                .or_insert_with(|| origin.clone());
+        }
         let mut table = &mut self.table;
         for part in parts {
             let entry = table

@@ -10,7 +10,7 @@ pub mod validate;
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use layer::{Layered, Origin};
 
@@ -312,6 +312,9 @@ pub struct FileSource {
     /// Field separator for delimited text; `None` means sniff it from the first line.
     pub separator: Option<String>,
     pub header: bool,
+    /// Whether `format` was guessed from the extension rather than set (a predict job then
+    /// follows the format its model was trained on).
+    pub format_inferred: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -425,6 +428,8 @@ pub struct TrainTask {
     /// A hyperparameter search, when `[tuning.grid]` is set; `model` is then its first point.
     pub tuning: Option<Box<Tuning>>,
     pub promotion: Promotion,
+    /// Publish nothing when inputs and resolved job equal those of the current latest.
+    pub skip_unchanged: bool,
 }
 
 /// When a new version becomes `latest`.
@@ -511,6 +516,8 @@ pub struct PredictTask {
     pub output: OutputFile,
     /// Tree models: what an unseen category does.
     pub handle_invalid: HandleInvalid,
+    /// Input columns copied to the output unchanged.
+    pub keep: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -596,4 +603,29 @@ mod tests {
             assert_eq!(Master::parse(bad), None, "{bad}");
         }
     }
+}
+
+/// The project a job file belongs to, found from the job file as cargo finds `Cargo.toml`, so
+/// that a job publishes to the same place from any working directory (cron runs from `$HOME`):
+/// the nearest directory at or above the job file's that holds `conf/defaults.toml`; else the
+/// parent of the `jobs/` directory the file is in; else the job file's own directory. The
+/// defaults file is read from there and built-in relative defaults (`output.dir = "models"`)
+/// resolve against it.
+pub fn project_root(job_file: &Path) -> PathBuf {
+    let absolute = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
+    let job_dir = absolute
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if let Some(found) = job_dir
+        .ancestors()
+        .find(|dir| dir.join("conf").join("defaults.toml").is_file())
+    {
+        return found.to_path_buf();
+    }
+    if job_dir.file_name().is_some_and(|name| name == "jobs")
+        && let Some(parent) = job_dir.parent()
+    {
+        return parent.to_path_buf();
+    }
+    job_dir
 }

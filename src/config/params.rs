@@ -583,6 +583,20 @@ pub const PARAMS: &[Param] = &[
         "Ids in the input file that the model does not know: give them the most popular items (users only; items get nothing) or skip them. Either way the summary counts them.",
     ),
     param(
+        "predict",
+        Section,
+        None,
+        "",
+        "Predict jobs: what to write besides the scores.",
+    ),
+    param(
+        "predict.keep",
+        StringList,
+        Some("[]"),
+        "a list of column names of the input file",
+        "Columns copied from the input to the output unchanged (ids to join the scores back on), before the score columns; rows dropped by `handle_invalid = \"skip\"` are dropped here too.",
+    ),
+    param(
         "tuning",
         Section,
         None,
@@ -673,6 +687,13 @@ pub const PARAMS: &[Param] = &[
         Some("0.0"),
         "0 or more",
         "How much better the new version must be for `if_better` to promote it.",
+    ),
+    param(
+        "output.skip_unchanged",
+        Boolean,
+        Some("false"),
+        "`true` or `false`",
+        "Train jobs: when the inputs (by content hash) and the resolved job are the same as those of the current latest, publish nothing and exit 0; the summary says so (for nightly retrains on data that did not change).",
     ),
     param(
         "output.path",

@@ -427,6 +427,7 @@ mod tests {
                 format,
                 separator: None,
                 header: true,
+                format_inferred: false,
             }),
             columns: RatingColumns {
                 user: ColumnRef::Name("user".into()),

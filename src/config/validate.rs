@@ -214,6 +214,9 @@ fn describe_value(value: &Value) -> String {
 /// Typed, range-checked access to the merged table; absent keys fall back to the registry default.
 struct Reader<'a> {
     layered: &'a Layered,
+    /// Where built-in defaults' relative paths (`output.dir = "models"`) resolve: the job's
+    /// project root ([`super::project_root`]), whatever the working directory.
+    root: &'a Path,
 }
 
 impl Reader<'_> {
@@ -308,7 +311,13 @@ impl Reader<'_> {
     }
 
     fn path(&self, key: &str, text: &str) -> PathBuf {
-        resolve(self.layered.origin(key).base_dir(), text)
+        let origin = self.layered.origin(key);
+        let base = if origin.is_default() {
+            Some(self.root)
+        } else {
+            origin.base_dir()
+        };
+        resolve(base, text)
     }
 }
 
@@ -323,7 +332,11 @@ fn resolve(base: Option<&Path>, text: &str) -> PathBuf {
 /// Checks the merged configuration and builds the [`JobConfig`].
 pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, ConfigError> {
     check_keys(&layered)?;
-    let reader = Reader { layered: &layered };
+    let root = super::project_root(job_file);
+    let reader = Reader {
+        layered: &layered,
+        root: &root,
+    };
 
     let name = match reader.string("job.name") {
         Some(name) => name,
@@ -444,7 +457,7 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
 
 /// Whether `key` means anything for a job of this kind.
 fn applies(kind: &str, key: &str) -> bool {
-    const TRAIN_ONLY: [&str; 9] = [
+    const TRAIN_ONLY: [&str; 10] = [
         "split",
         "eval",
         "model",
@@ -453,6 +466,7 @@ fn applies(kind: &str, key: &str) -> bool {
         "output.promote",
         "output.promote_metric",
         "output.min_improvement",
+        "output.skip_unchanged",
         "tuning",
     ];
     const BATCH_ONLY: [&str; 4] = [
@@ -462,6 +476,7 @@ fn applies(kind: &str, key: &str) -> bool {
         "output.format",
     ];
     const RECOMMEND_ONLY: [&str; 1] = ["recommend"];
+    const PREDICT_ONLY: [&str; 1] = ["predict"];
     let matches = |prefixes: &[&str]| {
         prefixes
             .iter()
@@ -471,9 +486,11 @@ fn applies(kind: &str, key: &str) -> bool {
     let batch_key = key == "model" || matches(&BATCH_ONLY) || !matches(&TRAIN_ONLY);
     match kind {
         "train" => {
-            (key == "model.handle_invalid" || !matches(&BATCH_ONLY)) && !matches(&RECOMMEND_ONLY)
+            (key == "model.handle_invalid" || !matches(&BATCH_ONLY))
+                && !matches(&RECOMMEND_ONLY)
+                && !matches(&PREDICT_ONLY)
         }
-        "recommend" => batch_key,
+        "recommend" => batch_key && !matches(&PREDICT_ONLY),
         _ => batch_key && !matches(&RECOMMEND_ONLY),
     }
 }
@@ -604,7 +621,7 @@ fn check_keys_apply(reader: &Reader<'_>, kind: &str, job_file: &Path) -> Result<
                 .allowed(match kind {
                     "train" => "[model] training parameters, [split], [eval], output.dir",
                     "recommend" => "model.from, [recommend], output.path, output.format, and an optional [input] file of ids",
-                    _ => "model.from, [input] with user and item columns, output.path, output.format",
+                    _ => "model.from, [input] with user and item columns (or feature columns), predict.keep, output.path, output.format",
                 }));
         }
     }
@@ -784,6 +801,7 @@ fn train_task(
             resolved_params,
             tuning,
             promotion,
+            skip_unchanged: reader.boolean("output.skip_unchanged").unwrap_or(false),
         }),
         resolved,
     ))
@@ -1173,7 +1191,10 @@ fn tuning(
             let origin = reader.layered.origin(&format!("tuning.grid.{name}"));
             layered.set(&format!("model.{name}"), value.clone(), origin);
         }
-        let point_reader = Reader { layered: &layered };
+        let point_reader = Reader {
+            layered: &layered,
+            root: reader.root,
+        };
         let described: Vec<String> = values
             .iter()
             .map(|(name, value)| format!("{name} = {value}"))
@@ -1351,6 +1372,37 @@ fn predict_task(
     }
     resolved.extend(input_keys);
     resolved.push(("model.from".to_owned(), Value::String(absolute_text(&from))));
+    let keep: Vec<String> = reader
+        .value("predict.keep")
+        .and_then(|value| {
+            value.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    if let Some(name) = keep.iter().find(|name| name.is_empty()) {
+        return Err(reader
+            .invalid("predict.keep", "an empty column name")
+            .found(format!("{name:?}")));
+    }
+    if let Some(name) = keep.iter().find(|name| {
+        ["row", "prediction", "user", "item"].contains(&name.as_str())
+            || name.starts_with("probability_")
+    }) {
+        return Err(reader
+            .invalid("predict.keep", "a column name the output already uses for scores")
+            .found(format!("{name:?}"))
+            .hint("the output has `row` (or `user`, `item`), `prediction` and `probability_<label>`; rename the input column"));
+    }
+    let mut distinct = keep.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != keep.len() {
+        return Err(reader.invalid("predict.keep", "a column named twice"));
+    }
     Ok((
         Task::Predict(PredictTask {
             from,
@@ -1364,6 +1416,7 @@ fn predict_task(
                 Some("keep") => HandleInvalid::Keep,
                 _ => HandleInvalid::Error,
             },
+            keep,
         }),
         resolved,
     ))
@@ -1484,8 +1537,13 @@ fn read_source(
             return Err(reader.invalid(key, "empty path"));
         }
         let resolved_path = reader.path(key, pattern);
-        if is_glob(pattern) {
-            let matches = expand_glob(&resolved_path);
+        // A file that exists under the literal name is read as named (`ratings[2024].csv`).
+        if is_glob(pattern) && !resolved_path.exists() {
+            let matches = expand_glob(&resolved_path).map_err(|problem| {
+                reader
+                    .invalid(key, &format!("not a valid glob pattern: {problem}"))
+                    .hint("`*` and `?` match within a name, `**` any directories, `[abc]` one of the bytes listed; `[[]` matches a literal `[`")
+            })?;
             if matches.is_empty() {
                 return Err(reader
                     .invalid(key, "no file matches the pattern")
@@ -1496,6 +1554,7 @@ fn read_source(
             paths.push(resolved_path);
         }
     }
+    let format_inferred = reader.string("input.format").is_none();
     let format = match reader.string("input.format") {
         Some(name) => {
             Format::parse(&name).ok_or_else(|| reader.invalid("input.format", "unknown format"))?
@@ -1558,6 +1617,7 @@ fn read_source(
             format,
             separator,
             header,
+            format_inferred,
         }),
         resolved,
     ))
@@ -1593,49 +1653,23 @@ fn is_glob(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 
-/// Expands a glob in the last path component (`data/part-*.csv`), sorted by name.
-fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
-    let directory = pattern
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let Some(file_pattern) = pattern.file_name().and_then(|name| name.to_str()) else {
-        return Vec::new();
+/// Expands a glob (`data/part-*.csv`, `events/**/part-*.parquet`, `dt=2026-11-*/x.csv`) to
+/// the regular files it matches, sorted by path. The `glob` crate's matcher is linear in the
+/// name (no backtracking blow-up on patterns like `*a*a*a*b`).
+fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+    let text = pattern.to_str().ok_or("the path is not UTF-8")?;
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
     };
-    let Ok(entries) = std::fs::read_dir(directory) else {
-        return Vec::new();
-    };
-    let mut matches: Vec<PathBuf> = entries
+    let walk = glob::glob_with(text, options).map_err(|error| error.to_string())?;
+    let mut matches: Vec<PathBuf> = walk
         .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .is_some_and(|name| wildcard_match(file_pattern.as_bytes(), name.as_bytes()))
-        })
-        .map(|entry| entry.path())
         .filter(|path| path.is_file())
         .collect();
     matches.sort();
-    matches
-}
-
-/// `*` matches any run of bytes, `?` one byte; `[abc]` one of the listed bytes.
-fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|skip| wildcard_match(rest, &name[skip..])),
-        Some((b'?', rest)) => !name.is_empty() && wildcard_match(rest, &name[1..]),
-        Some((b'[', rest)) => match rest.iter().position(|&b| b == b']') {
-            Some(close) => {
-                !name.is_empty()
-                    && rest[..close].contains(&name[0])
-                    && wildcard_match(&rest[close + 1..], &name[1..])
-            }
-            None => name.first() == Some(&b'[') && wildcard_match(rest, &name[1..]),
-        },
-        Some((first, rest)) => name.first() == Some(first) && wildcard_match(rest, &name[1..]),
-    }
+    Ok(matches)
 }
 
 #[cfg(test)]
@@ -1643,11 +1677,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wildcards() {
-        assert!(wildcard_match(b"part-*.csv", b"part-0001.csv"));
-        assert!(wildcard_match(b"r?.txt", b"r1.txt"));
-        assert!(wildcard_match(b"r[12].txt", b"r2.txt"));
-        assert!(!wildcard_match(b"r[12].txt", b"r3.txt"));
-        assert!(!wildcard_match(b"*.csv", b"a.tsv"));
+    fn globs_match_names_and_directories_in_linear_time() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "part-1.csv",
+            "part-2.csv",
+            "x.tsv",
+            "dt=1/a.csv",
+            "dt=2/deep/b.csv",
+        ] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "a\n").unwrap();
+        }
+        let count = |pattern: &str| expand_glob(&dir.path().join(pattern)).unwrap().len();
+        assert_eq!(count("part-*.csv"), 2);
+        assert_eq!(count("dt=*/*.csv"), 1);
+        assert_eq!(count("**/*.csv"), 4);
+        assert_eq!(count("part-[12].csv"), 2);
+        let slow = format!("{}b", "*a".repeat(30));
+        std::fs::write(dir.path().join("a".repeat(60)), "").unwrap();
+        assert_eq!(count(&slow), 0);
+        assert!(expand_glob(&dir.path().join("[")).is_err());
     }
 }

@@ -37,10 +37,10 @@ pub enum EngineError {
         "spark-submit not found ({looked}); the Spark engine runs jobs through a Spark installation"
     )]
     NotFound { looked: String },
-    #[error("cannot start {}: {source}", program.display())]
+    #[error("cannot start {}: {cause}", program.display())]
     Start {
         program: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "spark-submit failed ({status}); nothing was published\n  full log: {}\n  last lines:\n{tail}",
@@ -125,10 +125,10 @@ fn job_dir(task: &TrainTask, config: &JobConfig) -> PathBuf {
 fn write_app(path: &Path) -> Result<(), crate::artifact::ArtifactError> {
     let io = |action: &str| {
         let action = action.to_owned();
-        move |source| crate::artifact::ArtifactError::Io {
+        move |cause| crate::artifact::ArtifactError::Io {
             path: path.to_path_buf(),
             action,
-            source,
+            cause,
         }
     };
     if std::fs::read_to_string(path).is_ok_and(|text| text == APP) {
@@ -317,10 +317,10 @@ fn run_spark_submit(
     progress: &Progress,
     label: &str,
 ) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
-    let file = std::fs::File::create(log).map_err(|source| crate::artifact::ArtifactError::Io {
+    let file = std::fs::File::create(log).map_err(|cause| crate::artifact::ArtifactError::Io {
         path: log.to_path_buf(),
         action: "create".to_owned(),
-        source,
+        cause,
     })?;
     let mut command = Command::new(program);
     command
@@ -345,9 +345,9 @@ fn run_spark_submit(
         });
     }
     let step = progress.step(label);
-    let mut child = command.spawn().map_err(|source| EngineError::Start {
+    let mut child = command.spawn().map_err(|cause| EngineError::Start {
         program: program.to_path_buf(),
-        source,
+        cause,
     })?;
     let status = child.wait()?;
     let elapsed = step.finish(&format!("{status}"));
@@ -477,10 +477,10 @@ pub fn train(
     // Spark resolves relative paths against its own working directory and default file system.
     let staging_dir = std::path::absolute(staging.path())?;
     let exchange = staging_dir.join(EXCHANGE);
-    std::fs::create_dir(&exchange).map_err(|source| crate::artifact::ArtifactError::Io {
+    std::fs::create_dir(&exchange).map_err(|cause| crate::artifact::ArtifactError::Io {
         path: exchange.clone(),
         action: "create".to_owned(),
-        source,
+        cause,
     })?;
     let app = app_path(task, config);
     write_app(&app)?;

@@ -58,6 +58,10 @@ pub fn set_json_errors(enabled: bool) {
     JSON_ERRORS.store(enabled, Ordering::Relaxed);
 }
 
+pub(crate) fn json_errors() -> bool {
+    JSON_ERRORS.load(Ordering::Relaxed)
+}
+
 pub fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
@@ -163,7 +167,7 @@ fn over_limit(request: usize, would_be: usize, limit: usize) -> ! {
             };
             let _ = writeln!(
                 json,
-                "{{\"status\":\"error\",\"exit_code\":4,\"error\":\"{}\"}}",
+                "{{\"status\":\"error\",\"exit_code\":4,\"kind\":\"resource\",\"error\":\"{}\"}}",
                 std::str::from_utf8(&text.bytes[..message_end]).unwrap_or("")
             );
             libc::write(1, json.bytes.as_ptr().cast(), json.length);

@@ -1,6 +1,7 @@
 //! How a job runs on this machine: the thread pool for `local[N]`, the memory cap, and where
 //! progress goes (bars on a terminal, timestamped plain lines under cron, nothing with --quiet).
 
+pub mod mapped;
 pub mod memory;
 
 use std::io::IsTerminal;

@@ -29,7 +29,7 @@ pub enum IngestError {
     Unreadable { path: PathBuf, reason: String },
     #[error("{}: {problem}", path.display())]
     Malformed { path: PathBuf, problem: String },
-    #[error("{}: row {row} (line {line}), column {column}: {problem}: {value}", path.display())]
+    #[error("{}: row {row} (line {line}), column {}: {problem}: {}", path.display(), crate::text::shorten(column, 80), crate::text::shorten(value, 200))]
     BadValue {
         path: PathBuf,
         row: u64,
@@ -96,9 +96,14 @@ pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, I
 }
 
 /// An input file's bytes: memory-mapped, so a large file costs page cache rather than heap
-/// under `driver_memory` (an empty file has nothing to map).
+/// under `driver_memory` (an empty file has nothing to map). While mapped, a SIGBUS from the
+/// file shrinking under us is reported as an input error naming it ([`crate::exec::mapped`]).
 pub(crate) enum FileBytes {
-    Mapped(memmap2::Mmap),
+    Mapped {
+        map: memmap2::Mmap,
+        /// Held while the map lives (see [`crate::exec::mapped`]).
+        _guard: crate::exec::mapped::MappedRead,
+    },
     Empty,
 }
 
@@ -106,19 +111,67 @@ impl std::ops::Deref for FileBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            FileBytes::Mapped(map) => map,
+            FileBytes::Mapped { map, .. } => map,
             FileBytes::Empty => &[],
         }
     }
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
-    if path.is_dir() {
-        return Err(IngestError::Unreadable {
+/// Refuses what is not a regular file before opening it: opening a FIFO blocks, and devices
+/// such as `/dev/zero` never end or look empty.
+pub(crate) fn check_regular(path: &Path) -> Result<(), IngestError> {
+    use std::os::unix::fs::FileTypeExt;
+    let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => IngestError::NotFound {
             path: path.to_path_buf(),
-            reason: "it is a directory, not a file".to_owned(),
-        });
+        },
+        _ => IngestError::Unreadable {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        },
+    })?;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(IngestError::Unreadable {
+        path: path.to_path_buf(),
+        reason: format!("it is {what}, not a regular file; inputs must be regular files"),
+    })
+}
+
+/// Compressed files and UTF-16 text, told apart by their first bytes: polars would report them
+/// as a missing build feature or as a bad row.
+fn unsupported_encoding(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        Some(
+            "it is gzip-compressed; submit reads uncompressed files: decompress it first (gunzip -k FILE)",
+        )
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(
+            "it is zstd-compressed; submit reads uncompressed files: decompress it first (zstd -d FILE)",
+        )
+    } else if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        Some("it is UTF-16 text, not UTF-8; convert it first (iconv -f UTF-16 -t UTF-8 FILE)")
+    } else {
+        None
     }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
+    check_regular(path)?;
     let unreadable = |error: std::io::Error| match error.kind() {
         std::io::ErrorKind::NotFound => IngestError::NotFound {
             path: path.to_path_buf(),
@@ -132,10 +185,17 @@ pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
     if file.metadata().map_err(unreadable)?.len() == 0 {
         return Ok(FileBytes::Empty);
     }
-    // SAFETY: the map is read-only and lives while the file is parsed; like every reader that
-    // maps its input (polars included), it assumes no other process truncates the file meanwhile.
+    let guard = crate::exec::mapped::reading(path);
+    // SAFETY: the map is read-only and lives while the file is parsed. Another process
+    // truncating the file meanwhile raises SIGBUS, which the guard turns into exit code 3.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(unreadable)?;
-    Ok(FileBytes::Mapped(map))
+    if let Some(reason) = unsupported_encoding(&map) {
+        return Err(IngestError::Unreadable {
+            path: path.to_path_buf(),
+            reason: reason.to_owned(),
+        });
+    }
+    Ok(FileBytes::Mapped { map, _guard: guard })
 }
 
 pub(crate) fn fingerprint(source: &Path, bytes: &[u8], rows: u64) -> Fingerprint {

@@ -75,6 +75,7 @@ pub fn ratings_from_text(bytes: &[u8]) -> Result<usize, IngestError> {
         format: Format::Text,
         separator: None,
         header: true,
+        format_inferred: false,
     };
     let columns = [
         ColumnRef::Position(0),
@@ -317,6 +318,7 @@ const UNIT_SEPARATOR: u8 = 0x1f;
 /// The separator the native reader would use for a delimited file without `separator`.
 pub fn sniffed_separator(path: &Path) -> Result<String, IngestError> {
     use std::io::Read;
+    super::check_regular(path)?;
     let mut head = Vec::with_capacity(1 << 16);
     std::fs::File::open(path)
         .and_then(|file| file.take(1 << 16).read_to_end(&mut head))
@@ -579,18 +581,13 @@ pub(crate) fn find_column<'a>(
         .iter()
         .map(|name| name.to_string())
         .collect();
-    let available = || {
-        let mut list = names
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if names.len() > 20 {
-            list.push_str(&format!(", ... ({} columns)", names.len()));
-        }
-        list
-    };
+    let available = || crate::text::column_list(&names);
+    // Polars names the columns of a file read without a header column_1, column_2, ...
+    let headerless = !names.is_empty()
+        && names.iter().all(|name| {
+            name.strip_prefix("column_")
+                .is_some_and(|digits| digits.parse::<u64>().is_ok())
+        });
     match column {
         ColumnRef::Name(name) => frame.column(name).map_err(|_| {
             let close = names
@@ -599,11 +596,18 @@ pub(crate) fn find_column<'a>(
                     strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name))
                 })
                 .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8);
+            let hint = if headerless {
+                " (the file was read without a header, so its columns have no names: set `input.header = true` if its first line holds names, or give 0-based positions such as `label = 14`)".to_owned()
+            } else {
+                close.map_or_else(String::new, |close| {
+                    format!(" (did you mean `{}`?)", crate::text::shorten(close, 80))
+                })
+            };
             IngestError::MissingColumn {
                 path: path.to_path_buf(),
-                column: format!("`{name}`"),
+                column: format!("`{}`", crate::text::shorten(name, 80)),
                 available: available(),
-                hint: close.map_or_else(String::new, |close| format!(" (did you mean `{close}`?)")),
+                hint,
             }
         }),
         ColumnRef::Position(position) => {

@@ -65,6 +65,27 @@ impl RawColumn {
     }
 }
 
+/// Any column as text, exactly as polars reads it (ids keep every digit).
+fn column_text(
+    located: &Located<'_>,
+    column: &Column,
+    keep: &[bool],
+) -> Result<Vec<Option<String>>, IngestError> {
+    let series = column
+        .as_materialized_series()
+        .cast(&DataType::String)
+        .map_err(|error| reader::polars_error(located.path, error))?;
+    let values = series
+        .str()
+        .map_err(|error| reader::polars_error(located.path, error))?;
+    Ok(values
+        .iter()
+        .zip(keep)
+        .filter(|(_, kept)| **kept)
+        .map(|(value, _)| value.map(str::to_owned))
+        .collect())
+}
+
 fn column_values(
     located: &Located<'_>,
     column: &Column,
@@ -172,6 +193,8 @@ fn index_numbers(values: &[f32]) -> (Vec<String>, Vec<f32>) {
 struct RawTable {
     names: Vec<String>,
     columns: Vec<RawColumn>,
+    /// `predict.keep` columns, as text.
+    passthrough: Vec<Vec<Option<String>>>,
     label: Option<RawColumn>,
     validation: Option<RawColumn>,
     fingerprints: Vec<Fingerprint>,
@@ -185,8 +208,10 @@ fn read_raw(
     seed: u64,
     features: Option<&[String]>,
     with_label: bool,
+    passthrough_names: &[String],
 ) -> Result<RawTable, IngestError> {
     let table = &input.table;
+    let mut passthrough: Vec<Vec<Option<String>>> = vec![Vec::new(); passthrough_names.len()];
     let mut used: Vec<&ColumnRef> = Vec::new();
     if with_label {
         used.push(&table.label);
@@ -262,12 +287,18 @@ fn read_raw(
                 let previous = std::mem::replace(&mut columns[at], RawColumn::Numbers(Vec::new()));
                 columns[at] = previous.append(values);
             }
+            for (name, out) in passthrough_names.iter().zip(&mut passthrough) {
+                let column =
+                    reader::find_column(located.path, &frame, &ColumnRef::Name(name.clone()))?;
+                out.extend(column_text(located, column, keep)?);
+            }
             Ok(())
         },
     )?;
     Ok(RawTable {
         names,
         columns,
+        passthrough,
         label,
         validation,
         fingerprints,
@@ -369,10 +400,36 @@ pub fn read_training_table(
 ) -> Result<IngestedTable, IngestError> {
     let ingested = match &input.source {
         Source::Synthetic(spec) => synthetic_table(spec, input)?,
-        Source::Files(files) if files.format == Format::Libsvm => libsvm_table(files, input, seed)?,
+        Source::Files(files) if files.format == Format::Libsvm => {
+            // Spark's VectorIndexer rule, as the Spark engine applies it: a feature with at most
+            // `max_categories` distinct values (zeros included), or one named in
+            // `categorical`, is categorical.
+            let mut ingested = libsvm_table(files, input, seed)?;
+            let path = files.paths.first().cloned().unwrap_or_default();
+            check_categorical_names(&ingested.table.feature_names, input, &path)?;
+            let table = &mut ingested.table;
+            for (index, values) in table.features.iter_mut().enumerate() {
+                let forced = input
+                    .table
+                    .categorical
+                    .contains(&table.feature_names[index]);
+                let (kind, indexed) =
+                    numeric_feature(std::mem::take(values), forced, input.table.max_categories);
+                *values = indexed;
+                table.kinds[index] = kind;
+            }
+            ingested
+        }
         Source::Files(files) => {
             let path = files.paths.first().cloned().unwrap_or_default();
-            let raw = read_raw(files, input, seed, input.table.features.as_deref(), true)?;
+            let raw = read_raw(
+                files,
+                input,
+                seed,
+                input.table.features.as_deref(),
+                true,
+                &[],
+            )?;
             let rows = raw.label.as_ref().map_or(0, RawColumn::len);
             let (labels, label_names) = labels_for(
                 raw.label.unwrap_or(RawColumn::Numbers(Vec::new())),
@@ -392,20 +449,7 @@ pub fn read_training_table(
                     RawColumn::Text(text) => parse_numbers(&text).ok_or(text),
                 };
                 let (kind, values) = match numbers {
-                    Ok(values) => {
-                        let few = input.table.max_categories > 0 && {
-                            let mut distinct = values.clone();
-                            distinct.sort_by(f32::total_cmp);
-                            distinct.dedup_by(|a, b| a.total_cmp(b).is_eq());
-                            distinct.len() <= input.table.max_categories
-                        };
-                        if forced || few {
-                            let (names, indices) = index_numbers(&values);
-                            (FeatureKind::Categorical { names }, indices)
-                        } else {
-                            (FeatureKind::Numeric, values)
-                        }
-                    }
+                    Ok(values) => numeric_feature(values, forced, input.table.max_categories),
                     Err(text) => {
                         let (names, indices) = index_strings(&text);
                         (FeatureKind::Categorical { names }, indices)
@@ -415,16 +459,7 @@ pub fn read_training_table(
                 kinds.push(kind);
                 features.push(values);
             }
-            for name in &input.table.categorical {
-                if !raw.names.contains(name) {
-                    return Err(IngestError::MissingColumn {
-                        path,
-                        column: format!("`{name}` (in input.columns.categorical)"),
-                        available: raw.names.join(", "),
-                        hint: String::new(),
-                    });
-                }
-            }
+            check_categorical_names(&raw.names, input, &path)?;
             IngestedTable {
                 table: Tabular {
                     feature_names: raw.names,
@@ -443,6 +478,55 @@ pub fn read_training_table(
         return Err(ingested.counts.nothing_left());
     }
     Ok(ingested)
+}
+
+/// A numeric column as a feature: categorical (indexed in ascending order) when forced or when
+/// it has at most `max_categories` distinct values (0: never), else numeric.
+fn numeric_feature(
+    values: Vec<f32>,
+    forced: bool,
+    max_categories: usize,
+) -> (FeatureKind, Vec<f32>) {
+    let few = max_categories > 0 && {
+        let mut distinct = values.clone();
+        distinct.sort_by(f32::total_cmp);
+        distinct.dedup_by(|a, b| a.total_cmp(b).is_eq());
+        distinct.len() <= max_categories
+    };
+    if forced || few {
+        let (names, indices) = index_numbers(&values);
+        (FeatureKind::Categorical { names }, indices)
+    } else {
+        (FeatureKind::Numeric, values)
+    }
+}
+
+/// Every name in `input.columns.categorical` must be one of the features.
+fn check_categorical_names(
+    features: &[String],
+    input: &InputConfig,
+    path: &std::path::Path,
+) -> Result<(), IngestError> {
+    for name in &input.table.categorical {
+        if !features.contains(name) {
+            let close = features
+                .iter()
+                .max_by(|a, b| {
+                    strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name))
+                })
+                .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8);
+            return Err(IngestError::MissingColumn {
+                path: path.to_path_buf(),
+                column: format!(
+                    "`{}` (in input.columns.categorical), which is not a feature",
+                    crate::text::shorten(name, 80)
+                ),
+                available: crate::text::column_list(features),
+                hint: close.map_or_else(String::new, |close| format!(" (did you mean `{close}`?)")),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Keeps rows by `limit` and `sample_fraction`, as file sources do.
@@ -572,14 +656,21 @@ pub fn read_scoring_table(
     schema: &[FeatureSchema<'_>],
     handle_invalid: HandleInvalid,
     seed: u64,
-) -> Result<(Tabular, Vec<u64>, Vec<Fingerprint>), IngestError> {
+    keep_columns: &[String],
+) -> Result<ScoringTable, IngestError> {
     let Source::Files(files) = &input.source else {
         return Err(IngestError::Empty {
             reason: "predict jobs read a file".to_owned(),
         });
     };
     let path = files.paths.first().cloned().unwrap_or_default();
-    let (names, columns, fingerprints) = if files.format == Format::Libsvm {
+    if files.format == Format::Libsvm && !keep_columns.is_empty() {
+        return Err(IngestError::Malformed {
+            path,
+            problem: "predict.keep names columns, but a LIBSVM file has only a label and numbered features".to_owned(),
+        });
+    }
+    let (names, columns, fingerprints, passthrough) = if files.format == Format::Libsvm {
         let ingested = libsvm_table(files, input, seed)?;
         let mut columns: Vec<RawColumn> = ingested
             .table
@@ -592,11 +683,11 @@ pub fn read_scoring_table(
             columns.push(RawColumn::Numbers(vec![0.0; rows]));
         }
         let names = schema.iter().map(|f| f.name.to_owned()).collect();
-        (names, columns, ingested.fingerprints)
+        (names, columns, ingested.fingerprints, Vec::new())
     } else {
         let wanted: Vec<String> = schema.iter().map(|f| f.name.to_owned()).collect();
-        let raw = read_raw(files, input, seed, Some(&wanted), false)?;
-        (raw.names, raw.columns, raw.fingerprints)
+        let raw = read_raw(files, input, seed, Some(&wanted), false, keep_columns)?;
+        (raw.names, raw.columns, raw.fingerprints, raw.passthrough)
     };
     let rows = columns.first().map_or(0, RawColumn::len);
     let mut keep = vec![true; rows];
@@ -671,10 +762,39 @@ pub fn read_scoring_table(
         label_names: None,
     };
     let row_numbers: Vec<u64> = (0..rows as u64).filter(|&row| keep[row as usize]).collect();
-    let table = if row_numbers.len() == rows {
-        table
-    } else {
-        table.select(&keep)
-    };
-    Ok((table, row_numbers, fingerprints))
+    let all_kept = row_numbers.len() == rows;
+    let table = if all_kept { table } else { table.select(&keep) };
+    let passthrough = keep_columns
+        .iter()
+        .cloned()
+        .zip(passthrough)
+        .map(|(name, values)| {
+            let values = if all_kept {
+                values
+            } else {
+                values
+                    .into_iter()
+                    .zip(&keep)
+                    .filter(|(_, kept)| **kept)
+                    .map(|(value, _)| value)
+                    .collect()
+            };
+            (name, values)
+        })
+        .collect();
+    Ok(ScoringTable {
+        table,
+        row_numbers,
+        fingerprints,
+        passthrough,
+    })
+}
+
+/// What [`read_scoring_table`] reads: the features, the input row number of each kept row,
+/// the inputs' fingerprints and the `predict.keep` columns as text.
+pub struct ScoringTable {
+    pub table: Tabular,
+    pub row_numbers: Vec<u64>,
+    pub fingerprints: Vec<Fingerprint>,
+    pub passthrough: Vec<(String, Vec<Option<String>>)>,
 }

@@ -13,6 +13,8 @@ pub enum OutputColumn {
     Floats(String, Vec<Option<f32>>),
     Counts(String, Vec<u32>),
     Doubles(String, Vec<f64>),
+    /// Copied input values (missing ones empty).
+    Text(String, Vec<Option<String>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,7 @@ fn column(output: OutputColumn) -> Column {
         OutputColumn::Floats(name, values) => Column::new(name.into(), values),
         OutputColumn::Counts(name, values) => Column::new(name.into(), values),
         OutputColumn::Doubles(name, values) => Column::new(name.into(), values),
+        OutputColumn::Text(name, values) => Column::new(name.into(), values),
     }
 }
 

@@ -53,6 +53,9 @@ fn train_als(
     ));
     durations.insert("ingest".to_owned(), elapsed.as_secs_f64());
     report_heap(progress, "ingest");
+    if let Some(summary) = unchanged_since_latest(config, task, &ingested.fingerprints, started) {
+        return Ok(summary);
+    }
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
@@ -266,10 +269,10 @@ pub(crate) fn publish_als(
     let saved = codec::SavedAls::from_model(&model, &test.user_ids, &test.item_ids, &by_user);
     drop(by_user);
     let mut model_bytes = Vec::new();
-    codec::write_als(&saved, &mut model_bytes).map_err(|source| artifact::ArtifactError::Io {
+    codec::write_als(&saved, &mut model_bytes).map_err(|cause| artifact::ArtifactError::Io {
         path: staging.path().join(artifact::ALS_MODEL),
         action: "encode".to_owned(),
-        source,
+        cause,
     })?;
     staging.write(artifact::ALS_MODEL, &model_bytes)?;
     drop(model_bytes);
@@ -305,6 +308,49 @@ pub(crate) fn publish_als(
         },
         progress,
     )
+}
+
+/// With `output.skip_unchanged`: the summary of a run that publishes nothing, when the current
+/// latest was trained on inputs with the same content hashes and from the same resolved job.
+/// A latest that does not check out (damaged, unreadable) never counts as unchanged.
+pub(crate) fn unchanged_since_latest(
+    config: &JobConfig,
+    task: &TrainTask,
+    inputs: &[crate::ingest::Fingerprint],
+    started: Instant,
+) -> Option<Summary> {
+    if !task.skip_unchanged {
+        return None;
+    }
+    let (version, dir) = artifact::store::current_latest(&task.output_dir.join(&config.name))?;
+    let (manifest, metrics) =
+        artifact::load_description(&dir, artifact::verify::Depth::Hashes).ok()?;
+    let resolved = std::fs::read_to_string(dir.join(artifact::RESOLVED_JOB)).ok()?;
+    let same_inputs = manifest.inputs.len() == inputs.len()
+        && manifest.inputs.iter().zip(inputs).all(|(old, new)| {
+            old.blake3 == new.blake3 && old.bytes == new.bytes && old.rows == new.rows
+        });
+    if !same_inputs || resolved != config.resolved_toml || manifest.engine != "native" {
+        return None;
+    }
+    Some(Summary {
+        status: "ok",
+        job: config.name.clone(),
+        kind: "train",
+        version: Some(version),
+        version_dir: Some(dir.display().to_string()),
+        output: None,
+        algorithm: manifest.algorithm,
+        metrics,
+        master: config.master.to_string(),
+        threads: config.threads,
+        duration_s: started.elapsed().as_secs_f64(),
+        peak_heap_bytes: memory::peak_bytes(),
+        dry_run: false,
+        unchanged: true,
+        promoted: Some(true),
+        promotion: None,
+    })
 }
 
 /// What a train job has written into its staging directory, ready to publish.
@@ -369,22 +415,29 @@ pub(crate) fn finish(
         inputs,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         durations_s: durations,
-        files: [
-            artifact::MANIFEST,
-            artifact::METRICS,
-            artifact::RESOLVED_JOB,
-        ]
-        .into_iter()
-        .chain(model_files)
-        .map(str::to_owned)
-        .collect(),
+        // Recorded with sizes and hashes once every file is written (publish_version).
+        files: Vec::new(),
     };
     staging.write(
         artifact::METRICS,
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )?;
     staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
-    let (published, promotion) = publish_version(staging, manifest, &metrics, task)?;
+    let (published, mut promotion) =
+        publish_version(staging, manifest, &metrics, task, &model_files)?;
+    if let Some(problem) = &published.latest_error {
+        // The version is complete and stays; only the pointer is stuck. Say so plainly rather
+        // than fail (a retry would only add another version).
+        progress.info(&format!(
+            "warning: published v{} but latest could not move to it: {problem}",
+            published.version
+        ));
+        promotion = Some(serde_json::json!({
+            "promoted": false,
+            "current_version": null,
+            "reason": format!("published, but latest could not move: {problem}"),
+        }));
+    }
     progress.detail(&format!(
         "published in {:.3}s",
         phase.elapsed().as_secs_f64()
@@ -403,6 +456,7 @@ pub(crate) fn finish(
         duration_s: started.elapsed().as_secs_f64(),
         peak_heap_bytes: memory::peak_bytes(),
         dry_run: false,
+        unchanged: false,
         promoted: Some(published.promoted),
         promotion,
     })
@@ -573,9 +627,28 @@ pub(crate) fn publish_version(
     mut manifest: Manifest,
     metrics: &serde_json::Value,
     task: &TrainTask,
+    model_files: &[&str],
 ) -> anyhow::Result<(artifact::store::Published, Option<serde_json::Value>)> {
     let gate = task.promotion;
     let mut record = None;
+    manifest.files = artifact::verify::record_files(staging.path()).map_err(|cause| {
+        artifact::ArtifactError::Io {
+            path: staging.path().to_path_buf(),
+            action: "hash the files of".to_owned(),
+            cause,
+        }
+    })?;
+    // Every version is loadable only with its model files, so a missing one is a bug here.
+    for name in model_files {
+        let prefix = format!("{name}/");
+        if !manifest
+            .files
+            .iter()
+            .any(|entry| entry.path() == *name || entry.path().starts_with(&prefix))
+        {
+            anyhow::bail!("internal error: the version being published has no {name}");
+        }
+    }
     let published = staging.publish_gated(|current, staging_dir| {
         let decision = gate
             .if_better
@@ -587,10 +660,10 @@ pub(crate) fn publish_version(
         let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
         std::fs::write(&path, text)
             .and_then(|()| std::fs::File::open(&path)?.sync_all())
-            .map_err(|source| artifact::ArtifactError::Io {
+            .map_err(|cause| artifact::ArtifactError::Io {
                 path: path.clone(),
                 action: "write".to_owned(),
-                source,
+                cause,
             })?;
         let promote = decision.as_ref().is_none_or(|(promote, _)| *promote);
         record = decision.map(|(_, value)| value);
@@ -610,7 +683,7 @@ fn main_metric(metrics: &serde_json::Value) -> Option<crate::eval::metric::Metri
 fn decide_promotion(
     gate: &crate::config::Promotion,
     metrics: &serde_json::Value,
-    current: Option<(u32, std::path::PathBuf)>,
+    current: Option<(u64, std::path::PathBuf)>,
 ) -> (bool, serde_json::Value) {
     let metric = gate.metric.or_else(|| main_metric(metrics));
     let new = metric.and_then(|metric| metrics[metric.name()].as_f64());

@@ -40,6 +40,11 @@ pub fn train(
     ));
     durations.insert("ingest".to_owned(), elapsed.as_secs_f64());
     super::report_heap(progress, "ingest");
+    if let Some(summary) =
+        super::unchanged_since_latest(config, task, &ingested.fingerprints, started)
+    {
+        return Ok(summary);
+    }
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();

@@ -18,6 +18,7 @@
 //! model whatever the thread count.
 
 pub mod binning;
+mod check;
 pub mod learner;
 pub mod lightgbm;
 
