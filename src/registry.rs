@@ -56,6 +56,21 @@ fn is_job_dir(dir: &Path) -> bool {
         || store::versions(dir).is_ok_and(|versions| !versions.is_empty())
 }
 
+/// `dir` itself when it is a job folder, else the job folders directly under it, sorted.
+fn job_dirs_under(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+    if is_job_dir(dir) {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|error| problem(dir, error.to_string()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir() && is_job_dir(path))
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
 fn list(dir: &Path) -> anyhow::Result<Output> {
     if !dir.is_dir() {
         return Err(problem(
@@ -64,18 +79,7 @@ fn list(dir: &Path) -> anyhow::Result<Output> {
         )
         .into());
     }
-    let job_dirs: Vec<PathBuf> = if is_job_dir(dir) {
-        vec![dir.to_path_buf()]
-    } else {
-        let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
-            .map_err(|error| problem(dir, error.to_string()))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.is_dir() && is_job_dir(path))
-            .collect();
-        dirs.sort();
-        dirs
-    };
+    let job_dirs = job_dirs_under(dir)?;
     let mut human = String::new();
     let mut jobs = Vec::new();
     for job_dir in job_dirs {
@@ -448,20 +452,8 @@ fn versions_under(path: &Path) -> Result<Vec<PathBuf>, RegistryError> {
     {
         return Ok(vec![path.to_path_buf()]);
     }
-    let job_dirs: Vec<PathBuf> = if is_job_dir(path) {
-        vec![path.to_path_buf()]
-    } else {
-        let mut dirs: Vec<PathBuf> = fs::read_dir(path)
-            .map_err(|error| problem(path, error.to_string()))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|dir| dir.is_dir() && is_job_dir(dir))
-            .collect();
-        dirs.sort();
-        dirs
-    };
     let mut found = Vec::new();
-    for job_dir in job_dirs {
+    for job_dir in job_dirs_under(path)? {
         let numbers =
             store::versions(&job_dir).map_err(|error| problem(&job_dir, error.to_string()))?;
         found.extend(

@@ -205,3 +205,41 @@ pub fn error_json(exit_code: u8, kind: &str, message: &str) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(master: &str, threads: usize) -> Summary {
+        Summary {
+            status: "ok",
+            job: "j".to_owned(),
+            kind: "train",
+            version: Some(1),
+            version_dir: Some("models/j/v1".to_owned()),
+            output: None,
+            algorithm: "als".to_owned(),
+            metrics: serde_json::json!({}),
+            master: master.to_owned(),
+            threads,
+            duration_s: 1.0,
+            peak_heap_bytes: 0,
+            dry_run: false,
+            promoted: Some(true),
+            promotion: None,
+            unchanged: false,
+        }
+    }
+
+    #[test]
+    fn a_cluster_run_does_not_claim_a_thread_count() {
+        assert!(run_line(&summary("spark://head:7077", 1)).contains("(the cluster's executors)"));
+        assert!(run_line(&summary("local[1]", 1)).contains("(1 thread)"));
+        assert!(run_line(&summary("local[2]", 2)).contains("(2 threads)"));
+        let unchanged = Summary {
+            unchanged: true,
+            ..summary("local[2]", 2)
+        };
+        assert!(human(&unchanged).starts_with("unchanged"));
+    }
+}

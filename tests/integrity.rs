@@ -571,6 +571,26 @@ fn io_errors_are_printed_once() {
 }
 
 #[test]
+fn a_named_column_in_a_file_read_without_a_header_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "adult.data",
+        "39, State-gov, <=50K\n50, Private, >50K\n",
+    );
+    write(
+        dir.path(),
+        "job.toml",
+        "[input]\npath = \"adult.data\"\n[input.columns]\nlabel = \"income\"\n[model]\nalgorithm = \"gbt\"\n",
+    );
+    let output = run_bounded(submit(dir.path()).args(["job.toml", "--quiet"]));
+    assert_eq!(output.status.code(), Some(3));
+    let text = stderr(&output);
+    assert!(text.contains("read without a header"), "{text}");
+    assert!(text.contains("input.header = true"), "{text}");
+}
+
+#[test]
 fn a_huge_single_line_is_not_repeated_in_messages() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "wide.csv", &"x".repeat(2_000_000));

@@ -545,6 +545,27 @@ fn scripts_ci_smoke_runs_every_job() {
         "{}",
         stdout(&output)
     );
+    // Another project's job folder, given as the argument.
+    let project = tempfile::tempdir().unwrap();
+    write(project.path(), "jobs/mine.toml", &synthetic_job("mine", ""));
+    let scratch = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("bash")
+        .arg(repository().join("scripts/ci-smoke.sh"))
+        .arg(project.path().join("jobs"))
+        .env("SUBMIT_BIN", binary())
+        .env("SMOKE_OUTPUT_DIR", scratch.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "ok   mine");
+    assert!(scratch.path().join("mine/v1/manifest.json").is_file());
+    let output = std::process::Command::new("bash")
+        .arg(repository().join("scripts/ci-smoke.sh"))
+        .arg(project.path().join("nowhere"))
+        .env("SUBMIT_BIN", binary())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
 }
 
 #[test]
@@ -594,6 +615,30 @@ fn scripts_nightly_retrain_logs_and_fails_loudly() {
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "no control characters in the log");
+    // Exit 6 (published, not promoted) is logged as what it is, not as a failure.
+    write(
+        dir.path(),
+        "gated.toml",
+        &synthetic_job(
+            "nightly",
+            "[output]\npromote = \"if_better\"\nmin_improvement = 1000.0\n",
+        ),
+    );
+    let output = std::process::Command::new("bash")
+        .arg(repository().join("scripts/nightly-retrain.sh"))
+        .args(["gated.toml", "--fail-if-not-promoted"])
+        .current_dir(dir.path())
+        .env("SUBMIT_BIN", binary())
+        .env("SUBMIT_LOG", &log)
+        .env("SUBMIT_CONF_DIR", dir.path().join("no-conf"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(
+        stderr(&output).contains("published a new version, but the promotion gate kept latest"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

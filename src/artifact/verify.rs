@@ -143,16 +143,7 @@ pub fn check_files(
 ) -> Result<(), VersionError> {
     for entry in files {
         let path = entry_path(dir, entry)?;
-        let metadata = fs::symlink_metadata(&path).map_err(|error| {
-            if error.kind() == std::io::ErrorKind::NotFound {
-                damaged(&path, "missing: the manifest lists it but it is not there")
-            } else {
-                read_error(&path)(error)
-            }
-        })?;
-        if !metadata.is_file() {
-            return Err(damaged(&path, "not a regular file"));
-        }
+        let metadata = listed_file(&path)?;
         let FileEntry::Recorded { size, blake3, .. } = entry else {
             if format_version >= 2 {
                 return Err(damaged(
@@ -166,13 +157,7 @@ pub fn check_files(
             continue;
         };
         if metadata.len() != *size {
-            return Err(damaged(
-                &path,
-                format!(
-                    "is {} bytes; the manifest recorded {size} (truncated or rewritten)",
-                    metadata.len()
-                ),
-            ));
+            return Err(wrong_size(&path, metadata.len(), *size));
         }
         if depth == Depth::Hashes && !skip.contains(&entry.path()) {
             let file = File::open(&path).map_err(read_error(&path))?;
@@ -183,6 +168,28 @@ pub fn check_files(
         }
     }
     Ok(())
+}
+
+/// The metadata of a file the manifest lists, which must be there as a regular file.
+fn listed_file(path: &Path) -> Result<fs::Metadata, VersionError> {
+    let metadata = fs::symlink_metadata(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            damaged(path, "missing: the manifest lists it but it is not there")
+        } else {
+            read_error(path)(error)
+        }
+    })?;
+    if !metadata.is_file() {
+        return Err(damaged(path, "not a regular file"));
+    }
+    Ok(metadata)
+}
+
+fn wrong_size(path: &Path, found: u64, recorded: u64) -> VersionError {
+    damaged(
+        path,
+        format!("is {found} bytes; the manifest recorded {recorded} (truncated or rewritten)"),
+    )
 }
 
 fn hash_mismatch(path: &Path, recorded: &str, found: &str) -> VersionError {
@@ -215,16 +222,7 @@ pub fn read_checked(
                 format!("does not list {name}, the model file this version needs"),
             )
         })?;
-    let metadata = fs::symlink_metadata(&path).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::NotFound {
-            damaged(&path, "missing: the manifest lists it but it is not there")
-        } else {
-            read_error(&path)(error)
-        }
-    })?;
-    if !metadata.is_file() {
-        return Err(damaged(&path, "not a regular file"));
-    }
+    let metadata = listed_file(&path)?;
     if metadata.len() > limit {
         return Err(damaged(
             &path,
@@ -240,13 +238,7 @@ pub fn read_checked(
         .map_err(read_error(&path))?;
     if let FileEntry::Recorded { size, blake3, .. } = entry {
         if bytes.len() as u64 != *size {
-            return Err(damaged(
-                &path,
-                format!(
-                    "is {} bytes; the manifest recorded {size} (truncated or rewritten)",
-                    bytes.len()
-                ),
-            ));
+            return Err(wrong_size(&path, bytes.len() as u64, *size));
         }
         let found = blake3::hash(&bytes).to_hex().to_string();
         if &found != blake3 {

@@ -56,7 +56,8 @@ impl ConfigError {
         self
     }
     pub fn found(mut self, found: impl Into<String>) -> Self {
-        self.details.found = Some(found.into());
+        // A value from a file or a flag can be any length; the message stays one screen.
+        self.details.found = Some(crate::text::shorten(&found.into(), 200));
         self
     }
     pub fn allowed(mut self, allowed: impl Into<String>) -> Self {
@@ -560,6 +561,31 @@ pub struct JobConfig {
     pub resolved_toml: String,
 }
 
+/// The project a job file belongs to, found from the job file as cargo finds `Cargo.toml`, so
+/// that a job publishes to the same place from any working directory (cron runs from `$HOME`):
+/// the nearest directory at or above the job file's that holds `conf/defaults.toml`; else the
+/// parent of the `jobs/` directory the file is in; else the job file's own directory. The
+/// defaults file is read from there and built-in relative defaults (`output.dir = "models"`)
+/// resolve against it.
+pub fn project_root(job_file: &Path) -> PathBuf {
+    let absolute = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
+    let job_dir = absolute
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if let Some(found) = job_dir
+        .ancestors()
+        .find(|dir| dir.join("conf").join("defaults.toml").is_file())
+    {
+        return found.to_path_buf();
+    }
+    if job_dir.file_name().is_some_and(|name| name == "jobs")
+        && let Some(parent) = job_dir.parent()
+    {
+        return parent.to_path_buf();
+    }
+    job_dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,29 +629,18 @@ mod tests {
             assert_eq!(Master::parse(bad), None, "{bad}");
         }
     }
-}
 
-/// The project a job file belongs to, found from the job file as cargo finds `Cargo.toml`, so
-/// that a job publishes to the same place from any working directory (cron runs from `$HOME`):
-/// the nearest directory at or above the job file's that holds `conf/defaults.toml`; else the
-/// parent of the `jobs/` directory the file is in; else the job file's own directory. The
-/// defaults file is read from there and built-in relative defaults (`output.dir = "models"`)
-/// resolve against it.
-pub fn project_root(job_file: &Path) -> PathBuf {
-    let absolute = std::path::absolute(job_file).unwrap_or_else(|_| job_file.to_path_buf());
-    let job_dir = absolute
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    if let Some(found) = job_dir
-        .ancestors()
-        .find(|dir| dir.join("conf").join("defaults.toml").is_file())
-    {
-        return found.to_path_buf();
+    #[test]
+    fn project_root_is_found_from_the_job_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("conf")).unwrap();
+        std::fs::write(root.join("conf/defaults.toml"), "").unwrap();
+        std::fs::create_dir_all(root.join("jobs/nested")).unwrap();
+        assert_eq!(project_root(&root.join("jobs/nested/a.toml")), root);
+        let bare = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(bare.path().join("jobs")).unwrap();
+        assert_eq!(project_root(&bare.path().join("jobs/a.toml")), bare.path());
+        assert_eq!(project_root(&bare.path().join("a.toml")), bare.path());
     }
-    if job_dir.file_name().is_some_and(|name| name == "jobs")
-        && let Some(parent) = job_dir.parent()
-    {
-        return parent.to_path_buf();
-    }
-    job_dir
 }
