@@ -370,7 +370,7 @@ fn promote_racing_gc_never_leaves_latest_on_a_deleted_version() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "als.toml", ALS_JOB);
     let job_dir = dir.path().join("models/als");
-    for round in 0..12 {
+    for round in 0..40 {
         // Two versions, latest on the newer; then promote the older while gc keeps one.
         ok_json(dir.path(), &["als.toml"]);
         ok_json(dir.path(), &["als.toml"]);
