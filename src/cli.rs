@@ -29,7 +29,8 @@ Examples:
   submit models list models/quickstart
   submit models diff models/quickstart/v1 models/quickstart/v2
   submit models promote models/quickstart/v1
-  submit models verify models/quickstart";
+  submit models verify models/quickstart
+  submit serve --models models --addr 127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -108,6 +109,28 @@ pub enum Command {
     Models {
         #[command(subcommand)]
         action: ModelsAction,
+    },
+    /// Answer predictions and recommendations over HTTP from the latest version of every job
+    /// under a models folder, following `latest` as new versions are promoted.
+    Serve {
+        /// The output folder whose jobs are served (each job's `latest`).
+        #[arg(long, value_name = "DIR", default_value = "models")]
+        models: PathBuf,
+        /// Address to listen on (loopback by default; port 0 picks a free one).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Worker threads: local, local[N] or local[*].
+        #[arg(long, value_name = "MASTER", default_value = "local[2]")]
+        master: String,
+        /// Largest request body, e.g. 8M (413 above it).
+        #[arg(long, value_name = "SIZE", default_value = "8M")]
+        max_body: String,
+        /// Most rows in one scoring request (413 above it).
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        max_rows: usize,
+        /// How often (milliseconds) each job's `latest` is checked for a new version.
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        poll_ms: u64,
     },
 }
 

@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod job;
 pub mod registry;
 pub mod report;
+pub mod serve;
 pub mod text;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +42,9 @@ use crate::report::Summary;
 pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
     if let Some(error) = error.downcast_ref::<engine::spark::EngineError>() {
         error.exit_code()
-    } else if error.downcast_ref::<ConfigError>().is_some() {
+    } else if error.downcast_ref::<ConfigError>().is_some()
+        || error.downcast_ref::<serve::ServeError>().is_some()
+    {
         (2, "config")
     } else if error.downcast_ref::<ingest::IngestError>().is_some()
         || error.downcast_ref::<batch::ModelError>().is_some()
@@ -126,6 +129,58 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         } else {
             print!("{}", output.human);
         }
+        return Ok(None);
+    }
+    if let Some(cli::Command::Serve {
+        models,
+        addr,
+        master,
+        max_body,
+        max_rows,
+        poll_ms,
+    }) = &cli.command
+    {
+        let stray = cli.job_flags_given();
+        if !stray.is_empty() {
+            return Err(ConfigError::new(format!(
+                "{} cannot be combined with `submit serve`",
+                stray.join(", ")
+            ))
+            .hint("give serve's own flags after `serve` (see `submit serve --help`)")
+            .into());
+        }
+        let threads = match config::Master::parse(master) {
+            Some(config::Master::Local(threads)) => threads.get(),
+            Some(config::Master::LocalAllCores) => {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            }
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "`--master {master}` is not a local master for serve"
+                ))
+                .hint("local, local[N] or local[*]")
+                .into());
+            }
+        };
+        let body_limit = config::ByteSize::parse(max_body)
+            .filter(|size| size.0 >= 1024 && size.0 <= 1 << 34)
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "`--max-body {max_body}` is not a size from 1K to 16G"
+                ))
+            })?
+            .0 as usize;
+        if *max_rows == 0 || *poll_ms == 0 {
+            return Err(ConfigError::new("--max-rows and --poll-ms must be at least 1").into());
+        }
+        serve::run(&serve::ServeOptions {
+            models_dir: models.clone(),
+            addr: addr.clone(),
+            threads,
+            body_limit,
+            max_rows: *max_rows,
+            poll: std::time::Duration::from_millis(*poll_ms),
+        })?;
         return Ok(None);
     }
     let Some(job_file) = &cli.job else {

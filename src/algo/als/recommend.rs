@@ -155,11 +155,18 @@ impl ItemScorer {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if group.len() == GROUP && avx2_available() {
+            if avx2_available() && !group.is_empty() {
+                // A short group is padded with its first user, so every user's scores come from
+                // the same FMA kernel whatever group it falls in: a user scores to the same bits
+                // in a batch job and alone (a served request).
+                let padded: [u32; GROUP] =
+                    std::array::from_fn(|offset| group.get(offset).copied().unwrap_or(group[0]));
                 // SAFETY: AVX2 and FMA are present (checked); every user row and the tile lie
                 // inside their tables (the users come from the model, the tile from `items`), and
                 // `scores` holds GROUP * TILE floats.
-                unsafe { avx2::score_group(self, user_factors, group, tile_start, width, scores) };
+                unsafe {
+                    avx2::score_group(self, user_factors, &padded, tile_start, width, scores)
+                };
                 return;
             }
         }

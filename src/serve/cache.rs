@@ -1,0 +1,281 @@
+//! The loaded versions the server answers from: one per job (the one `latest` points at),
+//! each loaded through the same verifying loader as batch jobs, with the lookup tables a request
+//! needs built once. A new `latest` is loaded beside the old version and swapped in atomically;
+//! requests in flight keep the `Arc` of the version they started on.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::algo::als::recommend::{self, ItemScorer};
+use crate::artifact::codec::SavedAls;
+use crate::artifact::store::{self, LatestState};
+use crate::artifact::{self, SavedModel, SavedTrees, VersionError};
+use crate::dataset::Ids;
+use crate::dataset::tabular::FeatureKind;
+
+/// A tree ensemble with its feature and category lookups.
+pub struct ServedTrees {
+    pub saved: SavedTrees,
+    /// Per feature: category name -> index, for categorical features.
+    pub categories: Vec<Option<HashMap<String, u32>>>,
+}
+
+/// An ALS model with id lookups, the item scorer and the popularity ranking.
+pub struct ServedAls {
+    pub saved: SavedAls,
+    pub users: HashMap<String, u32>,
+    pub items: HashMap<String, u32>,
+    pub scorer: ItemScorer,
+    pub popular: Vec<u32>,
+}
+
+pub enum ServedModel {
+    Trees(Box<ServedTrees>),
+    Als(Box<ServedAls>),
+}
+
+/// One loaded version.
+pub struct Served {
+    pub job: String,
+    pub version: u64,
+    pub dir: PathBuf,
+    pub algorithm: String,
+    pub metrics: serde_json::Value,
+    pub loaded_at: String,
+    pub model: ServedModel,
+}
+
+/// An id as requests and lookups spell it: integers in decimal, text as it is.
+pub fn id_key(ids: &Ids, row: usize) -> String {
+    ids.display(row)
+}
+
+fn index_ids(ids: &Ids) -> HashMap<String, u32> {
+    (0..ids.len())
+        .map(|row| (id_key(ids, row), row as u32))
+        .collect()
+}
+
+impl Served {
+    /// Loads and verifies a version directory (or `latest` link) for serving.
+    pub fn load(job: &str, dir: &Path) -> Result<Served, VersionError> {
+        let loaded = artifact::load_version(dir)?;
+        let version = std::fs::canonicalize(&loaded.dir)
+            .ok()
+            .and_then(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .and_then(|name| name.strip_prefix('v'))
+                    .and_then(|number| number.parse().ok())
+            })
+            .unwrap_or(0);
+        let model = match loaded.model {
+            SavedModel::Trees(saved) => {
+                let categories = saved
+                    .feature_kinds
+                    .iter()
+                    .map(|kind| match kind {
+                        FeatureKind::Numeric => None,
+                        FeatureKind::Categorical { names } => Some(
+                            names
+                                .iter()
+                                .enumerate()
+                                .map(|(index, name)| (name.clone(), index as u32))
+                                .collect(),
+                        ),
+                    })
+                    .collect();
+                ServedModel::Trees(Box::new(ServedTrees {
+                    saved: *saved,
+                    categories,
+                }))
+            }
+            SavedModel::Als(saved) => {
+                let scorer = ItemScorer::new(
+                    &saved.item_factors,
+                    saved.rank,
+                    vec![true; saved.item_ids.len()],
+                );
+                let popular = recommend::popular_items(&saved.item_counts());
+                ServedModel::Als(Box::new(ServedAls {
+                    users: index_ids(&saved.user_ids),
+                    items: index_ids(&saved.item_ids),
+                    scorer,
+                    popular,
+                    saved,
+                }))
+            }
+        };
+        Ok(Served {
+            job: job.to_owned(),
+            version,
+            dir: loaded.dir,
+            algorithm: loaded.manifest.algorithm,
+            metrics: loaded.metrics,
+            loaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            model,
+        })
+    }
+
+    /// The headline metric, as `models list` shows it.
+    pub fn headline(&self) -> Option<(&'static str, f64)> {
+        ["rmse", "ndcg_at_k", "auc_roc", "f1", "accuracy", "r2"]
+            .into_iter()
+            .find_map(|name| self.metrics[name].as_f64().map(|value| (name, value)))
+    }
+}
+
+/// Whether `name` can be a job folder name (what `job.name` allows): no separators, no `..`.
+pub fn valid_job_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Pinned versions (`/versions/{N}/`) kept loaded at most.
+const PINNED_LIMIT: usize = 8;
+
+/// Every job's served version, plus pinned versions loaded on demand.
+pub struct ModelCache {
+    pub models_dir: PathBuf,
+    latest: RwLock<HashMap<String, Arc<Served>>>,
+    /// Pinned versions, most recently used last.
+    pinned: Mutex<Vec<Arc<Served>>>,
+    /// The version a job's `latest` pointed at when loading it failed (not retried until
+    /// `latest` moves again).
+    failed: Mutex<HashMap<String, u64>>,
+}
+
+impl ModelCache {
+    pub fn new(models_dir: PathBuf) -> ModelCache {
+        ModelCache {
+            models_dir,
+            latest: RwLock::new(HashMap::new()),
+            pinned: Mutex::new(Vec::new()),
+            failed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, job: &str) -> Option<Arc<Served>> {
+        self.latest
+            .read()
+            .ok()
+            .and_then(|map| map.get(job).cloned())
+    }
+
+    pub fn all(&self) -> Vec<Arc<Served>> {
+        let mut served: Vec<Arc<Served>> = self
+            .latest
+            .read()
+            .map(|map| map.values().cloned().collect())
+            .unwrap_or_default();
+        served.sort_by(|a, b| a.job.cmp(&b.job));
+        served
+    }
+
+    /// A pinned version of a job, loaded (and verified) on first use.
+    pub fn pinned(&self, job: &str, version: u64) -> Result<Option<Arc<Served>>, VersionError> {
+        if let Some(served) = self.get(job).filter(|served| served.version == version) {
+            return Ok(Some(served));
+        }
+        if let Ok(mut pinned) = self.pinned.lock()
+            && let Some(at) = pinned
+                .iter()
+                .position(|served| served.job == job && served.version == version)
+        {
+            let served = pinned.remove(at);
+            pinned.push(served.clone());
+            return Ok(Some(served));
+        }
+        let dir = self.models_dir.join(job).join(format!("v{version}"));
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let served = Arc::new(Served::load(job, &dir)?);
+        if let Ok(mut pinned) = self.pinned.lock() {
+            pinned.push(served.clone());
+            if pinned.len() > PINNED_LIMIT {
+                pinned.remove(0);
+            }
+        }
+        Ok(Some(served))
+    }
+
+    /// Job folders under the models directory, with the version their `latest` points at.
+    fn latest_versions(&self) -> Vec<(String, u64)> {
+        let Ok(entries) = std::fs::read_dir(&self.models_dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, u64)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().to_str()?.to_owned();
+                if !valid_job_name(&name) || name.starts_with('.') {
+                    return None;
+                }
+                match LatestState::read(&entry.path()) {
+                    LatestState::Version(version) => Some((name, version)),
+                    _ => None,
+                }
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Loads every job whose `latest` moved since it was loaded (or that is new), swapping each
+    /// in once it is loaded; a version that fails to load is reported and the old one keeps
+    /// serving. Returns one line per change, for the log.
+    pub fn refresh(&self) -> Vec<String> {
+        let mut log = Vec::new();
+        for (job, version) in self.latest_versions() {
+            let current = self.get(&job).map(|served| served.version);
+            let failed_before = self
+                .failed
+                .lock()
+                .map(|failed| failed.get(&job) == Some(&version))
+                .unwrap_or(false);
+            if current == Some(version) || failed_before {
+                continue;
+            }
+            let dir = self.models_dir.join(&job).join(format!("v{version}"));
+            match Served::load(&job, &dir) {
+                Ok(served) => {
+                    if let Ok(mut latest) = self.latest.write() {
+                        latest.insert(job.clone(), Arc::new(served));
+                    }
+                    if let Ok(mut failed) = self.failed.lock() {
+                        failed.remove(&job);
+                    }
+                    log.push(match current {
+                        Some(old) => format!("{job}: now serving v{version} (was v{old})"),
+                        None => format!("{job}: serving v{version}"),
+                    });
+                }
+                Err(error) => {
+                    if let Ok(mut failed) = self.failed.lock() {
+                        failed.insert(job.clone(), version);
+                    }
+                    log.push(format!(
+                        "{job}: cannot load v{version}, {}: {error}",
+                        match current {
+                            Some(old) => format!("still serving v{old}"),
+                            None => "not served".to_owned(),
+                        }
+                    ));
+                }
+            }
+        }
+        log
+    }
+
+    /// Whether a job folder exists for `job` (404 versus "not loaded").
+    pub fn job_exists(&self, job: &str) -> bool {
+        store::versions(&self.models_dir.join(job)).is_ok_and(|versions| !versions.is_empty())
+    }
+}

@@ -1,0 +1,124 @@
+//! `GET /metrics` in Prometheus' text format: requests and latency histograms per route and
+//! status, and the version served per job. Counted with a mutex per observation: a request
+//! costs microseconds, the lock tens of nanoseconds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds (Prometheus' `le`).
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Default)]
+struct Series {
+    count: u64,
+    sum_seconds: f64,
+    /// Observations at or below each bound (not cumulative here; summed when rendered).
+    buckets: [u64; BUCKETS.len()],
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    series: Mutex<BTreeMap<(String, u16), Series>>,
+}
+
+impl Metrics {
+    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Ok(mut series) = self.series.lock() {
+            let entry = series.entry((route.to_owned(), status)).or_default();
+            entry.count += 1;
+            entry.sum_seconds += seconds;
+            if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+                entry.buckets[bucket] += 1;
+            }
+        }
+    }
+
+    pub fn render(&self, served: &[(String, u64)]) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "# HELP submit_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(text, "# TYPE submit_requests_total counter");
+        let series = self.series.lock().map(|s| {
+            s.iter()
+                .map(|((route, status), series)| {
+                    (
+                        route.clone(),
+                        *status,
+                        series.count,
+                        series.sum_seconds,
+                        series.buckets,
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let series = series.unwrap_or_default();
+        for (route, status, count, _, _) in &series {
+            let _ = writeln!(
+                text,
+                "submit_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP submit_request_duration_seconds Time from request to response."
+        );
+        let _ = writeln!(text, "# TYPE submit_request_duration_seconds histogram");
+        for (route, status, count, sum, buckets) in &series {
+            let labels = format!("route=\"{route}\",status=\"{status}\"");
+            let mut cumulative = 0;
+            for (bound, observed) in BUCKETS.iter().zip(buckets) {
+                cumulative += observed;
+                let _ = writeln!(
+                    text,
+                    "submit_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                text,
+                "submit_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                text,
+                "submit_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                text,
+                "submit_request_duration_seconds_count{{{labels}}} {count}"
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP submit_served_version The version served per job."
+        );
+        let _ = writeln!(text, "# TYPE submit_served_version gauge");
+        for (job, version) in served {
+            let _ = writeln!(text, "submit_served_version{{model=\"{job}\"}} {version}");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_cumulative_buckets_and_versions() {
+        let metrics = Metrics::default();
+        metrics.observe("/v1/models", 200, Duration::from_micros(50));
+        metrics.observe("/v1/models", 200, Duration::from_millis(3));
+        let text = metrics.render(&[("gbt".to_owned(), 4)]);
+        assert!(text.contains("submit_requests_total{route=\"/v1/models\",status=\"200\"} 2"));
+        assert!(text.contains("le=\"0.0001\"} 1"));
+        assert!(text.contains("le=\"0.005\"} 2"));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("submit_served_version{model=\"gbt\"} 4"));
+    }
+}

@@ -1,0 +1,444 @@
+//! `submit serve`: the HTTP face of the published versions. Routes parse and check a request,
+//! take the job's loaded version from the [`cache`] (one `Arc` per request, so a swap never
+//! disturbs a request in flight) and call the same scoring the batch jobs use. A background task
+//! follows every job's `latest` and swaps new versions in once they are loaded and verified; a
+//! version that fails to load is logged and the old one keeps serving.
+
+pub mod cache;
+mod metrics;
+pub mod score;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use self::cache::{ModelCache, Served, ServedModel, valid_job_name};
+use self::score::{RequestError, bad_request};
+
+/// How the server was asked to run (flags over the `[serve]` defaults).
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub models_dir: PathBuf,
+    pub addr: String,
+    pub threads: usize,
+    /// Largest request body accepted (413 above it).
+    pub body_limit: usize,
+    /// Most rows one scoring request may carry (413 above it).
+    pub max_rows: usize,
+    /// How often `latest` links are checked for a new version.
+    pub poll: Duration,
+}
+
+/// The server could not start (exit code 2: a usage problem, such as an address in use).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve on {addr}: {problem}")]
+pub struct ServeError {
+    pub addr: String,
+    pub problem: String,
+}
+
+struct AppState {
+    cache: ModelCache,
+    metrics: metrics::Metrics,
+    max_rows: usize,
+}
+
+type Shared = Arc<AppState>;
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            axum::Json(json!({"error": self.message, "code": self.code})),
+        )
+            .into_response()
+    }
+}
+
+fn not_found(message: impl Into<String>) -> RequestError {
+    RequestError {
+        status: 404,
+        code: "not_found",
+        message: message.into(),
+    }
+}
+
+/// The version a route names: the served one, or a pinned `versions/{N}`.
+fn resolve(
+    state: &AppState,
+    job: &str,
+    version: Option<&str>,
+) -> Result<Arc<Served>, RequestError> {
+    if !valid_job_name(job) {
+        return Err(bad_request(format!(
+            "{:?} is not a job name (letters, digits, `-`, `_`, `.`)",
+            crate::text::shorten(job, 80)
+        )));
+    }
+    match version {
+        None => state.cache.get(job).ok_or_else(|| {
+            if state.cache.job_exists(job) {
+                RequestError {
+                    status: 503,
+                    code: "not_loaded",
+                    message: format!(
+                        "job `{job}` has no loadable latest version (see the server log)"
+                    ),
+                }
+            } else {
+                not_found(format!(
+                    "no model `{job}` under {}",
+                    state.cache.models_dir.display()
+                ))
+            }
+        }),
+        Some(text) => {
+            let number: u64 = text
+                .strip_prefix('v')
+                .unwrap_or(text)
+                .parse()
+                .map_err(|_| {
+                    bad_request(format!(
+                        "{:?} is not a version number",
+                        crate::text::shorten(text, 40)
+                    ))
+                })?;
+            match state.cache.pinned(job, number) {
+                Ok(Some(served)) => Ok(served),
+                Ok(None) => Err(not_found(format!("job `{job}` has no version {number}"))),
+                Err(error) => Err(RequestError {
+                    status: 503,
+                    code: "damaged_version",
+                    message: error.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, RequestError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        RequestError {
+            status: status.as_u16(),
+            code: if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "bad_body"
+            },
+            message: rejection.body_text(),
+        }
+    })
+}
+
+fn answer(served: &Served, mut fields: serde_json::Map<String, Value>) -> Response {
+    fields.insert("model".to_owned(), Value::from(served.job.clone()));
+    fields.insert("version".to_owned(), Value::from(served.version));
+    axum::Json(Value::Object(fields)).into_response()
+}
+
+fn predict_with(
+    state: &AppState,
+    served: &Served,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, RequestError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/json");
+    let frame = score::parse_frame(content_type, body, state.max_rows)?;
+    let mut fields = serde_json::Map::new();
+    match &served.model {
+        ServedModel::Trees(model) => {
+            let (predictions, probabilities) = score::score_trees(model, &frame)?;
+            fields.insert("predictions".to_owned(), predictions);
+            if let Some(probabilities) = probabilities {
+                fields.insert("probabilities".to_owned(), probabilities);
+            }
+        }
+        ServedModel::Als(model) => {
+            fields.insert("predictions".to_owned(), score::score_pairs(model, &frame)?);
+        }
+    }
+    Ok(answer(served, fields))
+}
+
+async fn predict(
+    State(state): State<Shared>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, None)?;
+    predict_with(&state, &served, &headers, &body)
+}
+
+async fn predict_version(
+    State(state): State<Shared>,
+    Path((job, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, Some(&version))?;
+    predict_with(&state, &served, &headers, &body)
+}
+
+fn recommend_with(served: &Served, body: &[u8]) -> Result<Response, RequestError> {
+    let ServedModel::Als(model) = &served.model else {
+        return Err(bad_request(format!(
+            "`{}` is a {} model; recommendations need an als model",
+            served.job, served.algorithm
+        )));
+    };
+    let Value::Object(fields) = score::recommend(model, body)? else {
+        return Err(bad_request("unexpected answer"));
+    };
+    Ok(answer(served, fields))
+}
+
+async fn recommend(
+    State(state): State<Shared>,
+    Path(job): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, None)?;
+    recommend_with(&served, &body)
+}
+
+async fn recommend_version(
+    State(state): State<Shared>,
+    Path((job, version)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, Some(&version))?;
+    recommend_with(&served, &body)
+}
+
+fn describe(served: &Served) -> Value {
+    let headline = served.headline();
+    json!({
+        "model": served.job,
+        "version": served.version,
+        "algorithm": served.algorithm,
+        "metric": headline.map(|(name, _)| name),
+        "value": headline.map(|(_, value)| value),
+        "loaded_at": served.loaded_at,
+        "dir": served.dir.display().to_string(),
+    })
+}
+
+async fn list_models(State(state): State<Shared>) -> Response {
+    let models: Vec<Value> = state
+        .cache
+        .all()
+        .iter()
+        .map(|served| describe(served))
+        .collect();
+    axum::Json(json!({"models": models})).into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    // Every model was loaded (or found unloadable) before the listener opened.
+    let models: Vec<Value> = state
+        .cache
+        .all()
+        .iter()
+        .map(|served| json!({"model": served.job, "version": served.version}))
+        .collect();
+    axum::Json(json!({"status": "ready", "models": models})).into_response()
+}
+
+async fn metrics_text(State(state): State<Shared>) -> Response {
+    let served: Vec<(String, u64)> = state
+        .cache
+        .all()
+        .iter()
+        .map(|served| (served.job.clone(), served.version))
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&served),
+    )
+        .into_response()
+}
+
+async fn fallback() -> RequestError {
+    not_found(
+        "no such route; GET /v1/models lists the models, POST /v1/models/{job}/predict scores rows",
+    )
+}
+
+/// Counts every request by route and status, with its latency.
+async fn measure(
+    State(state): State<Shared>,
+    request: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn router(state: Shared, body_limit: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{job}/predict", post(predict))
+        .route(
+            "/v1/models/{job}/versions/{version}/predict",
+            post(predict_version),
+        )
+        .route("/v1/models/{job}/recommend", post(recommend))
+        .route(
+            "/v1/models/{job}/versions/{version}/recommend",
+            post(recommend_version),
+        )
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// The routes, for the start-up message.
+pub const ROUTES: &[&str] = &[
+    "GET  /healthz, /readyz, /metrics (Prometheus text)",
+    "GET  /v1/models",
+    "POST /v1/models/{job}/predict                 (MLflow dataframe_split / dataframe_records / text/csv; ALS: user, item columns)",
+    "POST /v1/models/{job}/recommend               ({\"user\": ID, \"k\": 10, \"filter_seen\": true, \"exclude\": [...]})",
+    "POST /v1/models/{job}/versions/{N}/predict|recommend",
+];
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {},
+    }
+    eprintln!("{} shutting down: finishing requests in flight", now());
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    match result {
+        Ok(served) => served.map_err(anyhow::Error::from),
+        Err(error) => Err(anyhow::Error::from(error)),
+    }
+}
+
+/// Loads every job's latest version, prints the routes and what it serves, and answers until
+/// SIGTERM or SIGINT (requests in flight finish, for at most 10 s).
+pub fn run(options: &ServeOptions) -> anyhow::Result<()> {
+    let cache = ModelCache::new(options.models_dir.clone());
+    for line in cache.refresh() {
+        eprintln!("{} {line}", now());
+    }
+    let state = Arc::new(AppState {
+        cache,
+        metrics: metrics::Metrics::default(),
+        max_rows: options.max_rows,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads.max(1))
+        .thread_name("submit-serve")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let addr: SocketAddr = options.addr.parse().map_err(|_| ServeError {
+            addr: options.addr.clone(),
+            problem: "not an address such as 127.0.0.1:8080".to_owned(),
+        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| ServeError {
+                addr: options.addr.clone(),
+                problem: error.to_string(),
+            })?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "{} listening on http://{local} ({} models from {}; {} worker threads)",
+            now(),
+            state.cache.all().len(),
+            options.models_dir.display(),
+            options.threads
+        );
+        for route in ROUTES {
+            eprintln!("  {route}");
+        }
+        let poller = state.clone();
+        let poll = options.poll;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(poll).await;
+                let cache = poller.clone();
+                let log = tokio::task::spawn_blocking(move || cache.cache.refresh())
+                    .await
+                    .unwrap_or_default();
+                for line in log {
+                    eprintln!("{} {line}", now());
+                }
+            }
+        });
+        let app = router(state.clone(), options.body_limit);
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = signalled.send(());
+        });
+        let mut handle = tokio::spawn(async move { server.await });
+        tokio::select! {
+            result = &mut handle => return flatten(result),
+            _ = on_signal => {}
+        }
+        // Requests in flight get 10 s to finish; then the process stops anyway.
+        match tokio::time::timeout(Duration::from_secs(10), handle).await {
+            Ok(result) => flatten(result),
+            Err(_) => {
+                eprintln!("{} requests still in flight after 10 s: stopping", now());
+                Ok(())
+            }
+        }
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    eprintln!("{} stopped", now());
+    Ok(())
+}

@@ -1,0 +1,440 @@
+//! Request bodies to model inputs and model outputs to response bodies: MLflow's scoring
+//! formats (`dataframe_split`, `dataframe_records`, `text/csv` with a header) for tree models and
+//! (user, item) pairs, and the recommend request. Values are converted exactly as a predict job
+//! reads them from a file (numbers through f64 to f32, categories by their original names), so a
+//! row scores to the same bits either way. Every refusal names the field, row or column.
+
+use serde_json::{Map, Value, json};
+
+use super::cache::{ServedAls, ServedTrees};
+use crate::algo::trees::TreeTask;
+use crate::dataset::Ids;
+
+/// A request that cannot be answered: HTTP status, a short code and a message.
+#[derive(Debug)]
+pub struct RequestError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub fn bad_request(message: impl Into<String>) -> RequestError {
+    RequestError {
+        status: 400,
+        code: "bad_request",
+        message: message.into(),
+    }
+}
+
+/// Rows of named columns, as every body format becomes.
+pub struct Frame {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+fn short(value: &Value) -> String {
+    crate::text::shorten(&value.to_string(), 80)
+}
+
+/// Parses a scoring body: `text/csv` (first line the header) or JSON with `dataframe_split`
+/// (`columns`, `data`) or `dataframe_records` (a list of objects).
+pub fn parse_frame(
+    content_type: &str,
+    body: &[u8],
+    max_rows: usize,
+) -> Result<Frame, RequestError> {
+    let frame = if content_type.starts_with("text/csv") {
+        parse_csv(body)?
+    } else {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
+        if let Some(split) = value.get("dataframe_split") {
+            parse_split(split)?
+        } else if let Some(records) = value.get("dataframe_records") {
+            parse_records(records)?
+        } else {
+            return Err(bad_request(
+                "expected {\"dataframe_split\": {\"columns\": [...], \"data\": [[...]]}} or {\"dataframe_records\": [{...}]} (MLflow's scoring formats), or a text/csv body with a header",
+            ));
+        }
+    };
+    if frame.rows.len() > max_rows {
+        return Err(RequestError {
+            status: 413,
+            code: "too_many_rows",
+            message: format!(
+                "{} rows in one request; at most {max_rows} are accepted (send several requests)",
+                frame.rows.len()
+            ),
+        });
+    }
+    Ok(frame)
+}
+
+fn parse_csv(body: &[u8]) -> Result<Frame, RequestError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(body);
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|error| bad_request(format!("the CSV header cannot be read: {error}")))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut rows = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|error| bad_request(format!("CSV row {row}: {error}")))?;
+        rows.push(
+            record
+                .iter()
+                .map(|field| {
+                    if field.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(field.to_owned())
+                    }
+                })
+                .collect(),
+        );
+    }
+    Ok(Frame { columns, rows })
+}
+
+fn parse_split(split: &Value) -> Result<Frame, RequestError> {
+    let columns: Vec<String> = split
+        .get("columns")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_request("dataframe_split.columns must be a list of column names"))?
+        .iter()
+        .enumerate()
+        .map(|(at, name)| {
+            name.as_str().map(str::to_owned).ok_or_else(|| {
+                bad_request(format!(
+                    "dataframe_split.columns[{at}] is {}, not a name",
+                    short(name)
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let data = split
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_request("dataframe_split.data must be a list of rows"))?;
+    let mut rows = Vec::with_capacity(data.len());
+    for (row, values) in data.iter().enumerate() {
+        let values = values
+            .as_array()
+            .ok_or_else(|| bad_request(format!("dataframe_split.data[{row}] is not a list")))?;
+        if values.len() != columns.len() {
+            return Err(bad_request(format!(
+                "dataframe_split.data[{row}] has {} values for {} columns",
+                values.len(),
+                columns.len()
+            )));
+        }
+        rows.push(values.clone());
+    }
+    Ok(Frame { columns, rows })
+}
+
+fn parse_records(records: &Value) -> Result<Frame, RequestError> {
+    let records = records
+        .as_array()
+        .ok_or_else(|| bad_request("dataframe_records must be a list of objects"))?;
+    let mut columns: Vec<String> = Vec::new();
+    for (row, record) in records.iter().enumerate() {
+        let object = record
+            .as_object()
+            .ok_or_else(|| bad_request(format!("dataframe_records[{row}] is not an object")))?;
+        for key in object.keys() {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let rows = records
+        .iter()
+        .map(|record| {
+            columns
+                .iter()
+                .map(|name| record.get(name).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect();
+    Ok(Frame { columns, rows })
+}
+
+fn column(frame: &Frame, name: &str) -> Result<usize, RequestError> {
+    frame
+        .columns
+        .iter()
+        .position(|column| column == name)
+        .ok_or_else(|| {
+            bad_request(format!(
+                "no column `{name}`; the request has: {}",
+                crate::text::column_list(&frame.columns)
+            ))
+        })
+}
+
+/// A numeric feature value as a predict job reads it: through f64, missing as NaN.
+fn number(value: &Value, row: usize, name: &str) -> Result<f32, RequestError> {
+    let parsed = match value {
+        Value::Null => Some(f64::NAN),
+        Value::Number(number) => number.as_f64(),
+        Value::Bool(flag) => Some(f64::from(u8::from(*flag))),
+        Value::String(text) if text.trim().is_empty() => Some(f64::NAN),
+        Value::String(text) => text.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(number) if !number.is_infinite() => Ok(number as f32),
+        _ => Err(bad_request(format!(
+            "row {row}, column `{name}`: {} is not a number (missing values may be null)",
+            short(value)
+        ))),
+    }
+}
+
+/// A category's name as the model's category list spells it.
+fn category_name(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number
+            .as_f64()
+            .map_or_else(|| number.to_string(), |x| (x as f32).to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// Scores every row with a tree ensemble: the predictions (original labels for
+/// classification) and, for classifiers, each class's probability, in request order.
+pub fn score_trees(
+    model: &ServedTrees,
+    frame: &Frame,
+) -> Result<(Value, Option<Value>), RequestError> {
+    let saved = &model.saved;
+    let positions: Vec<usize> = saved
+        .feature_names
+        .iter()
+        .map(|name| column(frame, name))
+        .collect::<Result<_, _>>()?;
+    let width = saved.feature_names.len();
+    let mut features = vec![0f32; width];
+    let mut outputs = Vec::with_capacity(frame.rows.len());
+    for (row, values) in frame.rows.iter().enumerate() {
+        for (feature, &at) in positions.iter().enumerate() {
+            let name = &saved.feature_names[feature];
+            let value = &values[at];
+            features[feature] = match &model.categories[feature] {
+                None => number(value, row, name)?,
+                Some(index) => {
+                    let key = category_name(value);
+                    match index.get(&key) {
+                        Some(&category) => category as f32,
+                        None => {
+                            return Err(bad_request(format!(
+                                "row {row}, column `{name}`: category {} was never seen in training",
+                                crate::text::shorten(&format!("{key:?}"), 80)
+                            )));
+                        }
+                    }
+                }
+            };
+        }
+        outputs.push(saved.model.predict_row(|feature| features[feature]));
+    }
+    let label = |class: usize| -> Value {
+        match &saved.label_names {
+            Some(names) => names
+                .get(class)
+                .map_or(Value::from(class), |name| Value::from(name.clone())),
+            None => Value::from(class),
+        }
+    };
+    match saved.model.task {
+        TreeTask::Regression => Ok((
+            Value::Array(outputs.iter().map(|output| json!(output[0])).collect()),
+            None,
+        )),
+        TreeTask::Classification => {
+            let classes = saved.model.classes;
+            let predictions = outputs
+                .iter()
+                .map(|p| {
+                    let best = (0..classes).fold(
+                        0,
+                        |best, class| if p[class] > p[best] { class } else { best },
+                    );
+                    label(best)
+                })
+                .collect();
+            let probabilities = outputs
+                .iter()
+                .map(|p| {
+                    let mut object = Map::new();
+                    for (class, probability) in p.iter().enumerate().take(classes) {
+                        let key = match label(class) {
+                            Value::String(text) => text,
+                            other => other.to_string(),
+                        };
+                        object.insert(key, json!(probability));
+                    }
+                    Value::Object(object)
+                })
+                .collect();
+            Ok((Value::Array(predictions), Some(Value::Array(probabilities))))
+        }
+    }
+}
+
+/// An id from a request as the model's lookup spells it.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.trim().to_owned()),
+        Value::Number(number) => number.as_i64().map(|id| id.to_string()).or_else(|| {
+            number
+                .as_f64()
+                .filter(|x| x.fract() == 0.0)
+                .map(|x| (x as i64).to_string())
+        }),
+        _ => None,
+    }
+}
+
+fn id_value(ids: &Ids, row: usize) -> Value {
+    match ids {
+        Ids::Integer(values) => Value::from(values[row]),
+        Ids::Text(values) => Value::from(values[row].clone()),
+    }
+}
+
+/// Scores (user, item) pairs with an ALS model: `user` and `item` columns; null for pairs the
+/// model does not know.
+pub fn score_pairs(model: &ServedAls, frame: &Frame) -> Result<Value, RequestError> {
+    let (user_at, item_at) = (column(frame, "user")?, column(frame, "item")?);
+    let rank = model.saved.rank;
+    let mut predictions = Vec::with_capacity(frame.rows.len());
+    for (row, values) in frame.rows.iter().enumerate() {
+        let lookup = |at: usize, table: &std::collections::HashMap<String, u32>, name: &str| {
+            let text = id_text(&values[at]).ok_or_else(|| {
+                bad_request(format!(
+                    "row {row}, column `{name}`: {} is not an id (an integer or a string)",
+                    short(&values[at])
+                ))
+            })?;
+            Ok::<_, RequestError>(table.get(&text).copied())
+        };
+        let user = lookup(user_at, &model.users, "user")?;
+        let item = lookup(item_at, &model.items, "item")?;
+        predictions.push(match (user, item) {
+            (Some(user), Some(item)) => {
+                let (user, item) = (user as usize, item as usize);
+                let x = &model.saved.user_factors[user * rank..(user + 1) * rank];
+                let y = &model.saved.item_factors[item * rank..(item + 1) * rank];
+                json!(x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>())
+            }
+            _ => Value::Null,
+        });
+    }
+    Ok(Value::Array(predictions))
+}
+
+/// `{"user": ID, "k": 10, "filter_seen": true, "exclude": [...]}`: the user's top k with
+/// scores and ranks, or the most popular items (flagged) for a user the model does not know.
+pub fn recommend(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
+    let user_value = request
+        .get("user")
+        .ok_or_else(|| bad_request("the field `user` (the id to recommend for) is required"))?;
+    let user_text = id_text(user_value).ok_or_else(|| {
+        bad_request(format!(
+            "the field `user` is {}, not an id (an integer or a string)",
+            short(user_value)
+        ))
+    })?;
+    let k = match request.get("k") {
+        None => 10,
+        Some(value) => value
+            .as_u64()
+            .filter(|k| (1..=10_000).contains(k))
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "the field `k` is {}; it must be 1 to 10000",
+                    short(value)
+                ))
+            })? as usize,
+    };
+    let filter_seen = match request.get("filter_seen") {
+        None => true,
+        Some(value) => value
+            .as_bool()
+            .ok_or_else(|| bad_request("the field `filter_seen` must be true or false"))?,
+    };
+    let mut excluded: Vec<u32> = Vec::new();
+    if let Some(list) = request.get("exclude") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad_request("the field `exclude` must be a list of item ids"))?;
+        for (at, value) in list.iter().enumerate() {
+            let text = id_text(value).ok_or_else(|| {
+                bad_request(format!("exclude[{at}] is {}, not an item id", short(value)))
+            })?;
+            if let Some(&item) = model.items.get(&text) {
+                excluded.push(item);
+            }
+        }
+    }
+    let saved = &model.saved;
+    let known = model.users.get(&user_text).copied();
+    let (ranked, cold_start): (Vec<(u32, Option<f32>)>, bool) = match known {
+        Some(user) => {
+            let mut leave_out = excluded;
+            if filter_seen {
+                leave_out.extend_from_slice(saved.seen(user as usize));
+            }
+            let rank = saved.rank;
+            let factors = &saved.user_factors[user as usize * rank..(user as usize + 1) * rank];
+            let lists = model
+                .scorer
+                .top_k(factors, &[0], k, &|_| leave_out.as_slice());
+            let list = lists.into_iter().next().unwrap_or_default();
+            (
+                list.into_iter()
+                    .map(|(item, score)| (item, Some(score)))
+                    .collect(),
+                false,
+            )
+        }
+        None => (
+            recommend_popular(&model.popular, &excluded, k)
+                .into_iter()
+                .map(|item| (item, None))
+                .collect(),
+            true,
+        ),
+    };
+    let items: Vec<Value> = ranked
+        .iter()
+        .enumerate()
+        .map(|(position, (item, score))| {
+            json!({
+                "item": id_value(&saved.item_ids, *item as usize),
+                "score": score,
+                "rank": position + 1,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "user": user_value,
+        "known_user": known.is_some(),
+        "popular": cold_start,
+        "items": items,
+    }))
+}
+
+fn recommend_popular(popular: &[u32], excluded: &[u32], k: usize) -> Vec<u32> {
+    crate::algo::als::recommend::first_unseen(popular, excluded, k)
+}

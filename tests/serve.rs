@@ -1,0 +1,553 @@
+//! `submit serve` through the real server on an ephemeral loopback port: predictions equal to a
+//! predict job's on the same rows, recommendations equal to a recommend job's, hot reload under
+//! load, a damaged version that keeps the old one serving, bad requests with their statuses,
+//! and a clean stop on SIGTERM. No assertion is on wall-clock time.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const GBT_JOB: &str = "[job]\nname = \"gbt\"\nmaster = \"local[2]\"\n[input]\npath = \"table.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 8\nmax_depth = 3\n";
+const FOREST_JOB: &str = "[job]\nname = \"forest\"\nmaster = \"local[2]\"\n[input]\nsynthetic = { kind = \"regression\", rows = 600, features = 3 }\n[model]\nalgorithm = \"random_forest\"\ntask = \"regression\"\nnum_trees = 4\nmax_depth = 4\n";
+const ALS_JOB: &str = "[job]\nname = \"als\"\nmaster = \"local[2]\"\n[input]\nsynthetic = { kind = \"ratings\", users = 80, items = 50, ratings = 1500, rank = 2 }\n[model]\nrank = 3\nmax_iter = 4\n";
+
+/// A table with a string categorical and string labels, so names travel both ways.
+fn table_csv() -> String {
+    let mut text = String::from("x,colour,y,label\n");
+    for row in 0..600u32 {
+        let x = f64::from(row % 37) / 7.0 - 2.0;
+        let colour = ["red", "green", "blue"][(row % 3) as usize];
+        let y = f64::from((row * 7919) % 101) / 50.0 - 1.0;
+        let positive = x + y + if colour == "red" { 0.7 } else { -0.3 } > 0.0;
+        let missing = if row % 11 == 0 {
+            String::new()
+        } else {
+            format!("{y}")
+        };
+        text.push_str(&format!(
+            "{x},{colour},{missing},{}\n",
+            if positive { "yes" } else { "no" }
+        ));
+    }
+    text
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = submit(dir)
+            .args([
+                "serve",
+                "--models",
+                "models",
+                "--addr",
+                "127.0.0.1:0",
+                "--poll-ms",
+                "50",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut sender = Some(sender);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://")
+                    && let Some(sender) = sender.take()
+                {
+                    let rest = &line[at + "listening on http://".len()..];
+                    let _ = sender.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                }
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let addr = receiver
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+        Server { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_for_log(&self, words: &str) {
+        let started = Instant::now();
+        while !self.log().contains(words) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {words:?} in the log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        http(&self.addr, method, path, content_type, body)
+    }
+
+    fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self.request(
+            "POST",
+            path,
+            "application/json",
+            body.to_string().as_bytes(),
+        );
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.request("GET", path, "", b"");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("the server did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and the body.
+fn http(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
+}
+
+fn trained() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "table.csv", &table_csv());
+    write(dir.path(), "gbt.toml", GBT_JOB);
+    write(dir.path(), "forest.toml", FOREST_JOB);
+    write(dir.path(), "als.toml", ALS_JOB);
+    for job in ["gbt.toml", "forest.toml", "als.toml"] {
+        ok_json(dir.path(), &[job]);
+    }
+    dir
+}
+
+/// The rows of a CSV file as (header, rows of fields).
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let rows = lines
+        .map(|line| line.split(',').map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn tree_predictions_equal_the_predict_jobs_to_the_bit_in_every_body_format() {
+    let dir = trained();
+    let rows = "x,colour,y\n0.5,red,0.25\n-1.75,blue,\n1.2857142857142858,green,-0.9\n";
+    write(dir.path(), "rows.csv", rows);
+    write(
+        dir.path(),
+        "predict.toml",
+        "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/gbt/latest\"\n[input]\npath = \"rows.csv\"\n[output]\npath = \"scored.csv\"\n",
+    );
+    ok_json(dir.path(), &["predict.toml"]);
+    let (header, scored) = read_csv(&dir.path().join("scored.csv"));
+    let yes = header
+        .iter()
+        .position(|name| name == "probability_yes")
+        .unwrap();
+    let label = header.iter().position(|name| name == "prediction").unwrap();
+
+    let server = Server::start(dir.path(), &[]);
+    let split = json!({"dataframe_split": {
+        "columns": ["x", "colour", "y"],
+        "data": [[0.5, "red", 0.25], [-1.75, "blue", null], [1.2857142857142858, "green", -0.9]],
+    }});
+    let records = json!({"dataframe_records": [
+        {"x": 0.5, "colour": "red", "y": 0.25},
+        {"x": -1.75, "colour": "blue"},
+        {"y": -0.9, "colour": "green", "x": 1.2857142857142858},
+    ]});
+    let (status, by_split) = server.post_json("/v1/models/gbt/predict", &split);
+    assert_eq!(status, 200, "{by_split}");
+    let (_, by_records) = server.post_json("/v1/models/gbt/predict", &records);
+    let (_, csv_text) = server.request(
+        "POST",
+        "/v1/models/gbt/predict",
+        "text/csv",
+        rows.as_bytes(),
+    );
+    let by_csv: Value = serde_json::from_str(&csv_text).unwrap();
+    assert_eq!(by_split["model"], "gbt");
+    assert_eq!(by_split["version"], 1);
+    for answer in [&by_split, &by_records, &by_csv] {
+        for (row, fields) in scored.iter().enumerate() {
+            let expected: f64 = fields[yes].parse().unwrap();
+            let served = answer["probabilities"][row]["yes"].as_f64().unwrap();
+            assert_eq!(served.to_bits(), expected.to_bits(), "row {row}: {answer}");
+            assert_eq!(answer["predictions"][row], fields[label].as_str());
+        }
+    }
+    // A pinned version answers the same; an absent one is 404.
+    let (status, pinned) = server.post_json("/v1/models/gbt/versions/1/predict", &split);
+    assert_eq!(status, 200);
+    assert_eq!(pinned["probabilities"], by_split["probabilities"]);
+    let (status, _) = server.post_json("/v1/models/gbt/versions/9/predict", &split);
+    assert_eq!(status, 404);
+
+    // Regression: one number per row.
+    let (status, forest) = server.post_json(
+        "/v1/models/forest/predict",
+        &json!({"dataframe_split": {"columns": ["f0", "f1", "f2"], "data": [[0.1, 0.2, 0.3]]}}),
+    );
+    assert_eq!(status, 200, "{forest}");
+    assert!(forest["predictions"][0].is_f64());
+    assert!(forest.get("probabilities").is_none());
+    assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn recommendations_and_pair_scores_equal_the_batch_jobs() {
+    let dir = trained();
+    write(
+        dir.path(),
+        "recommend.toml",
+        "[job]\nkind = \"recommend\"\n[model]\nfrom = \"models/als/latest\"\n[recommend]\nk = 5\n[output]\npath = \"recs.csv\"\n",
+    );
+    ok_json(dir.path(), &["recommend.toml"]);
+    let (_, recs) = read_csv(&dir.path().join("recs.csv"));
+    let user = recs[0][0].clone();
+    let expected: Vec<(String, String)> = recs
+        .iter()
+        .filter(|fields| fields[0] == user)
+        .map(|fields| (fields[1].clone(), fields[2].clone()))
+        .collect();
+    let server = Server::start(dir.path(), &[]);
+    let (status, answer) = server.post_json(
+        "/v1/models/als/recommend",
+        &json!({"user": user.parse::<i64>().unwrap(), "k": 5}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["known_user"], true);
+    let served: Vec<(String, String)> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["item"].to_string(), item["score"].to_string()))
+        .collect();
+    assert_eq!(served.len(), expected.len());
+    for ((item, score), (want_item, want_score)) in served.iter().zip(&expected) {
+        assert_eq!(item, want_item);
+        let (a, b): (f32, f32) = (score.parse().unwrap(), want_score.parse().unwrap());
+        assert_eq!(a.to_bits(), b.to_bits(), "{answer}");
+    }
+    // Excluding the first item moves the second up.
+    let (_, excluded) = server.post_json(
+        "/v1/models/als/recommend",
+        &json!({"user": user, "k": 5, "exclude": [answer["items"][0]["item"]]}),
+    );
+    assert_eq!(excluded["items"][0]["item"], answer["items"][1]["item"]);
+    // An unknown user gets the popular items, flagged.
+    let (_, cold) = server.post_json(
+        "/v1/models/als/recommend",
+        &json!({"user": "nobody", "k": 3}),
+    );
+    assert_eq!(cold["popular"], true);
+    assert_eq!(cold["items"].as_array().unwrap().len(), 3);
+    // Pairs: a known pair scores, an unknown one is null.
+    let first_item = &answer["items"][0];
+    let (status, pairs) = server.post_json(
+        "/v1/models/als/predict",
+        &json!({"dataframe_split": {"columns": ["user", "item"], "data": [[user, first_item["item"]], ["nobody", 1]]}}),
+    );
+    assert_eq!(status, 200, "{pairs}");
+    // The same dot product, summed in another order by the blocked scorer.
+    let (pair, listed) = (
+        pairs["predictions"][0].as_f64().unwrap(),
+        first_item["score"].as_f64().unwrap(),
+    );
+    assert!(
+        (pair - listed).abs() <= 1e-5 * listed.abs().max(1.0),
+        "{pair} {listed}"
+    );
+    assert!(pairs["predictions"][1].is_null());
+    // A tree model has no recommendations.
+    let (status, _) = server.post_json("/v1/models/gbt/recommend", &json!({"user": 1}));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn new_versions_are_hot_loaded_under_load_and_a_damaged_one_keeps_the_old() {
+    let dir = trained();
+    let server = Server::start(dir.path(), &[]);
+    let body =
+        json!({"dataframe_split": {"columns": ["x", "colour", "y"], "data": [[0.5, "red", 0.25]]}});
+    let addr = server.addr.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (failures, requests) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(0u64)));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, stop, failures, requests, body) = (
+                addr.clone(),
+                stop.clone(),
+                failures.clone(),
+                requests.clone(),
+                body.to_string(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, text) = http(
+                        &addr,
+                        "POST",
+                        "/v1/models/gbt/predict",
+                        "application/json",
+                        body.as_bytes(),
+                    );
+                    *requests.lock().unwrap() += 1;
+                    if status != 200 {
+                        failures.lock().unwrap().push(format!("{status} {text}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    // A new version is published and promoted while requests run.
+    ok_json(dir.path(), &["gbt.toml", "--conf", "model.max_depth=2"]);
+    server.wait_for_log("gbt: now serving v2 (was v1)");
+    let (_, answer) = server.post_json("/v1/models/gbt/predict", &body);
+    assert_eq!(answer["version"], 2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    assert!(*requests.lock().unwrap() > 0);
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "{:?}",
+        failures.lock().unwrap()
+    );
+
+    // A damaged v3 becomes latest by hand: the server says so and keeps v2.
+    let job = dir.path().join("models/gbt");
+    copy_dir(&job.join("v2"), &job.join("v3"));
+    std::fs::write(job.join("v3/model.trees.json"), b"{ damaged").unwrap();
+    std::os::unix::fs::symlink("v3", job.join(".latest-test")).unwrap();
+    std::fs::rename(job.join(".latest-test"), job.join("latest")).unwrap();
+    server.wait_for_log("gbt: cannot load v3, still serving v2");
+    let (status, answer) = server.post_json("/v1/models/gbt/predict", &body);
+    assert_eq!((status, answer["version"].clone()), (200, json!(2)));
+    let (_, listed) = server.get_json("/v1/models");
+    let gbt = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "gbt")
+        .unwrap();
+    assert_eq!(gbt["version"], 2);
+    assert_eq!(server.stop(), Some(0));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn bad_requests_get_their_status_and_a_json_error_naming_the_field() {
+    let dir = trained();
+    let server = Server::start(dir.path(), &["--max-rows", "5", "--max-body", "64K"]);
+    let check = |status: u16, body: &str, expected: u16, words: &[&str]| {
+        assert_eq!(status, expected, "{body}");
+        let error: Value =
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(error["code"].is_string(), "{body}");
+        for word in words {
+            assert!(message.contains(word), "{word:?} not in {message}");
+        }
+    };
+    let predict = "/v1/models/gbt/predict";
+    let (status, body) = server.request("POST", predict, "application/json", b"{ not json");
+    check(status, &body, 400, &["not valid JSON"]);
+    let (status, body) = server.request("POST", predict, "application/json", b"{\"rows\": []}");
+    check(status, &body, 400, &["dataframe_split"]);
+    let wrong_column =
+        json!({"dataframe_split": {"columns": ["x", "color", "y"], "data": [[1, "red", 2]]}});
+    let (status, body) = server.request(
+        "POST",
+        predict,
+        "application/json",
+        wrong_column.to_string().as_bytes(),
+    );
+    check(status, &body, 400, &["no column `colour`", "color"]);
+    let ragged =
+        json!({"dataframe_split": {"columns": ["x", "colour", "y"], "data": [[1, "red"]]}});
+    let (status, body) = server.request(
+        "POST",
+        predict,
+        "application/json",
+        ragged.to_string().as_bytes(),
+    );
+    check(status, &body, 400, &["data[0]", "2 values for 3 columns"]);
+    let not_number = json!({"dataframe_records": [{"x": "abc", "colour": "red", "y": 1}]});
+    let (status, body) = server.request(
+        "POST",
+        predict,
+        "application/json",
+        not_number.to_string().as_bytes(),
+    );
+    check(status, &body, 400, &["row 0", "`x`", "not a number"]);
+    let unseen = json!({"dataframe_records": [{"x": 1, "colour": "purple", "y": 1}]});
+    let (status, body) = server.request(
+        "POST",
+        predict,
+        "application/json",
+        unseen.to_string().as_bytes(),
+    );
+    check(status, &body, 400, &["`colour`", "purple", "never seen"]);
+    let many = json!({"dataframe_split": {"columns": ["x", "colour", "y"], "data": vec![json!([1, "red", 1]); 6]}});
+    let (status, body) = server.request(
+        "POST",
+        predict,
+        "application/json",
+        many.to_string().as_bytes(),
+    );
+    check(status, &body, 413, &["6 rows", "at most 5"]);
+    let huge = vec![b' '; 100 * 1024];
+    let (status, body) = server.request("POST", predict, "application/json", &huge);
+    check(status, &body, 413, &[]);
+    let (status, body) =
+        server.request("POST", "/v1/models/nope/predict", "application/json", b"{}");
+    check(status, &body, 404, &["no model `nope`"]);
+    let (status, body) = server.request(
+        "POST",
+        "/v1/models/..%2Fetc/predict",
+        "application/json",
+        b"{}",
+    );
+    assert!(matches!(status, 400 | 404), "{status} {body}");
+    let (status, body) = server.request(
+        "POST",
+        "/v1/models/gbt/versions/x1/predict",
+        "application/json",
+        b"{}",
+    );
+    check(status, &body, 400, &["not a version number"]);
+    let (status, body) = server.request("GET", "/nowhere", "", b"");
+    check(status, &body, 404, &["no such route"]);
+    let (status, body) = server.request(
+        "POST",
+        "/v1/models/als/recommend",
+        "application/json",
+        b"{\"k\": 5}",
+    );
+    check(status, &body, 400, &["`user`"]);
+    let (status, body) = server.request(
+        "POST",
+        "/v1/models/als/recommend",
+        "application/json",
+        b"{\"user\": 1, \"k\": 0}",
+    );
+    check(status, &body, 400, &["`k`", "1 to 10000"]);
+    // The server is still up and counted all of it.
+    let (status, health) = server.get_json("/healthz");
+    assert_eq!((status, health["status"].clone()), (200, json!("ok")));
+    let (_, metrics) = server.request("GET", "/metrics", "", b"");
+    assert!(
+        metrics
+            .contains("submit_requests_total{route=\"/v1/models/{job}/predict\",status=\"400\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("submit_served_version{model=\"gbt\"} 1"),
+        "{metrics}"
+    );
+    let (status, ready) = server.get_json("/readyz");
+    assert_eq!(status, 200);
+    assert_eq!(ready["models"].as_array().unwrap().len(), 3);
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn serve_refuses_bad_flags_and_busy_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(submit(dir.path()).args(["serve", "--master", "yarn"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not a local master"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = listener.local_addr().unwrap().to_string();
+    let output = run(submit(dir.path()).args(["serve", "--addr", &busy]));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&busy));
+}
