@@ -551,3 +551,103 @@ fn serve_refuses_bad_flags_and_busy_addresses() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains(&busy));
 }
+
+#[test]
+fn fold_in_equals_a_refit_of_the_users_row_and_similar_items_rank_by_cosine() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ratings.csv", &ratings_csv(60, true));
+    write(
+        dir.path(),
+        "als.toml",
+        "[job]\nname = \"als\"\n[input]\npath = \"ratings.csv\"\n[input.columns]\nuser = \"userId\"\nitem = \"movieId\"\nrating = \"rating\"\n[split]\ntest_fraction = 0.0\n[model]\nrank = 3\nmax_iter = 6\nreg_param = 0.05\n",
+    );
+    ok_json(dir.path(), &["als.toml"]);
+    let (ids, factors, rank) = submit::ingest::tables::read_factors(
+        &dir.path().join("models/als/v1/user_factors.parquet"),
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // User 7's training ratings, brought by a user the model has never seen.
+    let user = 7usize;
+    let ratings: Vec<Value> = ratings_csv(60, false)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[0] == user.to_string()).then(|| {
+                json!([
+                    fields[1].parse::<i64>().unwrap(),
+                    fields[2].parse::<f64>().unwrap()
+                ])
+            })
+        })
+        .collect();
+    assert_eq!(ratings.len(), 6);
+    let (status, folded) = server.post_json(
+        "/v1/models/als/recommend",
+        &json!({"user": "newcomer", "k": 5, "ratings": ratings}),
+    );
+    assert_eq!(status, 200, "{folded}");
+    assert_eq!(
+        (folded["folded_in"].clone(), folded["known_user"].clone()),
+        (json!(true), json!(false))
+    );
+    let (_, known) = server.post_json("/v1/models/als/recommend", &json!({"user": user, "k": 5}));
+    let items = |answer: &Value| -> Vec<Value> {
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["item"].clone())
+            .collect()
+    };
+    assert_eq!(items(&folded), items(&known), "{folded}\n{known}");
+    let row = (0..ids.len())
+        .find(|&row| ids.display(row) == user.to_string())
+        .unwrap();
+    let trained = &factors[row * rank..(row + 1) * rank];
+    for (a, b) in folded["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(known["items"].as_array().unwrap())
+    {
+        let (a, b) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{a} {b} (factors {trained:?})"
+        );
+    }
+    // Unknown items in the ratings are counted, not fatal; an unusable pair is a 400.
+    let (_, partly) = server.post_json(
+        "/v1/models/als/recommend",
+        &json!({"user": "x", "ratings": [[9999, 4.0], [1, 3.0]]}),
+    );
+    assert_eq!(partly["unknown_items"], 1);
+    let (status, _) = server.post_json(
+        "/v1/models/als/recommend",
+        &json!({"user": "x", "ratings": [[1]]}),
+    );
+    assert_eq!(status, 400);
+
+    let (status, similar) =
+        server.post_json("/v1/models/als/similar-items", &json!({"item": 3, "k": 4}));
+    assert_eq!(status, 200, "{similar}");
+    let list = similar["items"].as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    assert!(list.iter().all(|item| item["item"] != 3));
+    let scores: Vec<f64> = list
+        .iter()
+        .map(|item| item["similarity"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{scores:?}"
+    );
+    assert!(
+        scores
+            .iter()
+            .all(|score| (-1.0001..=1.0001).contains(score))
+    );
+    let (status, _) = server.post_json("/v1/models/als/similar-items", &json!({"item": 123456}));
+    assert_eq!(status, 404);
+}

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::algo::als::fold_in::{FoldInLoss, item_gram};
 use crate::algo::als::recommend::{self, ItemScorer};
 use crate::artifact::codec::SavedAls;
 use crate::artifact::store::{self, LatestState};
@@ -28,6 +29,12 @@ pub struct ServedAls {
     pub items: HashMap<String, u32>,
     pub scorer: ItemScorer,
     pub popular: Vec<u32>,
+    /// The model's loss, for folding in users from their interactions.
+    pub loss: FoldInLoss,
+    /// `Y^T Y` for implicit models.
+    pub gram: Option<Vec<f64>>,
+    /// Euclidean norm of each item's factors (cosine similarity).
+    pub item_norms: Vec<f32>,
 }
 
 pub enum ServedModel {
@@ -98,11 +105,29 @@ impl Served {
                     vec![true; saved.item_ids.len()],
                 );
                 let popular = recommend::popular_items(&saved.item_counts());
+                let params = &loaded.manifest.params;
+                let loss = FoldInLoss {
+                    reg_param: params["reg_param"].as_f64().unwrap_or(0.1),
+                    implicit_prefs: params["implicit_prefs"].as_bool().unwrap_or(false),
+                    alpha: params["alpha"].as_f64().unwrap_or(1.0),
+                    nonnegative: params["nonnegative"].as_bool().unwrap_or(false),
+                };
+                let gram = loss
+                    .implicit_prefs
+                    .then(|| item_gram(&saved.item_factors, saved.rank));
+                let item_norms = saved
+                    .item_factors
+                    .chunks_exact(saved.rank)
+                    .map(|row| row.iter().map(|value| value * value).sum::<f32>().sqrt())
+                    .collect();
                 ServedModel::Als(Box::new(ServedAls {
                     users: index_ids(&saved.user_ids),
                     items: index_ids(&saved.item_ids),
                     scorer,
                     popular,
+                    loss,
+                    gram,
+                    item_norms,
                     saved,
                 }))
             }

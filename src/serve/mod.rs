@@ -211,6 +211,25 @@ fn recommend_with(served: &Served, body: &[u8]) -> Result<Response, RequestError
     Ok(answer(served, fields))
 }
 
+async fn similar_items(
+    State(state): State<Shared>,
+    Path(job): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, None)?;
+    let ServedModel::Als(model) = &served.model else {
+        return Err(bad_request(format!(
+            "`{}` is a {} model; similar items need an als model",
+            served.job, served.algorithm
+        )));
+    };
+    let Value::Object(fields) = score::similar_items(model, &body)? else {
+        return Err(bad_request("unexpected answer"));
+    };
+    Ok(answer(&served, fields))
+}
+
 async fn recommend(
     State(state): State<Shared>,
     Path(job): Path<String>,
@@ -319,6 +338,7 @@ fn router(state: Shared, body_limit: usize) -> Router {
             post(predict_version),
         )
         .route("/v1/models/{job}/recommend", post(recommend))
+        .route("/v1/models/{job}/similar-items", post(similar_items))
         .route(
             "/v1/models/{job}/versions/{version}/recommend",
             post(recommend_version),
@@ -334,7 +354,8 @@ pub const ROUTES: &[&str] = &[
     "GET  /healthz, /readyz, /metrics (Prometheus text)",
     "GET  /v1/models",
     "POST /v1/models/{job}/predict                 (MLflow dataframe_split / dataframe_records / text/csv; ALS: user, item columns)",
-    "POST /v1/models/{job}/recommend               ({\"user\": ID, \"k\": 10, \"filter_seen\": true, \"exclude\": [...]})",
+    "POST /v1/models/{job}/recommend               ({\"user\": ID, \"k\": 10, \"filter_seen\": true, \"exclude\": [...], \"ratings\": [[item, value], ...] to fold in})",
+    "POST /v1/models/{job}/similar-items           ({\"item\": ID, \"k\": 10}: cosine over item factors)",
     "POST /v1/models/{job}/versions/{N}/predict|recommend",
 ];
 

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::cache::{ServedAls, ServedTrees};
+use crate::algo::als::fold_in::fold_in;
 use crate::algo::trees::TreeTask;
 use crate::dataset::Ids;
 
@@ -355,18 +356,7 @@ pub fn recommend(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> 
             short(user_value)
         ))
     })?;
-    let k = match request.get("k") {
-        None => 10,
-        Some(value) => value
-            .as_u64()
-            .filter(|k| (1..=10_000).contains(k))
-            .ok_or_else(|| {
-                bad_request(format!(
-                    "the field `k` is {}; it must be 1 to 10000",
-                    short(value)
-                ))
-            })? as usize,
-    };
+    let k = requested_k(&request)?;
     let filter_seen = match request.get("filter_seen") {
         None => true,
         Some(value) => value
@@ -389,14 +379,39 @@ pub fn recommend(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> 
     }
     let saved = &model.saved;
     let known = model.users.get(&user_text).copied();
-    let (ranked, cold_start): (Vec<(u32, Option<f32>)>, bool) = match known {
-        Some(user) => {
+    let (interactions, unknown_items) = match request.get("ratings") {
+        None => (Vec::new(), 0),
+        Some(list) => parse_interactions(model, list)?,
+    };
+    let rank = saved.rank;
+    let folded = if interactions.is_empty() {
+        None
+    } else {
+        Some(
+            fold_in(&saved.item_factors, rank, &interactions, model.loss, model.gram.as_deref())
+                .ok_or_else(|| RequestError {
+                    status: 422,
+                    code: "fold_in_failed",
+                    message: "the user's factors cannot be solved from these ratings (with reg_param = 0 they must span the rank)".to_owned(),
+                })?,
+        )
+    };
+    let factors: Option<&[f32]> = match (&folded, known) {
+        (Some(factors), _) => Some(factors),
+        (None, Some(user)) => {
+            Some(&saved.user_factors[user as usize * rank..(user as usize + 1) * rank])
+        }
+        (None, None) => None,
+    };
+    let (ranked, cold_start): (Vec<(u32, Option<f32>)>, bool) = match factors {
+        Some(factors) => {
             let mut leave_out = excluded;
             if filter_seen {
-                leave_out.extend_from_slice(saved.seen(user as usize));
+                leave_out.extend(interactions.iter().map(|(item, _)| *item));
+                if let Some(user) = known {
+                    leave_out.extend_from_slice(saved.seen(user as usize));
+                }
             }
-            let rank = saved.rank;
-            let factors = &saved.user_factors[user as usize * rank..(user as usize + 1) * rank];
             let lists = model
                 .scorer
                 .top_k(factors, &[0], k, &|_| leave_out.as_slice());
@@ -430,9 +445,130 @@ pub fn recommend(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> 
     Ok(json!({
         "user": user_value,
         "known_user": known.is_some(),
+        "folded_in": folded.is_some(),
+        "unknown_items": unknown_items,
         "popular": cold_start,
         "items": items,
     }))
+}
+
+/// `[[item, value], ...]` as (item row, value); items the model does not know are counted and
+/// left out (they have no factors to solve against).
+fn parse_interactions(
+    model: &ServedAls,
+    list: &Value,
+) -> Result<(Vec<(u32, f32)>, usize), RequestError> {
+    let list = list
+        .as_array()
+        .ok_or_else(|| bad_request("the field `ratings` must be a list of [item, value] pairs"))?;
+    let mut interactions = Vec::with_capacity(list.len());
+    let mut unknown = 0;
+    for (at, pair) in list.iter().enumerate() {
+        let pair = pair
+            .as_array()
+            .filter(|pair| pair.len() == 2)
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "ratings[{at}] is {}, not an [item, value] pair",
+                    short(pair)
+                ))
+            })?;
+        let item = id_text(&pair[0]).ok_or_else(|| {
+            bad_request(format!(
+                "ratings[{at}][0] is {}, not an item id",
+                short(&pair[0])
+            ))
+        })?;
+        let value = pair[1]
+            .as_f64()
+            .filter(|value| value.is_finite())
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "ratings[{at}][1] is {}, not a finite number",
+                    short(&pair[1])
+                ))
+            })?;
+        match model.items.get(&item) {
+            Some(&row) => interactions.push((row, value as f32)),
+            None => unknown += 1,
+        }
+    }
+    Ok((interactions, unknown))
+}
+
+/// `{"item": ID, "k": 10}`: the k items whose factors have the highest cosine similarity to
+/// the item's, the item itself left out.
+pub fn similar_items(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
+    let item_value = request
+        .get("item")
+        .ok_or_else(|| bad_request("the field `item` is required"))?;
+    let text = id_text(item_value).ok_or_else(|| {
+        bad_request(format!(
+            "the field `item` is {}, not an id",
+            short(item_value)
+        ))
+    })?;
+    let k = requested_k(&request)?;
+    let query = *model.items.get(&text).ok_or_else(|| RequestError {
+        status: 404,
+        code: "unknown_item",
+        message: format!(
+            "item {} is not in the model",
+            crate::text::shorten(&text, 80)
+        ),
+    })? as usize;
+    let saved = &model.saved;
+    let rank = saved.rank;
+    let y = &saved.item_factors[query * rank..(query + 1) * rank];
+    let query_norm = model.item_norms[query];
+    let mut scored: Vec<(u32, f32)> = saved
+        .item_factors
+        .chunks_exact(rank)
+        .enumerate()
+        .filter(|(item, _)| *item != query)
+        .map(|(item, row)| {
+            let dot: f32 = row.iter().zip(y).map(|(a, b)| a * b).sum();
+            let norms = model.item_norms[item] * query_norm;
+            (item as u32, if norms > 0.0 { dot / norms } else { 0.0 })
+        })
+        .collect();
+    let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if scored.len() > k {
+        scored.select_nth_unstable_by(k - 1, by_score);
+        scored.truncate(k);
+    }
+    scored.sort_by(by_score);
+    let items: Vec<Value> = scored
+        .iter()
+        .enumerate()
+        .map(|(position, (item, score))| {
+            json!({
+                "item": id_value(&saved.item_ids, *item as usize),
+                "similarity": score,
+                "rank": position + 1,
+            })
+        })
+        .collect();
+    Ok(json!({"item": item_value, "items": items}))
+}
+
+/// The request's `k` (default 10, 1 to 10000).
+fn requested_k(request: &Value) -> Result<usize, RequestError> {
+    match request.get("k") {
+        None => Ok(10),
+        Some(value) => value
+            .as_u64()
+            .filter(|k| (1..=10_000).contains(k))
+            .map(|k| k as usize)
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "the field `k` is {}; it must be 1 to 10000",
+                    short(value)
+                ))
+            }),
+    }
 }
 
 fn recommend_popular(popular: &[u32], excluded: &[u32], k: usize) -> Vec<u32> {

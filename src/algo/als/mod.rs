@@ -38,6 +38,7 @@
 //! the 2.4M small solves (about 55 ns each, bound by the latency of the pivots' square roots
 //! and divisions, which 16 interleaved systems hide only in part).
 
+pub mod fold_in;
 pub mod kernel;
 pub mod recommend;
 pub mod solve;
