@@ -651,3 +651,84 @@ fn fold_in_equals_a_refit_of_the_users_row_and_similar_items_rank_by_cosine() {
     let (status, _) = server.post_json("/v1/models/als/similar-items", &json!({"item": 123456}));
     assert_eq!(status, 404);
 }
+
+#[test]
+fn open_inference_protocol_v2_answers_as_the_v1_routes() {
+    let dir = trained();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(server.get_json("/v2/health/live").1["live"], true);
+    assert_eq!(server.get_json("/v2/health/ready").1["ready"], true);
+    assert_eq!(server.get_json("/v2/models/gbt/ready").1["ready"], true);
+    let (status, metadata) = server.get_json("/v2/models/gbt");
+    assert_eq!(status, 200);
+    assert_eq!(metadata["versions"], json!(["1"]));
+    let inputs: Vec<Value> = metadata["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| input["name"].clone())
+        .collect();
+    assert_eq!(inputs, [json!("x"), json!("colour"), json!("y")]);
+    let (_, v1) = server.post_json(
+        "/v1/models/gbt/predict",
+        &json!({"dataframe_split": {"columns": ["x", "colour", "y"], "data": [[0.5, "red", 0.25], [-1.0, "blue", null]]}}),
+    );
+    // One tensor per column ...
+    let (status, by_columns) = server.post_json(
+        "/v2/models/gbt/infer",
+        &json!({"id": "r1", "inputs": [
+            {"name": "x", "shape": [2], "datatype": "FP32", "data": [0.5, -1.0]},
+            {"name": "colour", "shape": [2, 1], "datatype": "BYTES", "data": [["red"], ["blue"]]},
+            {"name": "y", "shape": [2], "datatype": "FP32", "data": [0.25, null]},
+        ]}),
+    );
+    assert_eq!(status, 200, "{by_columns}");
+    assert_eq!(by_columns["id"], "r1");
+    assert_eq!(by_columns["model_version"], "1");
+    assert_eq!(by_columns["outputs"][0]["name"], "predictions");
+    assert_eq!(by_columns["outputs"][0]["data"], v1["predictions"]);
+    let probabilities = &by_columns["outputs"][1];
+    assert_eq!(probabilities["shape"], json!([2, 2]));
+    // ... or one [rows, features] tensor in feature order: the same answer.
+    let (_, by_matrix) = server.post_json(
+        "/v2/models/gbt/versions/1/infer",
+        &json!({"inputs": [{"name": "features", "shape": [2, 3], "datatype": "BYTES", "data": [0.5, "red", 0.25, -1.0, "blue", null]}]}),
+    );
+    assert_eq!(by_matrix["outputs"], by_columns["outputs"]);
+    // The probabilities are in class order: row r holds v1's probabilities of row r.
+    let flat: Vec<f64> = probabilities["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    for (row, expected) in v1["probabilities"].as_array().unwrap().iter().enumerate() {
+        let mut want: Vec<f64> = expected
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        let mut got = flat[row * 2..row * 2 + 2].to_vec();
+        want.sort_by(f64::total_cmp);
+        got.sort_by(f64::total_cmp);
+        assert_eq!(want, got);
+    }
+    let (status, error) = server.post_json(
+        "/v2/models/gbt/infer",
+        &json!({"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}),
+    );
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().contains("shape"));
+    // ALS pairs.
+    let (status, pairs) = server.post_json(
+        "/v2/models/als/infer",
+        &json!({"inputs": [
+            {"name": "user", "shape": [1], "datatype": "INT64", "data": [1]},
+            {"name": "item", "shape": [1], "datatype": "INT64", "data": [2]},
+        ]}),
+    );
+    assert_eq!(status, 200, "{pairs}");
+    assert_eq!(pairs["outputs"][0]["shape"], json!([1]));
+    assert_eq!(server.stop(), Some(0));
+}

@@ -250,6 +250,154 @@ async fn recommend_version(
     recommend_with(&served, &body)
 }
 
+/// Open Inference Protocol v2: the served version's metadata (inputs are the feature columns,
+/// or `user` and `item`).
+fn inference_metadata(served: &Served) -> Value {
+    let (inputs, outputs): (Vec<Value>, Vec<Value>) = match &served.model {
+        ServedModel::Trees(model) => (
+            model
+                .saved
+                .feature_names
+                .iter()
+                .zip(&model.categories)
+                .map(|(name, categories)| {
+                    json!({"name": name, "datatype": if categories.is_some() { "BYTES" } else { "FP32" }, "shape": [-1]})
+                })
+                .collect(),
+            vec![
+                json!({"name": "predictions", "datatype": if model.saved.label_names.is_some() { "BYTES" } else { "FP64" }, "shape": [-1]}),
+                json!({"name": "probabilities", "datatype": "FP64", "shape": [-1, model.saved.model.classes]}),
+            ],
+        ),
+        ServedModel::Als(_) => (
+            vec![
+                json!({"name": "user", "datatype": "BYTES", "shape": [-1]}),
+                json!({"name": "item", "datatype": "BYTES", "shape": [-1]}),
+            ],
+            vec![json!({"name": "predictions", "datatype": "FP64", "shape": [-1]})],
+        ),
+    };
+    json!({
+        "name": served.job,
+        "versions": [served.version.to_string()],
+        "platform": format!("submit-{}", served.algorithm),
+        "inputs": inputs,
+        "outputs": outputs,
+    })
+}
+
+fn infer_with(state: &AppState, served: &Served, body: &[u8]) -> Result<Response, RequestError> {
+    let names: Vec<String> = match &served.model {
+        ServedModel::Trees(model) => model.saved.feature_names.clone(),
+        ServedModel::Als(_) => vec!["user".to_owned(), "item".to_owned()],
+    };
+    let (frame, id) = score::parse_inference(body, &names, state.max_rows)?;
+    let outputs = match &served.model {
+        ServedModel::Trees(model) => {
+            let (predictions, probabilities) = score::score_trees(model, &frame)?;
+            let mut outputs = vec![score::tensor("predictions", &predictions, None)];
+            if let Some(probabilities) = probabilities {
+                // Rows of class probabilities in class order (the objects are keyed by label).
+                let classes = model.saved.model.classes;
+                let labels: Vec<String> = (0..classes)
+                    .map(|class| {
+                        model
+                            .saved
+                            .label_names
+                            .as_ref()
+                            .and_then(|names| names.get(class).cloned())
+                            .unwrap_or_else(|| class.to_string())
+                    })
+                    .collect();
+                let rows: Vec<Value> = probabilities
+                    .as_array()
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|row| {
+                                Value::Array(
+                                    labels.iter().map(|label| row[label].clone()).collect(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                outputs.push(score::tensor(
+                    "probabilities",
+                    &Value::Array(rows),
+                    Some(classes),
+                ));
+            }
+            outputs
+        }
+        ServedModel::Als(model) => {
+            vec![score::tensor(
+                "predictions",
+                &score::score_pairs(model, &frame)?,
+                None,
+            )]
+        }
+    };
+    Ok(axum::Json(json!({
+        "model_name": served.job,
+        "model_version": served.version.to_string(),
+        "id": id,
+        "outputs": outputs,
+    }))
+    .into_response())
+}
+
+async fn v2_metadata(
+    State(state): State<Shared>,
+    Path(job): Path<String>,
+) -> Result<Response, RequestError> {
+    let served = resolve(&state, &job, None)?;
+    Ok(axum::Json(inference_metadata(&served)).into_response())
+}
+
+async fn v2_metadata_version(
+    State(state): State<Shared>,
+    Path((job, version)): Path<(String, String)>,
+) -> Result<Response, RequestError> {
+    let served = resolve(&state, &job, Some(&version))?;
+    Ok(axum::Json(inference_metadata(&served)).into_response())
+}
+
+async fn v2_ready(
+    State(state): State<Shared>,
+    Path(job): Path<String>,
+) -> Result<Response, RequestError> {
+    let served = resolve(&state, &job, None)?;
+    Ok(axum::Json(json!({"name": served.job, "ready": true})).into_response())
+}
+
+async fn v2_infer(
+    State(state): State<Shared>,
+    Path(job): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, None)?;
+    infer_with(&state, &served, &body)
+}
+
+async fn v2_infer_version(
+    State(state): State<Shared>,
+    Path((job, version)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve(&state, &job, Some(&version))?;
+    infer_with(&state, &served, &body)
+}
+
+async fn v2_live() -> Response {
+    axum::Json(json!({"live": true})).into_response()
+}
+
+async fn v2_server_ready() -> Response {
+    axum::Json(json!({"ready": true})).into_response()
+}
+
 fn describe(served: &Served) -> Value {
     let headline = served.headline();
     json!({
@@ -343,6 +491,19 @@ fn router(state: Shared, body_limit: usize) -> Router {
             "/v1/models/{job}/versions/{version}/recommend",
             post(recommend_version),
         )
+        .route("/v2/health/live", get(v2_live))
+        .route("/v2/health/ready", get(v2_server_ready))
+        .route("/v2/models/{job}", get(v2_metadata))
+        .route("/v2/models/{job}/ready", get(v2_ready))
+        .route("/v2/models/{job}/infer", post(v2_infer))
+        .route(
+            "/v2/models/{job}/versions/{version}",
+            get(v2_metadata_version),
+        )
+        .route(
+            "/v2/models/{job}/versions/{version}/infer",
+            post(v2_infer_version),
+        )
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -357,6 +518,8 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/models/{job}/recommend               ({\"user\": ID, \"k\": 10, \"filter_seen\": true, \"exclude\": [...], \"ratings\": [[item, value], ...] to fold in})",
     "POST /v1/models/{job}/similar-items           ({\"item\": ID, \"k\": 10}: cosine over item factors)",
     "POST /v1/models/{job}/versions/{N}/predict|recommend",
+    "GET  /v2/health/live, /v2/health/ready, /v2/models/{job}[/versions/{N}], /v2/models/{job}/ready",
+    "POST /v2/models/{job}[/versions/{N}]/infer    (Open Inference Protocol v2)",
 ];
 
 async fn shutdown_signal() {

@@ -574,3 +574,118 @@ fn requested_k(request: &Value) -> Result<usize, RequestError> {
 fn recommend_popular(popular: &[u32], excluded: &[u32], k: usize) -> Vec<u32> {
     crate::algo::als::recommend::first_unseen(popular, excluded, k)
 }
+
+fn flatten_into(value: &Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| flatten_into(item, out)),
+        other => out.push(other.clone()),
+    }
+}
+
+/// An Open Inference Protocol v2 request (`{"inputs": [{"name", "shape", "datatype", "data"}]}`)
+/// as rows: one input per column (shape `[N]` or `[N, 1]`), or a single input of shape `[N, F]`
+/// holding the `feature_names` in order. Data may be flat or nested, as the protocol allows.
+pub fn parse_inference(
+    body: &[u8],
+    feature_names: &[String],
+    max_rows: usize,
+) -> Result<(Frame, Value), RequestError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
+    let inputs = request
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_request("an inference request has `inputs`: a list of tensors"))?;
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for (at, input) in inputs.iter().enumerate() {
+        let name = input
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_request(format!("inputs[{at}].name is required")))?;
+        let shape: Vec<usize> = input
+            .get("shape")
+            .and_then(Value::as_array)
+            .map(|shape| {
+                shape
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|d| d as usize)
+                    .collect()
+            })
+            .ok_or_else(|| bad_request(format!("inputs[{at}] (`{name}`): `shape` is required")))?;
+        let mut data = Vec::new();
+        flatten_into(
+            input.get("data").ok_or_else(|| {
+                bad_request(format!("inputs[{at}] (`{name}`): `data` is required"))
+            })?,
+            &mut data,
+        );
+        let expected: usize = shape.iter().product();
+        if shape.is_empty() || shape.len() > 2 || data.len() != expected {
+            return Err(bad_request(format!(
+                "inputs[{at}] (`{name}`): shape {shape:?} does not match its {} values",
+                data.len()
+            )));
+        }
+        tensors.push((name.to_owned(), shape, data));
+    }
+    let frame = match tensors.as_slice() {
+        [(_, shape, data)]
+            if shape.len() == 2 && shape[1] == feature_names.len() && shape[1] > 1 =>
+        {
+            Frame {
+                columns: feature_names.to_vec(),
+                rows: data.chunks(shape[1]).map(<[Value]>::to_vec).collect(),
+            }
+        }
+        _ => {
+            let rows = tensors.first().map_or(0, |(_, shape, _)| shape[0]);
+            for (name, shape, _) in &tensors {
+                if shape[0] != rows || shape.get(1).is_some_and(|&width| width != 1) {
+                    return Err(bad_request(format!(
+                        "input `{name}` has shape {shape:?}; every input is one column of {rows} rows ([{rows}] or [{rows}, 1]), or send one [rows, {}] input with the features in order",
+                        feature_names.len()
+                    )));
+                }
+            }
+            Frame {
+                columns: tensors.iter().map(|(name, _, _)| name.clone()).collect(),
+                rows: (0..rows)
+                    .map(|row| {
+                        tensors
+                            .iter()
+                            .map(|(_, _, data)| data[row].clone())
+                            .collect()
+                    })
+                    .collect(),
+            }
+        }
+    };
+    if frame.rows.len() > max_rows {
+        return Err(RequestError {
+            status: 413,
+            code: "too_many_rows",
+            message: format!(
+                "{} rows in one request; at most {max_rows} are accepted",
+                frame.rows.len()
+            ),
+        });
+    }
+    Ok((frame, request.get("id").cloned().unwrap_or(Value::Null)))
+}
+
+/// The tensor a list of values becomes in an inference response.
+pub fn tensor(name: &str, values: &Value, width: Option<usize>) -> Value {
+    let rows = values.as_array().map_or(0, Vec::len);
+    let strings = values
+        .as_array()
+        .is_some_and(|items| items.iter().any(Value::is_string));
+    let mut data = Vec::new();
+    flatten_into(values, &mut data);
+    json!({
+        "name": name,
+        "shape": match width { Some(width) => json!([rows, width]), None => json!([rows]) },
+        "datatype": if strings { "BYTES" } else { "FP64" },
+        "data": data,
+    })
+}
