@@ -345,17 +345,8 @@ pub fn score_pairs(model: &ServedAls, frame: &Frame) -> Result<Value, RequestErr
 /// `{"user": ID, "k": 10, "filter_seen": true, "exclude": [...]}`: the user's top k with
 /// scores and ranks, or the most popular items (flagged) for a user the model does not know.
 pub fn recommend(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
-    let user_value = request
-        .get("user")
-        .ok_or_else(|| bad_request("the field `user` (the id to recommend for) is required"))?;
-    let user_text = id_text(user_value).ok_or_else(|| {
-        bad_request(format!(
-            "the field `user` is {}, not an id (an integer or a string)",
-            short(user_value)
-        ))
-    })?;
+    let request = json_body(body)?;
+    let (user_value, user_text) = required_id(&request, "user")?;
     let k = requested_k(&request)?;
     let filter_seen = match request.get("filter_seen") {
         None => true,
@@ -499,17 +490,8 @@ fn parse_interactions(
 /// `{"item": ID, "k": 10}`: the k items whose factors have the highest cosine similarity to
 /// the item's, the item itself left out.
 pub fn similar_items(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
-    let item_value = request
-        .get("item")
-        .ok_or_else(|| bad_request("the field `item` is required"))?;
-    let text = id_text(item_value).ok_or_else(|| {
-        bad_request(format!(
-            "the field `item` is {}, not an id",
-            short(item_value)
-        ))
-    })?;
+    let request = json_body(body)?;
+    let (item_value, text) = required_id(&request, "item")?;
     let k = requested_k(&request)?;
     let query = *model.items.get(&text).ok_or_else(|| RequestError {
         status: 404,
@@ -552,6 +534,25 @@ pub fn similar_items(model: &ServedAls, body: &[u8]) -> Result<Value, RequestErr
         })
         .collect();
     Ok(json!({"item": item_value, "items": items}))
+}
+
+fn json_body(body: &[u8]) -> Result<Value, RequestError> {
+    serde_json::from_slice(body)
+        .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))
+}
+
+/// A required id field of a request: its JSON value and the text lookups use.
+fn required_id<'a>(request: &'a Value, field: &str) -> Result<(&'a Value, String), RequestError> {
+    let value = request
+        .get(field)
+        .ok_or_else(|| bad_request(format!("the field `{field}` (an id) is required")))?;
+    let text = id_text(value).ok_or_else(|| {
+        bad_request(format!(
+            "the field `{field}` is {}, not an id (an integer or a string)",
+            short(value)
+        ))
+    })?;
+    Ok((value, text))
 }
 
 /// The request's `k` (default 10, 1 to 10000).
