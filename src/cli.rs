@@ -132,6 +132,34 @@ pub enum Command {
         #[arg(long, value_name = "MS", default_value_t = 500)]
         poll_ms: u64,
     },
+    /// Send requests open-loop at fixed rates, in steps, to a running server; write latency
+    /// percentiles per step (JSON) and a plot (SVG) to a folder.
+    Loadtest {
+        /// The server, e.g. 127.0.0.1:8080.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: String,
+        /// The route to POST to, e.g. /v1/models/gbt/predict.
+        #[arg(long, value_name = "PATH")]
+        path: String,
+        /// File holding the request body.
+        #[arg(long, value_name = "FILE")]
+        body: PathBuf,
+        /// Content type of the body.
+        #[arg(long, value_name = "TYPE", default_value = "application/json")]
+        content_type: String,
+        /// Offered rates, requests per second, one step each: e.g. 500,1000,2000.
+        #[arg(long, value_name = "R1,R2,...")]
+        rates: String,
+        /// Seconds per step.
+        #[arg(long, value_name = "S", default_value_t = 5.0)]
+        step_s: f64,
+        /// Keep-alive connections.
+        #[arg(long, value_name = "N", default_value_t = 16)]
+        connections: usize,
+        /// Folder for loadtest.json and loadtest.svg.
+        #[arg(long, value_name = "DIR", default_value = "loadtest")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -183,6 +183,49 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         })?;
         return Ok(None);
     }
+    if let Some(cli::Command::Loadtest {
+        addr,
+        path,
+        body,
+        content_type,
+        rates,
+        step_s,
+        connections,
+        out,
+    }) = &cli.command
+    {
+        let rates = serve::loadtest::parse_rates(rates).ok_or_else(|| {
+            ConfigError::new(format!("`--rates {rates}` is not a list of rates"))
+                .hint("positive requests per second, comma-separated: 500,1000,2000")
+        })?;
+        if !(0.05..=3600.0).contains(step_s) || *connections == 0 || *connections > 1024 {
+            return Err(ConfigError::new(
+                "--step-s must be 0.05 to 3600 and --connections 1 to 1024",
+            )
+            .into());
+        }
+        let bytes = std::fs::read(body).map_err(|error| ingest::IngestError::Unreadable {
+            path: body.clone(),
+            reason: error.to_string(),
+        })?;
+        let test = serve::loadtest::LoadTest {
+            addr: addr.clone(),
+            path: path.clone(),
+            body: bytes,
+            content_type: content_type.clone(),
+            rates,
+            step: std::time::Duration::from_secs_f64(*step_s),
+            connections: *connections,
+            out_dir: out.clone(),
+        };
+        let report = serve::loadtest::run(&test)?;
+        if cli.json {
+            println!("{report}");
+        } else {
+            print!("{}", serve::loadtest::human(&report, out));
+        }
+        return Ok(None);
+    }
     let Some(job_file) = &cli.job else {
         return Ok(None);
     };

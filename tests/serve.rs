@@ -732,3 +732,57 @@ fn open_inference_protocol_v2_answers_as_the_v1_routes() {
     assert_eq!(pairs["outputs"][0]["shape"], json!([1]));
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn loadtest_reports_each_rate_step_with_a_plot() {
+    let dir = trained();
+    let server = Server::start(dir.path(), &[]);
+    write(
+        dir.path(),
+        "row.json",
+        &json!({"dataframe_split": {"columns": ["x", "colour", "y"], "data": [[0.5, "red", 0.25]]}}).to_string(),
+    );
+    let output = run(submit(dir.path()).args([
+        "loadtest",
+        "--addr",
+        &server.addr,
+        "--path",
+        "/v1/models/gbt/predict",
+        "--body",
+        "row.json",
+        "--rates",
+        "50,100",
+        "--step-s",
+        "0.5",
+        "--connections",
+        "2",
+        "--out",
+        "report",
+        "--json",
+    ]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report/loadtest.json")).unwrap(),
+    )
+    .unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["offered_rps"], 100.0);
+    assert_eq!(steps[1]["requests"], 50);
+    assert_eq!(steps[0]["errors"], 0);
+    assert!(steps[1]["p99_ms"].as_f64().unwrap() >= steps[1]["p50_ms"].as_f64().unwrap());
+    let svg = std::fs::read_to_string(dir.path().join("report/loadtest.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("p99 latency against the offered rate"));
+    let bad = run(submit(dir.path()).args([
+        "loadtest",
+        "--addr",
+        &server.addr,
+        "--path",
+        "/",
+        "--body",
+        "row.json",
+        "--rates",
+        "0",
+    ]));
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -5,6 +5,7 @@
 //! version that fails to load is logged and the old one keeps serving.
 
 pub mod cache;
+pub mod loadtest;
 mod metrics;
 pub mod score;
 
