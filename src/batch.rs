@@ -122,21 +122,12 @@ fn read_ids(
 /// lock on its temporary file, so temporaries left by killed runs (nobody holds them) are
 /// removed by the next run writing the same destination.
 fn publish_table(output: &OutputFile, columns: Vec<OutputColumn>) -> anyhow::Result<()> {
-    let failed = |path: &Path, action: &str| {
-        let path = path.to_path_buf();
-        let action = action.to_owned();
-        move |cause| artifact::ArtifactError::Io {
-            path,
-            action,
-            cause,
-        }
-    };
     let parent = output
         .path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(failed(parent, "create the directory"))?;
+    std::fs::create_dir_all(parent).map_err(artifact::io_error(parent, "create the directory"))?;
     let file_name = output.path.file_name().map_or_else(
         || "output".into(),
         |name| name.to_string_lossy().into_owned(),
@@ -148,7 +139,7 @@ fn publish_table(output: &OutputFile, columns: Vec<OutputColumn>) -> anyhow::Res
         .with_file_name(format!("{prefix}{}", std::process::id()));
     let owner = std::fs::File::create(&temporary)
         .and_then(|file| file.lock().map(|()| file))
-        .map_err(failed(&temporary, "create"))?;
+        .map_err(artifact::io_error(&temporary, "create"))?;
     let format = match output.format {
         OutputFormat::Csv => TableFormat::Csv,
         OutputFormat::Parquet => TableFormat::Parquet,
@@ -158,8 +149,9 @@ fn publish_table(output: &OutputFile, columns: Vec<OutputColumn>) -> anyhow::Res
         .and_then(|()| {
             std::fs::File::open(&temporary)
                 .and_then(|file| file.sync_all())
-                .map_err(failed(&temporary, "flush"))?;
-            std::fs::rename(&temporary, &output.path).map_err(failed(&output.path, "replace"))?;
+                .map_err(artifact::io_error(&temporary, "flush"))?;
+            std::fs::rename(&temporary, &output.path)
+                .map_err(artifact::io_error(&output.path, "replace"))?;
             Ok(())
         });
     if written.is_err() {
@@ -183,8 +175,7 @@ fn remove_abandoned_temporaries(dir: &Path, prefix: &str) {
             continue;
         }
         let path = entry.path();
-        let abandoned = std::fs::File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
-        if abandoned {
+        if artifact::store::unheld(&path) {
             let _ = std::fs::remove_file(&path);
         }
     }

@@ -112,17 +112,26 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
     validate::validate(layered, job_file)
 }
 
+/// Job flags on the command line of a subcommand that has no job are refused, not ignored.
+fn refuse_job_flags(cli: &cli::Cli, command: &str, hint: &str) -> Result<(), ConfigError> {
+    let stray = cli.job_flags_given();
+    if stray.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::new(format!(
+        "{} cannot be combined with `{command}`",
+        stray.join(", ")
+    ))
+    .hint(hint))
+}
+
 fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
     if let Some(cli::Command::Models { action }) = &cli.command {
-        let stray = cli.job_flags_given();
-        if !stray.is_empty() {
-            return Err(ConfigError::new(format!(
-                "{} cannot be combined with `submit models ...`",
-                stray.join(", ")
-            ))
-            .hint("global flags are --json and --quiet; run the job and the models command separately")
-            .into());
-        }
+        refuse_job_flags(
+            cli,
+            "submit models ...",
+            "global flags are --json and --quiet; run the job and the models command separately",
+        )?;
         let output = registry::run(action)?;
         if cli.json {
             println!("{}", output.json);
@@ -140,20 +149,13 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         poll_ms,
     }) = &cli.command
     {
-        let stray = cli.job_flags_given();
-        if !stray.is_empty() {
-            return Err(ConfigError::new(format!(
-                "{} cannot be combined with `submit serve`",
-                stray.join(", ")
-            ))
-            .hint("give serve's own flags after `serve` (see `submit serve --help`)")
-            .into());
-        }
+        refuse_job_flags(
+            cli,
+            "submit serve",
+            "give serve's own flags after `serve` (see `submit serve --help`)",
+        )?;
         let threads = match config::Master::parse(master) {
-            Some(config::Master::Local(threads)) => threads.get(),
-            Some(config::Master::LocalAllCores) => {
-                std::thread::available_parallelism().map_or(1, usize::from)
-            }
+            Some(master) if !master.is_cluster() => master.threads(),
             _ => {
                 return Err(ConfigError::new(format!(
                     "`--master {master}` is not a local master for serve"

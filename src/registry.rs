@@ -44,13 +44,6 @@ pub fn run(action: &ModelsAction) -> anyhow::Result<Output> {
     }
 }
 
-/// The metric a version is listed by: the first of these its metrics.json has.
-fn headline(metrics: &Value) -> Option<(&'static str, f64)> {
-    ["rmse", "ndcg_at_k", "auc_roc", "f1", "accuracy", "r2"]
-        .into_iter()
-        .find_map(|name| metrics[name].as_f64().map(|value| (name, value)))
-}
-
 fn is_job_dir(dir: &Path) -> bool {
     dir.join(store::LATEST).exists()
         || store::versions(dir).is_ok_and(|versions| !versions.is_empty())
@@ -84,10 +77,7 @@ fn list(dir: &Path) -> anyhow::Result<Output> {
     let mut jobs = Vec::new();
     for job_dir in job_dirs {
         let state = store::LatestState::read(&job_dir);
-        let latest = match state {
-            store::LatestState::Version(version) => Some(version),
-            _ => None,
-        };
+        let latest = state.version();
         human.push_str(&format!(
             "{}\n  {:<8} {:<25} {:<14} {:<22} latest\n",
             job_dir.display(),
@@ -122,7 +112,7 @@ fn list(dir: &Path) -> anyhow::Result<Output> {
                         continue;
                     }
                 };
-            let metric = headline(&metrics);
+            let metric = artifact::headline_metric(&metrics);
             let is_latest = latest == Some(version);
             human.push_str(&format!(
                 "  v{version:<7} {:<25} {:<14} {:<22} {}\n",
@@ -232,20 +222,20 @@ fn diff(first: &Path, second: &Path) -> anyhow::Result<Output> {
         format!("v{second_number}"),
         "delta"
     );
+    // Each version's parameters and metrics, read (and checked) once.
+    let describe = |dir: &Path| -> anyhow::Result<[Value; 2]> {
+        let (manifest, metrics) = artifact::load_description(dir, artifact::verify::Depth::Sizes)?;
+        Ok([manifest.params, metrics])
+    };
+    let (first_values, second_values) = (describe(&first_dir)?, describe(&second_dir)?);
     let mut sections = serde_json::Map::new();
-    for (section, key) in [("params", Some("params")), ("metrics", None)] {
-        let read = |dir: &Path| -> anyhow::Result<Vec<(String, Value)>> {
-            let (manifest, metrics) =
-                artifact::load_description(dir, artifact::verify::Depth::Sizes)?;
-            let value = match key {
-                Some(key) => serde_json::to_value(&manifest)?[key].clone(),
-                None => metrics,
-            };
+    for (index, section) in ["params", "metrics"].into_iter().enumerate() {
+        let flat = |value: &Value| {
             let mut flat = Vec::new();
-            flatten(&value, "", &mut flat);
-            Ok(flat)
+            flatten(value, "", &mut flat);
+            flat
         };
-        let (a, b) = (read(&first_dir)?, read(&second_dir)?);
+        let (a, b) = (flat(&first_values[index]), flat(&second_values[index]));
         let mut keys: Vec<String> = a.iter().chain(&b).map(|(key, _)| key.clone()).collect();
         keys.sort();
         keys.dedup();
@@ -301,10 +291,10 @@ fn promote(version: &Path) -> anyhow::Result<Output> {
     let dir = job_dir.join(format!("v{number}"));
     artifact::verify_version(&dir)?;
     let state = store::LatestState::read(&job_dir);
-    if let store::LatestState::NotALink(_) = state {
-        return Err(problem(&job_dir, state.problem().unwrap_or_default()).into());
+    if let Some(blocked) = state.blocks_move() {
+        return Err(problem(&job_dir, blocked).into());
     }
-    let previous = store::current_latest(&job_dir).map(|(version, _)| version);
+    let previous = state.version();
     store::move_latest(&job_dir, previous, number, "promote", "models promote")?;
     Ok(moved(&job_dir, previous, number, "promote"))
 }
@@ -369,9 +359,6 @@ fn rollback(job_dir: &Path) -> anyhow::Result<Output> {
             .collect()
     } else {
         let mut stack = promoted_stack(&history);
-        if stack.last() == Some(&current) {
-            stack.pop();
-        }
         stack.retain(|&version| version != current);
         stack
     };

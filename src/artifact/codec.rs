@@ -244,7 +244,7 @@ pub fn read_als(bytes: &[u8]) -> Result<SavedAls, String> {
         if let Some(position) = factors.iter().position(|value| !value.is_finite()) {
             return Err(format!(
                 "the factors of {what} {} hold {} (factor {}): a model must be finite",
-                crate::artifact::shorten(&ids.display(position / rank), 60),
+                crate::text::shorten(&ids.display(position / rank), 60),
                 factors[position],
                 position % rank
             ));
@@ -252,7 +252,7 @@ pub fn read_als(bytes: &[u8]) -> Result<SavedAls, String> {
         if let Some(duplicate) = first_duplicate(ids) {
             return Err(format!(
                 "{what} id {} appears twice",
-                crate::artifact::shorten(&duplicate, 60)
+                crate::text::shorten(&duplicate, 60)
             ));
         }
     }

@@ -94,18 +94,7 @@ pub enum VersionError {
     FutureFormat { path: PathBuf, found: u64 },
 }
 
-impl VersionError {
-    /// The file (or directory) the problem is in.
-    pub fn path(&self) -> &Path {
-        match self {
-            VersionError::Read { path, .. }
-            | VersionError::Damaged { path, .. }
-            | VersionError::FutureFormat { path, .. } => path,
-        }
-    }
-}
-
-pub use crate::text::shorten;
+use crate::text::shorten;
 
 /// `manifest.json`: everything needed to know what a version is and how it was made.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -279,27 +268,46 @@ pub fn load_version(dir: &Path) -> Result<LoadedVersion, VersionError> {
     } else {
         TREES_MODEL
     };
-    verify::check_files(
-        dir,
-        &manifest.files,
-        manifest.format_version,
-        verify::Depth::Hashes,
-        &[METRICS, model_file],
-    )?;
-    let metrics_bytes = verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)?;
-    let metrics = parse_json(&dir.join(METRICS), &metrics_bytes)?;
-    let model_path = dir.join(model_file);
-    let bytes = verify::read_checked(dir, &manifest.files, model_file, MODEL_FILE_LIMIT)?;
-    let model =
-        parse_model(&manifest.algorithm, &bytes).map_err(|problem| VersionError::Damaged {
-            path: model_path,
-            problem,
-        })?;
+    let metrics = check_contents(dir, &manifest, Some(model_file))?;
+    let model = read_model(dir, &manifest, model_file)?;
     Ok(LoadedVersion {
         dir: dir.to_path_buf(),
         manifest,
         metrics,
         model,
+    })
+}
+
+/// Every file of a version against its manifest entry but `model_file` (its reader hashes it,
+/// see [`read_model`]), then the metrics.
+fn check_contents(
+    dir: &Path,
+    manifest: &Manifest,
+    model_file: Option<&str>,
+) -> Result<serde_json::Value, VersionError> {
+    let skip: Vec<&str> = [METRICS].into_iter().chain(model_file).collect();
+    verify::check_files(
+        dir,
+        &manifest.files,
+        manifest.format_version,
+        verify::Depth::Hashes,
+        &skip,
+    )?;
+    let metrics_bytes = verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)?;
+    parse_json(&dir.join(METRICS), &metrics_bytes)
+}
+
+/// The model file read, hashed against its manifest entry (the bytes checked are the bytes
+/// parsed), parsed and validated.
+fn read_model(
+    dir: &Path,
+    manifest: &Manifest,
+    model_file: &str,
+) -> Result<SavedModel, VersionError> {
+    let bytes = verify::read_checked(dir, &manifest.files, model_file, MODEL_FILE_LIMIT)?;
+    parse_model(&manifest.algorithm, &bytes).map_err(|problem| VersionError::Damaged {
+        path: dir.join(model_file),
+        problem,
     })
 }
 
@@ -365,22 +373,28 @@ pub fn verify_version(dir: &Path) -> Result<Manifest, VersionError> {
         }
         _ => None,
     };
-    let skip: Vec<&str> = model_file.into_iter().collect();
-    verify::check_files(
-        dir,
-        &manifest.files,
-        manifest.format_version,
-        verify::Depth::Hashes,
-        &skip,
-    )?;
-    let metrics = verify::read_checked(dir, &manifest.files, METRICS, 1 << 30)?;
-    parse_json::<serde_json::Value>(&dir.join(METRICS), &metrics)?;
+    check_contents(dir, &manifest, model_file)?;
     if let Some(model_file) = model_file {
-        let bytes = verify::read_checked(dir, &manifest.files, model_file, MODEL_FILE_LIMIT)?;
-        parse_model(&manifest.algorithm, &bytes).map_err(|problem| VersionError::Damaged {
-            path: dir.join(model_file),
-            problem,
-        })?;
+        read_model(dir, &manifest, model_file)?;
     }
     Ok(manifest)
+}
+
+/// The metric a version is known by: the first of these its metrics have (what `models list`
+/// and the server's model list show).
+pub fn headline_metric(metrics: &serde_json::Value) -> Option<(&'static str, f64)> {
+    ["rmse", "ndcg_at_k", "auc_roc", "f1", "accuracy", "r2"]
+        .into_iter()
+        .find_map(|name| metrics[name].as_f64().map(|value| (name, value)))
+}
+
+/// Maps an I/O error to [`ArtifactError::Io`] for `path` (`action` says what was being done).
+pub fn io_error(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> ArtifactError {
+    let path = path.to_path_buf();
+    let action = action.to_owned();
+    move |cause| ArtifactError::Io {
+        path,
+        action,
+        cause,
+    }
 }

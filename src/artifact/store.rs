@@ -16,7 +16,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use super::ArtifactError;
+use super::{ArtifactError, io_error};
 
 const STAGING_PREFIX: &str = ".staging-";
 /// A staging directory before its writer holds its lock (renamed to `.staging-` once it does).
@@ -29,16 +29,6 @@ pub const LATEST: &str = "latest";
 /// Environment variable that makes publishing fail after every file is written (for tests of
 /// the failure path; documented in the README).
 pub const FAIL_BEFORE_PUBLISH: &str = "SUBMIT_FAIL_BEFORE_PUBLISH";
-
-fn io_error(path: &Path, action: &str) -> impl FnOnce(std::io::Error) -> ArtifactError {
-    let path = path.to_path_buf();
-    let action = action.to_owned();
-    move |cause| ArtifactError::Io {
-        path,
-        action,
-        cause,
-    }
-}
 
 /// A version being written; removed on drop unless published.
 pub struct Staging {
@@ -102,6 +92,23 @@ impl LatestState {
         }
     }
 
+    /// The version `latest` points at, if it points at one.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            LatestState::Version(version) => Some(*version),
+            _ => None,
+        }
+    }
+
+    /// Why `latest` cannot be replaced by a new link (something that is not a link is in its
+    /// place); `None` when it can.
+    pub fn blocks_move(&self) -> Option<String> {
+        match self {
+            LatestState::NotALink(_) => self.problem(),
+            _ => None,
+        }
+    }
+
     /// A sentence for `models list` and error messages; `None` when all is well.
     pub fn problem(&self) -> Option<String> {
         match self {
@@ -118,10 +125,9 @@ impl LatestState {
 
 /// The version `latest` points at, if it points at one.
 pub fn current_latest(job_dir: &Path) -> Option<(u64, PathBuf)> {
-    match LatestState::read(job_dir) {
-        LatestState::Version(version) => Some((version, job_dir.join(format!("v{version}")))),
-        _ => None,
-    }
+    LatestState::read(job_dir)
+        .version()
+        .map(|version| (version, job_dir.join(format!("v{version}"))))
 }
 
 /// Holds the job's lock (released on drop, or by the kernel if the process dies).
@@ -149,7 +155,7 @@ pub fn lock_job(job_dir: &Path) -> Result<JobLock, ArtifactError> {
 
 /// Whether nobody holds a lock on `path` (a directory or file a writer locks while it lives);
 /// the probe's own lock is released when it returns.
-fn unheld(path: &Path) -> bool {
+pub(crate) fn unheld(path: &Path) -> bool {
     File::open(path).is_ok_and(|file| file.try_lock().is_ok())
 }
 
@@ -363,22 +369,21 @@ impl Staging {
         self.published = true;
         fs::write(&counter_path, version.to_string())
             .map_err(io_error(&counter_path, "record the version number"))?;
-        let mut latest_error = None;
-        if promote {
-            let state = LatestState::read(&self.job_dir);
-            let moved = match state.problem() {
-                Some(problem) if matches!(state, LatestState::NotALink(_)) => Err(problem),
-                _ => move_latest(
+        let latest_error = if promote {
+            LatestState::read(&self.job_dir).blocks_move().or_else(|| {
+                move_latest(
                     &self.job_dir,
                     previous,
                     version,
                     "run",
                     "published by a run",
                 )
-                .map_err(|error| error.to_string()),
-            };
-            latest_error = moved.err();
-        }
+                .err()
+                .map(|error| error.to_string())
+            })
+        } else {
+            None
+        };
         sync_directory(&self.job_dir)?;
         drop(lock);
         Ok(Published {

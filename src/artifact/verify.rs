@@ -116,7 +116,7 @@ fn entry_path(dir: &Path, entry: &FileEntry) -> Result<PathBuf, VersionError> {
             &dir.join(MANIFEST),
             format!(
                 "lists the file {:?}, which is not a plain path inside the version",
-                super::shorten(entry.path(), 120)
+                crate::text::shorten(entry.path(), 120)
             ),
         ));
     }

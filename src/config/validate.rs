@@ -260,6 +260,18 @@ impl Reader<'_> {
             .and_then(|value| value.as_str().map(str::to_owned))
     }
 
+    /// A list of strings (the type was checked with the keys).
+    fn strings(&self, key: &str) -> Option<Vec<String>> {
+        self.value(key).and_then(|value| {
+            value.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+    }
+
     fn choice(&self, key: &str, choices: &[&str]) -> Result<Option<String>, ConfigError> {
         match self.string(key) {
             Some(text) if choices.contains(&text.as_str()) => Ok(Some(text)),
@@ -650,24 +662,16 @@ fn read_input(
         item: column("input.columns.item")?,
         rating: column("input.columns.rating")?,
     };
-    let names = |key: &str| -> Option<Vec<String>> {
-        reader.value(key).and_then(|value| {
-            value.as_array().map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| item.as_str().map(str::to_owned))
-                    .collect()
-            })
-        })
-    };
-    let features = names("input.columns.features");
+    let features = reader.strings("input.columns.features");
     if features.as_ref().is_some_and(Vec::is_empty) {
         return Err(reader.invalid("input.columns.features", "empty list"));
     }
     let table = TableColumns {
         label: column("input.columns.label")?,
         features,
-        categorical: names("input.columns.categorical").unwrap_or_default(),
+        categorical: reader
+            .strings("input.columns.categorical")
+            .unwrap_or_default(),
         max_categories: reader
             .integer("model.max_categories", 0, 65_535)?
             .unwrap_or(0) as usize,
@@ -1372,17 +1376,7 @@ fn predict_task(
     }
     resolved.extend(input_keys);
     resolved.push(("model.from".to_owned(), Value::String(absolute_text(&from))));
-    let keep: Vec<String> = reader
-        .value("predict.keep")
-        .and_then(|value| {
-            value.as_array().map(|items| {
-                items
-                    .iter()
-                    .filter_map(|item| item.as_str().map(str::to_owned))
-                    .collect()
-            })
-        })
-        .unwrap_or_default();
+    let keep: Vec<String> = reader.strings("predict.keep").unwrap_or_default();
     if let Some(name) = keep.iter().find(|name| name.is_empty()) {
         return Err(reader
             .invalid("predict.keep", "an empty column name")

@@ -571,6 +571,18 @@ fn rating_values(
     Ok(rating)
 }
 
+/// ` (did you mean `x`?)` for the column name closest to `name`, when one is close enough;
+/// else nothing.
+pub(crate) fn did_you_mean(names: &[String], name: &str) -> String {
+    names
+        .iter()
+        .max_by(|a, b| strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name)))
+        .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8)
+        .map_or_else(String::new, |close| {
+            format!(" (did you mean `{}`?)", crate::text::shorten(close, 80))
+        })
+}
+
 pub(crate) fn find_column<'a>(
     path: &Path,
     frame: &'a DataFrame,
@@ -590,18 +602,10 @@ pub(crate) fn find_column<'a>(
         });
     match column {
         ColumnRef::Name(name) => frame.column(name).map_err(|_| {
-            let close = names
-                .iter()
-                .max_by(|a, b| {
-                    strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name))
-                })
-                .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8);
             let hint = if headerless {
                 " (the file was read without a header, so its columns have no names: set `input.header = true` if its first line holds names, or give 0-based positions such as `label = 14`)".to_owned()
             } else {
-                close.map_or_else(String::new, |close| {
-                    format!(" (did you mean `{}`?)", crate::text::shorten(close, 80))
-                })
+                did_you_mean(&names, name)
             };
             IngestError::MissingColumn {
                 path: path.to_path_buf(),

@@ -509,12 +509,6 @@ fn check_categorical_names(
 ) -> Result<(), IngestError> {
     for name in &input.table.categorical {
         if !features.contains(name) {
-            let close = features
-                .iter()
-                .max_by(|a, b| {
-                    strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name))
-                })
-                .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8);
             return Err(IngestError::MissingColumn {
                 path: path.to_path_buf(),
                 column: format!(
@@ -522,7 +516,7 @@ fn check_categorical_names(
                     crate::text::shorten(name, 80)
                 ),
                 available: crate::text::column_list(features),
-                hint: close.map_or_else(String::new, |close| format!(" (did you mean `{close}`?)")),
+                hint: reader::did_you_mean(features, name),
             });
         }
     }

@@ -53,14 +53,10 @@ pub struct Served {
     pub model: ServedModel,
 }
 
-/// An id as requests and lookups spell it: integers in decimal, text as it is.
-pub fn id_key(ids: &Ids, row: usize) -> String {
-    ids.display(row)
-}
-
+/// Row by id, as requests spell ids: integers in decimal, text as it is.
 fn index_ids(ids: &Ids) -> HashMap<String, u32> {
     (0..ids.len())
-        .map(|row| (id_key(ids, row), row as u32))
+        .map(|row| (ids.display(row), row as u32))
         .collect()
 }
 
@@ -145,9 +141,7 @@ impl Served {
 
     /// The headline metric, as `models list` shows it.
     pub fn headline(&self) -> Option<(&'static str, f64)> {
-        ["rmse", "ndcg_at_k", "auc_roc", "f1", "accuracy", "r2"]
-            .into_iter()
-            .find_map(|name| self.metrics[name].as_f64().map(|value| (name, value)))
+        artifact::headline_metric(&self.metrics)
     }
 }
 

@@ -45,24 +45,15 @@ impl Metrics {
             "# HELP submit_requests_total HTTP requests by route and status."
         );
         let _ = writeln!(text, "# TYPE submit_requests_total counter");
-        let series = self.series.lock().map(|s| {
-            s.iter()
-                .map(|((route, status), series)| {
-                    (
-                        route.clone(),
-                        *status,
-                        series.count,
-                        series.sum_seconds,
-                        series.buckets,
-                    )
-                })
-                .collect::<Vec<_>>()
-        });
-        let series = series.unwrap_or_default();
-        for (route, status, count, _, _) in &series {
+        let series = match self.series.lock() {
+            Ok(series) => series,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for ((route, status), observed) in series.iter() {
             let _ = writeln!(
                 text,
-                "submit_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                "submit_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                observed.count
             );
         }
         let _ = writeln!(
@@ -70,11 +61,11 @@ impl Metrics {
             "# HELP submit_request_duration_seconds Time from request to response."
         );
         let _ = writeln!(text, "# TYPE submit_request_duration_seconds histogram");
-        for (route, status, count, sum, buckets) in &series {
+        for ((route, status), observed) in series.iter() {
             let labels = format!("route=\"{route}\",status=\"{status}\"");
             let mut cumulative = 0;
-            for (bound, observed) in BUCKETS.iter().zip(buckets) {
-                cumulative += observed;
+            for (bound, count) in BUCKETS.iter().zip(&observed.buckets) {
+                cumulative += count;
                 let _ = writeln!(
                     text,
                     "submit_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
@@ -82,17 +73,21 @@ impl Metrics {
             }
             let _ = writeln!(
                 text,
-                "submit_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+                "submit_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                observed.count
             );
             let _ = writeln!(
                 text,
-                "submit_request_duration_seconds_sum{{{labels}}} {sum}"
+                "submit_request_duration_seconds_sum{{{labels}}} {}",
+                observed.sum_seconds
             );
             let _ = writeln!(
                 text,
-                "submit_request_duration_seconds_count{{{labels}}} {count}"
+                "submit_request_duration_seconds_count{{{labels}}} {}",
+                observed.count
             );
         }
+        drop(series);
         let _ = writeln!(
             text,
             "# HELP submit_served_version The version served per job."

@@ -9,6 +9,7 @@ pub mod loadtest;
 mod metrics;
 pub mod score;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use self::cache::{ModelCache, Served, ServedModel, valid_job_name};
+use self::cache::{ModelCache, Served, ServedAls, ServedModel, valid_job_name};
 use self::score::{RequestError, bad_request};
 
 /// How the server was asked to run (flags over the `[serve]` defaults).
@@ -150,105 +151,88 @@ fn answer(served: &Served, mut fields: serde_json::Map<String, Value>) -> Respon
     axum::Json(Value::Object(fields)).into_response()
 }
 
-fn predict_with(
+/// The `{job}` and optional `{version}` of a route.
+type RouteParams = Path<HashMap<String, String>>;
+
+/// The version a route's path names (the served one, or a pinned `versions/{N}`).
+fn resolve_route(
     state: &AppState,
-    served: &Served,
-    headers: &HeaderMap,
-    body: &[u8],
+    params: &HashMap<String, String>,
+) -> Result<Arc<Served>, RequestError> {
+    let job = params.get("job").map_or("", String::as_str);
+    resolve(state, job, params.get("version").map(String::as_str))
+}
+
+async fn predict(
+    State(state): State<Shared>,
+    Path(params): RouteParams,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve_route(&state, &params)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("application/json");
-    let frame = score::parse_frame(content_type, body, state.max_rows)?;
+    let frame = score::parse_frame(content_type, &body, state.max_rows)?;
     let mut fields = serde_json::Map::new();
     match &served.model {
         ServedModel::Trees(model) => {
             let (predictions, probabilities) = score::score_trees(model, &frame)?;
             fields.insert("predictions".to_owned(), predictions);
-            if let Some(probabilities) = probabilities {
-                fields.insert("probabilities".to_owned(), probabilities);
+            if let Some(rows) = probabilities {
+                fields.insert(
+                    "probabilities".to_owned(),
+                    score::probability_objects(model, &rows),
+                );
             }
         }
         ServedModel::Als(model) => {
             fields.insert("predictions".to_owned(), score::score_pairs(model, &frame)?);
         }
     }
-    Ok(answer(served, fields))
+    Ok(answer(&served, fields))
 }
 
-async fn predict(
-    State(state): State<Shared>,
-    Path(job): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, RequestError> {
-    let body = body_bytes(body)?;
-    let served = resolve(&state, &job, None)?;
-    predict_with(&state, &served, &headers, &body)
-}
-
-async fn predict_version(
-    State(state): State<Shared>,
-    Path((job, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, RequestError> {
-    let body = body_bytes(body)?;
-    let served = resolve(&state, &job, Some(&version))?;
-    predict_with(&state, &served, &headers, &body)
-}
-
-fn recommend_with(served: &Served, body: &[u8]) -> Result<Response, RequestError> {
-    let ServedModel::Als(model) = &served.model else {
-        return Err(bad_request(format!(
-            "`{}` is a {} model; recommendations need an als model",
+/// The ALS model of a served version, or a 400 saying what `what` needs.
+fn als_model<'a>(served: &'a Served, what: &str) -> Result<&'a ServedAls, RequestError> {
+    match &served.model {
+        ServedModel::Als(model) => Ok(model),
+        ServedModel::Trees(_) => Err(bad_request(format!(
+            "`{}` is a {} model; {what} need an als model",
             served.job, served.algorithm
-        )));
-    };
-    let Value::Object(fields) = score::recommend(model, body)? else {
-        return Err(bad_request("unexpected answer"));
-    };
-    Ok(answer(served, fields))
+        ))),
+    }
+}
+
+fn answer_object(served: &Served, value: Value) -> Result<Response, RequestError> {
+    match value {
+        Value::Object(fields) => Ok(answer(served, fields)),
+        _ => Err(bad_request("unexpected answer")),
+    }
 }
 
 async fn similar_items(
     State(state): State<Shared>,
-    Path(job): Path<String>,
+    Path(params): RouteParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RequestError> {
     let body = body_bytes(body)?;
-    let served = resolve(&state, &job, None)?;
-    let ServedModel::Als(model) = &served.model else {
-        return Err(bad_request(format!(
-            "`{}` is a {} model; similar items need an als model",
-            served.job, served.algorithm
-        )));
-    };
-    let Value::Object(fields) = score::similar_items(model, &body)? else {
-        return Err(bad_request("unexpected answer"));
-    };
-    Ok(answer(&served, fields))
+    let served = resolve_route(&state, &params)?;
+    let model = als_model(&served, "similar items")?;
+    answer_object(&served, score::similar_items(model, &body)?)
 }
 
 async fn recommend(
     State(state): State<Shared>,
-    Path(job): Path<String>,
+    Path(params): RouteParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RequestError> {
     let body = body_bytes(body)?;
-    let served = resolve(&state, &job, None)?;
-    recommend_with(&served, &body)
-}
-
-async fn recommend_version(
-    State(state): State<Shared>,
-    Path((job, version)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, RequestError> {
-    let body = body_bytes(body)?;
-    let served = resolve(&state, &job, Some(&version))?;
-    recommend_with(&served, &body)
+    let served = resolve_route(&state, &params)?;
+    let model = als_model(&served, "recommendations")?;
+    answer_object(&served, score::recommend(model, &body)?)
 }
 
 /// Open Inference Protocol v2: the served version's metadata (inputs are the feature columns,
@@ -287,45 +271,28 @@ fn inference_metadata(served: &Served) -> Value {
     })
 }
 
-fn infer_with(state: &AppState, served: &Served, body: &[u8]) -> Result<Response, RequestError> {
+async fn v2_infer(
+    State(state): State<Shared>,
+    Path(params): RouteParams,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
+    let body = body_bytes(body)?;
+    let served = resolve_route(&state, &params)?;
     let names: Vec<String> = match &served.model {
         ServedModel::Trees(model) => model.saved.feature_names.clone(),
         ServedModel::Als(_) => vec!["user".to_owned(), "item".to_owned()],
     };
-    let (frame, id) = score::parse_inference(body, &names, state.max_rows)?;
+    let (frame, id) = score::parse_inference(&body, &names, state.max_rows)?;
     let outputs = match &served.model {
         ServedModel::Trees(model) => {
             let (predictions, probabilities) = score::score_trees(model, &frame)?;
             let mut outputs = vec![score::tensor("predictions", &predictions, None)];
-            if let Some(probabilities) = probabilities {
-                // Rows of class probabilities in class order (the objects are keyed by label).
-                let classes = model.saved.model.classes;
-                let labels: Vec<String> = (0..classes)
-                    .map(|class| {
-                        model
-                            .saved
-                            .label_names
-                            .as_ref()
-                            .and_then(|names| names.get(class).cloned())
-                            .unwrap_or_else(|| class.to_string())
-                    })
-                    .collect();
-                let rows: Vec<Value> = probabilities
-                    .as_array()
-                    .map(|rows| {
-                        rows.iter()
-                            .map(|row| {
-                                Value::Array(
-                                    labels.iter().map(|label| row[label].clone()).collect(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            if let Some(rows) = probabilities {
+                // Rows of class probabilities, in class order.
                 outputs.push(score::tensor(
                     "probabilities",
-                    &Value::Array(rows),
-                    Some(classes),
+                    &json!(rows),
+                    Some(model.saved.model.classes),
                 ));
             }
             outputs
@@ -349,46 +316,18 @@ fn infer_with(state: &AppState, served: &Served, body: &[u8]) -> Result<Response
 
 async fn v2_metadata(
     State(state): State<Shared>,
-    Path(job): Path<String>,
+    Path(params): RouteParams,
 ) -> Result<Response, RequestError> {
-    let served = resolve(&state, &job, None)?;
-    Ok(axum::Json(inference_metadata(&served)).into_response())
-}
-
-async fn v2_metadata_version(
-    State(state): State<Shared>,
-    Path((job, version)): Path<(String, String)>,
-) -> Result<Response, RequestError> {
-    let served = resolve(&state, &job, Some(&version))?;
+    let served = resolve_route(&state, &params)?;
     Ok(axum::Json(inference_metadata(&served)).into_response())
 }
 
 async fn v2_ready(
     State(state): State<Shared>,
-    Path(job): Path<String>,
+    Path(params): RouteParams,
 ) -> Result<Response, RequestError> {
-    let served = resolve(&state, &job, None)?;
+    let served = resolve_route(&state, &params)?;
     Ok(axum::Json(json!({"name": served.job, "ready": true})).into_response())
-}
-
-async fn v2_infer(
-    State(state): State<Shared>,
-    Path(job): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, RequestError> {
-    let body = body_bytes(body)?;
-    let served = resolve(&state, &job, None)?;
-    infer_with(&state, &served, &body)
-}
-
-async fn v2_infer_version(
-    State(state): State<Shared>,
-    Path((job, version)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, RequestError> {
-    let body = body_bytes(body)?;
-    let served = resolve(&state, &job, Some(&version))?;
-    infer_with(&state, &served, &body)
 }
 
 async fn v2_live() -> Response {
@@ -482,29 +421,20 @@ fn router(state: Shared, body_limit: usize) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{job}/predict", post(predict))
-        .route(
-            "/v1/models/{job}/versions/{version}/predict",
-            post(predict_version),
-        )
+        .route("/v1/models/{job}/versions/{version}/predict", post(predict))
         .route("/v1/models/{job}/recommend", post(recommend))
         .route("/v1/models/{job}/similar-items", post(similar_items))
         .route(
             "/v1/models/{job}/versions/{version}/recommend",
-            post(recommend_version),
+            post(recommend),
         )
         .route("/v2/health/live", get(v2_live))
         .route("/v2/health/ready", get(v2_server_ready))
         .route("/v2/models/{job}", get(v2_metadata))
         .route("/v2/models/{job}/ready", get(v2_ready))
         .route("/v2/models/{job}/infer", post(v2_infer))
-        .route(
-            "/v2/models/{job}/versions/{version}",
-            get(v2_metadata_version),
-        )
-        .route(
-            "/v2/models/{job}/versions/{version}/infer",
-            post(v2_infer_version),
-        )
+        .route("/v2/models/{job}/versions/{version}", get(v2_metadata))
+        .route("/v2/models/{job}/versions/{version}/infer", post(v2_infer))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -209,12 +209,15 @@ fn category_name(value: &Value) -> String {
     }
 }
 
+/// Per row, each class's probability in class order.
+pub type ClassProbabilities = Vec<Vec<f64>>;
+
 /// Scores every row with a tree ensemble: the predictions (original labels for
 /// classification) and, for classifiers, each class's probability, in request order.
 pub fn score_trees(
     model: &ServedTrees,
     frame: &Frame,
-) -> Result<(Value, Option<Value>), RequestError> {
+) -> Result<(Value, Option<ClassProbabilities>), RequestError> {
     let saved = &model.saved;
     let positions: Vec<usize> = saved
         .feature_names
@@ -272,22 +275,41 @@ pub fn score_trees(
                 })
                 .collect();
             let probabilities = outputs
-                .iter()
-                .map(|p| {
-                    let mut object = Map::new();
-                    for (class, probability) in p.iter().enumerate().take(classes) {
-                        let key = match label(class) {
-                            Value::String(text) => text,
-                            other => other.to_string(),
-                        };
-                        object.insert(key, json!(probability));
-                    }
-                    Value::Object(object)
+                .into_iter()
+                .map(|mut p| {
+                    p.truncate(classes);
+                    p
                 })
                 .collect();
-            Ok((Value::Array(predictions), Some(Value::Array(probabilities))))
+            Ok((Value::Array(predictions), Some(probabilities)))
         }
     }
+}
+
+/// Each row's class probabilities as an object keyed by class label (MLflow-style answers).
+pub fn probability_objects(model: &ServedTrees, rows: &[Vec<f64>]) -> Value {
+    let keys: Vec<String> = (0..model.saved.model.classes)
+        .map(|class| {
+            model
+                .saved
+                .label_names
+                .as_ref()
+                .and_then(|names| names.get(class).cloned())
+                .unwrap_or_else(|| class.to_string())
+        })
+        .collect();
+    Value::Array(
+        rows.iter()
+            .map(|row| {
+                Value::Object(
+                    keys.iter()
+                        .cloned()
+                        .zip(row.iter().map(|p| json!(p)))
+                        .collect::<Map<String, Value>>(),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// An id from a request as the model's lookup spells it.
@@ -415,7 +437,7 @@ pub fn recommend(model: &ServedAls, body: &[u8]) -> Result<Value, RequestError> 
             )
         }
         None => (
-            recommend_popular(&model.popular, &excluded, k)
+            crate::algo::als::recommend::first_unseen(&model.popular, &excluded, k)
                 .into_iter()
                 .map(|item| (item, None))
                 .collect(),
@@ -570,10 +592,6 @@ fn requested_k(request: &Value) -> Result<usize, RequestError> {
                 ))
             }),
     }
-}
-
-fn recommend_popular(popular: &[u32], excluded: &[u32], k: usize) -> Vec<u32> {
-    crate::algo::als::recommend::first_unseen(popular, excluded, k)
 }
 
 fn flatten_into(value: &Value, out: &mut Vec<Value>) {
