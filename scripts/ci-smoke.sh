@@ -2,7 +2,8 @@
 # CI smoke run: every job in JOBS_DIR (default: the repository's jobs/) on at most SMOKE_LIMIT
 # rows, published to a scratch folder.
 #   scripts/ci-smoke.sh [JOBS_DIR]
-# Jobs that read shared/data are skipped (with a message) where that folder is absent.
+# Jobs that read shared/data are skipped (with a message) where that folder is absent, and
+# jobs that read the server's feedback log where it has no events yet.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SUBMIT_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/submit}"
@@ -29,6 +30,11 @@ for job in "${jobs[@]}"; do
   shared="$(sed -n 's|^[a-z_]* *= *"\(.*shared/data\)/.*|\1|p' "$job" | head -1)"
   if [ -n "$shared" ] && [ ! -d "$(dirname "$job")/$shared" ]; then
     echo "skip $name: $shared is not here"
+    continue
+  fi
+  events="$(sed -n 's|^path = "\(.*/events/\*\.csv\)"|\1|p' "$job" | head -1)"
+  if [ -n "$events" ] && ! compgen -G "$(dirname "$job")/$events" >/dev/null; then
+    echo "skip $name: no feedback events yet ($events; submit serve writes them)"
     continue
   fi
   if is_batch "$job"; then

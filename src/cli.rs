@@ -113,24 +113,46 @@ pub enum Command {
     /// Answer predictions and recommendations over HTTP from the latest version of every job
     /// under a models folder, following `latest` as new versions are promoted.
     Serve {
-        /// The output folder whose jobs are served (each job's `latest`).
-        #[arg(long, value_name = "DIR", default_value = "models")]
-        models: PathBuf,
-        /// Address to listen on (loopback by default; port 0 picks a free one).
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
-        addr: String,
-        /// Worker threads: local, local[N] or local[*].
-        #[arg(long, value_name = "MASTER", default_value = "local[2]")]
-        master: String,
-        /// Largest request body, e.g. 8M (413 above it).
-        #[arg(long, value_name = "SIZE", default_value = "8M")]
-        max_body: String,
-        /// Most rows in one scoring request (413 above it).
-        #[arg(long, value_name = "N", default_value_t = 100_000)]
-        max_rows: usize,
-        /// How often (milliseconds) each job's `latest` is checked for a new version.
-        #[arg(long, value_name = "MS", default_value_t = 500)]
-        poll_ms: u64,
+        /// The output folder whose jobs are served (each job's `latest`) [serve.models: models].
+        #[arg(long, value_name = "DIR")]
+        models: Option<String>,
+        /// Job files the training endpoint may run [serve.jobs: jobs].
+        #[arg(long, value_name = "DIR")]
+        jobs: Option<String>,
+        /// Address to listen on; port 0 picks a free one [serve.addr: 127.0.0.1:8080].
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Threads answering requests: local, local[N] or local[*] [serve.master: local[2]].
+        #[arg(long, value_name = "MASTER")]
+        master: Option<String>,
+        /// The `--master` of each training run (a child process at nice 10)
+        /// [serve.train_master: local[1]].
+        #[arg(long, value_name = "MASTER")]
+        train_master: Option<String>,
+        /// Training runs that may wait; one more is answered 429 [serve.train_queue: 8].
+        #[arg(long, value_name = "N")]
+        train_queue: Option<String>,
+        /// File holding the bearer token for the training and feedback endpoints (off without
+        /// one) [serve.token_file].
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<String>,
+        /// Largest request body, e.g. 8M (413 above it) [serve.max_body: 8M].
+        #[arg(long, value_name = "SIZE")]
+        max_body: Option<String>,
+        /// Most rows in one scoring request (413 above it) [serve.max_rows: 100000].
+        #[arg(long, value_name = "N")]
+        max_rows: Option<String>,
+        /// Milliseconds for a request's body to arrive (408) and its answer to be ready (503)
+        /// [serve.request_timeout_ms: 30000].
+        #[arg(long, value_name = "MS")]
+        request_timeout_ms: Option<String>,
+        /// How often (milliseconds) each job's `latest` is checked [serve.poll_ms: 500].
+        #[arg(long, value_name = "MS")]
+        poll_ms: Option<String>,
+        /// Memory budget for loaded versions; pinned ones are evicted least recently used past
+        /// it [serve.driver_memory: 1G].
+        #[arg(long, value_name = "MEM")]
+        driver_memory: Option<String>,
     },
     /// Send requests open-loop at fixed rates, in steps, to a running server; write latency
     /// percentiles per step (JSON) and a plot (SVG) to a folder.

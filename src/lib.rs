@@ -71,9 +71,9 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
 
 /// `--properties-file`, else `defaults.toml` in `$SUBMIT_CONF_DIR`, else in the job's project
 /// root's `conf/` ([`config::project_root`]), when it exists.
-fn defaults_file(cli: &cli::Cli, job_file: &Path) -> Option<PathBuf> {
-    if let Some(path) = &cli.properties_file {
-        return Some(path.clone());
+fn defaults_file(properties_file: Option<&Path>, job_file: &Path) -> Option<PathBuf> {
+    if let Some(path) = properties_file {
+        return Some(path.to_path_buf());
     }
     let dir = std::env::var_os("SUBMIT_CONF_DIR").map_or_else(
         || config::project_root(job_file).join("conf"),
@@ -101,12 +101,23 @@ pub fn load_job(cli: &cli::Cli, job_file: &Path) -> Result<JobConfig, ConfigErro
             flags.push((flag, key, value.clone()));
         }
     }
-    let defaults = defaults_file(cli, job_file);
+    load_job_file(job_file, cli.properties_file.as_deref(), flags, &cli.conf)
+}
+
+/// Parses and checks a job file under `(flag, key, value)` flags and `--conf` arguments, as the
+/// command line would (the server's training endpoint checks its requests with this).
+pub fn load_job_file(
+    job_file: &Path,
+    properties_file: Option<&Path>,
+    flags: Vec<(&'static str, &'static str, String)>,
+    confs: &[String],
+) -> Result<JobConfig, ConfigError> {
+    let defaults = defaults_file(properties_file, job_file);
     let sources = validate::Sources {
         job_file,
         defaults_file: defaults.as_deref(),
         flags,
-        confs: &cli.conf,
+        confs,
     };
     let layered = validate::layer_sources(&sources)?;
     validate::validate(layered, job_file)
@@ -142,11 +153,17 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
     }
     if let Some(cli::Command::Serve {
         models,
+        jobs,
         addr,
         master,
+        train_master,
+        train_queue,
+        token_file,
         max_body,
         max_rows,
+        request_timeout_ms,
         poll_ms,
+        driver_memory,
     }) = &cli.command
     {
         refuse_job_flags(
@@ -154,35 +171,37 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             "submit serve",
             "give serve's own flags after `serve` (see `submit serve --help`)",
         )?;
-        let threads = match config::Master::parse(master) {
-            Some(master) if !master.is_cluster() => master.threads(),
-            _ => {
-                return Err(ConfigError::new(format!(
-                    "`--master {master}` is not a local master for serve"
-                ))
-                .hint("local, local[N] or local[*]")
-                .into());
+        let mut flags = Vec::new();
+        for (flag, key, value) in [
+            ("--models", "serve.models", models),
+            ("--jobs", "serve.jobs", jobs),
+            ("--addr", "serve.addr", addr),
+            ("--master", "serve.master", master),
+            ("--train-master", "serve.train_master", train_master),
+            ("--train-queue", "serve.train_queue", train_queue),
+            ("--token-file", "serve.token_file", token_file),
+            ("--max-body", "serve.max_body", max_body),
+            ("--max-rows", "serve.max_rows", max_rows),
+            (
+                "--request-timeout-ms",
+                "serve.request_timeout_ms",
+                request_timeout_ms,
+            ),
+            ("--poll-ms", "serve.poll_ms", poll_ms),
+            ("--driver-memory", "serve.driver_memory", driver_memory),
+        ] {
+            if let Some(value) = value {
+                flags.push((flag, key, value.clone()));
             }
-        };
-        let body_limit = config::ByteSize::parse(max_body)
-            .filter(|size| size.0 >= 1024 && size.0 <= 1 << 34)
-            .ok_or_else(|| {
-                ConfigError::new(format!(
-                    "`--max-body {max_body}` is not a size from 1K to 16G"
-                ))
-            })?
-            .0 as usize;
-        if *max_rows == 0 || *poll_ms == 0 {
-            return Err(ConfigError::new("--max-rows and --poll-ms must be at least 1").into());
         }
-        serve::run(&serve::ServeOptions {
-            models_dir: models.clone(),
-            addr: addr.clone(),
-            threads,
-            body_limit,
-            max_rows: *max_rows,
-            poll: std::time::Duration::from_millis(*poll_ms),
-        })?;
+        let conf_dir = std::env::var_os("SUBMIT_CONF_DIR")
+            .map_or_else(|| PathBuf::from("conf"), PathBuf::from);
+        let defaults = Some(conf_dir.join("defaults.toml")).filter(|path| path.is_file());
+        let settings = config::serve::load(
+            defaults.as_deref(),
+            &config::serve::ServeFlags { values: flags },
+        )?;
+        serve::run(&settings)?;
         return Ok(None);
     }
     if let Some(cli::Command::Loadtest {

@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use common::server::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -38,145 +35,6 @@ fn table_csv() -> String {
         ));
     }
     text
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = submit(dir)
-            .args([
-                "serve",
-                "--models",
-                "models",
-                "--addr",
-                "127.0.0.1:0",
-                "--poll-ms",
-                "50",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut sender = Some(sender);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://")
-                    && let Some(sender) = sender.take()
-                {
-                    let rest = &line[at + "listening on http://".len()..];
-                    let _ = sender.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                }
-                let mut text = sink.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        let addr = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
-        Server { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_for_log(&self, words: &str) {
-        let started = Instant::now();
-        while !self.log().contains(words) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no {words:?} in the log: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-        http(&self.addr, method, path, content_type, body)
-    }
-
-    fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = self.request(
-            "POST",
-            path,
-            "application/json",
-            body.to_string().as_bytes(),
-        );
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn get_json(&self, path: &str) -> (u16, Value) {
-        let (status, text) = self.request("GET", path, "", b"");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!("the server did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; the status and the body.
-fn http(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !content_type.is_empty() {
-        head.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    (status, body)
 }
 
 fn trained() -> tempfile::TempDir {
@@ -544,7 +402,11 @@ fn serve_refuses_bad_flags_and_busy_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(submit(dir.path()).args(["serve", "--master", "yarn"]));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("not a local master"));
+    assert!(
+        stderr(&output).contains("`serve.master`") && stderr(&output).contains("--master"),
+        "{}",
+        stderr(&output)
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = listener.local_addr().unwrap().to_string();
     let output = run(submit(dir.path()).args(["serve", "--addr", &busy]));

@@ -120,14 +120,32 @@ fn every_job_in_the_jobs_folder_runs() {
             );
             continue;
         }
-        let summary = train_ok(
-            dir.path(),
-            &[
-                job_path,
-                "--conf",
-                &format!("output.dir={}", models.display()),
-            ],
-        );
+        let mut arguments = vec![
+            job_path.to_owned(),
+            "--conf".to_owned(),
+            format!("output.dir={}", models.display()),
+        ];
+        if text.contains("/events/") {
+            // The feedback job reads the server's event log: one written as the server does.
+            let mut events = String::from("user,item,value,timestamp\n");
+            for row in 0..3000u64 {
+                let user = row % 97;
+                let item = (row * 7 + user * 3) % 61;
+                events.push_str(&format!(
+                    "{user},{item},{},{}.000\n",
+                    1 + row % 3,
+                    1_796_083_200 + row
+                ));
+            }
+            let log = write(dir.path(), "events/2026-12-01.csv", &events);
+            arguments.push("--conf".to_owned());
+            arguments.push(format!(
+                "input.path={}",
+                log.parent().unwrap().join("*.csv").display()
+            ));
+        }
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        let summary = train_ok(dir.path(), &arguments);
         assert!(
             summary["version"].as_u64().unwrap() >= 1,
             "{}",

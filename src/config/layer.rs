@@ -114,6 +114,14 @@ impl Layered {
         table.insert(leaf.to_owned(), value);
     }
 
+    /// Drops a whole section (the defaults file's `[serve]`, which only `submit serve` reads).
+    pub fn remove_section(&mut self, name: &str) {
+        self.table.remove(name);
+        let inside = |key: &String| key == name || key.starts_with(&format!("{name}."));
+        self.origins.retain(|key, _| !inside(key));
+        self.key_origins.retain(|key, _| !inside(key));
+    }
+
     /// Lays `over` on top of `self`: `over` wins key by key, sections merge.
     pub fn merge(&mut self, over: Layered) -> Result<(), ConfigError> {
         if let Some(Value::Table(input)) = over.table.get("input") {

@@ -5,6 +5,7 @@
 
 pub mod layer;
 pub mod params;
+pub mod serve;
 pub mod spark;
 pub mod validate;
 

@@ -57,7 +57,7 @@ pub struct Param {
     pub doc: &'static str,
 }
 
-const fn param(
+pub(crate) const fn param(
     key: &'static str,
     kind: Kind,
     default: Option<&'static str>,
@@ -747,10 +747,15 @@ pub fn suggestions(unknown: &str) -> Vec<&'static str> {
 
 /// The README's parameter table, generated from [`PARAMS`].
 pub fn markdown_table() -> std::string::String {
+    table_of(PARAMS)
+}
+
+/// A Markdown table of a parameter registry (sections left out).
+pub(crate) fn table_of(params: &[Param]) -> std::string::String {
     let mut out = std::string::String::from(
         "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n",
     );
-    for param in PARAMS.iter().filter(|param| param.kind != Section) {
+    for param in params.iter().filter(|param| param.kind != Section) {
         let default = param
             .default
             .map_or_else(|| "—".to_owned(), |literal| format!("`{literal}`"));

@@ -26,7 +26,9 @@ pub struct Sources<'a> {
 pub fn layer_sources(sources: &Sources<'_>) -> Result<Layered, ConfigError> {
     let mut merged = layer::defaults();
     if let Some(path) = sources.defaults_file {
-        let defaults_file = layer::load_file(path)?;
+        let mut defaults_file = layer::load_file(path)?;
+        // `[serve]` configures `submit serve` (config::serve checks it), not jobs.
+        defaults_file.remove_section("serve");
         check_keys(&defaults_file)?;
         merged.merge(defaults_file)?;
     }
@@ -74,6 +76,13 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
             if prefix == "spark" || prefix.starts_with("spark.") {
                 // Spark's own settings: open-ended, checked by Spark; types by spark::settings.
                 continue;
+            }
+            if path == "serve" {
+                return Err(ConfigError::new("unknown key `serve` in a job")
+                    .origin(layered.key_origin(&path))
+                    .hint(
+                        "`[serve]` configures `submit serve` and belongs in conf/defaults.toml",
+                    ));
             }
             let Some(param) = params::find(&path) else {
                 let suggestions = params::suggestions(&path);

@@ -139,6 +139,38 @@ impl Served {
         })
     }
 
+    /// About how many bytes the loaded version holds (what the memory budget counts).
+    pub fn footprint(&self) -> u64 {
+        let bytes = match &self.model {
+            ServedModel::Trees(model) => {
+                let nodes: usize = model
+                    .saved
+                    .model
+                    .trees
+                    .iter()
+                    .map(|tree| tree.nodes.len())
+                    .sum();
+                let leaves = nodes * model.saved.model.classes.max(1) * 8;
+                let categories: usize = model
+                    .categories
+                    .iter()
+                    .flatten()
+                    .map(|names| names.keys().map(|name| name.len() + 48).sum::<usize>())
+                    .sum();
+                nodes * std::mem::size_of::<crate::algo::trees::Node>() + leaves + categories * 2
+            }
+            ServedModel::Als(model) => {
+                let rows = model.saved.user_ids.len() + model.saved.item_ids.len();
+                // Factors in the model and in the scorer, id tables both ways, norms, gram.
+                rows * model.saved.rank * 4 * 2
+                    + rows * 96
+                    + model.item_norms.len() * 12
+                    + model.gram.as_ref().map_or(0, |gram| gram.len() * 8)
+            }
+        };
+        bytes as u64
+    }
+
     /// The headline metric, as `models list` shows it.
     pub fn headline(&self) -> Option<(&'static str, f64)> {
         artifact::headline_metric(&self.metrics)
@@ -156,12 +188,11 @@ pub fn valid_job_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Pinned versions (`/versions/{N}/`) kept loaded at most.
-const PINNED_LIMIT: usize = 8;
-
 /// Every job's served version, plus pinned versions loaded on demand.
 pub struct ModelCache {
     pub models_dir: PathBuf,
+    /// Bytes all loaded versions may take before pinned ones are evicted (`serve.driver_memory`).
+    budget: u64,
     latest: RwLock<HashMap<String, Arc<Served>>>,
     /// Pinned versions, most recently used last.
     pinned: Mutex<Vec<Arc<Served>>>,
@@ -171,9 +202,10 @@ pub struct ModelCache {
 }
 
 impl ModelCache {
-    pub fn new(models_dir: PathBuf) -> ModelCache {
+    pub fn new(models_dir: PathBuf, budget: u64) -> ModelCache {
         ModelCache {
             models_dir,
+            budget,
             latest: RwLock::new(HashMap::new()),
             pinned: Mutex::new(Vec::new()),
             failed: Mutex::new(HashMap::new()),
@@ -218,11 +250,30 @@ impl ModelCache {
         let served = Arc::new(Served::load(job, &dir)?);
         if let Ok(mut pinned) = self.pinned.lock() {
             pinned.push(served.clone());
-            if pinned.len() > PINNED_LIMIT {
+            // Least recently used first out, while everything loaded is over the budget; the
+            // version just loaded stays (the request needs it).
+            let served_bytes: u64 = self.all().iter().map(|served| served.footprint()).sum();
+            while pinned.len() > 1
+                && served_bytes + pinned.iter().map(|served| served.footprint()).sum::<u64>()
+                    > self.budget
+            {
                 pinned.remove(0);
             }
         }
         Ok(Some(served))
+    }
+
+    /// Pinned versions loaded now, least recently used first.
+    pub fn pinned_versions(&self) -> Vec<(String, u64)> {
+        self.pinned
+            .lock()
+            .map(|pinned| {
+                pinned
+                    .iter()
+                    .map(|served| (served.job.clone(), served.version))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Job folders under the models directory, with the version their `latest` points at.

@@ -20,16 +20,22 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
+/// Route template, model (for model routes), status.
+type SeriesKey = (String, Option<String>, u16);
+
 #[derive(Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<(String, u16), Series>>,
+    /// By route template, model (for model routes) and status.
+    series: Mutex<BTreeMap<SeriesKey, Series>>,
 }
 
 impl Metrics {
-    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe(&self, route: &str, model: Option<&str>, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Ok(mut series) = self.series.lock() {
-            let entry = series.entry((route.to_owned(), status)).or_default();
+            let entry = series
+                .entry((route.to_owned(), model.map(str::to_owned), status))
+                .or_default();
             entry.count += 1;
             entry.sum_seconds += seconds;
             if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
@@ -38,7 +44,7 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, served: &[(String, u64)]) -> String {
+    pub fn render(&self, served: &[(String, u64)], runs: &[(&str, usize)]) -> String {
         let mut text = String::new();
         let _ = writeln!(
             text,
@@ -49,10 +55,15 @@ impl Metrics {
             Ok(series) => series,
             Err(poisoned) => poisoned.into_inner(),
         };
-        for ((route, status), observed) in series.iter() {
+        let labels = |route: &str, model: &Option<String>, status: u16| match model {
+            Some(model) => format!("route=\"{route}\",model=\"{model}\",status=\"{status}\""),
+            None => format!("route=\"{route}\",status=\"{status}\""),
+        };
+        for ((route, model, status), observed) in series.iter() {
             let _ = writeln!(
                 text,
-                "submit_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                "submit_requests_total{{{}}} {}",
+                labels(route, model, *status),
                 observed.count
             );
         }
@@ -61,8 +72,8 @@ impl Metrics {
             "# HELP submit_request_duration_seconds Time from request to response."
         );
         let _ = writeln!(text, "# TYPE submit_request_duration_seconds histogram");
-        for ((route, status), observed) in series.iter() {
-            let labels = format!("route=\"{route}\",status=\"{status}\"");
+        for ((route, model, status), observed) in series.iter() {
+            let labels = labels(route, model, *status);
             let mut cumulative = 0;
             for (bound, count) in BUCKETS.iter().zip(&observed.buckets) {
                 cumulative += count;
@@ -96,6 +107,14 @@ impl Metrics {
         for (job, version) in served {
             let _ = writeln!(text, "submit_served_version{{model=\"{job}\"}} {version}");
         }
+        let _ = writeln!(
+            text,
+            "# HELP submit_training_runs Training runs the server knows, by state."
+        );
+        let _ = writeln!(text, "# TYPE submit_training_runs gauge");
+        for (state, count) in runs {
+            let _ = writeln!(text, "submit_training_runs{{state=\"{state}\"}} {count}");
+        }
         text
     }
 }
@@ -107,9 +126,19 @@ mod tests {
     #[test]
     fn renders_counters_cumulative_buckets_and_versions() {
         let metrics = Metrics::default();
-        metrics.observe("/v1/models", 200, Duration::from_micros(50));
-        metrics.observe("/v1/models", 200, Duration::from_millis(3));
-        let text = metrics.render(&[("gbt".to_owned(), 4)]);
+        metrics.observe("/v1/models", None, 200, Duration::from_micros(50));
+        metrics.observe("/v1/models", None, 200, Duration::from_millis(3));
+        metrics.observe(
+            "/v1/models/{job}/predict",
+            Some("gbt"),
+            400,
+            Duration::from_millis(1),
+        );
+        let text = metrics.render(&[("gbt".to_owned(), 4)], &[("running", 1)]);
+        assert!(text.contains(
+            "submit_requests_total{route=\"/v1/models/{job}/predict\",model=\"gbt\",status=\"400\"} 1"
+        ));
+        assert!(text.contains("submit_training_runs{state=\"running\"} 1"));
         assert!(text.contains("submit_requests_total{route=\"/v1/models\",status=\"200\"} 2"));
         assert!(text.contains("le=\"0.0001\"} 1"));
         assert!(text.contains("le=\"0.005\"} 2"));

@@ -5,13 +5,15 @@
 //! version that fails to load is logged and the old one keeps serving.
 
 pub mod cache;
+mod events;
 pub mod loadtest;
 mod metrics;
+pub mod runs;
 pub mod score;
+mod training;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,20 +29,7 @@ use serde_json::{Value, json};
 
 use self::cache::{ModelCache, Served, ServedAls, ServedModel, valid_job_name};
 use self::score::{RequestError, bad_request};
-
-/// How the server was asked to run (flags over the `[serve]` defaults).
-#[derive(Clone, Debug)]
-pub struct ServeOptions {
-    pub models_dir: PathBuf,
-    pub addr: String,
-    pub threads: usize,
-    /// Largest request body accepted (413 above it).
-    pub body_limit: usize,
-    /// Most rows one scoring request may carry (413 above it).
-    pub max_rows: usize,
-    /// How often `latest` links are checked for a new version.
-    pub poll: Duration,
-}
+use crate::config::serve::ServeSettings;
 
 /// The server could not start (exit code 2: a usage problem, such as an address in use).
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +42,12 @@ pub struct ServeError {
 struct AppState {
     cache: ModelCache,
     metrics: metrics::Metrics,
+    runs: Arc<runs::Runs>,
+    /// The blake3 hash of the token (compared in constant time); `None`: no token endpoints.
+    token_hash: Option<blake3::Hash>,
     max_rows: usize,
+    body_limit: usize,
+    request_timeout: Duration,
 }
 
 type Shared = Arc<AppState>;
@@ -385,7 +379,7 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
         .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&served),
+        state.metrics.render(&served, &state.runs.counts()),
     )
         .into_response()
 }
@@ -396,7 +390,17 @@ async fn fallback() -> RequestError {
     )
 }
 
-/// Counts every request by route and status, with its latency.
+/// The model a `/v1/models/{job}/...` or `/v2/models/{job}/...` path names, for metrics labels.
+fn model_label(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/v1/models/")
+        .or_else(|| path.strip_prefix("/v2/models/"))?;
+    let job = rest.split('/').next()?;
+    valid_job_name(job).then_some(job)
+}
+
+/// Reads the body within the request timeout (408 past it), runs the handler within it (503
+/// past it), and counts every request by route, model and status, with its latency.
 async fn measure(
     State(state): State<Shared>,
     request: Request<axum::body::Body>,
@@ -406,11 +410,66 @@ async fn measure(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let model = model_label(request.uri().path())
+        .filter(|_| route != "unmatched")
+        .map(str::to_owned);
     let started = Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .observe(&route, response.status().as_u16(), started.elapsed());
+    let deadline = started + state.request_timeout;
+    let (parts, body) = request.into_parts();
+    let response = match tokio::time::timeout_at(
+        deadline.into(),
+        axum::body::to_bytes(body, state.body_limit),
+    )
+    .await
+    {
+        Err(_) => RequestError {
+            status: 408,
+            code: "request_timeout",
+            message: format!(
+                "the request body did not arrive within {} ms",
+                state.request_timeout.as_millis()
+            ),
+        }
+        .into_response(),
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                RequestError {
+                    status: 413,
+                    code: "body_too_large",
+                    message: format!(
+                        "the body is larger than the limit of {} bytes (serve.max_body)",
+                        state.body_limit
+                    ),
+                }
+                .into_response()
+            } else {
+                bad_request(format!("cannot read the request body: {error}")).into_response()
+            }
+        }
+        Ok(Ok(bytes)) => {
+            let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+            match tokio::time::timeout_at(deadline.into(), next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => RequestError {
+                    status: 503,
+                    code: "timeout",
+                    message: format!(
+                        "no answer within {} ms (serve.request_timeout_ms)",
+                        state.request_timeout.as_millis()
+                    ),
+                }
+                .into_response(),
+            }
+        }
+    };
+    state.metrics.observe(
+        &route,
+        model.as_deref(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -435,6 +494,15 @@ fn router(state: Shared, body_limit: usize) -> Router {
         .route("/v2/models/{job}/infer", post(v2_infer))
         .route("/v2/models/{job}/versions/{version}", get(v2_metadata))
         .route("/v2/models/{job}/versions/{version}/infer", post(v2_infer))
+        .route("/v1/models/{job}/events", post(training::append_events))
+        .route("/v1/jobs", get(training::list_jobs))
+        .route("/v1/jobs/{name}/runs", post(training::start_run))
+        .route("/v1/runs", get(training::list_runs))
+        .route(
+            "/v1/runs/{id}",
+            get(training::show_run).delete(training::cancel_run),
+        )
+        .route("/v1/runs/{id}/log", get(training::run_log))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -451,6 +519,9 @@ pub const ROUTES: &[&str] = &[
     "POST /v1/models/{job}/versions/{N}/predict|recommend",
     "GET  /v2/health/live, /v2/health/ready, /v2/models/{job}[/versions/{N}], /v2/models/{job}/ready",
     "POST /v2/models/{job}[/versions/{N}]/infer    (Open Inference Protocol v2)",
+    "POST /v1/models/{job}/events                  (token; {\"events\": [{\"user\", \"item\", \"value\", \"timestamp\"}]} appended to the feedback log)",
+    "GET  /v1/jobs; POST /v1/jobs/{name}/runs      (token; {\"conf\": {\"model.rank\": 20}} runs {jobs}/{name}.toml)",
+    "GET  /v1/runs, /v1/runs/{id}, /v1/runs/{id}/log; DELETE /v1/runs/{id}   (token)",
 ];
 
 async fn shutdown_signal() {
@@ -482,15 +553,26 @@ fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyho
 
 /// Loads every job's latest version, prints the routes and what it serves, and answers until
 /// SIGTERM or SIGINT (requests in flight finish, for at most 10 s).
-pub fn run(options: &ServeOptions) -> anyhow::Result<()> {
-    let cache = ModelCache::new(options.models_dir.clone());
+pub fn run(options: &ServeSettings) -> anyhow::Result<()> {
+    let cache = ModelCache::new(options.models_dir.clone(), options.memory_budget);
     for line in cache.refresh() {
         eprintln!("{} {line}", now());
     }
     let state = Arc::new(AppState {
         cache,
         metrics: metrics::Metrics::default(),
+        runs: runs::Runs::new(
+            options.jobs_dir.clone(),
+            options.train_master.clone(),
+            options.train_queue,
+        ),
+        token_hash: options
+            .token
+            .as_deref()
+            .map(|token| blake3::hash(token.as_bytes())),
         max_rows: options.max_rows,
+        body_limit: options.body_limit,
+        request_timeout: options.request_timeout,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads.max(1))
@@ -519,6 +601,17 @@ pub fn run(options: &ServeOptions) -> anyhow::Result<()> {
         for route in ROUTES {
             eprintln!("  {route}");
         }
+        eprintln!(
+            "  training runs: job files in {} ({} per run, at most {} waiting); token endpoints {}",
+            options.jobs_dir.display(),
+            options.train_master,
+            options.train_queue,
+            if options.token.is_some() {
+                "on"
+            } else {
+                "off (no --token-file)"
+            }
+        );
         let poller = state.clone();
         let poll = options.poll;
         tokio::spawn(async move {
@@ -544,8 +637,14 @@ pub fn run(options: &ServeOptions) -> anyhow::Result<()> {
             result = &mut handle => return flatten(result),
             _ = on_signal => {}
         }
+        // Queued runs are dropped and the running one is stopped before it publishes (or,
+        // when it is publishing, after): nothing half-published.
+        let runs = state.runs.clone();
+        let stopped = tokio::task::spawn_blocking(move || runs.shutdown());
         // Requests in flight get 10 s to finish; then the process stops anyway.
-        match tokio::time::timeout(Duration::from_secs(10), handle).await {
+        let finished = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        let _ = stopped.await;
+        match finished {
             Ok(result) => flatten(result),
             Err(_) => {
                 eprintln!("{} requests still in flight after 10 s: stopping", now());
