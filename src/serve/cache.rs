@@ -18,6 +18,8 @@ use crate::dataset::tabular::FeatureKind;
 /// A tree ensemble with its feature and category lookups.
 pub struct ServedTrees {
     pub saved: SavedTrees,
+    /// The scoring layout of the ensemble.
+    pub flat: crate::algo::trees::flat::FlatTrees,
     /// Per feature: category name -> index, for categorical features.
     pub categories: Vec<Option<HashMap<String, u32>>>,
 }
@@ -90,6 +92,7 @@ impl Served {
                     })
                     .collect();
                 ServedModel::Trees(Box::new(ServedTrees {
+                    flat: crate::algo::trees::flat::FlatTrees::new(&saved.model),
                     saved: *saved,
                     categories,
                 }))

@@ -561,6 +561,13 @@ impl Runs {
                 .and_then(|versions| versions.last().copied());
             match command.spawn() {
                 Ok(mut child) => {
+                    eprintln!(
+                        "{} run {}: {} started (pid {})",
+                        now(),
+                        run.id,
+                        run.job_file.display(),
+                        child.id()
+                    );
                     let stdout = child.stdout.take();
                     let stderr = child.stderr.take();
                     record.child = Some(child);
@@ -632,14 +639,37 @@ impl Runs {
             record.state = RunState::Cancelled;
             record.phase = Some("cancelled".to_owned());
             drop(record);
+            eprintln!(
+                "{} run {}: {} cancelled, nothing published",
+                now(),
+                run.id,
+                run.job
+            );
             // The killed child's staging directory (its lock died with it).
             store::clean_stale_staging(&run.job_dir);
             return;
         }
         if ok {
             record.state = RunState::Succeeded;
+            eprintln!(
+                "{} run {}: {} succeeded{}",
+                now(),
+                run.id,
+                run.job,
+                answer
+                    .as_ref()
+                    .and_then(|summary| summary["version"].as_u64())
+                    .map_or_else(String::new, |version| format!(", published v{version}"))
+            );
             record.summary = answer;
         } else {
+            eprintln!(
+                "{} run {}: {} failed ({})",
+                now(),
+                run.id,
+                run.job,
+                status.map_or_else(|| "unknown status".to_owned(), |status| status.to_string())
+            );
             record.state = RunState::Failed;
             record.error = Some(answer.unwrap_or_else(|| {
                 json!({"message": format!("the run ended without a result ({})", status.map_or_else(|| "unknown status".to_owned(), |status| status.to_string()))})

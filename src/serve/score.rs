@@ -47,9 +47,10 @@ pub fn parse_frame(
     let frame = if content_type.starts_with("text/csv") {
         parse_csv(body)?
     } else {
-        let value: Value = serde_json::from_slice(body)
+        let mut value: Value = serde_json::from_slice(body)
             .map_err(|error| bad_request(format!("the body is not valid JSON: {error}")))?;
-        if let Some(split) = value.get("dataframe_split") {
+        // Taken out, not cloned: the rows move into the frame.
+        if let Some(split) = value.get_mut("dataframe_split").map(Value::take) {
             parse_split(split)?
         } else if let Some(records) = value.get("dataframe_records") {
             parse_records(records)?
@@ -101,7 +102,7 @@ fn parse_csv(body: &[u8]) -> Result<Frame, RequestError> {
     Ok(Frame { columns, rows })
 }
 
-fn parse_split(split: &Value) -> Result<Frame, RequestError> {
+fn parse_split(mut split: Value) -> Result<Frame, RequestError> {
     let columns: Vec<String> = split
         .get("columns")
         .and_then(Value::as_array)
@@ -117,15 +118,17 @@ fn parse_split(split: &Value) -> Result<Frame, RequestError> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let data = split
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad_request("dataframe_split.data must be a list of rows"))?;
+    let data = match split.get_mut("data").map(Value::take) {
+        Some(Value::Array(data)) => data,
+        _ => return Err(bad_request("dataframe_split.data must be a list of rows")),
+    };
     let mut rows = Vec::with_capacity(data.len());
-    for (row, values) in data.iter().enumerate() {
-        let values = values
-            .as_array()
-            .ok_or_else(|| bad_request(format!("dataframe_split.data[{row}] is not a list")))?;
+    for (row, values) in data.into_iter().enumerate() {
+        let Value::Array(values) = values else {
+            return Err(bad_request(format!(
+                "dataframe_split.data[{row}] is not a list"
+            )));
+        };
         if values.len() != columns.len() {
             return Err(bad_request(format!(
                 "dataframe_split.data[{row}] has {} values for {} columns",
@@ -133,7 +136,7 @@ fn parse_split(split: &Value) -> Result<Frame, RequestError> {
                 columns.len()
             )));
         }
-        rows.push(values.clone());
+        rows.push(values);
     }
     Ok(Frame { columns, rows })
 }
@@ -225,9 +228,9 @@ pub fn score_trees(
         .map(|name| column(frame, name))
         .collect::<Result<_, _>>()?;
     let width = saved.feature_names.len();
-    let mut features = vec![0f32; width];
-    let mut outputs = Vec::with_capacity(frame.rows.len());
+    let mut matrix = vec![0f32; width * frame.rows.len()];
     for (row, values) in frame.rows.iter().enumerate() {
+        let features = &mut matrix[row * width..(row + 1) * width];
         for (feature, &at) in positions.iter().enumerate() {
             let name = &saved.feature_names[feature];
             let value = &values[at];
@@ -247,8 +250,11 @@ pub fn score_trees(
                 }
             };
         }
-        outputs.push(saved.model.predict_row(|feature| features[feature]));
     }
+    let outputs_per_row = model.flat.outputs();
+    let mut scores = vec![0.0; frame.rows.len() * outputs_per_row];
+    model.flat.predict_into(&matrix, width, &mut scores);
+    let outputs: Vec<&[f64]> = scores.chunks_exact(outputs_per_row).collect();
     let label = |class: usize| -> Value {
         match &saved.label_names {
             Some(names) => names
@@ -274,13 +280,7 @@ pub fn score_trees(
                     label(best)
                 })
                 .collect();
-            let probabilities = outputs
-                .into_iter()
-                .map(|mut p| {
-                    p.truncate(classes);
-                    p
-                })
-                .collect();
+            let probabilities = outputs.iter().map(|p| p[..classes].to_vec()).collect();
             Ok((Value::Array(predictions), Some(probabilities)))
         }
     }

@@ -20,18 +20,30 @@ pub struct Server {
 }
 
 impl Server {
+    /// `submit serve --models models --addr 127.0.0.1:0 --poll-ms 50 EXTRA...` in `dir`.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = submit(dir)
-            .args([
-                "serve",
-                "--models",
-                "models",
-                "--addr",
-                "127.0.0.1:0",
-                "--poll-ms",
-                "50",
-            ])
-            .args(extra)
+        let mut command = submit(dir);
+        command.args([
+            "serve",
+            "--models",
+            "models",
+            "--addr",
+            "127.0.0.1:0",
+            "--poll-ms",
+            "50",
+        ]);
+        Server::spawn(command.args(extra))
+    }
+
+    /// `submit serve EXTRA...` in `dir` with `conf_dir` as `SUBMIT_CONF_DIR`, nothing else given.
+    pub fn start_with_conf(dir: &Path, conf_dir: &Path, extra: &[&str]) -> Server {
+        let mut command = submit(dir);
+        command.env("SUBMIT_CONF_DIR", conf_dir).arg("serve");
+        Server::spawn(command.args(extra))
+    }
+
+    fn spawn(command: &mut std::process::Command) -> Server {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

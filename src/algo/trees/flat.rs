@@ -1,0 +1,226 @@
+//! Scoring layout for a trained ensemble: every tree's nodes in one array of 16-byte nodes
+//! (feature, f32 threshold, two child links; leaves are links with the top bit set into one
+//! array of leaf values), walked for a block of rows per tree so that a tree's nodes stay in
+//! cache while the block passes through. What evaluation, predict jobs and the server score
+//! with; the same answers as [`TreeModel::predict_row`] to the bit.
+//!
+//! The threshold is stored as the largest f32 not above the f64 split value: features are f32,
+//! so `x <= t` and `x <= t32` agree for every x, and NaN (missing) still goes left.
+
+use super::{Ensemble, Node, Rule, TreeModel, TreeTask, sigmoid};
+
+/// A child link that names a leaf (its index into the leaf values) rather than a node.
+const LEAF: u32 = 1 << 31;
+/// A node's feature with this bit set tests categories (threshold bits: a category range).
+const CATEGORICAL: u32 = 1 << 31;
+/// Rows that pass through one tree at a time.
+const BLOCK: usize = 64;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct FlatNode {
+    feature: u32,
+    threshold: f32,
+    left: u32,
+    right: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlatTrees {
+    nodes: Vec<FlatNode>,
+    /// Each tree's root: a node index, or a leaf link for a one-leaf tree.
+    roots: Vec<u32>,
+    /// `values_per_leaf` values per leaf.
+    leaf_values: Vec<f64>,
+    values_per_leaf: usize,
+    /// Category lists of categorical splits (sorted), as (start, end) into `categories`.
+    category_ranges: Vec<(u32, u32)>,
+    categories: Vec<u32>,
+    ensemble: Ensemble,
+    task: TreeTask,
+    classes: usize,
+    init_score: f64,
+}
+
+/// The largest f32 that is not above `value` (NaN stays NaN).
+fn f32_at_or_below(value: f64) -> f32 {
+    let rounded = value as f32;
+    if f64::from(rounded) > value {
+        rounded.next_down()
+    } else {
+        rounded
+    }
+}
+
+impl FlatTrees {
+    pub fn new(model: &TreeModel) -> FlatTrees {
+        let values_per_leaf = match model.ensemble {
+            Ensemble::RandomForest => model.classes.max(1),
+            Ensemble::Gbt => 1,
+        };
+        let mut flat = FlatTrees {
+            nodes: Vec::new(),
+            roots: Vec::with_capacity(model.trees.len()),
+            leaf_values: Vec::new(),
+            values_per_leaf,
+            category_ranges: Vec::new(),
+            categories: Vec::new(),
+            ensemble: model.ensemble,
+            task: model.task,
+            classes: model.classes,
+            init_score: model.init_score,
+        };
+        for tree in &model.trees {
+            let base = flat.nodes.len() as u32;
+            // Node i of the tree becomes flat node `base + split_index[i]`, leaves get links.
+            let mut links = Vec::with_capacity(tree.nodes.len());
+            let mut splits = 0u32;
+            for node in &tree.nodes {
+                match node {
+                    Node::Split { .. } => {
+                        links.push(base + splits);
+                        splits += 1;
+                    }
+                    Node::Leaf { value, .. } => {
+                        let leaf = (flat.leaf_values.len() / values_per_leaf) as u32;
+                        let mut values = value.clone();
+                        values.resize(values_per_leaf, 0.0);
+                        flat.leaf_values.extend_from_slice(&values);
+                        links.push(LEAF | leaf);
+                    }
+                }
+            }
+            for node in &tree.nodes {
+                if let Node::Split {
+                    feature,
+                    rule,
+                    left,
+                    right,
+                    ..
+                } = node
+                {
+                    let (feature, threshold) = match rule {
+                        Rule::Threshold { value, .. } => (*feature, f32_at_or_below(*value)),
+                        Rule::Categories { left } => {
+                            let start = flat.categories.len() as u32;
+                            flat.categories.extend_from_slice(left);
+                            flat.category_ranges
+                                .push((start, flat.categories.len() as u32));
+                            (
+                                *feature | CATEGORICAL,
+                                f32::from_bits(flat.category_ranges.len() as u32 - 1),
+                            )
+                        }
+                    };
+                    flat.nodes.push(FlatNode {
+                        feature,
+                        threshold,
+                        left: links[*left as usize],
+                        right: links[*right as usize],
+                    });
+                }
+            }
+            flat.roots.push(links.first().copied().unwrap_or(LEAF));
+        }
+        flat
+    }
+
+    /// The leaf (its first value's index) a row reaches from `root`.
+    #[inline]
+    fn leaf(&self, root: u32, row: &[f32]) -> usize {
+        let mut link = root;
+        while link & LEAF == 0 {
+            let node = &self.nodes[link as usize];
+            let value = row[(node.feature & !CATEGORICAL) as usize];
+            let left = if node.feature & CATEGORICAL == 0 {
+                // NaN compares false: missing values go left.
+                !(value > node.threshold)
+            } else {
+                let (start, end) = self.category_ranges[node.threshold.to_bits() as usize];
+                value >= 0.0
+                    && self.categories[start as usize..end as usize]
+                        .binary_search(&(value as u32))
+                        .is_ok()
+            };
+            link = if left { node.left } else { node.right };
+        }
+        (link & !LEAF) as usize * self.values_per_leaf
+    }
+
+    /// Values per row of [`FlatTrees::predict_into`]: class probabilities, or one value.
+    pub fn outputs(&self) -> usize {
+        match (self.ensemble, self.task) {
+            (_, TreeTask::Regression) => 1,
+            (Ensemble::Gbt, TreeTask::Classification) => 2,
+            (Ensemble::RandomForest, TreeTask::Classification) => self.classes.max(1),
+        }
+    }
+
+    /// Scores the rows of a row-major matrix (`features` values per row) into `out`
+    /// (`outputs()` values per row), as `predict_row` would one by one.
+    pub fn predict_into(&self, matrix: &[f32], features: usize, out: &mut [f64]) {
+        let rows = matrix.len() / features.max(1);
+        let width = self.outputs();
+        debug_assert_eq!(out.len(), rows * width);
+        let mut sums = vec![0.0f64; BLOCK * self.values_per_leaf];
+        for start in (0..rows).step_by(BLOCK) {
+            let count = BLOCK.min(rows - start);
+            let sums = &mut sums[..count * self.values_per_leaf];
+            sums.fill(0.0);
+            for &root in &self.roots {
+                for (offset, sum) in sums.chunks_exact_mut(self.values_per_leaf).enumerate() {
+                    let row = start + offset;
+                    let at = self.leaf(root, &matrix[row * features..(row + 1) * features]);
+                    for (total, value) in sum
+                        .iter_mut()
+                        .zip(&self.leaf_values[at..at + self.values_per_leaf])
+                    {
+                        *total += value;
+                    }
+                }
+            }
+            for (offset, sum) in sums.chunks_exact(self.values_per_leaf).enumerate() {
+                let target = &mut out[(start + offset) * width..(start + offset + 1) * width];
+                self.finish(sum, target);
+            }
+        }
+    }
+
+    /// Turns a row's summed leaf values into its outputs (`predict_row`'s last step).
+    fn finish(&self, sum: &[f64], target: &mut [f64]) {
+        match self.ensemble {
+            Ensemble::RandomForest => {
+                let count = self.roots.len().max(1) as f64;
+                for (target, total) in target.iter_mut().zip(sum) {
+                    *target = total / count;
+                }
+            }
+            Ensemble::Gbt => {
+                let score = self.init_score + sum[0];
+                match self.task {
+                    TreeTask::Classification => {
+                        let p = sigmoid(score);
+                        target[0] = 1.0 - p;
+                        target[1] = p;
+                    }
+                    TreeTask::Regression => target[0] = score,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_round_down_to_the_same_test() {
+        for value in [0.1f64, -0.1, 1e-40, 3.0, f64::from(0.7f32), 1e30, -1e30] {
+            let threshold = f32_at_or_below(value);
+            assert!(f64::from(threshold) <= value);
+            let above = threshold.next_up();
+            assert!(f64::from(above) > value, "{value}");
+        }
+    }
+}
