@@ -133,8 +133,8 @@ impl FlatTrees {
             let node = &self.nodes[link as usize];
             let value = row[(node.feature & !CATEGORICAL) as usize];
             let left = if node.feature & CATEGORICAL == 0 {
-                // NaN compares false: missing values go left.
-                !(value > node.threshold)
+                // Missing values (NaN) go left, as `x <= t` with NaN sent left does.
+                value.is_nan() || value <= node.threshold
             } else {
                 let (start, end) = self.category_ranges[node.threshold.to_bits() as usize];
                 value >= 0.0

@@ -784,8 +784,8 @@ mod tests {
         let categories: Vec<f32> = (0..rows)
             .map(|row| (unit(stream, row as u64) * 6.0).floor() as f32)
             .collect();
-        for row in 0..rows {
-            if categories[row] < 2.0 {
+        for (row, category) in categories.iter().enumerate() {
+            if *category < 2.0 {
                 table.labels[row] = 1.0 - table.labels[row];
             }
             if row % 13 == 0 {
