@@ -7,6 +7,11 @@ fn readme_parameter_table_is_current() {
 }
 
 #[test]
+fn readme_serve_settings_table_is_current() {
+    check_region("serve-params", &submit::config::serve::markdown_table());
+}
+
+#[test]
 fn readme_spark_mapping_table_is_current() {
     check_region("spark-mapping", &submit::config::spark::markdown_table());
 }

@@ -191,6 +191,19 @@ pub fn valid_job_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// How many of the pinned versions (sizes least recently used first) go so that they and the
+/// served versions fit the budget: least recently used first, never the newest (the request
+/// that loaded it needs it).
+fn evictions(sizes: &[u64], served_bytes: u64, budget: u64) -> usize {
+    let mut total = served_bytes + sizes.iter().sum::<u64>();
+    let mut dropped = 0;
+    while dropped + 1 < sizes.len() && total > budget {
+        total -= sizes[dropped];
+        dropped += 1;
+    }
+    dropped
+}
+
 /// Every job's served version, plus pinned versions loaded on demand.
 pub struct ModelCache {
     pub models_dir: PathBuf,
@@ -253,15 +266,9 @@ impl ModelCache {
         let served = Arc::new(Served::load(job, &dir)?);
         if let Ok(mut pinned) = self.pinned.lock() {
             pinned.push(served.clone());
-            // Least recently used first out, while everything loaded is over the budget; the
-            // version just loaded stays (the request needs it).
             let served_bytes: u64 = self.all().iter().map(|served| served.footprint()).sum();
-            while pinned.len() > 1
-                && served_bytes + pinned.iter().map(|served| served.footprint()).sum::<u64>()
-                    > self.budget
-            {
-                pinned.remove(0);
-            }
+            let sizes: Vec<u64> = pinned.iter().map(|served| served.footprint()).collect();
+            pinned.drain(..evictions(&sizes, served_bytes, self.budget));
         }
         Ok(Some(served))
     }
@@ -350,5 +357,28 @@ impl ModelCache {
     /// Whether a job folder exists for `job` (404 versus "not loaded").
     pub fn job_exists(&self, job: &str) -> bool {
         store::versions(&self.models_dir.join(job)).is_ok_and(|versions| !versions.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_versions_leave_least_recently_used_first_within_the_budget() {
+        assert_eq!(evictions(&[10, 10, 10], 0, 100), 0);
+        assert_eq!(evictions(&[10, 20, 30], 50, 100), 1);
+        assert_eq!(evictions(&[10, 20, 30], 50, 85), 2);
+        // The newest stays even when it alone is over the budget.
+        assert_eq!(evictions(&[10, 20, 300], 50, 100), 2);
+        assert_eq!(evictions(&[], 500, 100), 0);
+    }
+
+    #[test]
+    fn job_names_cannot_leave_the_models_folder() {
+        for bad in ["", ".", "..", "a/b", "a\\b", "%2e%2e"] {
+            assert!(!valid_job_name(bad), "{bad}");
+        }
+        assert!(valid_job_name("gbt-v2.daily_1"));
     }
 }

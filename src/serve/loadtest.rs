@@ -39,10 +39,13 @@ struct Sample {
 
 /// Sends one request on a kept-alive connection and reads the whole response; `Err` on any
 /// transport problem (the connection is then dropped and reopened).
-fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io::Result<u16> {
+/// Sends one request and reads the answer: its status, and whether the connection stays open
+/// (servers such as Werkzeug answer HTTP/1.0-style and close after each response).
+fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io::Result<(u16, bool)> {
     stream.get_mut().write_all(request)?;
     let mut status = 0;
-    let mut length = 0usize;
+    let mut length = None;
+    let mut keep_alive = true;
     let mut line = Vec::with_capacity(128);
     let mut first = true;
     loop {
@@ -53,6 +56,7 @@ fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io::Resul
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
         if first {
+            keep_alive = !text.starts_with("HTTP/1.0");
             status = text
                 .split_whitespace()
                 .nth(1)
@@ -61,15 +65,31 @@ fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io::Resul
             first = false;
         } else if text.is_empty() {
             break;
-        } else if let Some((name, value)) = text.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        } else if let Some((name, value)) = text.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok();
+            } else if name.eq_ignore_ascii_case("connection") {
+                let value = value.trim();
+                if value.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if value.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
+            }
         }
     }
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body)?;
-    Ok(status)
+    match length {
+        Some(length) => {
+            let mut body = vec![0u8; length];
+            stream.read_exact(&mut body)?;
+        }
+        None if !keep_alive => {
+            let mut body = Vec::new();
+            stream.read_to_end(&mut body)?;
+        }
+        None => {}
+    }
+    Ok((status, keep_alive))
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -179,7 +199,12 @@ fn step(test: &LoadTest, rate: f64, request: Arc<Vec<u8>>) -> Vec<Sample> {
                     }
                     let ok = match stream.as_mut() {
                         Some(connection) => match exchange(connection, &request) {
-                            Ok(status) => status == 200,
+                            Ok((status, keep_alive)) => {
+                                if !keep_alive {
+                                    stream = None;
+                                }
+                                status == 200
+                            }
                             Err(_) => {
                                 stream = None;
                                 false
