@@ -648,3 +648,38 @@ fn loadtest_reports_each_rate_step_with_a_plot() {
     ]));
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let dir = trained();
+    let server = Server::start(dir.path(), &[]);
+    server.wait_for_log("gbt: serving v1");
+    let body =
+        json!({"dataframe_split": {"columns": ["x", "colour", "y"], "data": [[0.5, "red", 0.1]]}})
+            .to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "POST /v1/models/gbt/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(first).unwrap();
+    // Half the body is in: the request is in flight when the signal arrives.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    server.terminate();
+    server.wait_for_log("shutting down");
+    stream.write_all(rest).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"predictions\""), "{answer}");
+    // New connections are refused once it stopped accepting; it exits 0.
+    assert_eq!(server.wait(), Some(0));
+}

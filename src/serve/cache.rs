@@ -191,6 +191,22 @@ pub fn valid_job_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Drops a replaced version on this thread once no request holds it any more (waiting at most
+/// 30 s; after that the last request to finish frees it).
+fn release_when_unused(mut old: Arc<Served>) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        match Arc::try_unwrap(old) {
+            Ok(served) => {
+                drop(served);
+                return;
+            }
+            Err(shared) => old = shared,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// How many of the pinned versions (sizes least recently used first) go so that they and the
 /// served versions fit the budget: least recently used first, never the newest (the request
 /// that loaded it needs it).
@@ -268,7 +284,11 @@ impl ModelCache {
             pinned.push(served.clone());
             let served_bytes: u64 = self.all().iter().map(|served| served.footprint()).sum();
             let sizes: Vec<u64> = pinned.iter().map(|served| served.footprint()).collect();
-            pinned.drain(..evictions(&sizes, served_bytes, self.budget));
+            let evicted: Vec<Arc<Served>> = pinned
+                .drain(..evictions(&sizes, served_bytes, self.budget))
+                .collect();
+            drop(pinned);
+            drop(evicted);
         }
         Ok(Some(served))
     }
@@ -326,8 +346,15 @@ impl ModelCache {
             let dir = self.models_dir.join(&job).join(format!("v{version}"));
             match Served::load(&job, &dir) {
                 Ok(served) => {
-                    if let Ok(mut latest) = self.latest.write() {
-                        latest.insert(job.clone(), Arc::new(served));
+                    let replaced = self
+                        .latest
+                        .write()
+                        .ok()
+                        .and_then(|mut latest| latest.insert(job.clone(), Arc::new(served)));
+                    // Freeing a large model takes milliseconds: here, after the lock is released
+                    // and once the last request that holds it has finished, not in a request.
+                    if let Some(old) = replaced {
+                        release_when_unused(old);
                     }
                     if let Ok(mut failed) = self.failed.lock() {
                         failed.remove(&job);

@@ -614,18 +614,22 @@ pub fn run(options: &ServeSettings) -> anyhow::Result<()> {
         );
         let poller = state.clone();
         let poll = options.poll;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(poll).await;
-                let cache = poller.clone();
-                let log = tokio::task::spawn_blocking(move || cache.cache.refresh())
-                    .await
-                    .unwrap_or_default();
-                for line in log {
-                    eprintln!("{} {line}", now());
+        // Loading a new version (hashing, parsing, building lookups) is real work: a thread of
+        // its own at nice 10, so that answering keeps the cores while it loads.
+        let _ = std::thread::Builder::new()
+            .name("submit-reload".to_owned())
+            .spawn(move || {
+                // SAFETY: plain system calls on this thread's own scheduling priority.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
                 }
-            }
-        });
+                loop {
+                    std::thread::sleep(poll);
+                    for line in poller.cache.refresh() {
+                        eprintln!("{} {line}", now());
+                    }
+                }
+            });
         let app = router(state.clone(), options.body_limit);
         let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {

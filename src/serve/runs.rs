@@ -1,5 +1,5 @@
 //! The training endpoint's runs. Each run is the CLI itself (`submit --json JOB.toml`) in a
-//! child process at lower CPU priority with its own `--master`, so a run's threads, heap cap and
+//! child process at idle CPU priority with its own `--master`, so a run's threads, heap cap and
 //! any crash stay out of the process that answers predictions; its stderr is the run's log and
 //! its `--json` line the run's summary. One run at a time, from a bounded queue.
 //!
@@ -533,12 +533,16 @@ impl Runs {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only async-signal-safe calls: two system calls that
+        // SAFETY: between fork and exec only async-signal-safe calls: system calls that
         // touch nothing but the child itself.
         unsafe {
             command.pre_exec(|| {
-                // Answering requests comes first: the run's threads yield the cores.
-                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                // Answering requests comes first: the run's threads get the cores only when
+                // nothing else wants them (SCHED_IDLE; where that is refused, nice 10).
+                let param = libc::sched_param { sched_priority: 0 };
+                if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                }
                 // A server that dies takes its runs with it (nothing is published by an orphan).
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())

@@ -123,12 +123,22 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// SIGTERM, and the exit status.
-    pub fn stop(mut self) -> Option<i32> {
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
         let pid = self.child.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status();
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(self) -> Option<i32> {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Waits (at most 30 s) for the server to exit; its exit status.
+    pub fn wait(mut self) -> Option<i32> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
