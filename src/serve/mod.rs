@@ -71,18 +71,32 @@ fn not_found(message: impl Into<String>) -> RequestError {
     }
 }
 
+/// A job name from a path, refused (400) unless it is one `job.name` allows: no traversal.
+fn checked_job(name: &str) -> Result<&str, RequestError> {
+    if valid_job_name(name) {
+        Ok(name)
+    } else {
+        Err(bad_request(format!(
+            "{:?} is not a job name (letters, digits, `-`, `_`, `.`)",
+            crate::text::shorten(name, 80)
+        )))
+    }
+}
+
+fn no_model(state: &AppState, job: &str) -> RequestError {
+    not_found(format!(
+        "no model `{job}` under {}",
+        state.cache.models_dir.display()
+    ))
+}
+
 /// The version a route names: the served one, or a pinned `versions/{N}`.
 fn resolve(
     state: &AppState,
     job: &str,
     version: Option<&str>,
 ) -> Result<Arc<Served>, RequestError> {
-    if !valid_job_name(job) {
-        return Err(bad_request(format!(
-            "{:?} is not a job name (letters, digits, `-`, `_`, `.`)",
-            crate::text::shorten(job, 80)
-        )));
-    }
+    let job = checked_job(job)?;
     match version {
         None => state.cache.get(job).ok_or_else(|| {
             if state.cache.job_exists(job) {
@@ -94,10 +108,7 @@ fn resolve(
                     ),
                 }
             } else {
-                not_found(format!(
-                    "no model `{job}` under {}",
-                    state.cache.models_dir.display()
-                ))
+                no_model(state, job)
             }
         }),
         Some(text) => {

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::cache::valid_job_name;
-use super::score::{RequestError, bad_request};
-use super::{Shared, body_bytes, events};
+use super::score::RequestError;
+use super::{Shared, body_bytes, checked_job, events, no_model};
 
 /// Refuses a request without the server's token (401), or every request when the server has
 /// none (403).
@@ -46,15 +46,17 @@ fn authorize(state: &super::AppState, headers: &HeaderMap) -> Result<(), Request
     Ok(())
 }
 
-fn checked_job(name: &str) -> Result<&str, RequestError> {
-    if valid_job_name(name) {
-        Ok(name)
-    } else {
-        Err(bad_request(format!(
-            "{:?} is not a job name (letters, digits, `-`, `_`, `.`)",
-            crate::text::shorten(name, 80)
-        )))
-    }
+/// Runs blocking work (a job file check, a lock, a file append) off the answering threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RequestError> + Send + 'static,
+) -> Result<T, RequestError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| RequestError {
+            status: 500,
+            code: "internal",
+            message: error.to_string(),
+        })?
 }
 
 fn run_not_found(id: &str) -> RequestError {
@@ -78,13 +80,7 @@ pub async fn start_run(
     let body = body_bytes(body)?;
     let job = checked_job(&name)?.to_owned();
     let runs = state.runs.clone();
-    let run = tokio::task::spawn_blocking(move || runs.submit(&job, &body))
-        .await
-        .map_err(|error| RequestError {
-            status: 500,
-            code: "internal",
-            message: error.to_string(),
-        })??;
+    let run = blocking(move || runs.submit(&job, &body)).await?;
     let location = format!("/v1/runs/{}", run.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -163,14 +159,8 @@ pub async fn cancel_run(
     let run = state.runs.get(&id).ok_or_else(|| run_not_found(&id))?;
     let runs = state.runs.clone();
     let cancelled = run.clone();
-    // Waits for a publish in progress (the job's lock), so off the answering threads.
-    tokio::task::spawn_blocking(move || runs.cancel(&cancelled))
-        .await
-        .map_err(|error| RequestError {
-            status: 500,
-            code: "internal",
-            message: error.to_string(),
-        })??;
+    // Waits for a publish in progress (the job's lock).
+    blocking(move || runs.cancel(&cancelled)).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(run.describe())).into_response())
 }
 
@@ -185,23 +175,10 @@ pub async fn append_events(
     let job = checked_job(&job)?.to_owned();
     let job_dir = state.cache.models_dir.join(&job);
     if !state.cache.job_exists(&job) {
-        return Err(RequestError {
-            status: 404,
-            code: "not_found",
-            message: format!(
-                "no model `{job}` under {}",
-                state.cache.models_dir.display()
-            ),
-        });
+        return Err(no_model(&state, &job));
     }
     let max_rows = state.max_rows;
-    let mut answer = tokio::task::spawn_blocking(move || events::append(&job_dir, &body, max_rows))
-        .await
-        .map_err(|error| RequestError {
-            status: 500,
-            code: "internal",
-            message: error.to_string(),
-        })??;
+    let mut answer = blocking(move || events::append(&job_dir, &body, max_rows)).await?;
     if let Value::Object(fields) = &mut answer {
         fields.insert("model".to_owned(), Value::from(job));
     }
