@@ -154,6 +154,19 @@ pub enum Command {
         #[arg(long, value_name = "MEM")]
         driver_memory: Option<String>,
     },
+    /// GET a route of a running server and exit 0 when it answers 200, 1 otherwise: a health
+    /// probe for shell-free containers (compose's healthcheck).
+    Healthcheck {
+        /// The server.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// The route to GET.
+        #[arg(long, value_name = "PATH", default_value = "/readyz")]
+        path: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Send requests open-loop at fixed rates, in steps, to a running server; write latency
     /// percentiles per step (JSON) and a plot (SVG) to a folder.
     Loadtest {

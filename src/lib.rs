@@ -53,6 +53,8 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
         || error.downcast_ref::<registry::RegistryError>().is_some()
     {
         (3, "input")
+    } else if error.downcast_ref::<serve::Unhealthy>().is_some() {
+        (1, "unhealthy")
     } else if error.downcast_ref::<exec::ResourceError>().is_some() {
         (4, "resource")
     } else if error.downcast_ref::<algo::als::AlsError>().is_some() {
@@ -202,6 +204,18 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             &config::serve::ServeFlags { values: flags },
         )?;
         serve::run(&settings)?;
+        return Ok(None);
+    }
+    if let Some(cli::Command::Healthcheck {
+        addr,
+        path,
+        timeout_ms,
+    }) = &cli.command
+    {
+        let status = serve::healthcheck(addr, path, std::time::Duration::from_millis(*timeout_ms))?;
+        if !cli.quiet {
+            eprintln!("{addr}{path}: {status}");
+        }
         return Ok(None);
     }
     if let Some(cli::Command::Loadtest {

@@ -282,7 +282,18 @@ fn a_slow_body_is_408_and_the_server_keeps_answering() {
     assert!(answer.contains("request_timeout"), "{answer}");
     let (status, _) = server.get_json("/healthz");
     assert_eq!(status, 200);
+    // The container's health probe: 0 for a 200, 1 otherwise.
+    let probe = run(submit(dir.path()).args(["healthcheck", "--addr", &server.addr]));
+    assert_eq!(probe.status.code(), Some(0), "{}", stderr(&probe));
+    let probe =
+        run(submit(dir.path()).args(["healthcheck", "--addr", &server.addr, "--path", "/nope"]));
+    assert_eq!(probe.status.code(), Some(1));
+    assert!(stderr(&probe).contains("404"), "{}", stderr(&probe));
+    let addr = server.addr.clone();
     assert_eq!(server.stop(), Some(0));
+    let probe = run(submit(dir.path()).args(["healthcheck", "--addr", &addr, "--json"]));
+    assert_eq!(probe.status.code(), Some(1));
+    assert_eq!(json(&probe)["kind"], "unhealthy");
 }
 
 #[test]

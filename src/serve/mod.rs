@@ -39,6 +39,46 @@ pub struct ServeError {
     pub problem: String,
 }
 
+/// A health probe that did not get a 200 (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{target}: {problem}")]
+pub struct Unhealthy {
+    pub target: String,
+    pub problem: String,
+}
+
+/// `submit healthcheck`: one GET with a deadline; the status line when it is 200.
+pub fn healthcheck(addr: &str, path: &str, timeout: Duration) -> Result<String, Unhealthy> {
+    use std::io::{Read, Write};
+    let unhealthy = |problem: String| Unhealthy {
+        target: format!("http://{addr}{path}"),
+        problem,
+    };
+    let socket: SocketAddr = addr
+        .parse()
+        .map_err(|_| unhealthy("not an address such as 127.0.0.1:8080".to_owned()))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)
+        .map_err(|error| unhealthy(format!("cannot connect: {error}")))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|error| unhealthy(format!("cannot send: {error}")))?;
+    let mut answer = Vec::new();
+    let _ = stream.take(1 << 20).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next().unwrap_or("").to_owned();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        Ok(status_line)
+    } else if status_line.is_empty() {
+        Err(unhealthy("no answer".to_owned()))
+    } else {
+        Err(unhealthy(status_line))
+    }
+}
+
 struct AppState {
     cache: ModelCache,
     metrics: metrics::Metrics,
