@@ -242,6 +242,19 @@ pub enum ModelsAction {
         #[arg(value_name = "VERSION|JOB_DIR", default_value = "models")]
         path: PathBuf,
     },
+    /// Write a version's HTML report (its report.html, redrawn from its files), or several
+    /// versions side by side with --compare: metrics with deltas, differing parameters
+    /// highlighted, the headline metric by version, training curves overlaid.
+    Report {
+        #[arg(value_name = "VERSION")]
+        version: PathBuf,
+        /// More versions to compare with the first (repeatable).
+        #[arg(long, value_name = "VERSION")]
+        compare: Vec<PathBuf>,
+        /// Where to write the page (default: <job>-v<N>[-compare].html here).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Every change of latest (when, from, to, by which command, why), oldest first.
     History {
         #[arg(value_name = "JOB_DIR")]

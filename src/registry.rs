@@ -41,7 +41,76 @@ pub fn run(action: &ModelsAction) -> anyhow::Result<Output> {
         ModelsAction::Gc { job_dir, keep } => gc(job_dir, *keep),
         ModelsAction::Verify { path } => verify(path),
         ModelsAction::History { job_dir } => history(job_dir),
+        ModelsAction::Report {
+            version,
+            compare,
+            out,
+        } => report(version, compare, out.as_deref()),
     }
+}
+
+/// A version's files for its report, each checked against the manifest's hashes first;
+/// versions from before reports have no curves (their charts are left out).
+fn report_files(path: &Path) -> anyhow::Result<crate::report::html::VersionFiles> {
+    let (_, number, dir) = resolve_version(path)?;
+    let (manifest, metrics) = artifact::load_description(&dir, artifact::verify::Depth::Hashes)?;
+    let read = |name: &str| fs::read_to_string(dir.join(name)).ok();
+    let curves = read(artifact::CURVES)
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| json!({}));
+    Ok(crate::report::html::VersionFiles {
+        label: format!("v{number}"),
+        manifest: serde_json::to_value(&manifest)?,
+        metrics,
+        curves,
+        resolved_toml: read(artifact::RESOLVED_JOB).unwrap_or_default(),
+    })
+}
+
+fn report(version: &Path, compare: &[PathBuf], out: Option<&Path>) -> anyhow::Result<Output> {
+    let mut versions = vec![report_files(version)?];
+    for other in compare {
+        versions.push(report_files(other)?);
+    }
+    let job = versions[0].manifest["job"]
+        .as_str()
+        .unwrap_or("job")
+        .to_owned();
+    let html = if versions.len() == 1 {
+        crate::report::html::render(&versions[0])
+    } else {
+        crate::report::html::compare(&versions)
+    };
+    let path = out.map_or_else(
+        || {
+            PathBuf::from(format!(
+                "{job}-{}{}.html",
+                versions[0].label,
+                if versions.len() > 1 { "-compare" } else { "" }
+            ))
+        },
+        Path::to_path_buf,
+    );
+    // Written beside its final name and renamed: a reader never sees half a page.
+    let temporary = path.with_extension(format!("html.{}.tmp", std::process::id()));
+    fs::write(&temporary, &html)
+        .and_then(|()| fs::rename(&temporary, &path))
+        .map_err(|error| {
+            let _ = fs::remove_file(&temporary);
+            crate::artifact::ArtifactError::Io {
+                path: path.clone(),
+                action: "write".to_owned(),
+                cause: error,
+            }
+        })?;
+    let labels: Vec<&str> = versions
+        .iter()
+        .map(|version| version.label.as_str())
+        .collect();
+    Ok(Output {
+        human: format!("wrote {} ({job} {})\n", path.display(), labels.join(", ")),
+        json: json!({"status": "ok", "report": path.display().to_string(), "job": job, "versions": labels}),
+    })
 }
 
 fn is_job_dir(dir: &Path) -> bool {

@@ -635,6 +635,8 @@ fn loadtest_reports_each_rate_step_with_a_plot() {
     assert!(steps[1]["p99_ms"].as_f64().unwrap() >= steps[1]["p50_ms"].as_f64().unwrap());
     let svg = std::fs::read_to_string(dir.path().join("report/loadtest.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("p99 latency against the offered rate"));
+    assert!(svg.contains("latency of each request over time"));
+    roxmltree::Document::parse(&svg).expect("the plot is well-formed SVG");
     let bad = run(submit(dir.path()).args([
         "loadtest",
         "--addr",

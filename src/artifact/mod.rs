@@ -18,6 +18,10 @@ pub const FORMAT_VERSION: u32 = 2;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const METRICS: &str = "metrics.json";
+/// What the report plots (curve points, histograms), for `models report`.
+pub const CURVES: &str = "curves.json";
+/// The version's self-contained HTML report.
+pub const REPORT: &str = "report.html";
 pub const RESOLVED_JOB: &str = "job.resolved.toml";
 pub const ALS_MODEL: &str = "model.als";
 pub const USER_FACTORS: &str = "user_factors.parquet";

@@ -331,15 +331,15 @@ impl Staging {
     /// Claims the next version number and moves the staging directory into place; `latest`
     /// follows.
     pub fn publish(self) -> Result<Published, ArtifactError> {
-        self.publish_gated(|_, _| Ok(true))
+        self.publish_gated(|_, _, _| Ok(true))
     }
 
-    /// As [`Staging::publish`], but under the lock `decide(current latest, staging dir)` says
-    /// whether `latest` moves to the new version (and may write files into the staging
-    /// directory first, such as a manifest recording the decision).
+    /// As [`Staging::publish`], but under the lock `decide(current latest, staging dir, the
+    /// new version's number)` says whether `latest` moves to the new version (and may write
+    /// files into the staging directory first, such as a manifest recording the decision).
     pub fn publish_gated(
         mut self,
-        decide: impl FnOnce(Option<(u64, PathBuf)>, &Path) -> Result<bool, ArtifactError>,
+        decide: impl FnOnce(Option<(u64, PathBuf)>, &Path, u64) -> Result<bool, ArtifactError>,
     ) -> Result<Published, ArtifactError> {
         if std::env::var_os(FAIL_BEFORE_PUBLISH).is_some() {
             return Err(ArtifactError::Injected);
@@ -347,7 +347,6 @@ impl Staging {
         let lock = lock_job(&self.job_dir)?;
         let latest = current_latest(&self.job_dir);
         let previous = latest.as_ref().map(|(version, _)| *version);
-        let promote = decide(latest, &self.dir)?;
         let counter_path = self.job_dir.join(COUNTER_FILE);
         let counted: u64 = fs::read_to_string(&counter_path)
             .ok()
@@ -364,6 +363,7 @@ impl Staging {
                 "cannot number the next version: v{highest} (a directory or {COUNTER_FILE}) is the largest number there can be; remove it"
             ),
         })?;
+        let promote = decide(latest, &self.dir, version)?;
         let dir = self.job_dir.join(format!("v{version}"));
         fs::rename(&self.dir, &dir).map_err(io_error(&dir, "publish (rename) the version"))?;
         self.published = true;

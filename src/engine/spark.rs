@@ -625,6 +625,7 @@ pub fn train(
                     test,
                     counts,
                     train_rmse: f64::NAN,
+                    train_loss: Vec::new(),
                     implicit: params.implicit_prefs,
                     cold_start: *cold_start,
                     resolved_params,
@@ -741,6 +742,8 @@ pub fn train(
                     started,
                     phase,
                     engine: Some(record),
+                    // Spark reports no per-iteration figures and its predictions stay in Spark.
+                    curves: json!({}),
                 },
                 progress,
             )

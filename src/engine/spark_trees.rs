@@ -78,6 +78,7 @@ pub fn convert(
         trees,
         trees_grown: grown,
         validation_loss: Vec::new(),
+        train_loss: Vec::new(),
     })
 }
 

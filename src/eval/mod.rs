@@ -2,6 +2,7 @@
 //! training job compute figures the same way.
 
 pub mod classification;
+pub mod curves;
 pub mod metric;
 pub mod ranking;
 pub mod regression;

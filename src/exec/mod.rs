@@ -106,7 +106,7 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}]",
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),

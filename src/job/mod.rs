@@ -119,8 +119,10 @@ fn train_als(
     memory::set_phase(Phase::Training);
     let step = progress.counted("training als", params.max_iter as u64);
     let mut train_rmse = f64::NAN;
+    let mut train_loss = Vec::with_capacity(params.max_iter);
     let model = als::train(&by_user, &by_item, params, &mut |iteration, loss| {
         train_rmse = loss;
+        train_loss.push(loss);
         step.update(
             iteration as u64,
             params.max_iter as u64,
@@ -141,6 +143,7 @@ fn train_als(
             test: ingested.ratings,
             counts: ingested.counts,
             train_rmse,
+            train_loss,
             implicit: params.implicit_prefs,
             cold_start: *cold_start,
             resolved_params,
@@ -164,6 +167,8 @@ pub(crate) struct FittedAls {
     pub test: crate::dataset::Ratings,
     pub counts: ingest::IngestCounts,
     pub train_rmse: f64,
+    /// The training loss after each iteration (empty when the engine does not report it).
+    pub train_loss: Vec<f64>,
     pub implicit: bool,
     pub cold_start: ColdStartStrategy,
     pub resolved_params: serde_json::Value,
@@ -192,6 +197,7 @@ pub(crate) fn publish_als(
         test,
         counts,
         train_rmse,
+        train_loss,
         implicit,
         cold_start,
         resolved_params,
@@ -209,8 +215,10 @@ pub(crate) fn publish_als(
     let total_ratings = train_count + test_count;
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
+    let step = progress.step("evaluating");
     let metrics = evaluate(&model, test);
     let ranking = implicit.then(|| evaluate_ranking(&model, test, &by_user, task.ranking_k));
+    step.finish(&format!("{} test ratings", test.len()));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
     let cold = metrics.missing;
     let mut metrics_json = serde_json::json!({
@@ -267,6 +275,17 @@ pub(crate) fn publish_als(
         None => (Staging::create(&task.output_dir, &config.name)?, Vec::new()),
     };
     let saved = codec::SavedAls::from_model(&model, &test.user_ids, &test.item_ids, &by_user);
+    let curves = serde_json::json!({
+        "train_loss": train_loss,
+        "train_loss_name": if implicit { "training loss (weighted)" } else { "training RMSE" },
+        "loss_unit": if implicit { "loss" } else { "RMSE" },
+        "user_activity": crate::eval::curves::log_histogram(
+            by_user.offsets.windows(2).map(|row| (row[1] - row[0]) as u64)
+        ),
+        "item_popularity": crate::eval::curves::log_histogram(
+            saved.item_counts().into_iter().map(u64::from)
+        ),
+    });
     drop(by_user);
     let mut model_bytes = Vec::new();
     codec::write_als(&saved, &mut model_bytes).map_err(|cause| artifact::ArtifactError::Io {
@@ -305,6 +324,7 @@ pub(crate) fn publish_als(
             started,
             phase,
             engine,
+            curves,
         },
         progress,
     )
@@ -369,6 +389,8 @@ pub(crate) struct Finished {
     pub phase: Instant,
     /// The Spark engine's record (version, command line, estimator); `None`: native.
     pub engine: Option<serde_json::Value>,
+    /// What the report plots (`curves.json`): see [`crate::eval::curves`].
+    pub curves: serde_json::Value,
 }
 
 /// The tail every train job shares: timings and memory into the metrics, metrics, resolved job
@@ -390,6 +412,7 @@ pub(crate) fn finish(
         started,
         phase,
         engine,
+        curves,
     } = finished;
     durations.insert("before_publish".to_owned(), started.elapsed().as_secs_f64());
     metrics["timings_s"] = serde_json::to_value(&durations)?;
@@ -423,8 +446,20 @@ pub(crate) fn finish(
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )?;
     staging.write(artifact::RESOLVED_JOB, config.resolved_toml.as_bytes())?;
+    staging.write(artifact::CURVES, serde_json::to_string(&curves)?.as_bytes())?;
+    let step = progress.step("publishing");
+    let report = |manifest: &Manifest, version: u64| {
+        crate::report::html::render(&crate::report::html::VersionFiles {
+            label: format!("v{version}"),
+            manifest: serde_json::to_value(manifest).unwrap_or_default(),
+            metrics: metrics.clone(),
+            curves: curves.clone(),
+            resolved_toml: config.resolved_toml.clone(),
+        })
+    };
     let (published, mut promotion) =
-        publish_version(staging, manifest, &metrics, task, &model_files)?;
+        publish_version(staging, manifest, &metrics, task, &model_files, report)?;
+    step.finish(&format!("v{}", published.version));
     if let Some(problem) = &published.latest_error {
         // The version is complete and stays; only the pointer is stuck. Say so plainly rather
         // than fail (a retry would only add another version).
@@ -628,6 +663,7 @@ pub(crate) fn publish_version(
     metrics: &serde_json::Value,
     task: &TrainTask,
     model_files: &[&str],
+    report: impl FnOnce(&Manifest, u64) -> String,
 ) -> anyhow::Result<(artifact::store::Published, Option<serde_json::Value>)> {
     let gate = task.promotion;
     let mut record = None;
@@ -649,13 +685,30 @@ pub(crate) fn publish_version(
             anyhow::bail!("internal error: the version being published has no {name}");
         }
     }
-    let published = staging.publish_gated(|current, staging_dir| {
+    let published = staging.publish_gated(|current, staging_dir, version| {
         let decision = gate
             .if_better
             .then(|| decide_promotion(&gate, metrics, current));
         if let Some((_, value)) = &decision {
             manifest.promotion = Some(value.clone());
         }
+        // The report shows the decision and the number, both known only now, under the lock;
+        // it is hashed into the manifest like every other file.
+        let html = report(&manifest, version);
+        let report_path = staging_dir.join(artifact::REPORT);
+        std::fs::write(&report_path, &html)
+            .and_then(|()| std::fs::File::open(&report_path)?.sync_all())
+            .map_err(|cause| artifact::ArtifactError::Io {
+                path: report_path.clone(),
+                action: "write".to_owned(),
+                cause,
+            })?;
+        manifest.files.push(artifact::verify::FileEntry::Recorded {
+            path: artifact::REPORT.to_owned(),
+            size: html.len() as u64,
+            blake3: blake3::hash(html.as_bytes()).to_hex().to_string(),
+        });
+        manifest.files.sort_by(|a, b| a.path().cmp(b.path()));
         let path = staging_dir.join(artifact::MANIFEST);
         let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
         std::fs::write(&path, text)

@@ -151,8 +151,21 @@ pub fn train(
 
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
-    let mut metrics = evaluate(&model, &test_table, table.classes());
+    let step = progress.step("evaluating");
+    let (mut metrics, evaluation) = evaluate(&model, &test_table, table.classes());
+    step.finish(&format!("{} test rows", test_table.rows()));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
+    let curves = serde_json::json!({
+        "train_loss": model.train_loss,
+        "validation_loss": model.validation_loss,
+        "train_loss_name": "training loss",
+        "loss_unit": model.loss.map_or("loss", |loss| match loss {
+            trees::Loss::Logistic => "log loss",
+            trees::Loss::Squared => "squared error",
+            trees::Loss::Absolute => "absolute error",
+        }),
+        "evaluation": evaluation,
+    });
     metrics["feature_importances"] = ranked_importances(
         &table.feature_names,
         model.feature_importances(table.columns()),
@@ -240,6 +253,7 @@ pub fn train(
             started,
             phase,
             engine: None,
+            curves,
         },
         progress,
     )
@@ -247,15 +261,37 @@ pub fn train(
 
 /// Test-split metrics: classification (accuracy, f1, auc_roc, auc_pr, log_loss, confusion
 /// matrix) or regression (rmse, mae, r2); null when the test split is empty.
-fn evaluate(model: &trees::TreeModel, test: &Tabular, classes: usize) -> serde_json::Value {
+/// Also the report's curves of the same predictions (`eval::curves`).
+fn evaluate(
+    model: &trees::TreeModel,
+    test: &Tabular,
+    classes: usize,
+) -> (serde_json::Value, serde_json::Value) {
     let predictions = predict_padded(model, test, classes);
-    test_metrics(
+    let metrics = test_metrics(
         model.task,
         &predictions,
         &test.labels,
         test.label_names.as_deref(),
         classes,
-    )
+    );
+    if test.rows() == 0 {
+        return (metrics, serde_json::Value::Null);
+    }
+    let curves = match model.task {
+        TreeTask::Classification => {
+            let names: Vec<String> = test
+                .label_names
+                .clone()
+                .unwrap_or_else(|| (0..classes).map(|class| class.to_string()).collect());
+            crate::eval::curves::classification(&predictions, &test.labels, &names)
+        }
+        TreeTask::Regression => {
+            let predicted: Vec<f64> = predictions.iter().map(|p| p[0]).collect();
+            crate::eval::curves::regression(&predicted, &test.labels)
+        }
+    };
+    (metrics, curves)
 }
 
 /// Feature importances by name, largest first (ties by name), as metrics.json lists them.

@@ -219,6 +219,8 @@ pub fn search(
     let total = (limit * folds) as u64;
     let step = Mutex::new(progress.counted("tuning", total));
     let done = AtomicUsize::new(0);
+    // The best mean of the points finished so far, for the bar's message.
+    let best: Mutex<Option<f64>> = Mutex::new(None);
     let mut results: Vec<PointResult> = Vec::new();
     let mut stopped_by = (limit < tuning.points.len()).then_some("max_models");
     let mut start = 0;
@@ -238,6 +240,12 @@ pub fn search(
             .map(|index| {
                 let point = &tuning.points[index];
                 let mut scores = Vec::with_capacity(folds);
+                let described = point
+                    .values
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 for fold in 0..folds {
                     let value = score(point, fold)?;
                     if !value.is_finite() {
@@ -248,11 +256,38 @@ pub fn search(
                     }
                     scores.push(value);
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    let best_so_far = best
+                        .lock()
+                        .ok()
+                        .and_then(|best| *best)
+                        .map_or_else(String::new, |value| {
+                            format!("; best {} {value:.4}", metric.name())
+                        });
                     if let Ok(step) = step.lock() {
-                        step.update(finished as u64, total, "");
+                        step.update(
+                            finished as u64,
+                            total,
+                            &format!(
+                                "point {}/{limit} ({described}) fold {}/{folds}{best_so_far}",
+                                index + 1,
+                                fold + 1
+                            ),
+                        );
                     }
                 }
                 let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+                if let Ok(mut best) = best.lock() {
+                    let better = best.is_none_or(|current| {
+                        if metric.higher_is_better() {
+                            mean > current
+                        } else {
+                            mean < current
+                        }
+                    });
+                    if better {
+                        *best = Some(mean);
+                    }
+                }
                 let variance = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>()
                     / scores.len() as f64;
                 Ok(PointResult {

@@ -227,176 +227,53 @@ fn step(test: &LoadTest, rate: f64, request: Arc<Vec<u8>>) -> Vec<Sample> {
         .collect()
 }
 
-/// Two panels: every request's latency over time (log scale, errors in red), and p99 against
-/// the offered rate, with axes, ticks and labels. Plain SVG: no script, no network.
+/// Two panels from the report's chart code: every request's latency over time (log scale,
+/// failed requests apart) and p99 against the offered rate. Plain SVG: no script, no network.
 fn svg(report: &Value, timeline: &[(f64, f64, bool)]) -> String {
-    let (width, height, margin) = (900.0, 320.0, 60.0);
-    let mut text = String::new();
-    let _ = write!(
-        text,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">",
-        height * 2.0 + 40.0
-    );
-    let latencies: Vec<f64> = timeline.iter().map(|t| t.1.max(1e-3)).collect();
-    let max_latency = latencies.iter().copied().fold(1e-3, f64::max);
-    let max_time = timeline.iter().map(|t| t.0).fold(1e-9, f64::max);
-    let (low, high) = (1e-3f64.log10().floor(), max_latency.log10().ceil().max(0.0));
-    let x = |t: f64| margin + t / max_time * (width - 2.0 * margin);
-    let y = |ms: f64| {
-        height - margin - (ms.max(1e-3).log10() - low) / (high - low) * (height - 2.0 * margin)
+    use crate::report::chart::{self, Axis, Mark, Series};
+    // At most 20,000 dots: enough to see queueing, small enough to open.
+    let stride = timeline.len().div_ceil(20_000).max(1);
+    let dots = |ok: bool| -> Vec<(f64, f64)> {
+        timeline
+            .iter()
+            .filter(|(_, _, good)| *good == ok)
+            .step_by(if ok { stride } else { 1 })
+            .map(|(time, latency, _)| (*time, latency.max(1e-3)))
+            .collect()
     };
-    panel(
-        &mut text,
-        0.0,
-        width,
-        height,
-        margin,
+    let mut series = vec![Series::new("answered", dots(true), Mark::Dots)];
+    let failed = dots(false);
+    if !failed.is_empty() {
+        series.push(Series::new("failed", failed, Mark::Dots));
+    }
+    let over_time = chart::plot(
         "latency of each request over time",
-        "time since start (s)",
-        "latency (ms, log scale)",
+        &Axis::linear("time since start (s)"),
+        &Axis::log("latency (ms, log scale)"),
+        &series,
+        &[],
     );
-    let mut decade = low;
-    while decade <= high {
-        let ms = 10f64.powf(decade);
-        let _ = write!(
-            text,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            margin - 6.0,
-            y(ms) + 4.0,
-            format_ms(ms)
-        );
-        let _ = write!(
-            text,
-            "<line x1=\"{margin}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>",
-            width - margin,
-            y(ms),
-            y(ms)
-        );
-        decade += 1.0;
-    }
-    for tick in 0..=5 {
-        let t = max_time * f64::from(tick) / 5.0;
-        let _ = write!(
-            text,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{t:.1}</text>",
-            x(t),
-            height - margin + 16.0
-        );
-    }
-    let stride = (timeline.len() / 20_000).max(1);
-    for (t, ms, ok) in timeline.iter().step_by(stride) {
-        let _ = write!(
-            text,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.2\" fill=\"{}\"/>",
-            x(*t),
-            y(*ms),
-            if *ok { "#2563eb" } else { "#dc2626" }
-        );
-    }
-    let steps = report["steps"].as_array().cloned().unwrap_or_default();
-    let top = height + 40.0;
-    panel(
-        &mut text,
-        top,
-        width,
-        height,
-        margin,
-        "p99 latency against the offered rate",
-        "offered rate (requests/s)",
-        "p99 (ms)",
-    );
-    let max_rate = steps
-        .iter()
-        .filter_map(|s| s["offered_rps"].as_f64())
-        .fold(1.0, f64::max);
-    let max_p99 = steps
-        .iter()
-        .filter_map(|s| s["p99_ms"].as_f64())
-        .filter(|v| v.is_finite())
-        .fold(1e-3, f64::max)
-        * 1.1;
-    let px = |rate: f64| margin + rate / max_rate * (width - 2.0 * margin);
-    let py = |ms: f64| top + height - margin - ms / max_p99 * (height - 2.0 * margin);
-    for tick in 0..=5 {
-        let rate = max_rate * f64::from(tick) / 5.0;
-        let ms = max_p99 * f64::from(tick) / 5.0;
-        let _ = write!(
-            text,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{rate:.0}</text>",
-            px(rate),
-            top + height - margin + 16.0
-        );
-        let _ = write!(
-            text,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            margin - 6.0,
-            py(ms) + 4.0,
-            format_ms(ms)
-        );
-    }
-    let points: Vec<String> = steps
-        .iter()
-        .filter_map(|s| {
+    let p99: Vec<(f64, f64)> = report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|step| {
             Some((
-                s["offered_rps"].as_f64()?,
-                s["p99_ms"].as_f64().filter(|v| v.is_finite())?,
+                step["offered_rps"].as_f64()?,
+                step["p99_ms"].as_f64().filter(|value| value.is_finite())?,
             ))
         })
-        .map(|(rate, ms)| format!("{:.1},{:.1}", px(rate), py(ms)))
         .collect();
-    let _ = write!(
-        text,
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\"/>",
-        points.join(" ")
+    let by_rate = chart::plot(
+        "p99 latency against the offered rate",
+        &Axis::linear("offered rate (requests/s)"),
+        &Axis::linear("p99 latency (ms)"),
+        &[Series::new("p99", p99, Mark::Line)],
+        &[],
     );
-    for point in &points {
-        let (cx, cy) = point.split_once(',').unwrap_or(("0", "0"));
-        let _ = write!(
-            text,
-            "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"3\" fill=\"#2563eb\"/>"
-        );
-    }
-    text.push_str("</svg>\n");
-    text
-}
-
-fn format_ms(ms: f64) -> String {
-    if ms >= 1.0 {
-        format!("{ms:.0}")
-    } else {
-        format!("{ms:.3}")
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn panel(
-    text: &mut String,
-    top: f64,
-    width: f64,
-    height: f64,
-    margin: f64,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-) {
-    let _ = write!(
-        text,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\
-         <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\
-         <line x1=\"{margin}\" y1=\"{}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>\
-         <text transform=\"translate(14,{}) rotate(-90)\" text-anchor=\"middle\">{y_label}</text>",
-        width / 2.0,
-        top + 20.0,
-        top + height - margin,
-        width - margin,
-        top + height - margin,
-        top + margin,
-        top + height - margin,
-        width / 2.0,
-        top + height - 20.0,
-        top + height / 2.0,
-    );
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"730\"><g>{over_time}</g><g transform=\"translate(0 370)\">{by_rate}</g></svg>\n"
+    )
 }
 
 /// `--rates 500,1000,2000`.

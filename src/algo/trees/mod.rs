@@ -266,6 +266,10 @@ pub struct TreeModel {
     pub trees_grown: usize,
     /// Boosting: validation loss after each grown tree, when a validation part was given.
     pub validation_loss: Vec<f64>,
+    /// Boosting: mean training loss after each grown tree (summed in row order, so the same
+    /// for any thread count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_loss: Vec<f64>,
 }
 
 impl TreeModel {
@@ -534,6 +538,7 @@ fn train_forest(
         trees_grown: trees.len(),
         trees,
         validation_loss: Vec::new(),
+        train_loss: Vec::new(),
     }
 }
 
@@ -599,6 +604,7 @@ fn train_boosting(
     let mut stats = vec![0.0; rows * 2];
     let mut trees: Vec<Tree> = Vec::new();
     let mut validation_loss = Vec::new();
+    let mut train_loss = Vec::new();
     let mut best_error = f64::INFINITY;
     let mut best_count = 0;
     for iteration in 0..params.max_iter {
@@ -673,6 +679,14 @@ fn train_boosting(
                 .enumerate()
                 .for_each(|(row, score)| *score += tree.leaf_binned(matrix, row)[0]);
         }
+        train_loss.push(
+            scores
+                .iter()
+                .zip(labels.iter())
+                .map(|(&score, &label)| loss_value(loss, score, label))
+                .sum::<f64>()
+                / rows.max(1) as f64,
+        );
         let mut detail = String::new();
         if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
             validation_scores
@@ -718,6 +732,7 @@ fn train_boosting(
         trees,
         trees_grown,
         validation_loss,
+        train_loss,
     }
 }
 

@@ -1,6 +1,9 @@
 //! What a run tells its caller: a short human summary on stderr and, with `--json`, one JSON
 //! object on stdout (for errors too), so wrappers and cron jobs can parse the outcome.
 
+pub mod chart;
+pub mod html;
+
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
