@@ -83,7 +83,12 @@ fn every_kind_of_version_has_a_report_with_its_charts_and_figures() {
         "als.toml",
         "[job]\nname = \"als\"\n[input]\nsynthetic = { kind = \"ratings\", users = 100, items = 60, ratings = 2000, rank = 2 }\n[model]\nrank = 3\nmax_iter = 6\nimplicit_prefs = true\n[tuning]\nmethod = \"train_validation_split\"\n[tuning.grid]\nrank = [2, 3]\nreg_param = [0.05, 0.5]\n",
     );
-    for job in ["gbt.toml", "forest.toml", "als.toml"] {
+    write(
+        dir.path(),
+        "explicit.toml",
+        "[job]\nname = \"explicit\"\n[input]\nsynthetic = { kind = \"ratings\", users = 100, items = 60, ratings = 2000, rank = 2 }\n[model]\nrank = 3\nmax_iter = 6\n",
+    );
+    for job in ["gbt.toml", "forest.toml", "als.toml", "explicit.toml"] {
         ok_json(dir.path(), &[job]);
     }
 
@@ -143,6 +148,14 @@ fn every_kind_of_version_has_a_report_with_its_charts_and_figures() {
     ] {
         assert!(html.contains(words), "the ALS report lacks {words:?}");
     }
+
+    let explicit = dir.path().join("models/explicit/v1");
+    let html = version_report(&explicit);
+    svgs(&html);
+    let metrics = read_json(&explicit.join("metrics.json"));
+    let baseline = metrics["baseline"]["rmse"].as_f64().unwrap();
+    assert!(metrics["rmse"].as_f64().unwrap() < baseline, "the model beats the mean");
+    assert!(html.contains("guessing the training mean") && html.contains("training curve"));
 
     // Side by side: a second GBT version with another depth.
     ok_json(dir.path(), &["gbt.toml", "--conf", "model.max_depth=2"]);

@@ -240,6 +240,28 @@ pub(crate) fn publish_als(
         },
         "threads": config.threads,
     });
+    if ranking.is_none() {
+        // The figure to beat: every predicted test rating guessed as the training mean.
+        let training_mean = by_user
+            .values
+            .iter()
+            .map(|value| f64::from(*value))
+            .sum::<f64>()
+            / by_user.values.len().max(1) as f64;
+        let baseline = regression::evaluate((0..test.len()).map(|row| {
+            (
+                model
+                    .predict(test.user[row] as usize, test.item[row] as usize)
+                    .map(|_| training_mean as f32),
+                test.rating[row],
+            )
+        }));
+        metrics_json["baseline"] = serde_json::json!({
+            "rule": "every rating guessed as the training mean",
+            "rmse": baseline.rmse,
+            "mae": baseline.mae,
+        });
+    }
     if let Some(ranking) = &ranking {
         // RMSE of raw counts against preference scores means nothing for implicit feedback.
         metrics_json["rmse"] = serde_json::Value::Null;

@@ -602,6 +602,42 @@ mod tests {
     }
 
     #[test]
+    fn bar_heat_map_and_histogram_snapshots() {
+        insta::assert_snapshot!(
+            "bars",
+            bars(
+                "importance",
+                "share",
+                &[("f1".to_owned(), 0.6), ("f2".to_owned(), 0.4)]
+            )
+        );
+        insta::assert_snapshot!(
+            "heat_map",
+            heat_map(
+                "confusion matrix",
+                "actual",
+                "predicted",
+                &["no".to_owned(), "yes".to_owned()],
+                &["no".to_owned(), "yes".to_owned()],
+                &[vec![40.0, 2.0], vec![5.0, 53.0]],
+            )
+        );
+        insta::assert_snapshot!(
+            "histogram",
+            histogram(
+                "scores",
+                &Axis::linear("probability"),
+                "rows",
+                (0.0, 1.0),
+                &[(
+                    "class 0".to_owned(),
+                    bin_counts(&[0.1, 0.15, 0.7], 0.0, 1.0, 4)
+                )],
+            )
+        );
+    }
+
+    #[test]
     fn bars_and_heat_maps_escape_their_labels() {
         let svg = bars(
             "importance",

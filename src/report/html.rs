@@ -389,6 +389,30 @@ fn tree_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {
 }
 
 fn als_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {
+    if let Some(baseline) = metrics["baseline"].as_object() {
+        let bars: Vec<(String, f64)> = ["rmse", "mae"]
+            .iter()
+            .flat_map(|key| {
+                [
+                    metrics[*key]
+                        .as_f64()
+                        .map(|value| (format!("{key}: model"), value)),
+                    baseline
+                        .get(*key)
+                        .and_then(Value::as_f64)
+                        .map(|value| (format!("{key}: training mean"), value)),
+                ]
+            })
+            .flatten()
+            .collect();
+        if !bars.is_empty() {
+            charts.push(chart::bars(
+                "test error: the model beside guessing the training mean",
+                "error (rating units)",
+                &bars,
+            ));
+        }
+    }
     if let Some(baseline) = metrics["ranking"]["popularity_baseline"].as_object() {
         let mut bars = Vec::new();
         for (key, popular) in baseline {
