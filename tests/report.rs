@@ -154,7 +154,10 @@ fn every_kind_of_version_has_a_report_with_its_charts_and_figures() {
     svgs(&html);
     let metrics = read_json(&explicit.join("metrics.json"));
     let baseline = metrics["baseline"]["rmse"].as_f64().unwrap();
-    assert!(metrics["rmse"].as_f64().unwrap() < baseline, "the model beats the mean");
+    assert!(
+        metrics["rmse"].as_f64().unwrap() < baseline,
+        "the model beats the mean"
+    );
     assert!(html.contains("guessing the training mean") && html.contains("training curve"));
 
     // Side by side: a second GBT version with another depth.

@@ -87,20 +87,13 @@ pub fn evaluate(
     }
 }
 
-/// Areas under ROC and PR for scores of positive/negative rows; `None` without both kinds.
-pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f64>) {
-    let total_positive = positive.iter().filter(|p| **p).count() as f64;
-    let total_negative = positive.len() as f64 - total_positive;
-    if total_positive == 0.0 || total_negative == 0.0 {
-        return (None, None);
-    }
+/// Positive and negative rows at or above each distinct score, from the highest score down
+/// (tied scores form one threshold): the sweep behind ROC and precision-recall.
+pub fn threshold_counts(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let (mut true_positive, mut false_positive) = (0.0, 0.0);
-    let (mut roc, mut pr) = (0.0, 0.0);
-    let (mut previous_tpr, mut previous_fpr) = (0.0, 0.0);
-    let mut previous_recall = 0.0;
-    let mut previous_precision: Option<f64> = None;
+    let mut counts = Vec::new();
     let mut at = 0;
     while at < order.len() {
         let score = scores[order[at]];
@@ -112,6 +105,23 @@ pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f
             }
             at += 1;
         }
+        counts.push((true_positive, false_positive));
+    }
+    counts
+}
+
+/// Areas under ROC and PR for scores of positive/negative rows; `None` without both kinds.
+pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f64>) {
+    let total_positive = positive.iter().filter(|p| **p).count() as f64;
+    let total_negative = positive.len() as f64 - total_positive;
+    if total_positive == 0.0 || total_negative == 0.0 {
+        return (None, None);
+    }
+    let (mut roc, mut pr) = (0.0, 0.0);
+    let (mut previous_tpr, mut previous_fpr) = (0.0, 0.0);
+    let mut previous_recall = 0.0;
+    let mut previous_precision: Option<f64> = None;
+    for (true_positive, false_positive) in threshold_counts(scores, positive) {
         let (tpr, fpr) = (
             true_positive / total_positive,
             false_positive / total_negative,

@@ -26,24 +26,13 @@ pub type Curve = Vec<(f64, f64)>;
 /// ROC `(false positive rate, true positive rate)` and precision-recall `(recall, precision)`
 /// points for scores of the positive class, thresholds from high to low (ties together).
 pub fn binary_curves(scores: &[f64], positive: &[bool]) -> (Curve, Curve) {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let positives = positive.iter().filter(|p| **p).count() as f64;
     let negatives = scores.len() as f64 - positives;
-    let (mut true_positives, mut false_positives) = (0.0, 0.0);
     let mut roc = vec![(0.0, 0.0)];
     let mut pr = Vec::new();
-    let mut at = 0;
-    while at < order.len() {
-        let score = scores[order[at]];
-        while at < order.len() && scores[order[at]] == score {
-            if positive[order[at]] {
-                true_positives += 1.0;
-            } else {
-                false_positives += 1.0;
-            }
-            at += 1;
-        }
+    for (true_positives, false_positives) in
+        crate::eval::classification::threshold_counts(scores, positive)
+    {
         roc.push((
             false_positives / negatives.max(1.0),
             true_positives / positives.max(1.0),
