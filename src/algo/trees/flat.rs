@@ -125,26 +125,42 @@ impl FlatTrees {
         flat
     }
 
-    /// The leaf (its first value's index) a row reaches from `root`.
+    /// Where a row at `link` goes next.
     #[inline]
-    fn leaf(&self, root: u32, row: &[f32]) -> usize {
-        let mut link = root;
-        while link & LEAF == 0 {
-            let node = &self.nodes[link as usize];
-            let value = row[(node.feature & !CATEGORICAL) as usize];
-            let left = if node.feature & CATEGORICAL == 0 {
-                // Missing values (NaN) go left, as `x <= t` with NaN sent left does.
-                value.is_nan() || value <= node.threshold
-            } else {
-                let (start, end) = self.category_ranges[node.threshold.to_bits() as usize];
-                value >= 0.0
-                    && self.categories[start as usize..end as usize]
-                        .binary_search(&(value as u32))
-                        .is_ok()
-            };
-            link = if left { node.left } else { node.right };
+    fn step(&self, link: u32, row: &[f32]) -> u32 {
+        let node = &self.nodes[link as usize];
+        let value = row[(node.feature & !CATEGORICAL) as usize];
+        let left = if node.feature & CATEGORICAL == 0 {
+            // Missing values (NaN) go left, as `x <= t` with NaN sent left does.
+            value.is_nan() || value <= node.threshold
+        } else {
+            let (start, end) = self.category_ranges[node.threshold.to_bits() as usize];
+            value >= 0.0
+                && self.categories[start as usize..end as usize]
+                    .binary_search(&(value as u32))
+                    .is_ok()
+        };
+        if left { node.left } else { node.right }
+    }
+
+    /// The leaves (each one's first value's index) the rows of a block reach from `root`. The
+    /// rows advance one level at a time, side by side: each row's walk is a chain of dependent
+    /// loads, and interleaving many chains keeps the core busy instead of waiting on each.
+    #[inline]
+    fn leaves(&self, root: u32, block: &[f32], features: usize, leaves: &mut [u32]) {
+        leaves.fill(root);
+        loop {
+            let mut moved = false;
+            for (offset, link) in leaves.iter_mut().enumerate() {
+                if *link & LEAF == 0 {
+                    *link = self.step(*link, &block[offset * features..(offset + 1) * features]);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
         }
-        (link & !LEAF) as usize * self.values_per_leaf
     }
 
     /// Values per row of [`FlatTrees::predict_into`]: class probabilities, or one value.
@@ -163,14 +179,20 @@ impl FlatTrees {
         let width = self.outputs();
         debug_assert_eq!(out.len(), rows * width);
         let mut sums = vec![0.0f64; BLOCK * self.values_per_leaf];
+        let mut leaves = [0u32; BLOCK];
         for start in (0..rows).step_by(BLOCK) {
             let count = BLOCK.min(rows - start);
             let sums = &mut sums[..count * self.values_per_leaf];
             sums.fill(0.0);
+            let block = &matrix[start * features..(start + count) * features];
+            let leaves = &mut leaves[..count];
             for &root in &self.roots {
-                for (offset, sum) in sums.chunks_exact_mut(self.values_per_leaf).enumerate() {
-                    let row = start + offset;
-                    let at = self.leaf(root, &matrix[row * features..(row + 1) * features]);
+                self.leaves(root, block, features, leaves);
+                for (sum, link) in sums
+                    .chunks_exact_mut(self.values_per_leaf)
+                    .zip(leaves.iter())
+                {
+                    let at = (link & !LEAF) as usize * self.values_per_leaf;
                     for (total, value) in sum
                         .iter_mut()
                         .zip(&self.leaf_values[at..at + self.values_per_leaf])
