@@ -125,22 +125,24 @@ impl FlatTrees {
         flat
     }
 
-    /// Where a row at `link` goes next.
+    /// Where a row at `link` goes next. The numeric test is a select, not a branch: which
+    /// child a row takes is a coin flip to the branch predictor.
     #[inline]
     fn step(&self, link: u32, row: &[f32]) -> u32 {
         let node = &self.nodes[link as usize];
         let value = row[(node.feature & !CATEGORICAL) as usize];
-        let left = if node.feature & CATEGORICAL == 0 {
-            // Missing values (NaN) go left, as `x <= t` with NaN sent left does.
-            value.is_nan() || value <= node.threshold
+        let goes_right = if node.feature & CATEGORICAL == 0 {
+            // NaN compares false: missing values go left, as `x <= t` with NaN sent left does.
+            value > node.threshold
         } else {
             let (start, end) = self.category_ranges[node.threshold.to_bits() as usize];
-            value >= 0.0
+            !(value >= 0.0
                 && self.categories[start as usize..end as usize]
                     .binary_search(&(value as u32))
-                    .is_ok()
+                    .is_ok())
         };
-        if left { node.left } else { node.right }
+        let mask = 0u32.wrapping_sub(u32::from(goes_right));
+        node.left ^ ((node.left ^ node.right) & mask)
     }
 
     /// The leaves (each one's first value's index) the rows of a block reach from `root`. The
