@@ -737,10 +737,10 @@ fn train_boosting(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn params(ensemble: Ensemble, task: TreeTask) -> TreeParams {
+    pub(crate) fn params(ensemble: Ensemble, task: TreeTask) -> TreeParams {
         TreeParams {
             ensemble,
             task,
@@ -766,7 +766,7 @@ mod tests {
     }
 
     /// XOR of the signs of two features, plus three noise features.
-    fn xor(rows: usize, seed: u64) -> Tabular {
+    pub(crate) fn xor(rows: usize, seed: u64) -> Tabular {
         let stream = mix(seed, 99);
         let features: Vec<Vec<f32>> = (0..5)
             .map(|j| {
@@ -789,72 +789,6 @@ mod tests {
             .filter(|(p, y)| (p[1] > 0.5) == (**y > 0.5))
             .count() as f64
             / table.rows() as f64
-    }
-
-    /// XOR plus a categorical feature with 6 categories that shifts the label, and missing
-    /// values in the first feature.
-    fn mixed(rows: usize, seed: u64, regression: bool) -> Tabular {
-        let mut table = xor(rows, seed);
-        let stream = mix(seed, 7);
-        let categories: Vec<f32> = (0..rows)
-            .map(|row| (unit(stream, row as u64) * 6.0).floor() as f32)
-            .collect();
-        for (row, category) in categories.iter().enumerate() {
-            if *category < 2.0 {
-                table.labels[row] = 1.0 - table.labels[row];
-            }
-            if row % 13 == 0 {
-                table.features[0][row] = f32::NAN;
-            }
-            if regression {
-                table.labels[row] = table.labels[row] * 3.0 + f64::from(table.features[2][row]);
-            }
-        }
-        table.features.push(categories);
-        table.feature_names.push("colour".to_owned());
-        table
-            .kinds
-            .push(crate::dataset::tabular::FeatureKind::Categorical {
-                names: (0..6).map(|c| format!("c{c}")).collect(),
-            });
-        table
-    }
-
-    #[test]
-    fn flat_scoring_equals_row_by_row_to_the_bit() {
-        for task in [TreeTask::Classification, TreeTask::Regression] {
-            let regression = task == TreeTask::Regression;
-            let (train_table, test_table) =
-                (mixed(3000, 1, regression), mixed(5000, 2, regression));
-            for ensemble in [Ensemble::RandomForest, Ensemble::Gbt] {
-                let mut p = params(ensemble, task);
-                p.max_iter = 20;
-                let model = train(&train_table, &p, None, &|_, _| {}).unwrap();
-                let uses_categories = model.trees.iter().flat_map(|tree| &tree.nodes).any(|node| {
-                    matches!(
-                        node,
-                        Node::Split {
-                            rule: Rule::Categories { .. },
-                            ..
-                        }
-                    )
-                });
-                assert!(uses_categories, "{ensemble:?} {task:?}");
-                let flat = model.predict(&test_table);
-                for (row, predicted) in flat.iter().enumerate() {
-                    let one = model.predict_row(|feature| test_table.features[feature][row]);
-                    let same = one.len() == predicted.len()
-                        && one
-                            .iter()
-                            .zip(predicted)
-                            .all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(
-                        same,
-                        "{ensemble:?} {task:?} row {row}: {one:?} vs {predicted:?}"
-                    );
-                }
-            }
-        }
     }
 
     #[test]
