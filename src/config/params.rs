@@ -57,6 +57,15 @@ pub struct Param {
     pub doc: &'static str,
 }
 
+impl Param {
+    /// The default as a TOML value (`None` when the key has none).
+    pub fn default_value(&self) -> Option<toml::Value> {
+        toml::from_str::<toml::Table>(&format!("v = {}", self.default?))
+            .ok()?
+            .remove("v")
+    }
+}
+
 pub(crate) const fn param(
     key: &'static str,
     kind: Kind,
@@ -722,9 +731,14 @@ pub fn parent(key: &str) -> &str {
 
 /// Known keys close to `unknown` (same section first, then the same leaf name in other sections).
 pub fn suggestions(unknown: &str) -> Vec<&'static str> {
+    suggestions_in(PARAMS, unknown)
+}
+
+/// [`suggestions`] over another registry (`config::serve`'s).
+pub(crate) fn suggestions_in(registry: &'static [Param], unknown: &str) -> Vec<&'static str> {
     let section = parent(unknown);
     let leaf = &unknown[section.len() + usize::from(!section.is_empty())..];
-    let mut scored: Vec<(f64, &'static str)> = PARAMS
+    let mut scored: Vec<(f64, &'static str)> = registry
         .iter()
         .filter_map(|param| {
             let candidate_leaf =

@@ -8,7 +8,8 @@ use std::time::Duration;
 use toml::Value;
 
 use super::layer::{self, Layered, Origin};
-use super::params::{Kind, Param, param};
+use super::params::{Kind, Param, param, suggestions_in};
+use super::validate::type_matches;
 use super::{ByteSize, ConfigError, Master};
 
 use Kind::{Integer, Section};
@@ -134,12 +135,6 @@ fn find(key: &str) -> Option<&'static Param> {
     SERVE_PARAMS.iter().find(|param| param.key == key)
 }
 
-fn literal(param: &Param) -> Option<Value> {
-    toml::from_str::<toml::Table>(&format!("v = {}", param.default?))
-        .ok()?
-        .remove("v")
-}
-
 /// The serve table: the defaults file's `[serve]` (when there is a file), then the flags.
 pub fn load(
     defaults_file: Option<&Path>,
@@ -152,31 +147,20 @@ pub fn load(
             for (key, value) in table {
                 let dotted = format!("serve.{key}");
                 let Some(param) = find(&dotted) else {
-                    let mut scored: Vec<(f64, &str)> = SERVE_PARAMS
-                        .iter()
-                        .filter_map(|param| param.key.strip_prefix("serve."))
-                        .map(|known| (strsim::jaro_winkler(key, known), known))
-                        .collect();
-                    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    let known: Vec<&str> = SERVE_PARAMS
-                        .iter()
-                        .filter_map(|param| param.key.strip_prefix("serve."))
-                        .collect();
                     let error = ConfigError::new(format!("unknown key `{dotted}`"))
                         .origin(file.key_origin(&dotted));
-                    return Err(match scored.first() {
-                        Some((score, best)) if *score >= 0.8 => {
-                            error.hint(format!("did you mean `serve.{best}`?"))
+                    return Err(match suggestions_in(SERVE_PARAMS, &dotted).first() {
+                        Some(best) => error.hint(format!("did you mean `{best}`?")),
+                        None => {
+                            let known: Vec<&str> = SERVE_PARAMS
+                                .iter()
+                                .filter_map(|param| param.key.strip_prefix("serve."))
+                                .collect();
+                            error.hint(format!("known keys in serve: {}", known.join(", ")))
                         }
-                        _ => error.hint(format!("known keys in serve: {}", known.join(", "))),
                     });
                 };
-                let matches = match param.kind {
-                    Kind::String => value.is_str(),
-                    Integer => value.is_integer(),
-                    _ => false,
-                };
-                if !matches {
+                if !type_matches(param.kind, value) {
                     return Err(ConfigError::new(format!("wrong type for `{dotted}`"))
                         .origin(file.origin(&dotted))
                         .found(value.to_string())
@@ -208,7 +192,7 @@ impl Settings<'_> {
         self.layered
             .get(key)
             .cloned()
-            .or_else(|| find(key).and_then(literal))
+            .or_else(|| find(key).and_then(Param::default_value))
     }
 
     fn invalid(&self, key: &str) -> ConfigError {

@@ -193,7 +193,7 @@ fn check_grid_entry(
     Ok(())
 }
 
-fn type_matches(kind: Kind, value: &Value) -> bool {
+pub(crate) fn type_matches(kind: Kind, value: &Value) -> bool {
     match kind {
         Kind::Section => value.is_table(),
         Kind::String => value.is_str(),
@@ -230,12 +230,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn value(&self, key: &str) -> Option<Value> {
-        self.layered.get(key).cloned().or_else(|| {
-            let literal = params::find(key)?.default?;
-            toml::from_str::<toml::Table>(&format!("v = {literal}"))
-                .ok()?
-                .remove("v")
-        })
+        self.layered
+            .get(key)
+            .cloned()
+            .or_else(|| params::find(key)?.default_value())
     }
 
     fn is_set(&self, key: &str) -> bool {

@@ -638,17 +638,12 @@ pub fn compare(versions: &[VersionFiles]) -> String {
     body.push_str("</tr>");
     for name in &names {
         let _ = write!(body, "<tr><td>{}</td>", escape(name));
-        let base = scalar_metrics(&first.metrics)
-            .into_iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value);
+        // The names are top-level numbers of metrics.json: read each directly.
+        let base = first.metrics[name.as_str()].as_f64();
         let lower_is_better = crate::eval::metric::Metric::parse(name)
             .is_some_and(|metric| !metric.higher_is_better());
         for version in versions {
-            let value = scalar_metrics(&version.metrics)
-                .into_iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value);
+            let value = version.metrics[name.as_str()].as_f64();
             match (value, base) {
                 (Some(value), Some(base)) if version.label != first.label => {
                     let delta = value - base;
