@@ -20,8 +20,14 @@ matrix = features[booster.feature_name()].to_numpy(dtype=np.float64)
 theirs = booster.predict(matrix)
 ours_table = pd.read_csv(predictions_path)
 probability = [c for c in ours_table.columns if c.startswith("probability_")]
-# Binary models: LightGBM predicts the probability of the second class.
-ours = ours_table[probability[-1]] if probability else ours_table["prediction"]
-difference = np.abs(theirs - ours.to_numpy(dtype=np.float64)).max()
+if theirs.ndim == 2:
+    # Multiclass: one probability per class, in class order.
+    ours = ours_table[probability].to_numpy(dtype=np.float64)
+elif probability:
+    # Binary models: LightGBM predicts the probability of the second class.
+    ours = ours_table[probability[-1]].to_numpy(dtype=np.float64)
+else:
+    ours = ours_table["prediction"].to_numpy(dtype=np.float64)
+difference = np.abs(theirs - ours).max()
 print(f"lightgbm {lightgbm.__version__}: {len(theirs)} rows, max |difference| {difference:.3g}")
 sys.exit(0 if difference <= tolerance else 1)

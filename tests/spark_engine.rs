@@ -403,6 +403,34 @@ fn a_failing_spark_application_publishes_nothing() {
 }
 
 #[test]
+#[ignore = "needs spark-submit and Java 17 (.ci/run installs pyspark)"]
+fn multiclass_boosting_is_refused_on_spark_and_runs_natively() {
+    spark_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x,y,label\n");
+    for row in 0..300 {
+        let (x, y) = ((row % 17) as f64 / 17.0, (row % 7) as f64 / 7.0);
+        csv.push_str(&format!("{x:.3},{y:.3},{}\n", row % 3));
+    }
+    write(dir.path(), "three.csv", &csv);
+    write(
+        dir.path(),
+        "three.toml",
+        "[job]\nname = \"three\"\nmaster = \"local[2]\"\n[input]\npath = \"three.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 5\n",
+    );
+    let output = run(submit(dir.path()).args(["--engine", "spark", "three.toml"]));
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("3 classes") && message.contains("--engine native"),
+        "{message}"
+    );
+    assert!(!dir.path().join("models/three/v1").exists());
+    let output = run(submit(dir.path()).arg("three.toml"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
 fn refusals_need_no_spark() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "ratings.csv", &ratings_csv(20, true));

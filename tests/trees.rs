@@ -94,6 +94,71 @@ fn both_ensembles_reach_their_targets_on_synthetic_tables() {
 }
 
 #[test]
+fn multiclass_boosting_trains_early_stops_and_predicts_every_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x,y,z,kind\n");
+    let names = ["bird", "cat", "dog", "fish"];
+    for row in 0..6000 {
+        let x: Vec<f64> = (0..3).map(|j| noise(row, j + 20) * 4.0 - 2.0).collect();
+        let class = match (x[0] > 0.0, x[1] + 0.5 * x[2] > 0.3) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (false, false) => 3,
+        };
+        csv.push_str(&format!(
+            "{:.4},{:.4},{:.4},{}\n",
+            x[0], x[1], x[2], names[class]
+        ));
+    }
+    write(dir.path(), "animals.csv", &csv);
+    write(
+        dir.path(),
+        "train.toml",
+        "[job]\nname = \"animals\"\n[input]\npath = \"animals.csv\"\n[input.columns]\nlabel = \"kind\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 200\nstep_size = 0.3\nvalidation_fraction = 0.2\n",
+    );
+    let summary = ok_json(dir.path(), &["train.toml"]);
+    assert!(metric(&summary, "accuracy") > 0.95, "{summary}");
+    assert!(metric(&summary, "log_loss") < 0.2, "{summary}");
+    let version = dir.path().join(summary["version_dir"].as_str().unwrap());
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(version.join("metrics.json")).unwrap()).unwrap();
+    let (kept, grown) = (
+        metrics["trees"]["kept"].as_u64().unwrap(),
+        metrics["trees"]["grown"].as_u64().unwrap(),
+    );
+    assert!(
+        kept % 4 == 0 && kept < grown && grown < 800,
+        "{}",
+        metrics["trees"]
+    );
+    let lightgbm = std::fs::read_to_string(version.join("model.lgb.txt")).unwrap();
+    assert!(lightgbm.contains("objective=multiclass num_class:4"));
+    write(
+        dir.path(),
+        "predict.toml",
+        "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/animals/latest\"\n[input]\npath = \"animals.csv\"\n[output]\npath = \"animals-scored.csv\"\n",
+    );
+    ok_json(dir.path(), &["predict.toml"]);
+    let scored = std::fs::read_to_string(dir.path().join("animals-scored.csv")).unwrap();
+    // Classes in StringIndexer's order (most frequent first).
+    let mut header: Vec<&str> = scored.lines().next().unwrap().split(',').collect();
+    header[2..].sort_unstable();
+    assert_eq!(
+        header.join(","),
+        "row,prediction,probability_bird,probability_cat,probability_dog,probability_fish"
+    );
+    for line in scored.lines().skip(1).take(50) {
+        let total: f64 = line
+            .split(',')
+            .skip(2)
+            .map(|p| p.parse::<f64>().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-9, "{line}");
+    }
+}
+
+#[test]
 fn string_categoricals_and_missing_values_train_and_predict() {
     let dir = tempfile::tempdir().unwrap();
     let plans = ["basic", "premium", "trial", "family"];
@@ -243,8 +308,26 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
         ));
     }
     write(dir.path(), "regression.csv", &regression_csv);
+    let mut multiclass_csv = String::from("a,b,c,label\n");
+    for row in 0..3000 {
+        let x: Vec<f64> = (0..3).map(|j| noise(row, j + 11) * 4.0 - 2.0).collect();
+        let label = if x[0] + x[1] > 1.0 {
+            0
+        } else if x[2] * x[0] > 0.0 {
+            1
+        } else {
+            2
+        };
+        multiclass_csv.push_str(&format!("{:.4},{:.4},{:.4},{label}\n", x[0], x[1], x[2]));
+    }
+    write(dir.path(), "multiclass.csv", &multiclass_csv);
     for (name, data, model) in [
         ("gbt", "table.csv", "algorithm = \"gbt\"\nmax_iter = 25"),
+        (
+            "gbt-multiclass",
+            "multiclass.csv",
+            "algorithm = \"gbt\"\nmax_iter = 20",
+        ),
         (
             "forest",
             "table.csv",
@@ -299,7 +382,7 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
 #[test]
 fn tree_configuration_and_data_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, i32, &[&str]); 6] = [
+    let cases: [(&str, i32, &[&str]); 5] = [
         (
             "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"gbt\"\nrank = 10\n",
             2,
@@ -314,11 +397,6 @@ fn tree_configuration_and_data_errors_are_clear() {
             "[input]\nsynthetic = { kind = \"ratings\" }\n[model]\nalgorithm = \"gbt\"\n",
             2,
             &["labelled table"],
-        ),
-        (
-            "[input]\nsynthetic = { kind = \"classification\", classes = 3 }\n[model]\nalgorithm = \"gbt\"\n",
-            3,
-            &["binary", "3 classes", "random_forest"],
         ),
         (
             "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"random_forest\"\nfeature_subset_strategy = \"most\"\n",

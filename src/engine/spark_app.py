@@ -487,6 +487,16 @@ def run_trees(spark, plan, exchange, result):
         prepared = Pipeline(stages=stages).fit(frame).transform(frame)
     else:
         prepared = frame
+    if classification and plan["estimator"].endswith("GBTClassifier"):
+        top = int(prepared.agg(F.max("__label")).collect()[0][0] or 0)
+        classes = max(top, len(label_names or []) - 1) + 1
+        if classes > 2:
+            raise JobProblem(
+                "config",
+                f"model.algorithm = \"gbt\": the label has {classes} classes, and Spark's "
+                "GBTClassifier is binary; run the job with --engine native (softmax boosting) "
+                "or use algorithm = \"random_forest\"",
+            )
     train, test = train_and_test(prepared, counts, "train_rows", "test_rows")
     result["timings_s"]["ingest"] = time.time() - started
 

@@ -75,6 +75,7 @@ pub fn convert(
             Ensemble::RandomForest => None,
         },
         init_score: 0.0,
+        class_init_scores: Vec::new(),
         trees,
         trees_grown: grown,
         validation_loss: Vec::new(),

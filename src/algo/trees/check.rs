@@ -15,6 +15,14 @@ impl TreeModel {
     /// for numeric features.
     pub fn validate(&self, categories: &[Option<usize>]) -> Result<(), String> {
         let features = categories.len();
+        let multiclass = self.task == TreeTask::Classification
+            && self.ensemble == Ensemble::Gbt
+            && self.classes > 2;
+        if !multiclass && !self.class_init_scores.is_empty() {
+            return Err(
+                "class starting scores belong to multiclass gbt classifiers only".to_owned(),
+            );
+        }
         match (self.task, self.ensemble, self.classes) {
             (TreeTask::Regression, _, 1) => {}
             (TreeTask::Regression, _, classes) => {
@@ -23,9 +31,29 @@ impl TreeModel {
                 ));
             }
             (TreeTask::Classification, Ensemble::Gbt, 2) => {}
+            (TreeTask::Classification, Ensemble::Gbt, classes)
+                if (3..=1 << 16).contains(&classes) =>
+            {
+                if self.class_init_scores.len() != classes {
+                    return Err(format!(
+                        "a {classes}-class gbt classifier has {} class starting scores",
+                        self.class_init_scores.len()
+                    ));
+                }
+                if !self.trees.len().is_multiple_of(classes) {
+                    return Err(format!(
+                        "a {classes}-class gbt classifier has {} trees, not a whole number of iterations",
+                        self.trees.len()
+                    ));
+                }
+                if let Some(bad) = self.class_init_scores.iter().find(|s| !s.is_finite()) {
+                    return Err(format!("a class starting score is {bad}"));
+                }
+            }
             (TreeTask::Classification, Ensemble::Gbt, classes) => {
                 return Err(format!(
-                    "a gbt classifier has classes = {classes}; boosting here is binary (2)"
+                    "a gbt classifier has classes = {classes} with {} class starting scores",
+                    self.class_init_scores.len()
                 ));
             }
             (TreeTask::Classification, Ensemble::RandomForest, classes)

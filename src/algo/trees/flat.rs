@@ -33,6 +33,9 @@ pub struct FlatTrees {
     /// `values_per_leaf` values per leaf.
     leaf_values: Vec<f64>,
     values_per_leaf: usize,
+    /// Sums kept per row: `values_per_leaf`, or the class count for multiclass boosting,
+    /// whose tree `t` adds its one value to class `t % classes`.
+    sums_per_row: usize,
     /// Category lists of categorical splits (sorted), as (start, end) into `categories`.
     category_ranges: Vec<(u32, u32)>,
     categories: Vec<u32>,
@@ -40,6 +43,7 @@ pub struct FlatTrees {
     task: TreeTask,
     classes: usize,
     init_score: f64,
+    class_init_scores: Vec<f64>,
 }
 
 /// The largest f32 that is not above `value` (NaN stays NaN).
@@ -58,17 +62,24 @@ impl FlatTrees {
             Ensemble::RandomForest => model.classes.max(1),
             Ensemble::Gbt => 1,
         };
+        let sums_per_row = if model.is_multiclass_boosting() {
+            model.classes
+        } else {
+            values_per_leaf
+        };
         let mut flat = FlatTrees {
             nodes: Vec::new(),
             roots: Vec::with_capacity(model.trees.len()),
             leaf_values: Vec::new(),
             values_per_leaf,
+            sums_per_row,
             category_ranges: Vec::new(),
             categories: Vec::new(),
             ensemble: model.ensemble,
             task: model.task,
             classes: model.classes,
             init_score: model.init_score,
+            class_init_scores: model.class_init_scores.clone(),
         };
         for tree in &model.trees {
             let base = flat.nodes.len() as u32;
@@ -169,7 +180,7 @@ impl FlatTrees {
     pub fn outputs(&self) -> usize {
         match (self.ensemble, self.task) {
             (_, TreeTask::Regression) => 1,
-            (Ensemble::Gbt, TreeTask::Classification) => 2,
+            (Ensemble::Gbt, TreeTask::Classification) => self.classes.max(2),
             (Ensemble::RandomForest, TreeTask::Classification) => self.classes.max(1),
         }
     }
@@ -180,22 +191,26 @@ impl FlatTrees {
         let rows = matrix.len() / features.max(1);
         let width = self.outputs();
         debug_assert_eq!(out.len(), rows * width);
-        let mut sums = vec![0.0f64; BLOCK * self.values_per_leaf];
+        let per_row = self.sums_per_row;
+        let mut sums = vec![0.0f64; BLOCK * per_row];
         let mut leaves = [0u32; BLOCK];
         for start in (0..rows).step_by(BLOCK) {
             let count = BLOCK.min(rows - start);
-            let sums = &mut sums[..count * self.values_per_leaf];
+            let sums = &mut sums[..count * per_row];
             sums.fill(0.0);
             let block = &matrix[start * features..(start + count) * features];
             let leaves = &mut leaves[..count];
-            for &root in &self.roots {
+            for (index, &root) in self.roots.iter().enumerate() {
                 self.leaves(root, block, features, leaves);
-                for (sum, link) in sums
-                    .chunks_exact_mut(self.values_per_leaf)
-                    .zip(leaves.iter())
-                {
+                // The slot of the row's sums this tree adds to: all of them, or its class's.
+                let slot = if per_row == self.values_per_leaf {
+                    0
+                } else {
+                    index % per_row
+                };
+                for (sum, link) in sums.chunks_exact_mut(per_row).zip(leaves.iter()) {
                     let at = (link & !LEAF) as usize * self.values_per_leaf;
-                    for (total, value) in sum
+                    for (total, value) in sum[slot..slot + self.values_per_leaf]
                         .iter_mut()
                         .zip(&self.leaf_values[at..at + self.values_per_leaf])
                     {
@@ -203,7 +218,7 @@ impl FlatTrees {
                     }
                 }
             }
-            for (offset, sum) in sums.chunks_exact(self.values_per_leaf).enumerate() {
+            for (offset, sum) in sums.chunks_exact(per_row).enumerate() {
                 let target = &mut out[(start + offset) * width..(start + offset + 1) * width];
                 self.finish(sum, target);
             }
@@ -218,6 +233,14 @@ impl FlatTrees {
                 for (target, total) in target.iter_mut().zip(sum) {
                     *target = total / count;
                 }
+            }
+            Ensemble::Gbt if !self.class_init_scores.is_empty() => {
+                for ((target, init), total) in
+                    target.iter_mut().zip(&self.class_init_scores).zip(sum)
+                {
+                    *target = init + total;
+                }
+                super::softmax(target);
             }
             Ensemble::Gbt => {
                 let score = self.init_score + sum[0];
@@ -305,6 +328,27 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn flat_scoring_of_multiclass_boosting_equals_row_by_row_to_the_bit() {
+        let mut train_table = mixed(3000, 1, false);
+        let test_table = mixed(2000, 2, false);
+        // A third class: rows whose third feature is high.
+        for (row, label) in train_table.labels.iter_mut().enumerate() {
+            if train_table.features[2][row] > 0.5 {
+                *label = 2.0;
+            }
+        }
+        let mut p = params(Ensemble::Gbt, TreeTask::Classification);
+        p.max_iter = 10;
+        let model = train(&train_table, &p, None, &|_, _| {}).unwrap();
+        assert_eq!((model.classes, model.trees.len()), (3, 30));
+        for (row, predicted) in model.predict(&test_table).iter().enumerate() {
+            let one = model.predict_row(|feature| test_table.features[feature][row]);
+            let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one), bits(predicted), "row {row}");
         }
     }
 

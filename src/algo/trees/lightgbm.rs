@@ -4,8 +4,9 @@
 //! The mapping is exact because our split tests are LightGBM's: numeric splits send missing
 //! values and `x <= threshold` left (decision type "default left, missing = NaN"); categorical
 //! splits send the listed category indices left and everything else, NaN included, right.
-//! Gradient boosting exports as `binary` (log-odds leaves) or `regression`/`regression_l1`, with
-//! the starting score folded into the first tree as LightGBM does. Random forests export with
+//! Gradient boosting exports as `binary` (log-odds leaves), `multiclass` (one tree per class per
+//! iteration, in LightGBM's order) or `regression`/`regression_l1`, with the starting scores
+//! folded into the first iteration's trees as LightGBM does. Random forests export with
 //! `average_output`; a binary forest classifier exports as a regression forest whose
 //! prediction is the probability of class 1 (our soft vote, which a LightGBM `binary` forest
 //! cannot express). Multiclass forests have no exact LightGBM form and are not exported.
@@ -28,7 +29,11 @@ pub fn export(
     feature_names: &[String],
     infos: &[FeatureInfo],
 ) -> Option<String> {
+    let multiclass = model.is_multiclass_boosting();
     let objective = match (model.ensemble, model.task, model.loss) {
+        (Ensemble::Gbt, TreeTask::Classification, _) if multiclass => {
+            &format!("multiclass num_class:{}", model.classes)
+        }
         (Ensemble::Gbt, TreeTask::Classification, _) => "binary sigmoid:1",
         (Ensemble::Gbt, TreeTask::Regression, Some(Loss::Absolute)) => "regression_l1",
         (Ensemble::Gbt, TreeTask::Regression, _) => "regression",
@@ -37,7 +42,11 @@ pub fn export(
         (Ensemble::RandomForest, TreeTask::Classification, _) => return None,
     };
     let mut out = String::new();
-    out.push_str("tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n");
+    let per_iteration = if multiclass { model.classes } else { 1 };
+    let _ = write!(
+        out,
+        "tree\nversion=v4\nnum_class={per_iteration}\nnum_tree_per_iteration={per_iteration}\nlabel_index=0\n"
+    );
     let _ = writeln!(
         out,
         "max_feature_idx={}",
@@ -70,10 +79,12 @@ pub fn export(
         .iter()
         .enumerate()
         .map(|(index, tree)| {
-            let offset = if model.ensemble == Ensemble::Gbt && index == 0 {
-                model.init_score
-            } else {
-                0.0
+            let offset = match model.ensemble {
+                Ensemble::Gbt if multiclass && index < model.classes => {
+                    model.class_init_scores[index]
+                }
+                Ensemble::Gbt if !multiclass && index == 0 => model.init_score,
+                _ => 0.0,
             };
             let leaf_value = |value: &[f64]| match model.task {
                 TreeTask::Classification if model.ensemble == Ensemble::RandomForest => value[1],

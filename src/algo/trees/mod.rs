@@ -18,6 +18,7 @@
 //! model whatever the thread count.
 
 pub mod binning;
+mod boosting;
 mod check;
 pub mod flat;
 pub mod learner;
@@ -34,10 +35,6 @@ use crate::dataset::split::{mix, unit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    #[error(
-        "gbt classification is binary (as in Spark), but the label has {classes} classes; use algorithm = \"random_forest\" for multiclass"
-    )]
-    MulticlassBoosting { classes: usize },
     #[error("the label has a single class ({class}); classification needs at least two")]
     SingleClass { class: String },
     #[error("the table has no feature columns")]
@@ -261,6 +258,10 @@ pub struct TreeModel {
     pub loss: Option<Loss>,
     /// Boosting: the starting score (log-odds or constant) before the first tree.
     pub init_score: f64,
+    /// Multiclass boosting: each class's starting score. The trees then come in iterations of
+    /// `classes` trees, tree `t` adding to class `t % classes`; empty for every other model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_init_scores: Vec<f64>,
     pub trees: Vec<Tree>,
     /// Boosting: trees kept by early stopping out of those grown.
     pub trees_grown: usize,
@@ -273,6 +274,11 @@ pub struct TreeModel {
 }
 
 impl TreeModel {
+    /// Softmax boosting over more than two classes (one tree per class per iteration).
+    pub fn is_multiclass_boosting(&self) -> bool {
+        self.ensemble == Ensemble::Gbt && !self.class_init_scores.is_empty()
+    }
+
     /// Class probabilities (classification) or the predicted value, for one row.
     pub fn predict_row(&self, feature: impl Fn(usize) -> f32 + Copy) -> Vec<f64> {
         match self.ensemble {
@@ -285,6 +291,21 @@ impl TreeModel {
                 }
                 let count = self.trees.len().max(1) as f64;
                 sum.iter().map(|total| total / count).collect()
+            }
+            Ensemble::Gbt if self.is_multiclass_boosting() => {
+                // Each class summed from +0.0 in tree order, as the flat scorer sums.
+                let mut totals = vec![0.0; self.classes];
+                for (index, tree) in self.trees.iter().enumerate() {
+                    totals[index % self.classes] += tree.leaf(feature)[0];
+                }
+                let mut scores: Vec<f64> = self
+                    .class_init_scores
+                    .iter()
+                    .zip(&totals)
+                    .map(|(init, total)| init + total)
+                    .collect();
+                softmax(&mut scores);
+                scores
             }
             Ensemble::Gbt => {
                 // Summed from +0.0 in tree order, as the flat scorer sums.
@@ -370,6 +391,19 @@ pub fn sigmoid(score: f64) -> f64 {
     1.0 / (1.0 + (-score).exp())
 }
 
+/// Scores to probabilities in place (shifted by the largest score, so no exp overflows).
+pub fn softmax(scores: &mut [f64]) {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut total = 0.0;
+    for score in scores.iter_mut() {
+        *score = (*score - max).exp();
+        total += *score;
+    }
+    for score in scores.iter_mut() {
+        *score /= total;
+    }
+}
+
 const ROW_SAMPLE_STREAM: u64 = 0x524F_5753;
 const FEATURE_STREAM: u64 = 0x4645_4154;
 
@@ -429,9 +463,6 @@ pub fn train(
                     .unwrap_or_else(|| class.to_string());
                 return Err(TreeError::SingleClass { class: name });
             }
-            if params.ensemble == Ensemble::Gbt && classes > 2 {
-                return Err(TreeError::MulticlassBoosting { classes });
-            }
             classes
         }
         TreeTask::Regression => 1,
@@ -455,7 +486,17 @@ pub fn train(
             features_per_node,
             progress,
         )),
-        Ensemble::Gbt => Ok(train_boosting(
+        Ensemble::Gbt if classes > 2 => Ok(boosting::train_softmax(
+            table,
+            &matrix,
+            params,
+            classes,
+            limits,
+            features_per_node,
+            validation,
+            progress,
+        )),
+        Ensemble::Gbt => Ok(boosting::train_boosting(
             table,
             &matrix,
             params,
@@ -535,204 +576,11 @@ fn train_forest(
         },
         loss: None,
         init_score: 0.0,
+        class_init_scores: Vec::new(),
         trees_grown: trees.len(),
         trees,
         validation_loss: Vec::new(),
         train_loss: Vec::new(),
-    }
-}
-
-fn loss_value(loss: Loss, score: f64, label: f64) -> f64 {
-    match loss {
-        Loss::Logistic => {
-            // log(1 + exp(-z)) with z = score for y = 1 and -score for y = 0, stably.
-            let z = if label > 0.5 { score } else { -score };
-            if z > 0.0 {
-                (-z).exp().ln_1p()
-            } else {
-                -z + z.exp().ln_1p()
-            }
-        }
-        Loss::Squared => (score - label) * (score - label),
-        Loss::Absolute => (score - label).abs(),
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_unstable_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
-}
-
-fn train_boosting(
-    table: &Tabular,
-    matrix: &BinnedMatrix,
-    params: &TreeParams,
-    limits: TreeLimits,
-    features_per_node: usize,
-    validation: Option<Validation<'_>>,
-    progress: &(dyn Fn(usize, &str) + Sync),
-) -> TreeModel {
-    let loss = match params.task {
-        TreeTask::Classification => Loss::Logistic,
-        TreeTask::Regression if params.loss_type == Loss::Logistic => Loss::Squared,
-        TreeTask::Regression => params.loss_type,
-    };
-    let labels = &table.labels;
-    let rows = table.rows();
-    let init_score = match loss {
-        Loss::Logistic => {
-            let positive = labels.iter().sum::<f64>() / rows as f64;
-            let positive = positive.clamp(1e-15, 1.0 - 1e-15);
-            (positive / (1.0 - positive)).ln()
-        }
-        Loss::Squared => labels.iter().sum::<f64>() / rows as f64,
-        Loss::Absolute => median(&mut labels.clone()),
-    };
-    let mut scores = vec![init_score; rows];
-    let validation_matrix = validation
-        .as_ref()
-        .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
-    let mut validation_scores = vec![init_score; validation.as_ref().map_or(0, |v| v.table.rows())];
-    let mut stats = vec![0.0; rows * 2];
-    let mut trees: Vec<Tree> = Vec::new();
-    let mut validation_loss = Vec::new();
-    let mut train_loss = Vec::new();
-    let mut best_error = f64::INFINITY;
-    let mut best_count = 0;
-    for iteration in 0..params.max_iter {
-        let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
-        stats
-            .par_chunks_mut(2 * 4096)
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                for (local, slot) in out.chunks_mut(2).enumerate() {
-                    let row = chunk * 4096 + local;
-                    let (score, label) = (scores[row], labels[row]);
-                    let (gradient, hessian) = match loss {
-                        Loss::Logistic => {
-                            let p = sigmoid(score);
-                            (p - label, (p * (1.0 - p)).max(1e-16))
-                        }
-                        Loss::Squared => (score - label, 1.0),
-                        Loss::Absolute => ((score - label).signum(), 1.0),
-                    };
-                    slot.copy_from_slice(&[gradient, hessian]);
-                }
-            });
-        let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
-            (0..rows as u32)
-                .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
-                .collect()
-        } else {
-            (0..rows as u32).collect()
-        };
-        let sampled_all = sampled.len() == rows;
-        let grown = learner::grow(GrowInput {
-            matrix,
-            stats: &stats,
-            rows: sampled,
-            criterion: Criterion::Newton,
-            limits,
-            features_per_node,
-            seed: mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
-        });
-        let learner::Grown {
-            tree: mut grown_tree,
-            rows: grouped,
-            leaves,
-        } = grown;
-        for &(node, start, end) in &leaves {
-            let leaf_rows = &grouped[start..end];
-            if let Node::Leaf { value, .. } = &mut grown_tree.nodes[node] {
-                let step = if loss == Loss::Absolute {
-                    let mut residuals: Vec<f64> = leaf_rows
-                        .iter()
-                        .map(|&row| labels[row as usize] - scores[row as usize])
-                        .collect();
-                    median(&mut residuals)
-                } else {
-                    value[0]
-                };
-                value[0] = step * params.step_size;
-            }
-        }
-        let tree = grown_tree;
-        if sampled_all {
-            for &(node, start, end) in &leaves {
-                if let Node::Leaf { value, .. } = &tree.nodes[node] {
-                    for &row in &grouped[start..end] {
-                        scores[row as usize] += value[0];
-                    }
-                }
-            }
-        } else {
-            scores
-                .par_iter_mut()
-                .enumerate()
-                .for_each(|(row, score)| *score += tree.leaf_binned(matrix, row)[0]);
-        }
-        train_loss.push(
-            scores
-                .iter()
-                .zip(labels.iter())
-                .map(|(&score, &label)| loss_value(loss, score, label))
-                .sum::<f64>()
-                / rows.max(1) as f64,
-        );
-        let mut detail = String::new();
-        if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
-            validation_scores
-                .par_iter_mut()
-                .enumerate()
-                .for_each(|(row, score)| *score += tree.leaf_binned(validation_matrix, row)[0]);
-            let error = validation_scores
-                .iter()
-                .zip(&validation.table.labels)
-                .map(|(&score, &label)| loss_value(loss, score, label))
-                .sum::<f64>()
-                / validation_scores.len().max(1) as f64;
-            validation_loss.push(error);
-            detail = format!("validation loss {error:.5}");
-            trees.push(tree);
-            progress(iteration + 1, &detail);
-            // Spark's rule: stop once the improvement is below tol x max(error, 0.01).
-            if best_error - error < params.validation_tol * error.max(0.01) {
-                break;
-            }
-            if error < best_error {
-                best_error = error;
-                best_count = iteration + 1;
-            }
-            continue;
-        }
-        trees.push(tree);
-        best_count = trees.len();
-        progress(iteration + 1, &detail);
-    }
-    let trees_grown = trees.len();
-    trees.truncate(best_count.max(1).min(trees_grown));
-    TreeModel {
-        ensemble: Ensemble::Gbt,
-        task: params.task,
-        classes: if params.task == TreeTask::Classification {
-            2
-        } else {
-            1
-        },
-        loss: Some(loss),
-        init_score,
-        trees,
-        trees_grown,
-        validation_loss,
-        train_loss,
     }
 }
 
@@ -846,8 +694,13 @@ pub(crate) mod tests {
 
     #[test]
     fn same_model_for_any_thread_count() {
-        let table = crate::ingest::synthetic::classification(40_000, 6, 2, 5);
-        for ensemble in [Ensemble::RandomForest, Ensemble::Gbt] {
+        let binary = crate::ingest::synthetic::classification(40_000, 6, 2, 5);
+        let multiclass = crate::ingest::synthetic::classification(20_000, 6, 4, 5);
+        for (ensemble, table) in [
+            (Ensemble::RandomForest, &binary),
+            (Ensemble::Gbt, &binary),
+            (Ensemble::Gbt, &multiclass),
+        ] {
             let mut p = params(ensemble, TreeTask::Classification);
             p.max_iter = 10;
             p.num_trees = 6;
@@ -857,9 +710,9 @@ pub(crate) mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap()
-                    .install(|| train(&table, &p, None, &|_, _| {}).unwrap())
+                    .install(|| train(table, &p, None, &|_, _| {}).unwrap())
             };
-            assert_eq!(fit(1), fit(3), "{ensemble:?}");
+            assert_eq!(fit(1), fit(3), "{ensemble:?} {}", table.classes());
         }
     }
 
@@ -899,18 +752,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn gbt_refuses_more_than_two_classes() {
-        let table = crate::ingest::synthetic::classification(500, 3, 3, 1);
-        let error = train(
-            &table,
-            &params(Ensemble::Gbt, TreeTask::Classification),
-            None,
-            &|_, _| {},
-        );
-        assert!(matches!(
-            error,
-            Err(TreeError::MulticlassBoosting { classes: 3 })
-        ));
+    fn multiclass_boosting_learns_three_classes() {
+        let all = crate::ingest::synthetic::classification(5000, 4, 3, 1);
+        let is_test: Vec<bool> = (0..all.rows()).map(|row| row % 5 < 2).collect();
+        let is_train: Vec<bool> = is_test.iter().map(|test| !test).collect();
+        let (table, test) = (all.select(&is_train), all.select(&is_test));
+        let accuracy = |model: &TreeModel, table: &Tabular| {
+            let predictions = model.predict(table);
+            let argmax = |p: &Vec<f64>| (0..p.len()).max_by(|a, b| p[*a].total_cmp(&p[*b]));
+            predictions
+                .iter()
+                .zip(&table.labels)
+                .filter(|(p, y)| argmax(p) == Some(**y as usize))
+                .count() as f64
+                / table.rows() as f64
+        };
+        let mut p = params(Ensemble::Gbt, TreeTask::Classification);
+        p.max_iter = 30;
+        let model = train(&table, &p, None, &|_, _| {}).unwrap();
+        assert_eq!(model.classes, 3);
+        assert_eq!(model.trees.len(), 90);
         let forest = train(
             &table,
             &params(Ensemble::RandomForest, TreeTask::Classification),
@@ -918,6 +779,17 @@ pub(crate) mod tests {
             &|_, _| {},
         )
         .unwrap();
-        assert_eq!(forest.classes, 3);
+        let (boosted, averaged) = (accuracy(&model, &test), accuracy(&forest, &test));
+        assert!(
+            boosted > 0.8 && boosted >= averaged - 0.02,
+            "{boosted} vs forest {averaged}"
+        );
+        let losses = &model.train_loss;
+        assert!(
+            losses.windows(2).all(|pair| pair[1] <= pair[0] + 1e-12),
+            "{losses:?}"
+        );
+        let row = model.predict_row(|feature| test.features[feature][0]);
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
 }

@@ -1,0 +1,387 @@
+//! Gradient boosting: binary logistic, squared and absolute loss with one tree per iteration,
+//! and multiclass softmax with one tree per class per iteration (LightGBM's gradients and
+//! hessians; Spark has no multiclass boosting). Every leaf takes a Newton step `-G / H` times
+//! `step_size`; absolute loss refits leaves to the median residual.
+
+use rayon::prelude::*;
+
+use super::binning::BinnedMatrix;
+use super::learner::{self, Criterion, GrowInput, TreeLimits};
+use super::{
+    Ensemble, FEATURE_STREAM, Loss, Node, ROW_SAMPLE_STREAM, Tree, TreeModel, TreeParams, TreeTask,
+    Validation, sigmoid,
+};
+use crate::dataset::Tabular;
+use crate::dataset::split::{mix, unit};
+
+fn loss_value(loss: Loss, score: f64, label: f64) -> f64 {
+    match loss {
+        Loss::Logistic => {
+            // log(1 + exp(-z)) with z = score for y = 1 and -score for y = 0, stably.
+            let z = if label > 0.5 { score } else { -score };
+            if z > 0.0 {
+                (-z).exp().ln_1p()
+            } else {
+                -z + z.exp().ln_1p()
+            }
+        }
+        Loss::Squared => (score - label) * (score - label),
+        Loss::Absolute => (score - label).abs(),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+pub(super) fn train_boosting(
+    table: &Tabular,
+    matrix: &BinnedMatrix,
+    params: &TreeParams,
+    limits: TreeLimits,
+    features_per_node: usize,
+    validation: Option<Validation<'_>>,
+    progress: &(dyn Fn(usize, &str) + Sync),
+) -> TreeModel {
+    let loss = match params.task {
+        TreeTask::Classification => Loss::Logistic,
+        TreeTask::Regression if params.loss_type == Loss::Logistic => Loss::Squared,
+        TreeTask::Regression => params.loss_type,
+    };
+    let labels = &table.labels;
+    let rows = table.rows();
+    let init_score = match loss {
+        Loss::Logistic => {
+            let positive = labels.iter().sum::<f64>() / rows as f64;
+            let positive = positive.clamp(1e-15, 1.0 - 1e-15);
+            (positive / (1.0 - positive)).ln()
+        }
+        Loss::Squared => labels.iter().sum::<f64>() / rows as f64,
+        Loss::Absolute => median(&mut labels.clone()),
+    };
+    let mut scores = vec![init_score; rows];
+    let validation_matrix = validation
+        .as_ref()
+        .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
+    let mut validation_scores = vec![init_score; validation.as_ref().map_or(0, |v| v.table.rows())];
+    let mut stats = vec![0.0; rows * 2];
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut validation_loss = Vec::new();
+    let mut train_loss = Vec::new();
+    let mut best_error = f64::INFINITY;
+    let mut best_count = 0;
+    for iteration in 0..params.max_iter {
+        let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
+        stats
+            .par_chunks_mut(2 * 4096)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                for (local, slot) in out.chunks_mut(2).enumerate() {
+                    let row = chunk * 4096 + local;
+                    let (score, label) = (scores[row], labels[row]);
+                    let (gradient, hessian) = match loss {
+                        Loss::Logistic => {
+                            let p = sigmoid(score);
+                            (p - label, (p * (1.0 - p)).max(1e-16))
+                        }
+                        Loss::Squared => (score - label, 1.0),
+                        Loss::Absolute => ((score - label).signum(), 1.0),
+                    };
+                    slot.copy_from_slice(&[gradient, hessian]);
+                }
+            });
+        let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
+            (0..rows as u32)
+                .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
+                .collect()
+        } else {
+            (0..rows as u32).collect()
+        };
+        let sampled_all = sampled.len() == rows;
+        let grown = learner::grow(GrowInput {
+            matrix,
+            stats: &stats,
+            rows: sampled,
+            criterion: Criterion::Newton,
+            limits,
+            features_per_node,
+            seed: mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
+        });
+        let learner::Grown {
+            tree: mut grown_tree,
+            rows: grouped,
+            leaves,
+        } = grown;
+        for &(node, start, end) in &leaves {
+            let leaf_rows = &grouped[start..end];
+            if let Node::Leaf { value, .. } = &mut grown_tree.nodes[node] {
+                let step = if loss == Loss::Absolute {
+                    let mut residuals: Vec<f64> = leaf_rows
+                        .iter()
+                        .map(|&row| labels[row as usize] - scores[row as usize])
+                        .collect();
+                    median(&mut residuals)
+                } else {
+                    value[0]
+                };
+                value[0] = step * params.step_size;
+            }
+        }
+        let tree = grown_tree;
+        if sampled_all {
+            for &(node, start, end) in &leaves {
+                if let Node::Leaf { value, .. } = &tree.nodes[node] {
+                    for &row in &grouped[start..end] {
+                        scores[row as usize] += value[0];
+                    }
+                }
+            }
+        } else {
+            scores
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(row, score)| *score += tree.leaf_binned(matrix, row)[0]);
+        }
+        train_loss.push(
+            scores
+                .iter()
+                .zip(labels.iter())
+                .map(|(&score, &label)| loss_value(loss, score, label))
+                .sum::<f64>()
+                / rows.max(1) as f64,
+        );
+        let mut detail = String::new();
+        if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
+            validation_scores
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(row, score)| *score += tree.leaf_binned(validation_matrix, row)[0]);
+            let error = validation_scores
+                .iter()
+                .zip(&validation.table.labels)
+                .map(|(&score, &label)| loss_value(loss, score, label))
+                .sum::<f64>()
+                / validation_scores.len().max(1) as f64;
+            validation_loss.push(error);
+            detail = format!("validation loss {error:.5}");
+            trees.push(tree);
+            progress(iteration + 1, &detail);
+            // Spark's rule: stop once the improvement is below tol x max(error, 0.01).
+            if best_error - error < params.validation_tol * error.max(0.01) {
+                break;
+            }
+            if error < best_error {
+                best_error = error;
+                best_count = iteration + 1;
+            }
+            continue;
+        }
+        trees.push(tree);
+        best_count = trees.len();
+        progress(iteration + 1, &detail);
+    }
+    let trees_grown = trees.len();
+    trees.truncate(best_count.max(1).min(trees_grown));
+    TreeModel {
+        ensemble: Ensemble::Gbt,
+        task: params.task,
+        classes: if params.task == TreeTask::Classification {
+            2
+        } else {
+            1
+        },
+        loss: Some(loss),
+        init_score,
+        class_init_scores: Vec::new(),
+        trees,
+        trees_grown,
+        validation_loss,
+        train_loss,
+    }
+}
+
+/// `-ln softmax(scores)[label]`, computed as log-sum-exp minus the label's score.
+fn softmax_loss(scores: &[f64], label: usize) -> f64 {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = scores.iter().map(|score| (score - max).exp()).sum();
+    max + total.ln() - scores[label]
+}
+
+/// Multiclass boosting with the softmax loss: each iteration computes every row's class
+/// probabilities once, then grows one tree per class on `(p - y, K / (K - 1) * p (1 - p))`
+/// (LightGBM's gradients and hessians; the factor makes the Newton step the one of the full
+/// multinomial hessian's diagonal scaled to K - 1 free scores). The class trees of an iteration
+/// are independent of each other and grow side by side. Scores start at the log of each
+/// class's share of the training rows, as LightGBM's `boost_from_average`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_softmax(
+    table: &Tabular,
+    matrix: &BinnedMatrix,
+    params: &TreeParams,
+    classes: usize,
+    limits: TreeLimits,
+    features_per_node: usize,
+    validation: Option<Validation<'_>>,
+    progress: &(dyn Fn(usize, &str) + Sync),
+) -> TreeModel {
+    const CHUNK: usize = 4096;
+    let rows = table.rows();
+    let labels: Vec<usize> = table.labels.iter().map(|&label| label as usize).collect();
+    let mut counts = vec![0usize; classes];
+    labels.iter().for_each(|&label| counts[label] += 1);
+    let class_init_scores: Vec<f64> = counts
+        .iter()
+        .map(|&count| (count as f64 / rows.max(1) as f64).max(1e-15).ln())
+        .collect();
+    let factor = classes as f64 / (classes as f64 - 1.0);
+    let mut scores: Vec<f64> = class_init_scores
+        .iter()
+        .copied()
+        .cycle()
+        .take(rows * classes)
+        .collect();
+    let validation_matrix = validation
+        .as_ref()
+        .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
+    let validation_rows = validation.as_ref().map_or(0, |v| v.table.rows());
+    let mut validation_scores: Vec<f64> = class_init_scores
+        .iter()
+        .copied()
+        .cycle()
+        .take(validation_rows * classes)
+        .collect();
+    let mut probabilities = vec![0.0; rows * classes];
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut validation_loss = Vec::new();
+    let mut train_loss = Vec::new();
+    let mut best_error = f64::INFINITY;
+    let mut best_iterations = 0;
+    for iteration in 0..params.max_iter {
+        probabilities
+            .par_chunks_mut(classes * CHUNK)
+            .zip(scores.par_chunks(classes * CHUNK))
+            .for_each(|(out, scores)| {
+                for (out, scores) in out.chunks_mut(classes).zip(scores.chunks(classes)) {
+                    out.copy_from_slice(scores);
+                    super::softmax(out);
+                }
+            });
+        let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
+        let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
+            (0..rows as u32)
+                .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
+                .collect()
+        } else {
+            (0..rows as u32).collect()
+        };
+        let sampled_all = sampled.len() == rows;
+        let grown: Vec<learner::Grown> = (0..classes)
+            .into_par_iter()
+            .map(|class| {
+                let mut stats = vec![0.0; rows * 2];
+                for (row, slot) in stats.chunks_exact_mut(2).enumerate() {
+                    let p = probabilities[row * classes + class];
+                    let y = f64::from(u8::from(labels[row] == class));
+                    slot[0] = p - y;
+                    slot[1] = (factor * p * (1.0 - p)).max(1e-16);
+                }
+                let mut grown = learner::grow(GrowInput {
+                    matrix,
+                    stats: &stats,
+                    rows: sampled.clone(),
+                    criterion: Criterion::Newton,
+                    limits,
+                    features_per_node,
+                    seed: mix(
+                        mix(params.seed, FEATURE_STREAM),
+                        (iteration * classes + class) as u64,
+                    ),
+                });
+                for node in &mut grown.tree.nodes {
+                    if let Node::Leaf { value, .. } = node {
+                        value[0] *= params.step_size;
+                    }
+                }
+                grown
+            })
+            .collect();
+        for (class, grown) in grown.into_iter().enumerate() {
+            let tree = grown.tree;
+            if sampled_all {
+                for &(node, start, end) in &grown.leaves {
+                    if let Node::Leaf { value, .. } = &tree.nodes[node] {
+                        for &row in &grown.rows[start..end] {
+                            scores[row as usize * classes + class] += value[0];
+                        }
+                    }
+                }
+            } else {
+                scores
+                    .par_chunks_mut(classes)
+                    .enumerate()
+                    .for_each(|(row, score)| score[class] += tree.leaf_binned(matrix, row)[0]);
+            }
+            if let Some(validation_matrix) = &validation_matrix {
+                validation_scores
+                    .par_chunks_mut(classes)
+                    .enumerate()
+                    .for_each(|(row, score)| {
+                        score[class] += tree.leaf_binned(validation_matrix, row)[0]
+                    });
+            }
+            trees.push(tree);
+        }
+        train_loss.push(
+            scores
+                .chunks_exact(classes)
+                .zip(&labels)
+                .map(|(scores, &label)| softmax_loss(scores, label))
+                .sum::<f64>()
+                / rows.max(1) as f64,
+        );
+        let Some(validation) = &validation else {
+            best_iterations = iteration + 1;
+            progress(iteration + 1, "");
+            continue;
+        };
+        let error = validation_scores
+            .chunks_exact(classes)
+            .zip(&validation.table.labels)
+            .map(|(scores, &label)| softmax_loss(scores, label as usize))
+            .sum::<f64>()
+            / validation_rows.max(1) as f64;
+        validation_loss.push(error);
+        progress(iteration + 1, &format!("validation loss {error:.5}"));
+        // The binary rule: stop once the improvement is below tol x max(error, 0.01).
+        if best_error - error < params.validation_tol * error.max(0.01) {
+            break;
+        }
+        if error < best_error {
+            best_error = error;
+            best_iterations = iteration + 1;
+        }
+    }
+    let trees_grown = trees.len();
+    trees.truncate(best_iterations.max(1) * classes);
+    TreeModel {
+        ensemble: Ensemble::Gbt,
+        task: TreeTask::Classification,
+        classes,
+        loss: Some(Loss::Logistic),
+        init_score: 0.0,
+        class_init_scores,
+        trees,
+        trees_grown,
+        validation_loss,
+        train_loss,
+    }
+}
