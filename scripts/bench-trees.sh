@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tree benchmark: a 1M x 28 binary table (../shared/peers/gen_tabular.py when $PYTHON has numpy
+# Tree benchmark: a 1M x 28 binary table (and a 5-class one for multiclass boosting) (../shared/peers/gen_tabular.py when $PYTHON has numpy
 # and pandas, else our gen-table), local[2], 80/20 split. Runs submit's GBT (100 trees, depth 5)
 # and random forest (100 trees, depth 10), each followed at once by its peers from
 # scripts/trees_peers.py (LightGBM / XGBoost, scikit-learn / LightGBM rf) when $PYTHON imports
@@ -26,11 +26,12 @@ if [ ! -f "$csv" ]; then
 fi
 have_peers=0
 "$python" -c 'import sklearn, pandas' 2>/dev/null && have_peers=1
-run() {  # run ALGORITHM EXTRA PEERS...
-  local algorithm="$1" extra="$2"; shift 2
-  cat >"$work/$algorithm.toml" <<TOML
+run() {  # run NAME CSV EXTRA PEERS...
+  local name="$1" csv="$2" extra="$3"; shift 3
+  local algorithm="${name%-*}"
+  cat >"$work/$name.toml" <<TOML
 [job]
-name = "bench-$algorithm"
+name = "bench-$name"
 master = "local[2]"
 driver_memory = "8G"
 [input]
@@ -41,26 +42,32 @@ $extra
 [output]
 dir = "$work/models"
 TOML
-  local summary; summary=$("$bin" --quiet --json "$work/$algorithm.toml")
-  local ours; ours=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1])["metrics"]; print(m["timings_s"]["fit"], m["auc_roc"], m["peak_rss_bytes"])' "$summary")
+  local summary; summary=$("$bin" --quiet --json "$work/$name.toml")
+  local ours; ours=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1])["metrics"]; print(m["timings_s"]["fit"], m["auc_roc"] if m.get("auc_roc") is not None else "log_loss=%s" % m["log_loss"], m["peak_rss_bytes"])' "$summary")
   local peer_lines=""
   if [ "$have_peers" = 1 ]; then
     peer_lines=$(SAME_SPLIT=1 "$python" "$here/scripts/trees_peers.py" "$csv" label "$@" 2>/dev/null || true)
   fi
-  python3 - "$algorithm" "$ours" "$peer_lines" <<'PY'
+  python3 - "$name" "$ours" "$peer_lines" <<'PY'
 import re, sys
-algorithm, ours, peers = sys.argv[1], sys.argv[2].split(), sys.argv[3]
-fit, auc, rss = float(ours[0]), float(ours[1]), int(ours[2])
-print(f"submit {algorithm:<14} fit {fit:7.2f} s  auc {auc:.4f}  peak RSS {rss / 2**20:.0f} MiB")
+name, ours, peers = sys.argv[1], sys.argv[2].split(), sys.argv[3]
+fit, rss = float(ours[0]), int(ours[2])
+# Binary tables compare test AUC (higher is better), multiclass ones test log-loss (lower).
+kind, value = ("log_loss", float(ours[1].split("=")[1])) if ours[1].startswith("log_loss=") else ("auc", float(ours[1]))
+print(f"submit {name:<20} fit {fit:7.2f} s  {kind} {value:.4f}  peak RSS {rss / 2**20:.0f} MiB")
 for line in peers.splitlines():
-    match = re.match(r"(\S+) fit=([0-9.]+) auc=([0-9.]+)", line)
+    match = re.match(r"(\S+) fit=([0-9.]+) (auc|log_loss)=([0-9.]+)", line)
     if match:
-        name, peer_fit, peer_auc = match.group(1), float(match.group(2)), float(match.group(3))
-        print(f"  {name:<20} fit {peer_fit:7.2f} s  auc {peer_auc:.4f}  submit/peer time {fit / peer_fit:5.2f}x  auc diff {auc - peer_auc:+.4f}")
+        peer, peer_fit, peer_value = match.group(1), float(match.group(2)), float(match.group(4))
+        print(f"  {peer:<20} fit {peer_fit:7.2f} s  {kind} {peer_value:.4f}  submit/peer time {fit / peer_fit:5.2f}x  {kind} diff {value - peer_value:+.4f}")
 PY
 }
-run gbt $'max_iter = 100\nmax_depth = 5' lightgbm xgboost
-run random_forest $'num_trees = 100\nmax_depth = 10' sklearn_rf lightgbm_rf
+run gbt "$csv" $'max_iter = 100\nmax_depth = 5' lightgbm xgboost
+run random_forest "$csv" $'num_trees = 100\nmax_depth = 10' sklearn_rf lightgbm_rf
+# Multiclass boosting (5 classes, our gen-table) against LightGBM's multiclass at its 255 bins.
+multiclass_csv="$work/table-$rows-5-classes.csv"
+[ -f "$multiclass_csv" ] || "$target/release/gen-table" "$rows" 28 "$multiclass_csv" 11 5 >/dev/null
+run gbt-multiclass "$multiclass_csv" $'max_iter = 100\nmax_depth = 5\nmax_bins = 255' lightgbm
 if [ "${BENCH_SPARK:-0}" = 1 ] && "$python" -c 'import pyspark' 2>/dev/null; then
   for kind in gbt rf; do
     "$python" "$peers/spark_trees.py" "$csv" label "$kind" 2>/dev/null | grep '^spark_' || echo "spark $kind failed"

@@ -1,10 +1,12 @@
 """Loads a version's model.lgb.txt with the PyPI `lightgbm` package and checks that its
 predictions equal submit's predict output on the same rows.
 
-usage: check_lightgbm.py VERSION_DIR FEATURES.csv PREDICTIONS.csv [TOLERANCE]
+usage: check_lightgbm.py VERSION_DIR FEATURES.csv PREDICTIONS.csv [TOLERANCE] [--contributions]
 FEATURES.csv has a header with the model's feature columns (numeric; categorical columns as
 category indices); PREDICTIONS.csv is what `kind = "predict"` wrote for those rows. Exit 0 when
-every prediction agrees within TOLERANCE (default 1e-9), 1 otherwise.
+every prediction agrees within TOLERANCE (default 1e-9), 1 otherwise. With --contributions the
+`contrib_*` columns of PREDICTIONS.csv (a predict job with `predict.contributions = true`) must
+also equal LightGBM's `pred_contrib` (per class: each feature, then the bias).
 """
 import sys
 
@@ -12,8 +14,10 @@ import lightgbm
 import numpy as np
 import pandas as pd
 
-version, features_path, predictions_path = sys.argv[1:4]
-tolerance = float(sys.argv[4]) if len(sys.argv) > 4 else 1e-9
+arguments = [a for a in sys.argv[1:] if a != "--contributions"]
+contributions = "--contributions" in sys.argv[1:]
+version, features_path, predictions_path = arguments[:3]
+tolerance = float(arguments[3]) if len(arguments) > 3 else 1e-9
 booster = lightgbm.Booster(model_file=f"{version}/model.lgb.txt")
 features = pd.read_csv(features_path)
 matrix = features[booster.feature_name()].to_numpy(dtype=np.float64)
@@ -30,4 +34,19 @@ else:
     ours = ours_table["prediction"].to_numpy(dtype=np.float64)
 difference = np.abs(theirs - ours).max()
 print(f"lightgbm {lightgbm.__version__}: {len(theirs)} rows, max |difference| {difference:.3g}")
+if contributions:
+    contrib_columns = [c for c in ours_table.columns if c.startswith("contrib_")]
+    theirs_contrib = booster.predict(matrix, pred_contrib=True)
+    if "average_output" in open(f"{version}/model.lgb.txt").read().split("tree_sizes=")[0]:
+        # LightGBM sums a random forest's per-tree contributions without averaging them, so
+        # they add up to num_trees x its own prediction; ours (and the average) are 1/num_trees
+        # of those and add up to the prediction.
+        theirs_contrib = theirs_contrib / booster.num_trees()
+    ours_contrib = ours_table[contrib_columns].to_numpy(dtype=np.float64)
+    if theirs_contrib.shape != ours_contrib.shape:
+        print(f"contributions: lightgbm shape {theirs_contrib.shape}, ours {ours_contrib.shape}")
+        sys.exit(1)
+    contrib_difference = np.abs(theirs_contrib - ours_contrib).max()
+    print(f"contributions: {ours_contrib.shape[1]} columns, max |difference| {contrib_difference:.3g}")
+    difference = max(difference, contrib_difference)
 sys.exit(0 if difference <= tolerance else 1)

@@ -4,6 +4,8 @@ scikit-learn's RandomForestClassifier (100 trees, depth 10), 2 threads each. Pri
 `name fit=SECONDS auc=AUC` line per peer; a peer whose package is missing is left out.
 
 usage: trees_peers.py CSV LABEL [PEERS...]   (PEERS: lightgbm xgboost sklearn_rf lightgbm_rf)
+More than two classes: LightGBM's multiclass objective (255 bins, its default), reported as
+test log-loss.
 With SAME_SPLIT=1 the test rows are submit's own (seed 42, test_fraction 0.2, recomputed as in
 spark_same_split.py), so AUCs compare on exactly the same rows; otherwise scikit-learn's split.
 """
@@ -13,7 +15,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 path, label = sys.argv[1], sys.argv[2]
@@ -32,7 +34,12 @@ else:
 
 
 def report(name, fit, model):
-    auc = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])
+    probabilities = model.predict_proba(x_test)
+    if probabilities.shape[1] > 2:
+        loss = log_loss(y_test, probabilities, labels=model.classes_)
+        print(f"{name} fit={fit:.2f} log_loss={loss:.4f}", flush=True)
+        return
+    auc = roc_auc_score(y_test, probabilities[:, 1])
     print(f"{name} fit={fit:.2f} auc={auc:.4f}", flush=True)
 
 

@@ -33,6 +33,8 @@ pub struct ModelError {
 struct LoadedAls {
     dir: PathBuf,
     model: SavedAls,
+    /// The manifest's resolved parameters (the loss, for fold-in).
+    params: serde_json::Value,
 }
 
 fn load_als(path: &Path, job: &str) -> Result<LoadedAls, ModelError> {
@@ -41,6 +43,7 @@ fn load_als(path: &Path, job: &str) -> Result<LoadedAls, ModelError> {
         SavedModel::Als(model) => Ok(LoadedAls {
             dir: loaded.dir,
             model,
+            params: loaded.manifest.params,
         }),
         SavedModel::Trees(_) => Err(ModelError {
             path: path.to_path_buf(),
@@ -224,8 +227,11 @@ pub fn recommend(
         model.item_ids.len(),
         model.rank
     ));
+    if task.target == RecommendTarget::SimilarItems {
+        return similar_items(config, task, &loaded, progress, started);
+    }
     let (query_ids, query_factors, candidate_ids, candidate_factors) = match task.target {
-        RecommendTarget::Users => (
+        RecommendTarget::Users | RecommendTarget::SimilarItems => (
             &model.user_ids,
             &model.user_factors,
             &model.item_ids,
@@ -244,7 +250,7 @@ pub fn recommend(
         Some(input) => {
             let column = match task.target {
                 RecommendTarget::Users => &input.columns.user,
-                RecommendTarget::Items => &input.columns.item,
+                RecommendTarget::Items | RecommendTarget::SimilarItems => &input.columns.item,
             };
             let raw = read_ids(input, config.seed, &[column])?.remove(0);
             let found = lookup(query_ids, &raw);
@@ -253,6 +259,25 @@ pub fn recommend(
                 .filter(|&position| found[position as usize].is_none())
                 .collect();
             (rows, raw.select(&unknown_positions))
+        }
+    };
+    // Users of `users_from` get folded-in factors instead of the model's (or none).
+    let folded = match &task.users_from {
+        Some(input) => Some(fold_in_users(config, input, &loaded, progress)?),
+        None => None,
+    };
+    let (rows, unknown) = match &folded {
+        None => (rows, unknown),
+        Some(_) if task.ids.is_none() => (Vec::new(), query_ids.select(&[])),
+        Some(folded) => {
+            let rows = rows
+                .into_iter()
+                .filter(|row| !folded.names.contains(&query_ids.display(*row as usize)))
+                .collect();
+            let still_unknown: Vec<u32> = (0..unknown.len() as u32)
+                .filter(|at| !folded.names.contains(&unknown.display(*at as usize)))
+                .collect();
+            (rows, unknown.select(&still_unknown))
         }
     };
     memory::set_phase(Phase::Evaluating);
@@ -288,6 +313,35 @@ pub fn recommend(
         }
     }
     let mut query_column = query_ids.select(&query_rows);
+    let mut folded_counts = serde_json::Value::Null;
+    if let Some(folded) = &folded {
+        let seen = |at: u32| -> &[u32] {
+            if task.filter_seen {
+                &folded.seen[at as usize]
+            } else {
+                nothing
+            }
+        };
+        let users: Vec<u32> = (0..folded.users.len() as u32).collect();
+        let lists = scorer.top_k(&folded.factors, &users, task.k, &seen);
+        let mut folded_rows = Vec::new();
+        for (&user, list) in users.iter().zip(&lists) {
+            for (position, &(candidate, score)) in list.iter().enumerate() {
+                folded_rows.push(folded.users[user as usize]);
+                candidate_rows.push(candidate);
+                scores.push(Some(score));
+                ranks.push(position as u32 + 1);
+            }
+        }
+        query_column = concat_ids(query_column, folded.ids.select(&folded_rows));
+        folded_counts = serde_json::json!({
+            "users": folded.users.len(),
+            "known_users": folded.known_users,
+            "failed_users": folded.failed,
+            "ratings": folded.ratings,
+            "unknown_item_ratings": folded.unknown_items,
+        });
+    }
     let unknown_count = unknown.len();
     let mut cold_start_served = 0usize;
     if task.cold_start == RecommendColdStart::Popular && task.target == RecommendTarget::Users {
@@ -310,7 +364,7 @@ pub fn recommend(
     step.finish(&format!("{rows_written} rows; {unknown_count} unknown ids"));
     memory::set_phase(Phase::Publishing);
     let (query_name, candidate_name) = match task.target {
-        RecommendTarget::Users => ("user", "item"),
+        RecommendTarget::Users | RecommendTarget::SimilarItems => ("user", "item"),
         RecommendTarget::Items => ("item", "user"),
     };
     publish_table(
@@ -335,6 +389,163 @@ pub fn recommend(
         },
         "k": task.k,
         "filter_seen": task.filter_seen,
+        "fold_in": folded_counts,
+        "model_version": loaded.dir.display().to_string(),
+    });
+    Ok(summary(config, &task.output, metrics, started, "als"))
+}
+
+/// Users whose factors were folded in from `recommend.users_from`.
+struct FoldedUsers {
+    /// The file's user ids; `users[n]` indexes it for folded user `n`.
+    ids: Ids,
+    users: Vec<u32>,
+    /// `rank` factors per folded user, in `users` order.
+    factors: Vec<f32>,
+    /// Per folded user, the model's item rows to leave out: the file's and, for a user the
+    /// model knew, its training items.
+    seen: Vec<Vec<u32>>,
+    /// Display names of every user of the file (folded or failed), which lists from the
+    /// model's own factors leave out.
+    names: std::collections::HashSet<String>,
+    known_users: usize,
+    failed: usize,
+    ratings: usize,
+    unknown_items: usize,
+}
+
+/// Reads the new ratings and solves each of their users' factors against the model's item
+/// factors with the model's loss (the serving endpoint's fold-in, per user in parallel).
+fn fold_in_users(
+    config: &JobConfig,
+    input: &crate::config::InputConfig,
+    loaded: &LoadedAls,
+    progress: &Progress,
+) -> anyhow::Result<FoldedUsers> {
+    use rayon::prelude::*;
+    let step = progress.step("folding in new users");
+    let model = &loaded.model;
+    let ingested = ingest::read_ratings(input, config.seed)?;
+    let ratings = &ingested.ratings;
+    let item_rows = lookup(&model.item_ids, &ratings.item_ids);
+    let known_rows = lookup(&model.user_ids, &ratings.user_ids);
+    let mut entries: Vec<Vec<(u32, f32)>> = vec![Vec::new(); ratings.users()];
+    let mut unknown_items = 0;
+    for ((&user, &item), &rating) in ratings.user.iter().zip(&ratings.item).zip(&ratings.rating) {
+        match item_rows[item as usize] {
+            Some(row) => entries[user as usize].push((row, rating)),
+            None => unknown_items += 1,
+        }
+    }
+    let loss = artifact::fold_in_loss(&loaded.params);
+    let gram = loss
+        .implicit_prefs
+        .then(|| crate::algo::als::fold_in::item_gram(&model.item_factors, model.rank));
+    let solved: Vec<Option<Vec<f32>>> = entries
+        .par_iter()
+        .map(|entries| {
+            if entries.is_empty() {
+                return None;
+            }
+            crate::algo::als::fold_in::fold_in(
+                &model.item_factors,
+                model.rank,
+                entries,
+                loss,
+                gram.as_deref(),
+            )
+        })
+        .collect();
+    let mut folded = FoldedUsers {
+        ids: ratings.user_ids.clone(),
+        users: Vec::new(),
+        factors: Vec::new(),
+        seen: Vec::new(),
+        names: (0..ratings.users())
+            .map(|user| ratings.user_ids.display(user))
+            .collect(),
+        known_users: known_rows.iter().flatten().count(),
+        failed: 0,
+        ratings: ratings.len(),
+        unknown_items,
+    };
+    for (user, factors) in solved.into_iter().enumerate() {
+        let Some(factors) = factors else {
+            folded.failed += 1;
+            continue;
+        };
+        let mut seen: Vec<u32> = entries[user].iter().map(|(item, _)| *item).collect();
+        if let Some(known) = known_rows[user] {
+            seen.extend_from_slice(model.seen(known as usize));
+        }
+        folded.users.push(user as u32);
+        folded.factors.extend(factors);
+        folded.seen.push(seen);
+    }
+    step.finish(&format!(
+        "{} users from {} ratings; {} could not be solved",
+        folded.users.len(),
+        folded.ratings,
+        folded.failed
+    ));
+    Ok(folded)
+}
+
+/// `target = "similar_items"`: for every item (or those listed in `[input]`), the k most
+/// similar items by cosine of factors: `item`, `similar_item`, `similarity`, `rank`.
+fn similar_items(
+    config: &JobConfig,
+    task: &RecommendTask,
+    loaded: &LoadedAls,
+    progress: &Progress,
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let model = &loaded.model;
+    let (rows, unknown): (Vec<u32>, usize) = match &task.ids {
+        None => ((0..model.item_ids.len() as u32).collect(), 0),
+        Some(input) => {
+            let raw = read_ids(input, config.seed, &[&input.columns.item])?.remove(0);
+            let found = lookup(&model.item_ids, &raw);
+            let unknown = found.iter().filter(|row| row.is_none()).count();
+            (found.into_iter().flatten().collect(), unknown)
+        }
+    };
+    memory::set_phase(Phase::Evaluating);
+    let step = progress.step("similar items");
+    let similar = recommend::SimilarItems::new(&model.item_factors, model.rank);
+    let lists = similar.top_k(&rows, task.k);
+    let (mut queries, mut similar_rows, mut scores, mut ranks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (&row, list) in rows.iter().zip(&lists) {
+        for (position, &(item, score)) in list.iter().enumerate() {
+            queries.push(row);
+            similar_rows.push(item);
+            scores.push(Some(score));
+            ranks.push(position as u32 + 1);
+        }
+    }
+    let rows_written = ranks.len();
+    step.finish(&format!("{rows_written} rows; {unknown} unknown ids"));
+    memory::set_phase(Phase::Publishing);
+    publish_table(
+        &task.output,
+        vec![
+            OutputColumn::Ids("item".to_owned(), model.item_ids.select(&queries)),
+            OutputColumn::Ids(
+                "similar_item".to_owned(),
+                model.item_ids.select(&similar_rows),
+            ),
+            OutputColumn::Floats("similarity".to_owned(), scores),
+            OutputColumn::Counts("rank".to_owned(), ranks),
+        ],
+    )?;
+    let metrics = serde_json::json!({
+        "counts": {
+            "lists": rows.len(),
+            "rows_written": rows_written,
+            "unknown_ids": unknown,
+        },
+        "k": task.k,
         "model_version": loaded.dir.display().to_string(),
     });
     Ok(summary(config, &task.output, metrics, started, "als"))
@@ -385,9 +596,20 @@ pub fn predict(
         SavedModel::Trees(trees) => {
             return predict_trees(config, task, *trees, &version.dir, progress, started);
         }
+        SavedModel::Als(_) if task.contributions => {
+            return Err(ModelError {
+                path: task.from.clone(),
+                problem: VersionError::Damaged {
+                    path: task.from.clone(),
+                    problem: "it holds an als model; predict.contributions needs a tree model (random_forest or gbt)".to_owned(),
+                },
+            }
+            .into());
+        }
         SavedModel::Als(model) => LoadedAls {
             dir: version.dir,
             model,
+            params: version.manifest.params,
         },
     };
     let model = &loaded.model;
@@ -472,6 +694,46 @@ fn input_for_model(input: &InputConfig, version_dir: &Path) -> InputConfig {
     input
 }
 
+/// Appends each row's TreeSHAP contributions: `contrib_<feature>` and `contrib_bias`, or per
+/// class `contrib_<class>_<feature>` and `contrib_<class>_bias` for multiclass models.
+fn contribution_columns(
+    saved: &artifact::SavedTrees,
+    table: &crate::dataset::Tabular,
+    columns: &mut Vec<OutputColumn>,
+    progress: &Progress,
+) {
+    let step = progress.step("explaining (TreeSHAP)");
+    let values = saved.model.contributions(table);
+    let groups = crate::algo::trees::shap::Explainer::group_count(&saved.model);
+    let features = saved.feature_names.len();
+    let width = groups * (features + 1);
+    for group in 0..groups {
+        let prefix = if groups == 1 {
+            "contrib_".to_owned()
+        } else {
+            let class = saved
+                .label_names
+                .as_ref()
+                .and_then(|names| names.get(group).cloned())
+                .unwrap_or_else(|| group.to_string());
+            format!("contrib_{class}_")
+        };
+        let names = saved
+            .feature_names
+            .iter()
+            .map(String::as_str)
+            .chain(["bias"]);
+        for (offset, name) in names.enumerate() {
+            let at = group * (features + 1) + offset;
+            columns.push(OutputColumn::Doubles(
+                format!("{prefix}{name}"),
+                values.chunks_exact(width).map(|row| row[at]).collect(),
+            ));
+        }
+    }
+    step.finish(&format!("{} rows", table.rows()));
+}
+
 /// Scores a table with a saved tree ensemble: the prediction (original class label for
 /// classification, as Spark's IndexToString) and, for classification, one probability column
 /// per class; `row` is the 0-based data row of the input it came from.
@@ -550,6 +812,9 @@ fn predict_trees(
                 ));
             }
         }
+    }
+    if task.contributions {
+        contribution_columns(&saved, &table, &mut columns, progress);
     }
     let scored = predictions.len();
     publish_table(&task.output, columns)?;

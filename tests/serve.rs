@@ -512,6 +512,55 @@ fn fold_in_equals_a_refit_of_the_users_row_and_similar_items_rank_by_cosine() {
     );
     let (status, _) = server.post_json("/v1/models/als/similar-items", &json!({"item": 123456}));
     assert_eq!(status, 404);
+
+    // The batch jobs give the same lists: fold-in from a file, similar items for every item.
+    let mut new_ratings = String::from("userId,movieId,rating\n");
+    for pair in &ratings {
+        new_ratings.push_str(&format!("newcomer,{},{}\n", pair[0], pair[1]));
+    }
+    new_ratings.push_str("newcomer,9999,4.0\n");
+    write(dir.path(), "new-ratings.csv", &new_ratings);
+    write(
+        dir.path(),
+        "fold-in.toml",
+        "[job]\nkind = \"recommend\"\n[model]\nfrom = \"models/als/latest\"\n[input.columns]\nuser = \"userId\"\nitem = \"movieId\"\nrating = \"rating\"\n[recommend]\nk = 5\nusers_from = \"new-ratings.csv\"\n[output]\npath = \"folded.csv\"\n",
+    );
+    let summary = ok_json(dir.path(), &["fold-in.toml"]);
+    let fold_in = &summary["metrics"]["fold_in"];
+    assert_eq!(
+        (
+            fold_in["users"].clone(),
+            fold_in["unknown_item_ratings"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{summary}"
+    );
+    let (header, rows) = read_csv(&dir.path().join("folded.csv"));
+    assert_eq!(header, ["user", "item", "score", "rank"]);
+    let batch_items: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            assert_eq!(row[0], "newcomer");
+            json!(row[1].parse::<i64>().unwrap())
+        })
+        .collect();
+    assert_eq!(batch_items, items(&folded));
+    write(
+        dir.path(),
+        "similar.toml",
+        "[job]\nkind = \"recommend\"\n[model]\nfrom = \"models/als/latest\"\n[recommend]\nk = 4\ntarget = \"similar_items\"\n[output]\npath = \"similar.csv\"\n",
+    );
+    ok_json(dir.path(), &["similar.toml"]);
+    let (header, rows) = read_csv(&dir.path().join("similar.csv"));
+    assert_eq!(header, ["item", "similar_item", "similarity", "rank"]);
+    let of_three: Vec<Value> = rows
+        .iter()
+        .filter(|row| row[0] == "3")
+        .map(|row| json!(row[1].parse::<i64>().unwrap()))
+        .collect();
+    let served: Vec<Value> = list.iter().map(|item| item["item"].clone()).collect();
+    assert_eq!(of_three, served);
+    assert!(rows.iter().all(|row| row[0] != row[1]));
 }
 
 #[test]

@@ -238,15 +238,16 @@ fn string_categoricals_and_missing_values_train_and_predict() {
 #[test]
 fn one_and_two_threads_give_byte_identical_models() {
     let dir = tempfile::tempdir().unwrap();
-    for (algorithm, extra) in [
-        ("gbt", "max_iter = 15\nsubsampling_rate = 0.8"),
-        ("random_forest", "num_trees = 8\nmax_depth = 6"),
+    for (algorithm, classes, extra) in [
+        ("gbt", 2, "max_iter = 15\nsubsampling_rate = 0.8"),
+        ("random_forest", 2, "num_trees = 8\nmax_depth = 6"),
+        ("gbt", 4, "max_iter = 8\nmonotone_constraints = { f1 = 1 }"),
     ] {
         write(
             dir.path(),
             &format!("{algorithm}.toml"),
             &format!(
-                "[input]\nsynthetic = {{ kind = \"classification\", rows = 40000, features = 5 }}\n[model]\nalgorithm = \"{algorithm}\"\n{extra}\n"
+                "[input]\nsynthetic = {{ kind = \"classification\", rows = 40000, features = 5, classes = {classes} }}\n[model]\nalgorithm = \"{algorithm}\"\n{extra}\n"
             ),
         );
         let mut files = Vec::new();
@@ -329,6 +330,11 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
             "algorithm = \"gbt\"\nmax_iter = 20",
         ),
         (
+            "gbt-monotone",
+            "regression.csv",
+            "algorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 25\nmonotone_constraints = { a = 1, c = -1 }",
+        ),
+        (
             "forest",
             "table.csv",
             "algorithm = \"random_forest\"\nnum_trees = 10",
@@ -359,7 +365,7 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
             dir.path(),
             "predict.toml",
             &format!(
-                "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/{name}/latest\"\n[input]\npath = \"{data}\"\n[output]\npath = \"{name}.csv\"\n"
+                "[job]\nkind = \"predict\"\n[model]\nfrom = \"models/{name}/latest\"\n[input]\npath = \"{data}\"\n[predict]\ncontributions = true\n[output]\npath = \"{name}.csv\"\n"
             ),
         );
         ok_json(dir.path(), &["predict.toml"]);
@@ -368,6 +374,7 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
             .arg(dir.path().join(format!("models/{name}/latest")))
             .arg(dir.path().join(data))
             .arg(dir.path().join(format!("{name}.csv")))
+            .arg("--contributions")
             .output()
             .unwrap();
         assert!(
@@ -382,7 +389,25 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
 #[test]
 fn tree_configuration_and_data_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, i32, &[&str]); 5] = [
+    let cases: [(&str, i32, &[&str]); 8] = [
+        (
+            "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"gbt\"\nmonotone_constraints = { f0 = 2 }\n",
+            2,
+            &["model.monotone_constraints.f0", "job.toml:5:31", "-1"],
+        ),
+        (
+            "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"gbt\"\nmonotone_constraints = { age = 1 }\n",
+            3,
+            &["model.monotone_constraints", "`age` is not a feature", "f0"],
+        ),
+        (
+            "[input]\nsynthetic = { kind = \"ratings\" }\n[model]\nmonotone_constraints = { f0 = 1 }\n",
+            2,
+            &[
+                "model.monotone_constraints",
+                "does not apply to algorithm als",
+            ],
+        ),
         (
             "[input]\nsynthetic = { kind = \"classification\" }\n[model]\nalgorithm = \"gbt\"\nrank = 10\n",
             2,

@@ -100,6 +100,17 @@ pub enum VersionError {
 
 use crate::text::shorten;
 
+/// The loss an ALS version was trained with, from its manifest's resolved parameters (Spark's
+/// defaults where a key is absent), for folding in users against its item factors.
+pub fn fold_in_loss(params: &serde_json::Value) -> crate::algo::als::fold_in::FoldInLoss {
+    crate::algo::als::fold_in::FoldInLoss {
+        reg_param: params["reg_param"].as_f64().unwrap_or(0.1),
+        implicit_prefs: params["implicit_prefs"].as_bool().unwrap_or(false),
+        alpha: params["alpha"].as_f64().unwrap_or(1.0),
+        nonnegative: params["nonnegative"].as_bool().unwrap_or(false),
+    }
+}
+
 /// `manifest.json`: everything needed to know what a version is and how it was made.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {

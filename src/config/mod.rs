@@ -488,6 +488,8 @@ pub struct OutputFile {
 pub enum RecommendTarget {
     Users,
     Items,
+    /// Items by cosine similarity of item factors.
+    SimilarItems,
 }
 
 /// What users (or items) unknown to the model get.
@@ -507,6 +509,9 @@ pub struct RecommendTask {
     /// The ids to recommend for (their column is `columns.user`, or `columns.item` for
     /// `target = items`); `None` means all of them.
     pub ids: Option<InputConfig>,
+    /// New (user, item, rating) rows: their users get factors folded in from these rows
+    /// against the model's item factors, then recommendations.
+    pub users_from: Option<InputConfig>,
     pub output: OutputFile,
 }
 
@@ -520,6 +525,8 @@ pub struct PredictTask {
     pub handle_invalid: HandleInvalid,
     /// Input columns copied to the output unchanged.
     pub keep: Vec<String>,
+    /// Tree models: also write per-row feature contributions (TreeSHAP).
+    pub contributions: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -536,6 +536,13 @@ pub const PARAMS: &[Param] = &[
         "GBT: stop when validation loss improves by less than `validation_tol * max(loss, 0.01)` (Spark's rule).",
     ),
     param(
+        "model.monotone_constraints",
+        Section,
+        None,
+        "feature names, each `1`, `-1` or `0`",
+        "Trees: `{ age = 1, discount = -1 }` keeps the model's output from ever decreasing as `age` grows and from ever increasing as `discount` grows, other features held (LightGBM's `monotone_constraints`, its \"basic\" method): a split on a constrained feature whose outputs go the wrong way is not taken, and the midpoint of its two outputs bounds every leaf below each side. The output is the raw score for GBT (each class's score for multiclass), the value for regression forests and P(class 1) for binary forests; numeric features only; not with `loss_type = \"absolute\"` (median leaves) or multiclass forests. Exported to LightGBM's parameters; refused by the Spark engine (Spark has no such constraint).",
+    ),
+    param(
         "model.handle_invalid",
         String,
         Some("\"error\""),
@@ -574,8 +581,15 @@ pub const PARAMS: &[Param] = &[
         "recommend.target",
         String,
         Some("\"users\""),
-        "`users`, `items`",
-        "`users`: the top k items for each user; `items`: the top k users for each item.",
+        "`users`, `items`, `similar_items`",
+        "`users`: the top k items for each user; `items`: the top k users for each item; `similar_items`: the k items whose factors have the highest cosine similarity to each item's (the item itself left out), as `implicit`'s `similar_items`. With `[input]`, only the ids in its user column (item column for the other two).",
+    ),
+    param(
+        "recommend.users_from",
+        String,
+        None,
+        "a CSV, TSV, Parquet, NDJSON or IPC file (format from the extension), relative to the job file",
+        "Fold-in (`implicit`'s `recalculate_user`): the (user, item, rating) rows of this file, columns as `input.columns` names them, give each of their users factors solved against the model's fixed item factors with the model's own loss and `reg_param` (implicit confidence for implicit models), and those users get lists from these factors, whether the model knew them or not. Items the model does not know are left out of the solve and counted. `filter_seen` also leaves out the file's items. Users of the file are recommended for in addition to `[input]`'s (or instead of all, when there is no `[input]`).",
     ),
     param(
         "recommend.filter_seen",
@@ -604,6 +618,13 @@ pub const PARAMS: &[Param] = &[
         Some("[]"),
         "a list of column names of the input file",
         "Columns copied from the input to the output unchanged (ids to join the scores back on), before the score columns; rows dropped by `handle_invalid = \"skip\"` are dropped here too.",
+    ),
+    param(
+        "predict.contributions",
+        Boolean,
+        Some("false"),
+        "`true`, `false`",
+        "Tree models: also write each row's exact feature contributions (TreeSHAP, LightGBM's `pred_contrib`): `contrib_<feature>` columns and `contrib_bias`, summing to the raw score (log-odds of the second class for binary boosting, the probability of the second class for a binary forest, the value for regression). Multiclass models write one set per class, `contrib_<class>_<feature>` and `contrib_<class>_bias`, summing to that class's score (boosting) or probability (forest).",
     ),
     param(
         "tuning",

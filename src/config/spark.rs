@@ -79,6 +79,12 @@ pub const TRANSLATIONS: &[Translation] = &[
         "random_forest, gbt",
         "Chooses the estimator: `RandomForestClassifier`/`Regressor`, `GBTClassifier`/`Regressor`.",
     ),
+    row(
+        "model.monotone_constraints",
+        "",
+        "random_forest, gbt",
+        "Refused when set: Spark's trees have no monotone constraints.",
+    ),
     row("model.num_trees", "numTrees", "random_forest", ""),
     row("model.max_depth", "maxDepth", "random_forest, gbt", ""),
     row("model.max_bins", "maxBins", "random_forest, gbt", ""),
@@ -231,6 +237,13 @@ fn tree_params(
             "model.validation_fraction",
             "has no Spark equivalent",
             Some(origin),
+        ));
+    }
+    if !params.monotone_constraints.is_empty() {
+        return Err(refuse(
+            "model.monotone_constraints",
+            "has no Spark equivalent (Spark's trees take no monotone constraints)",
+            set_at("model.monotone_constraints"),
         ));
     }
     let gbt = params.ensemble == Ensemble::Gbt;
@@ -522,6 +535,7 @@ mod tests {
             loss_type: Loss::Logistic,
             validation_tol: 0.01,
             seed: 1,
+            monotone_constraints: Vec::new(),
         };
         let model = ModelConfig::Trees {
             params: params.clone(),

@@ -73,6 +73,16 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
                 check_grid_entry(key, value, &path, layered)?;
                 continue;
             }
+            if prefix == "model.monotone_constraints" {
+                // Open-ended: feature names, each a direction.
+                if !matches!(value, Value::Integer(-1..=1)) {
+                    return Err(ConfigError::new(format!("wrong value for `{path}`"))
+                        .origin(layered.origin(&path))
+                        .found(describe_value(value))
+                        .allowed("1 (output never decreases as the feature grows), -1 (never increases) or 0 (no constraint)"));
+                }
+                continue;
+            }
             if prefix == "spark" || prefix.starts_with("spark.") {
                 // Spark's own settings: open-ended, checked by Spark; types by spark::settings.
                 continue;
@@ -655,6 +665,18 @@ fn read_input(
     needs_rating: bool,
 ) -> Result<(InputConfig, ResolvedKeys), ConfigError> {
     let (source, resolved_source) = read_source(reader, job_file, seed)?;
+    Ok((
+        input_columns(reader, source, needs_rating)?,
+        resolved_source,
+    ))
+}
+
+/// The column mapping, null policy and sampling of `[input]` around a source.
+fn input_columns(
+    reader: &Reader<'_>,
+    source: Source,
+    needs_rating: bool,
+) -> Result<InputConfig, ConfigError> {
     let column = |key: &str| -> Result<ColumnRef, ConfigError> {
         match reader.value(key) {
             Some(Value::String(name)) if !name.is_empty() => Ok(ColumnRef::Name(name)),
@@ -717,17 +739,14 @@ fn read_input(
     let limit = reader
         .integer("input.limit", 1, 1 << 40)?
         .map(|limit| limit as u64);
-    Ok((
-        InputConfig {
-            source,
-            columns,
-            table,
-            null_policy,
-            sample_fraction,
-            limit,
-        },
-        resolved_source,
-    ))
+    Ok(InputConfig {
+        source,
+        columns,
+        table,
+        null_policy,
+        sample_fraction,
+        limit,
+    })
 }
 
 fn train_task(
@@ -819,6 +838,14 @@ fn train_task(
 }
 
 fn als_model(reader: &Reader<'_>, source: &Source, seed: u64) -> Result<ModelConfig, ConfigError> {
+    if reader.is_set("model.monotone_constraints") {
+        return Err(reader
+            .invalid(
+                "model.monotone_constraints",
+                "a key that does not apply to algorithm als",
+            )
+            .allowed("tree models (random_forest, gbt)"));
+    }
     let implicit_prefs = reader.boolean("model.implicit_prefs").unwrap_or(false);
     let nonnegative = reader.boolean("model.nonnegative").unwrap_or(false);
     let solver_name = reader.choice("model.solver", &["cholesky", "cg"])?;
@@ -1029,6 +1056,14 @@ fn tree_model(
         loss_type,
         validation_tol: reader.float("model.validation_tol", 0.0, 1.0, false)?,
         seed,
+        monotone_constraints: match reader.value("model.monotone_constraints") {
+            Some(Value::Table(table)) => table
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), value.as_integer()? as i8)))
+                .filter(|(_, direction)| *direction != 0)
+                .collect(),
+            _ => Vec::new(),
+        },
     };
     let handle_invalid = match reader
         .choice("model.handle_invalid", &["error", "skip", "keep"])?
@@ -1340,10 +1375,11 @@ fn recommend_task(
         None
     };
     let target = match reader
-        .choice("recommend.target", &["users", "items"])?
+        .choice("recommend.target", &["users", "items", "similar_items"])?
         .as_deref()
     {
         Some("items") => RecommendTarget::Items,
+        Some("similar_items") => RecommendTarget::SimilarItems,
         _ => RecommendTarget::Users,
     };
     let cold_start = match reader
@@ -1354,8 +1390,46 @@ fn recommend_task(
         _ => RecommendColdStart::Popular,
     };
     resolved.push(("model.from".to_owned(), Value::String(absolute_text(&from))));
+    let users_from = match reader.string("recommend.users_from") {
+        None => None,
+        Some(text) if text.is_empty() => {
+            return Err(reader.invalid("recommend.users_from", "empty path"));
+        }
+        Some(text) => {
+            if target != RecommendTarget::Users {
+                return Err(reader
+                    .invalid(
+                        "recommend.users_from",
+                        "new users' ratings with this target",
+                    )
+                    .hint("fold-in computes users' factors: use it with target = \"users\""));
+            }
+            let path = reader.path("recommend.users_from", &text);
+            let format = Format::from_extension(&path).ok_or_else(|| {
+                reader
+                    .invalid(
+                        "recommend.users_from",
+                        "cannot infer the format from the extension",
+                    )
+                    .hint("use a .csv, .tsv, .parquet, .ndjson or .ipc file")
+            })?;
+            resolved.push((
+                "recommend.users_from".to_owned(),
+                Value::String(absolute_text(&path)),
+            ));
+            let source = Source::Files(FileSource {
+                paths: vec![path],
+                format,
+                separator: None,
+                header: true,
+                format_inferred: true,
+            });
+            Some(input_columns(reader, source, true)?)
+        }
+    };
     Ok((
         Task::Recommend(RecommendTask {
+            users_from,
             from,
             k: reader.required_integer("recommend.k", 1, 10_000)? as usize,
             filter_seen: reader.boolean("recommend.filter_seen").unwrap_or(true),
@@ -1404,6 +1478,16 @@ fn predict_task(
     if distinct.len() != keep.len() {
         return Err(reader.invalid("predict.keep", "a column named twice"));
     }
+    if let Some(name) = keep.iter().find(|name| name.starts_with("contrib_")) {
+        return Err(reader
+            .invalid(
+                "predict.keep",
+                "a column name the output uses for contributions",
+            )
+            .found(format!("{name:?}"))
+            .hint("`contrib_` columns hold feature contributions; rename the input column"));
+    }
+    let contributions = reader.boolean("predict.contributions").unwrap_or(false);
     Ok((
         Task::Predict(PredictTask {
             from,
@@ -1418,6 +1502,7 @@ fn predict_task(
                 _ => HandleInvalid::Error,
             },
             keep,
+            contributions,
         }),
         resolved,
     ))

@@ -196,6 +196,7 @@ mod tests {
             loss_type: Loss::Logistic,
             validation_tol: 0.01,
             seed: 1,
+            monotone_constraints: Vec::new(),
         }
     }
 

@@ -170,6 +170,8 @@ pub fn train(
         &table.feature_names,
         model.feature_importances(table.columns()),
     );
+    metrics["feature_contributions"] =
+        mean_absolute_contributions(&model, &test_table, &table.feature_names);
     metrics["counts"] = serde_json::json!({
         "rows_read": ingested.counts.rows_read,
         "rows_dropped_null": ingested.counts.rows_dropped_null,
@@ -222,7 +224,18 @@ pub fn train(
             }
         })
         .collect();
-    let exported = lightgbm::export(&model, &table.feature_names, &infos);
+    let monotone: Vec<i8> = table
+        .feature_names
+        .iter()
+        .map(|name| {
+            params
+                .monotone_constraints
+                .iter()
+                .find(|(constrained, _)| constrained == name)
+                .map_or(0, |(_, direction)| *direction)
+        })
+        .collect();
+    let exported = lightgbm::export(&model, &table.feature_names, &infos, &monotone);
     let saved = SavedTrees {
         feature_names: table.feature_names.clone(),
         feature_kinds: table.kinds.clone(),
@@ -292,6 +305,66 @@ fn evaluate(
         }
     };
     (metrics, curves)
+}
+
+/// Work (tree leaves x depth squared, summed over trees, per row) spent on explaining test
+/// rows for `metrics.json`: about a second on two cores.
+const CONTRIBUTION_BUDGET: f64 = 4e8;
+
+/// Mean |TreeSHAP contribution| per feature (summed over classes for multiclass models) over
+/// evenly spaced test rows: as many as [`CONTRIBUTION_BUDGET`] allows for this model's size,
+/// between 100 and 10,000 (a deep forest gets fewer rows than a shallow boosted model).
+fn mean_absolute_contributions(
+    model: &trees::TreeModel,
+    test: &Tabular,
+    names: &[String],
+) -> serde_json::Value {
+    let per_row: f64 = model
+        .trees
+        .iter()
+        .map(|tree| {
+            let leaves = tree
+                .nodes
+                .iter()
+                .filter(|node| matches!(node, trees::Node::Leaf { .. }))
+                .count() as f64;
+            let depth = tree.depth() as f64;
+            leaves * (depth * depth).max(1.0)
+        })
+        .sum();
+    let wanted = (CONTRIBUTION_BUDGET / per_row.max(1.0)).clamp(100.0, 10_000.0) as usize;
+    let rows = test.rows().min(wanted);
+    if rows == 0 {
+        return serde_json::Value::Null;
+    }
+    let every = test.rows() / rows;
+    let chosen: Vec<bool> = (0..test.rows())
+        .map(|row| row % every == 0 && row / every < rows)
+        .collect();
+    let sample = test.select(&chosen);
+    let values = model.contributions(&sample);
+    let features = names.len();
+    let width = trees::shap::Explainer::group_count(model) * (features + 1);
+    let mut totals = vec![0.0; features];
+    for row in values.chunks_exact(width) {
+        for group in row.chunks_exact(features + 1) {
+            for (total, value) in totals.iter_mut().zip(group) {
+                *total += value.abs();
+            }
+        }
+    }
+    let mut ranked: Vec<(&String, f64)> = names
+        .iter()
+        .zip(totals.iter().map(|total| total / sample.rows() as f64))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    serde_json::json!({
+        "rows": sample.rows(),
+        "features": ranked
+            .iter()
+            .map(|(name, value)| serde_json::json!({"feature": name, "mean_abs": value}))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// Feature importances by name, largest first (ties by name), as metrics.json lists them.

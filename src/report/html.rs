@@ -386,6 +386,25 @@ fn tree_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {
             &bars,
         ));
     }
+    let contributions = &metrics["feature_contributions"];
+    if let Some(features) = contributions["features"].as_array() {
+        let bars: Vec<(String, f64)> = features
+            .iter()
+            .take(25)
+            .filter_map(|entry| {
+                Some((
+                    entry["feature"].as_str()?.to_owned(),
+                    entry["mean_abs"].as_f64()?,
+                ))
+            })
+            .collect();
+        let rows = contributions["rows"].as_u64().unwrap_or(0);
+        charts.push(chart::bars(
+            &format!("mean |contribution| (TreeSHAP over {rows} test rows; top 25)"),
+            "mean absolute contribution to the raw score",
+            &bars,
+        ));
+    }
 }
 
 fn als_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {

@@ -35,8 +35,8 @@ pub struct ServedAls {
     pub loss: FoldInLoss,
     /// `Y^T Y` for implicit models.
     pub gram: Option<Vec<f64>>,
-    /// Euclidean norm of each item's factors (cosine similarity).
-    pub item_norms: Vec<f32>,
+    /// Unit-length item factors for cosine similarity.
+    pub similar: recommend::SimilarItems,
 }
 
 pub enum ServedModel {
@@ -104,21 +104,11 @@ impl Served {
                     vec![true; saved.item_ids.len()],
                 );
                 let popular = recommend::popular_items(&saved.item_counts());
-                let params = &loaded.manifest.params;
-                let loss = FoldInLoss {
-                    reg_param: params["reg_param"].as_f64().unwrap_or(0.1),
-                    implicit_prefs: params["implicit_prefs"].as_bool().unwrap_or(false),
-                    alpha: params["alpha"].as_f64().unwrap_or(1.0),
-                    nonnegative: params["nonnegative"].as_bool().unwrap_or(false),
-                };
+                let loss = artifact::fold_in_loss(&loaded.manifest.params);
                 let gram = loss
                     .implicit_prefs
                     .then(|| item_gram(&saved.item_factors, saved.rank));
-                let item_norms = saved
-                    .item_factors
-                    .chunks_exact(saved.rank)
-                    .map(|row| row.iter().map(|value| value * value).sum::<f32>().sqrt())
-                    .collect();
+                let similar = recommend::SimilarItems::new(&saved.item_factors, saved.rank);
                 ServedModel::Als(Box::new(ServedAls {
                     users: index_ids(&saved.user_ids),
                     items: index_ids(&saved.item_ids),
@@ -126,7 +116,7 @@ impl Served {
                     popular,
                     loss,
                     gram,
-                    item_norms,
+                    similar,
                     saved,
                 }))
             }
@@ -167,7 +157,7 @@ impl Served {
                 // Factors in the model and in the scorer, id tables both ways, norms, gram.
                 rows * model.saved.rank * 4 * 2
                     + rows * 96
-                    + model.item_norms.len() * 12
+                    + model.similar.footprint()
                     + model.gram.as_ref().map_or(0, |gram| gram.len() * 8)
             }
         };

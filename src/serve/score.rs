@@ -524,26 +524,12 @@ pub fn similar_items(model: &ServedAls, body: &[u8]) -> Result<Value, RequestErr
         ),
     })? as usize;
     let saved = &model.saved;
-    let rank = saved.rank;
-    let y = &saved.item_factors[query * rank..(query + 1) * rank];
-    let query_norm = model.item_norms[query];
-    let mut scored: Vec<(u32, f32)> = saved
-        .item_factors
-        .chunks_exact(rank)
-        .enumerate()
-        .filter(|(item, _)| *item != query)
-        .map(|(item, row)| {
-            let dot: f32 = row.iter().zip(y).map(|(a, b)| a * b).sum();
-            let norms = model.item_norms[item] * query_norm;
-            (item as u32, if norms > 0.0 { dot / norms } else { 0.0 })
-        })
-        .collect();
-    let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if scored.len() > k {
-        scored.select_nth_unstable_by(k - 1, by_score);
-        scored.truncate(k);
-    }
-    scored.sort_by(by_score);
+    let scored = model
+        .similar
+        .top_k(&[query as u32], k)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let items: Vec<Value> = scored
         .iter()
         .enumerate()

@@ -306,6 +306,51 @@ impl TopK {
     }
 }
 
+/// Similar items: the items whose factors have the highest cosine similarity to a given
+/// item's, the item itself left out. Factors are scaled to unit length once (an item without
+/// factors, all zeros, stays zero and is similar to nothing), so the cosine is a dot product
+/// and the ranking is the blocked top-k scorer's, for one item (a served request) or all of them
+/// (a batch job) alike.
+pub struct SimilarItems {
+    unit: Vec<f32>,
+    scorer: ItemScorer,
+    /// `0..items`, so that "seen" can name each item itself.
+    every: Vec<u32>,
+}
+
+impl SimilarItems {
+    pub fn new(item_factors: &[f32], rank: usize) -> SimilarItems {
+        let mut unit = item_factors.to_vec();
+        for row in unit.chunks_exact_mut(rank.max(1)) {
+            let norm = row.iter().map(|value| value * value).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                row.iter_mut().for_each(|value| *value /= norm);
+            }
+        }
+        let items = unit.len() / rank.max(1);
+        let scorer = ItemScorer::new(&unit, rank, vec![true; items]);
+        SimilarItems {
+            unit,
+            scorer,
+            every: (0..items as u32).collect(),
+        }
+    }
+
+    /// Bytes held (for the server's memory budget).
+    pub fn footprint(&self) -> usize {
+        self.unit.len() * 8 + self.every.len() * 5
+    }
+
+    /// For each of `items`, up to `k` (item, cosine) pairs, most similar first (ties by the
+    /// lower index).
+    pub fn top_k(&self, items: &[u32], k: usize) -> Vec<Vec<(u32, f32)>> {
+        let every = &self.every;
+        self.scorer.top_k(&self.unit, items, k, &|item| {
+            &every[item as usize..item as usize + 1]
+        })
+    }
+}
+
 /// Items ranked by how many training entries they have (most first, ties by index): the
 /// recommendation for users without factors and the baseline ranking metrics are compared to.
 pub fn popular_items(item_counts: &[u32]) -> Vec<u32> {
@@ -364,6 +409,53 @@ mod tests {
             let got: Vec<u32> = fast[user].iter().map(|(i, _)| *i).collect();
             assert_eq!(got, expected, "user {user}");
             assert!(got.iter().all(|item| !seen_lists[user].contains(item)));
+        }
+    }
+
+    #[test]
+    fn similar_items_equal_a_brute_force_cosine_ranking() {
+        let (items, rank) = (3000, 12);
+        let mut factors: Vec<f32> = (0..items * rank)
+            .map(|at| {
+                (((at as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32) / 1.6e7 - 0.5
+            })
+            .collect();
+        // An item without factors is similar to nothing and ranks last for everyone.
+        factors[7 * rank..8 * rank].fill(0.0);
+        let similar = SimilarItems::new(&factors, rank);
+        let queries: Vec<u32> = (0..items as u32).step_by(97).collect();
+        let lists = similar.top_k(&queries, 10);
+        let norm = |item: usize| {
+            factors[item * rank..(item + 1) * rank]
+                .iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let cosine = |a: usize, b: usize| {
+            let dot: f64 = (0..rank)
+                .map(|j| f64::from(factors[a * rank + j]) * f64::from(factors[b * rank + j]))
+                .sum();
+            let norms = norm(a) * norm(b);
+            if norms > 0.0 { dot / norms } else { 0.0 }
+        };
+        for (&query, list) in queries.iter().zip(&lists) {
+            let query = query as usize;
+            let mut all: Vec<(usize, f64)> = (0..items)
+                .filter(|&item| item != query)
+                .map(|item| (item, cosine(query, item)))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            assert_eq!(list.len(), 10);
+            for (position, &(item, score)) in list.iter().enumerate() {
+                assert_ne!(item as usize, query);
+                let expected = all[position].1;
+                assert!(
+                    (f64::from(score) - expected).abs() < 1e-5,
+                    "{query}: {list:?}"
+                );
+                assert!((cosine(query, item as usize) - expected).abs() < 1e-5);
+            }
         }
     }
 

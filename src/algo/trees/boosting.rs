@@ -43,13 +43,16 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn train_boosting(
     table: &Tabular,
     matrix: &BinnedMatrix,
     params: &TreeParams,
     limits: TreeLimits,
     features_per_node: usize,
+    monotone: &[i8],
     validation: Option<Validation<'_>>,
+    base: Option<&TreeModel>,
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
     let loss = match params.task {
@@ -59,27 +62,37 @@ pub(super) fn train_boosting(
     };
     let labels = &table.labels;
     let rows = table.rows();
-    let init_score = match loss {
-        Loss::Logistic => {
+    let init_score = match (base, loss) {
+        (Some(base), _) => base.init_score,
+        (None, Loss::Logistic) => {
             let positive = labels.iter().sum::<f64>() / rows as f64;
             let positive = positive.clamp(1e-15, 1.0 - 1e-15);
             (positive / (1.0 - positive)).ln()
         }
-        Loss::Squared => labels.iter().sum::<f64>() / rows as f64,
-        Loss::Absolute => median(&mut labels.clone()),
+        (None, Loss::Squared) => labels.iter().sum::<f64>() / rows as f64,
+        (None, Loss::Absolute) => median(&mut labels.clone()),
     };
-    let mut scores = vec![init_score; rows];
+    let mut scores = match base {
+        Some(base) => continued_scores(base, table, 1),
+        None => vec![init_score; rows],
+    };
     let validation_matrix = validation
         .as_ref()
         .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
-    let mut validation_scores = vec![init_score; validation.as_ref().map_or(0, |v| v.table.rows())];
+    let mut validation_scores = match (base, &validation) {
+        (Some(base), Some(validation)) => continued_scores(base, validation.table, 1),
+        _ => vec![init_score; validation.as_ref().map_or(0, |v| v.table.rows())],
+    };
     let mut stats = vec![0.0; rows * 2];
-    let mut trees: Vec<Tree> = Vec::new();
-    let mut validation_loss = Vec::new();
-    let mut train_loss = Vec::new();
+    // A continued model keeps the base's trees and numbers the new ones after them.
+    let mut trees: Vec<Tree> = base.map_or_else(Vec::new, |base| base.trees.clone());
+    let offset = trees.len();
+    let mut validation_loss = base.map_or_else(Vec::new, |base| base.validation_loss.clone());
+    let mut train_loss = base.map_or_else(Vec::new, |base| base.train_loss.clone());
     let mut best_error = f64::INFINITY;
-    let mut best_count = 0;
-    for iteration in 0..params.max_iter {
+    let mut best_count = offset;
+    for local in 0..params.max_iter {
+        let iteration = offset + local;
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
         stats
             .par_chunks_mut(2 * 4096)
@@ -114,6 +127,7 @@ pub(super) fn train_boosting(
             criterion: Criterion::Newton,
             limits,
             features_per_node,
+            monotone,
             seed: mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
         });
         let learner::Grown {
@@ -174,7 +188,7 @@ pub(super) fn train_boosting(
             validation_loss.push(error);
             detail = format!("validation loss {error:.5}");
             trees.push(tree);
-            progress(iteration + 1, &detail);
+            progress(local + 1, &detail);
             // Spark's rule: stop once the improvement is below tol x max(error, 0.01).
             if best_error - error < params.validation_tol * error.max(0.01) {
                 break;
@@ -187,9 +201,9 @@ pub(super) fn train_boosting(
         }
         trees.push(tree);
         best_count = trees.len();
-        progress(iteration + 1, &detail);
+        progress(local + 1, &detail);
     }
-    let trees_grown = trees.len();
+    let trees_grown = base.map_or(0, |base| base.trees_grown - base.trees.len()) + trees.len();
     trees.truncate(best_count.max(1).min(trees_grown));
     TreeModel {
         ensemble: Ensemble::Gbt,
@@ -207,6 +221,26 @@ pub(super) fn train_boosting(
         validation_loss,
         train_loss,
     }
+}
+
+/// The base model's raw scores (`width` per row) on `table`, summed in the order training
+/// sums them, so that continuing a model equals having grown all its trees in one run.
+fn continued_scores(base: &TreeModel, table: &Tabular, width: usize) -> Vec<f64> {
+    let mut scores = vec![0.0; table.rows() * width];
+    scores
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(row, out)| {
+            if width == 1 {
+                out[0] = base.init_score;
+            } else {
+                out.copy_from_slice(&base.class_init_scores);
+            }
+            for (index, tree) in base.trees.iter().enumerate() {
+                out[index % width] += tree.leaf(|feature| table.features[feature][row])[0];
+            }
+        });
+    scores
 }
 
 /// `-ln softmax(scores)[label]`, computed as log-sum-exp minus the label's score.
@@ -230,7 +264,9 @@ pub(super) fn train_softmax(
     classes: usize,
     limits: TreeLimits,
     features_per_node: usize,
+    monotone: &[i8],
     validation: Option<Validation<'_>>,
+    base: Option<&TreeModel>,
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
     const CHUNK: usize = 4096;
@@ -238,34 +274,45 @@ pub(super) fn train_softmax(
     let labels: Vec<usize> = table.labels.iter().map(|&label| label as usize).collect();
     let mut counts = vec![0usize; classes];
     labels.iter().for_each(|&label| counts[label] += 1);
-    let class_init_scores: Vec<f64> = counts
-        .iter()
-        .map(|&count| (count as f64 / rows.max(1) as f64).max(1e-15).ln())
-        .collect();
+    let class_init_scores: Vec<f64> = match base {
+        Some(base) => base.class_init_scores.clone(),
+        None => counts
+            .iter()
+            .map(|&count| (count as f64 / rows.max(1) as f64).max(1e-15).ln())
+            .collect(),
+    };
     let factor = classes as f64 / (classes as f64 - 1.0);
-    let mut scores: Vec<f64> = class_init_scores
-        .iter()
-        .copied()
-        .cycle()
-        .take(rows * classes)
-        .collect();
+    let mut scores: Vec<f64> = match base {
+        Some(base) => continued_scores(base, table, classes),
+        None => class_init_scores
+            .iter()
+            .copied()
+            .cycle()
+            .take(rows * classes)
+            .collect(),
+    };
     let validation_matrix = validation
         .as_ref()
         .map(|validation| BinnedMatrix::with_bins(validation.table, matrix.bins.clone()));
     let validation_rows = validation.as_ref().map_or(0, |v| v.table.rows());
-    let mut validation_scores: Vec<f64> = class_init_scores
-        .iter()
-        .copied()
-        .cycle()
-        .take(validation_rows * classes)
-        .collect();
+    let mut validation_scores: Vec<f64> = match (base, &validation) {
+        (Some(base), Some(validation)) => continued_scores(base, validation.table, classes),
+        _ => class_init_scores
+            .iter()
+            .copied()
+            .cycle()
+            .take(validation_rows * classes)
+            .collect(),
+    };
     let mut probabilities = vec![0.0; rows * classes];
-    let mut trees: Vec<Tree> = Vec::new();
-    let mut validation_loss = Vec::new();
-    let mut train_loss = Vec::new();
+    let mut trees: Vec<Tree> = base.map_or_else(Vec::new, |base| base.trees.clone());
+    let offset = trees.len() / classes;
+    let mut validation_loss = base.map_or_else(Vec::new, |base| base.validation_loss.clone());
+    let mut train_loss = base.map_or_else(Vec::new, |base| base.train_loss.clone());
     let mut best_error = f64::INFINITY;
-    let mut best_iterations = 0;
-    for iteration in 0..params.max_iter {
+    let mut best_iterations = offset;
+    for local in 0..params.max_iter {
+        let iteration = offset + local;
         probabilities
             .par_chunks_mut(classes * CHUNK)
             .zip(scores.par_chunks(classes * CHUNK))
@@ -301,6 +348,7 @@ pub(super) fn train_softmax(
                     criterion: Criterion::Newton,
                     limits,
                     features_per_node,
+                    monotone,
                     seed: mix(
                         mix(params.seed, FEATURE_STREAM),
                         (iteration * classes + class) as u64,
@@ -350,7 +398,7 @@ pub(super) fn train_softmax(
         );
         let Some(validation) = &validation else {
             best_iterations = iteration + 1;
-            progress(iteration + 1, "");
+            progress(local + 1, "");
             continue;
         };
         let error = validation_scores
@@ -360,7 +408,7 @@ pub(super) fn train_softmax(
             .sum::<f64>()
             / validation_rows.max(1) as f64;
         validation_loss.push(error);
-        progress(iteration + 1, &format!("validation loss {error:.5}"));
+        progress(local + 1, &format!("validation loss {error:.5}"));
         // The binary rule: stop once the improvement is below tol x max(error, 0.01).
         if best_error - error < params.validation_tol * error.max(0.01) {
             break;
@@ -370,7 +418,7 @@ pub(super) fn train_softmax(
             best_iterations = iteration + 1;
         }
     }
-    let trees_grown = trees.len();
+    let trees_grown = base.map_or(0, |base| base.trees_grown - base.trees.len()) + trees.len();
     trees.truncate(best_iterations.max(1) * classes);
     TreeModel {
         ensemble: Ensemble::Gbt,

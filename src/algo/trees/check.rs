@@ -36,7 +36,7 @@ impl TreeModel {
             {
                 if self.class_init_scores.len() != classes {
                     return Err(format!(
-                        "a {classes}-class gbt classifier has {} class starting scores",
+                        "a gbt classifier with classes = {classes} has {} class starting scores; multiclass boosting needs one per class",
                         self.class_init_scores.len()
                     ));
                 }

@@ -118,6 +118,32 @@ impl Criterion {
         }
     }
 
+    /// [`Criterion::gain`] when outputs are held within `bounds`: for boosting, the loss
+    /// reduction of the clamped Newton steps (`-(2 G w + H w^2)`, which is `G^2 / H` at the
+    /// unclamped step); the impurity criteria do not depend on the output and are unchanged.
+    fn bounded_gain(
+        self,
+        parent: &[f64],
+        left: &[f64],
+        right: &[f64],
+        node_count: f64,
+        bounds: Bounds,
+    ) -> Option<f64> {
+        match self {
+            Criterion::Newton if !bounds.is_open() => {
+                if left[1] < MIN_HESSIAN || right[1] < MIN_HESSIAN {
+                    return None;
+                }
+                let score = |stats: &[f64]| {
+                    let step = bounds.clamp(-stats[0] / stats[1]);
+                    -(2.0 * stats[0] * step + stats[1] * step * step)
+                };
+                Some((score(left) + score(right) - score(parent)) / node_count)
+            }
+            _ => self.gain(parent, left, right, node_count),
+        }
+    }
+
     /// A leaf's prediction: class probabilities, the mean label, or the Newton step.
     pub fn leaf(self, stats: &[f64]) -> Vec<f64> {
         let total = self.count(stats);
@@ -133,6 +159,34 @@ impl Criterion {
                 0.0
             }],
         }
+    }
+
+    /// The one number monotone constraints order: the leaf value (boosting, regression) or
+    /// the probability of class 1 (binary classification).
+    fn output(self, stats: &[f64]) -> f64 {
+        match self {
+            Criterion::Gini { .. } | Criterion::Entropy { .. } => {
+                let total = self.count(stats);
+                if total > 0.0 { stats[1] / total } else { 0.0 }
+            }
+            Criterion::Variance | Criterion::Newton => self.leaf(stats)[0],
+        }
+    }
+
+    /// A leaf's prediction with its output held within `bounds` (monotone constraints).
+    fn bounded_leaf(self, stats: &[f64], bounds: Bounds) -> Vec<f64> {
+        let mut leaf = self.leaf(stats);
+        if bounds.is_open() {
+            return leaf;
+        }
+        match self {
+            Criterion::Gini { .. } | Criterion::Entropy { .. } => {
+                let p = bounds.clamp(self.output(stats));
+                leaf = vec![1.0 - p, p];
+            }
+            Criterion::Variance | Criterion::Newton => leaf[0] = bounds.clamp(leaf[0]),
+        }
+        leaf
     }
 
     /// Order of categories for a categorical split (Spark orders by label statistics: mean
@@ -157,6 +211,32 @@ pub struct TreeLimits {
     pub min_info_gain: f64,
 }
 
+/// The range a node's output must stay in under monotone constraints (LightGBM's "basic"
+/// method): a split on a constrained feature puts the midpoint of its two outputs between its
+/// children, the left side below it for an increasing feature, and every node below inherits
+/// its range, so no leaf on the "smaller" side of a constrained split can exceed a leaf on the
+/// "larger" side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Bounds {
+    lower: f64,
+    upper: f64,
+}
+
+impl Bounds {
+    const OPEN: Bounds = Bounds {
+        lower: f64::NEG_INFINITY,
+        upper: f64::INFINITY,
+    };
+
+    fn is_open(self) -> bool {
+        self == Bounds::OPEN
+    }
+
+    fn clamp(self, value: f64) -> f64 {
+        value.max(self.lower).min(self.upper)
+    }
+}
+
 /// What one tree is grown from.
 pub struct GrowInput<'a> {
     pub matrix: &'a BinnedMatrix,
@@ -170,6 +250,9 @@ pub struct GrowInput<'a> {
     pub features_per_node: usize,
     /// Seed of this tree's feature sampling.
     pub seed: u64,
+    /// Per feature: 1 (output never decreases as it grows), -1 (never increases) or 0; empty
+    /// when no feature is constrained.
+    pub monotone: &'a [i8],
 }
 
 /// A grown tree and, per leaf, the rows that reached it.
@@ -202,6 +285,7 @@ struct Pending {
     count: f64,
     totals: Vec<f64>,
     histogram: Option<Vec<f64>>,
+    bounds: Bounds,
 }
 
 #[derive(Clone, Debug)]
@@ -211,6 +295,8 @@ struct Choice {
     gain: f64,
     left: Vec<f64>,
     right: Vec<f64>,
+    /// The children's output ranges.
+    bounds: (Bounds, Bounds),
 }
 
 /// Adds the statistics of `rows` into `out` (cells x width), for `features` or all of them.
@@ -364,6 +450,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         limits,
         features_per_node,
         seed,
+        monotone,
     } = input;
     let width = criterion.width();
     let cells = matrix.cells();
@@ -399,6 +486,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         count: root_count,
         totals,
         histogram: root_histogram,
+        bounds: Bounds::OPEN,
     }];
     let mut leaf_ranges: Vec<(usize, usize, usize)> = Vec::new();
     let mut scratch = vec![0u32; rows.len()];
@@ -437,6 +525,10 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                     criterion,
                     features.as_deref(),
                     &limits,
+                    Constraints {
+                        monotone,
+                        bounds: pending.bounds,
+                    },
                 )
             })
             .collect();
@@ -480,7 +572,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         for ((pending, choice), left_count) in level.into_iter().zip(choices).zip(left_counts) {
             let Some(choice) = choice else {
                 nodes[pending.node] = Node::Leaf {
-                    value: criterion.leaf(&pending.totals),
+                    value: criterion.bounded_leaf(&pending.totals, pending.bounds),
                     weight: pending.count,
                 };
                 leaf_ranges.push((pending.node, pending.start, pending.end));
@@ -521,6 +613,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                 count: left_count,
                 totals: choice.left,
                 histogram: None,
+                bounds: choice.bounds.0,
             };
             let right = Pending {
                 node: left_node + 1,
@@ -530,6 +623,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                 count: right_count,
                 totals: choice.right,
                 histogram: None,
+                bounds: choice.bounds.1,
             };
             // Children at the depth limit are leaves and need no histogram.
             let parent_histogram = if all_features && depth < limits.max_depth {
@@ -627,6 +721,14 @@ fn partition<B: Copy + Into<usize>>(
     write
 }
 
+/// What a node's split must respect: the per-feature directions and the node's output range.
+#[derive(Clone, Copy)]
+struct Constraints<'a> {
+    monotone: &'a [i8],
+    bounds: Bounds,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn best_split(
     matrix: &BinnedMatrix,
     histogram: &[f64],
@@ -635,12 +737,14 @@ fn best_split(
     criterion: Criterion,
     features: Option<&[usize]>,
     limits: &TreeLimits,
+    constraints: Constraints<'_>,
 ) -> Option<Choice> {
     let min_count = limits.min_instances_per_node.max(1) as f64;
     let min_info_gain = limits.min_info_gain;
     let width = criterion.width();
     let mut best: Option<Choice> = None;
     let mut right = vec![0.0; width];
+    let constrained = !constraints.monotone.is_empty();
     // `rule` is only built for a split that beats the best so far.
     let mut consider = |feature: usize, rule: &dyn Fn() -> Rule, left: &[f64]| {
         for ((right, total), left) in right.iter_mut().zip(totals).zip(left) {
@@ -651,7 +755,32 @@ fn best_split(
         {
             return;
         }
-        let Some(gain) = criterion.gain(totals, left, &right, node_count) else {
+        let direction = constraints.monotone.get(feature).copied().unwrap_or(0);
+        let mut bounds = (constraints.bounds, constraints.bounds);
+        let gain = if constrained {
+            let bound = constraints.bounds;
+            let (left_output, right_output) = (
+                bound.clamp(criterion.output(left)),
+                bound.clamp(criterion.output(&right)),
+            );
+            if f64::from(direction) * (right_output - left_output) < 0.0 {
+                return;
+            }
+            if direction != 0 {
+                let middle = (left_output + right_output) / 2.0;
+                if direction > 0 {
+                    bounds.0.upper = bounds.0.upper.min(middle);
+                    bounds.1.lower = bounds.1.lower.max(middle);
+                } else {
+                    bounds.0.lower = bounds.0.lower.max(middle);
+                    bounds.1.upper = bounds.1.upper.min(middle);
+                }
+            }
+            criterion.bounded_gain(totals, left, &right, node_count, bound)
+        } else {
+            criterion.gain(totals, left, &right, node_count)
+        };
+        let Some(gain) = gain else {
             return;
         };
         // Spark: a split must gain something and at least `min_info_gain`.
@@ -665,6 +794,7 @@ fn best_split(
                 gain,
                 left: left.to_vec(),
                 right: right.clone(),
+                bounds,
             });
         }
     };
@@ -785,6 +915,7 @@ mod tests {
                 min_info_gain: 0.0,
             },
             features_per_node: 1,
+            monotone: &[],
             seed: 1,
         });
         for (node, rows) in grown.leaf_rows() {

@@ -28,6 +28,7 @@ pub fn export(
     model: &TreeModel,
     feature_names: &[String],
     infos: &[FeatureInfo],
+    monotone: &[i8],
 ) -> Option<String> {
     let multiclass = model.is_multiclass_boosting();
     let objective = match (model.ensemble, model.task, model.loss) {
@@ -105,7 +106,15 @@ pub fn export(
     } else {
         "gbdt"
     });
-    out.push_str("]\nend of parameters\n\npandas_categorical:null\n");
+    out.push_str("]\n");
+    if monotone.iter().any(|direction| *direction != 0) {
+        let _ = writeln!(
+            out,
+            "[monotone_constraints: {}]",
+            join(monotone.iter()).replace(' ', ",")
+        );
+    }
+    out.push_str("end of parameters\n\npandas_categorical:null\n");
     Some(out)
 }
 

@@ -23,6 +23,7 @@ mod check;
 pub mod flat;
 pub mod learner;
 pub mod lightgbm;
+pub mod shap;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,10 @@ pub enum TreeError {
     SingleClass { class: String },
     #[error("the table has no feature columns")]
     NoFeatures,
+    #[error("model.monotone_constraints: {problem}")]
+    Monotone { problem: String },
+    #[error("model.init_from: {problem}")]
+    WarmStart { problem: String },
     #[error(
         "feature `{feature}` has {categories} categories, more than max_bins = {max_bins}; raise max_bins or drop the column"
     )]
@@ -111,6 +116,8 @@ pub struct TreeParams {
     pub loss_type: Loss,
     pub validation_tol: f64,
     pub seed: u64,
+    /// `(feature name, 1 or -1)`: outputs never decrease (1) or increase (-1) along it.
+    pub monotone_constraints: Vec<(String, i8)>,
 }
 
 impl FeatureSubset {
@@ -432,6 +439,23 @@ pub fn train(
     validation: Option<Validation<'_>>,
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> Result<TreeModel, TreeError> {
+    train_from(table, params, validation, None, progress)
+}
+
+/// [`train`], continuing boosting from `base` (LightGBM's `input_model`): its trees are kept
+/// and `max_iter` more are grown on the scores it gives each row; the caller checks that the
+/// base has this table's features. The same seed and data give exactly the model one run with
+/// all the iterations would have.
+pub fn train_from(
+    table: &Tabular,
+    params: &TreeParams,
+    validation: Option<Validation<'_>>,
+    base: Option<&TreeModel>,
+    progress: &(dyn Fn(usize, &str) + Sync),
+) -> Result<TreeModel, TreeError> {
+    if let Some(base) = base {
+        check_base(base, params, table)?;
+    }
     if table.columns() == 0 {
         return Err(TreeError::NoFeatures);
     }
@@ -467,6 +491,7 @@ pub fn train(
         }
         TreeTask::Regression => 1,
     };
+    let monotone = monotone_directions(table, params, classes)?;
     let matrix = BinnedMatrix::fit(table, params.max_bins, params.seed);
     let features_per_node = params
         .feature_subset_strategy
@@ -484,6 +509,7 @@ pub fn train(
             classes,
             limits,
             features_per_node,
+            &monotone,
             progress,
         )),
         Ensemble::Gbt if classes > 2 => Ok(boosting::train_softmax(
@@ -493,7 +519,9 @@ pub fn train(
             classes,
             limits,
             features_per_node,
+            &monotone,
             validation,
+            base,
             progress,
         )),
         Ensemble::Gbt => Ok(boosting::train_boosting(
@@ -502,12 +530,105 @@ pub fn train(
             params,
             limits,
             features_per_node,
+            &monotone,
             validation,
+            base,
             progress,
         )),
     }
 }
 
+/// A base model boosting can continue: gbt, of this task and class count.
+fn check_base(base: &TreeModel, params: &TreeParams, table: &Tabular) -> Result<(), TreeError> {
+    let problem = if params.ensemble != Ensemble::Gbt || base.ensemble != Ensemble::Gbt {
+        Some("only gbt models continue from a base (a forest's trees do not depend on each other: train more of them)".to_owned())
+    } else if base.task != params.task {
+        Some(
+            format!(
+                "the base is a {:?} model and this job trains {:?}",
+                base.task, params.task
+            )
+            .to_lowercase(),
+        )
+    } else if params.task == TreeTask::Classification && base.classes != table.classes().max(2) {
+        Some(format!(
+            "the base has {} classes and this table {}",
+            base.classes,
+            table.classes()
+        ))
+    } else if params.task == TreeTask::Regression
+        && base.loss
+            != Some(match params.loss_type {
+                Loss::Absolute => Loss::Absolute,
+                _ => Loss::Squared,
+            })
+    {
+        Some("the base was trained with another loss_type".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(TreeError::WarmStart { problem }),
+        None => Ok(()),
+    }
+}
+
+/// Per feature, the direction `params.monotone_constraints` gives it (0: none); empty when
+/// nothing is constrained.
+fn monotone_directions(
+    table: &Tabular,
+    params: &TreeParams,
+    classes: usize,
+) -> Result<Vec<i8>, TreeError> {
+    if params
+        .monotone_constraints
+        .iter()
+        .all(|(_, direction)| *direction == 0)
+    {
+        return Ok(Vec::new());
+    }
+    if params.ensemble == Ensemble::RandomForest
+        && params.task == TreeTask::Classification
+        && classes > 2
+    {
+        return Err(TreeError::Monotone {
+            problem: format!(
+                "a {classes}-class forest has no single output to keep monotone; constraints apply to regression, binary classification and gbt"
+            ),
+        });
+    }
+    if params.ensemble == Ensemble::Gbt
+        && params.task == TreeTask::Regression
+        && params.loss_type == Loss::Absolute
+    {
+        return Err(TreeError::Monotone {
+            problem: "absolute loss refits leaves to median residuals, which no bound holds; use loss_type = \"squared\"".to_owned(),
+        });
+    }
+    let mut directions = vec![0i8; table.columns()];
+    for (name, direction) in &params.monotone_constraints {
+        let Some(feature) = table.feature_names.iter().position(|known| known == name) else {
+            return Err(TreeError::Monotone {
+                problem: format!(
+                    "`{name}` is not a feature; the features are: {}",
+                    crate::text::shorten(&table.feature_names.join(", "), 300)
+                ),
+            });
+        };
+        if matches!(
+            table.kinds[feature],
+            crate::dataset::tabular::FeatureKind::Categorical { .. }
+        ) {
+            return Err(TreeError::Monotone {
+                problem: format!("`{name}` is categorical; only numeric features have an order"),
+            });
+        }
+        directions[feature] = *direction;
+    }
+    Ok(directions)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn train_forest(
     table: &Tabular,
     matrix: &BinnedMatrix,
@@ -515,6 +636,7 @@ fn train_forest(
     classes: usize,
     limits: TreeLimits,
     features_per_node: usize,
+    monotone: &[i8],
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
     let criterion = match (params.task, params.impurity) {
@@ -559,6 +681,7 @@ fn train_forest(
                 criterion,
                 limits,
                 features_per_node,
+                monotone,
                 seed: mix(mix(params.seed, FEATURE_STREAM), tree_index as u64),
             });
             let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -610,6 +733,7 @@ pub(crate) mod tests {
             loss_type: Loss::Logistic,
             validation_tol: 0.01,
             seed: 7,
+            monotone_constraints: Vec::new(),
         }
     }
 
@@ -749,6 +873,138 @@ pub(crate) mod tests {
         let reloaded: TreeModel = serde_json::from_str(&text).unwrap();
         assert_eq!(reloaded, model);
         assert_eq!(reloaded.predict(&table), model.predict(&table));
+    }
+
+    /// y rises with x0 and falls with x1 on average, but a bump in the middle of x0 and noise
+    /// make unconstrained trees go the wrong way in places.
+    fn bumpy(rows: usize, classification: bool) -> Tabular {
+        let stream = mix(11, 3);
+        let features: Vec<Vec<f32>> = (0..3)
+            .map(|j| {
+                (0..rows)
+                    .map(|i| (unit(stream, (i * 3 + j) as u64) * 4.0 - 2.0) as f32)
+                    .collect()
+            })
+            .collect();
+        let labels = (0..rows)
+            .map(|i| {
+                let (a, b, c) = (
+                    f64::from(features[0][i]),
+                    f64::from(features[1][i]),
+                    f64::from(features[2][i]),
+                );
+                let bump = if (0.2..0.6).contains(&a) { -1.5 } else { 0.0 };
+                let noise = unit(stream, (rows * 3 + i) as u64) - 0.5;
+                let y = a - 0.7 * b + bump + c * c * 0.3 + noise;
+                if classification {
+                    f64::from(u8::from(y > 0.0))
+                } else {
+                    y
+                }
+            })
+            .collect();
+        Tabular {
+            features,
+            feature_names: vec!["up".into(), "down".into(), "free".into()],
+            kinds: vec![crate::dataset::tabular::FeatureKind::Numeric; 3],
+            labels,
+            label_names: None,
+        }
+    }
+
+    #[test]
+    fn monotone_constraints_hold_on_a_grid_for_every_model_kind() {
+        for (ensemble, task) in [
+            (Ensemble::Gbt, TreeTask::Regression),
+            (Ensemble::Gbt, TreeTask::Classification),
+            (Ensemble::RandomForest, TreeTask::Regression),
+            (Ensemble::RandomForest, TreeTask::Classification),
+        ] {
+            let table = bumpy(4000, task == TreeTask::Classification);
+            let mut p = params(ensemble, task);
+            p.max_iter = 30;
+            p.max_depth = 6;
+            let free = train(&table, &p, None, &|_, _| {}).unwrap();
+            p.monotone_constraints = vec![("up".into(), 1), ("down".into(), -1)];
+            let model = train(&table, &p, None, &|_, _| {}).unwrap();
+            let output = |model: &TreeModel, row: [f32; 3]| {
+                let prediction = model.predict_row(|feature| row[feature]);
+                *prediction.last().unwrap()
+            };
+            let grid: Vec<f32> = (0..81).map(|step| -2.0 + step as f32 * 0.05).collect();
+            let mut free_violations = 0;
+            for base in 0..40 {
+                let row: Vec<f32> = (0..3).map(|j| table.features[j][base]).collect();
+                for (feature, direction) in [(0usize, 1.0), (1, -1.0)] {
+                    let mut previous: Option<(f64, f64)> = None;
+                    for &value in &grid {
+                        let mut point = [row[0], row[1], row[2]];
+                        point[feature] = value;
+                        let (constrained, unconstrained) =
+                            (output(&model, point), output(&free, point));
+                        if let Some((before, free_before)) = previous {
+                            assert!(
+                                direction * (constrained - before) >= -1e-12,
+                                "{ensemble:?} {task:?} feature {feature} at {value}: {before} -> {constrained}"
+                            );
+                            if direction * (unconstrained - free_before) < -1e-9 {
+                                free_violations += 1;
+                            }
+                        }
+                        previous = Some((constrained, unconstrained));
+                    }
+                }
+            }
+            assert!(
+                free_violations > 0,
+                "{ensemble:?} {task:?}: the data never tests the constraint"
+            );
+        }
+    }
+
+    #[test]
+    fn boosting_continued_from_a_base_equals_one_longer_run() {
+        let binary = crate::ingest::synthetic::classification(3000, 4, 2, 3);
+        let multiclass = crate::ingest::synthetic::classification(3000, 4, 3, 3);
+        for (table, subsampling_rate) in [(&binary, 1.0), (&binary, 0.7), (&multiclass, 1.0)] {
+            let mut p = params(Ensemble::Gbt, TreeTask::Classification);
+            p.subsampling_rate = subsampling_rate;
+            p.max_iter = 20;
+            let whole = train(table, &p, None, &|_, _| {}).unwrap();
+            p.max_iter = 10;
+            let base = train(table, &p, None, &|_, _| {}).unwrap();
+            let continued = train_from(table, &p, None, Some(&base), &|_, _| {}).unwrap();
+            assert_eq!(
+                continued,
+                whole,
+                "{} classes, rate {subsampling_rate}",
+                table.classes()
+            );
+        }
+        let mut p = params(Ensemble::Gbt, TreeTask::Regression);
+        let base = train(
+            &binary,
+            &params(Ensemble::Gbt, TreeTask::Classification),
+            None,
+            &|_, _| {},
+        )
+        .unwrap();
+        p.loss_type = Loss::Squared;
+        let error = train_from(&binary, &p, None, Some(&base), &|_, _| {}).unwrap_err();
+        assert!(error.to_string().contains("model.init_from"), "{error}");
+    }
+
+    #[test]
+    fn monotone_constraints_name_real_numeric_features() {
+        let mut p = params(Ensemble::Gbt, TreeTask::Regression);
+        p.monotone_constraints = vec![("nope".into(), 1)];
+        let error = train(&bumpy(200, false), &p, None, &|_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("nope") && error.contains("up, down, free"),
+            "{error}"
+        );
     }
 
     #[test]
