@@ -704,3 +704,45 @@ fn implicit_feedback_beats_popularity_on_ranking_metrics() {
         "{exact_precision} vs {precision}"
     );
 }
+
+#[test]
+fn a_warm_started_als_reaches_the_base_rmse_in_fewer_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = |name: &str, extra: &str| {
+        format!(
+            "[job]\nname = \"{name}\"\n[input]\nsynthetic = {{ kind = \"ratings\", users = 600, items = 300, ratings = 30000, rank = 6, noise = 0.3, seed = 4 }}\n[model]\nrank = 8\nreg_param = 0.05\n{extra}\n"
+        )
+    };
+    write(dir.path(), "base.toml", &job("base", "max_iter = 12"));
+    write(dir.path(), "fresh.toml", &job("fresh", "max_iter = 2"));
+    write(
+        dir.path(),
+        "warm.toml",
+        &job("warm", "max_iter = 2\ninit_from = \"models/base/latest\""),
+    );
+    let rmse = |file: &str| {
+        train_ok(dir.path(), &[file])["metrics"]["rmse"]
+            .as_f64()
+            .unwrap()
+    };
+    let base = rmse("base.toml");
+    let (fresh, warm) = (rmse("fresh.toml"), rmse("warm.toml"));
+    assert!(warm <= base * 1.005, "warm {warm} vs base {base}");
+    assert!(fresh > warm * 1.02, "fresh {fresh} vs warm {warm}");
+    write(
+        dir.path(),
+        "rank.toml",
+        &job(
+            "rank",
+            "max_iter = 2\nrank = 4\ninit_from = \"models/base/latest\"",
+        )
+        .replace("rank = 8\n", ""),
+    );
+    let output = run(submit(dir.path()).args(["rank.toml", "--quiet"]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the base has rank 8"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -159,6 +159,63 @@ fn multiclass_boosting_trains_early_stops_and_predicts_every_class() {
 }
 
 #[test]
+fn a_warm_started_gbt_equals_one_longer_run_and_a_mismatched_base_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = r#"synthetic = { kind = "classification", rows = 5000, features = 4, classes = 3, seed = 2 }"#;
+    let job = |name: &str, extra: &str| {
+        format!(
+            "[job]\nname = \"{name}\"\n[input]\n{table}\n[model]\nalgorithm = \"gbt\"\n{extra}\n"
+        )
+    };
+    write(dir.path(), "whole.toml", &job("whole", "max_iter = 16"));
+    write(dir.path(), "base.toml", &job("base", "max_iter = 8"));
+    write(
+        dir.path(),
+        "more.toml",
+        &job("more", "max_iter = 8\ninit_from = \"models/base/latest\""),
+    );
+    for file in ["whole.toml", "base.toml", "more.toml"] {
+        ok_json(dir.path(), &[file]);
+    }
+    let model = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(
+            dir.path()
+                .join(format!("models/{name}/latest/model.trees.json")),
+        )
+        .unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["model"].clone()
+    };
+    assert_eq!(model("more"), model("whole"));
+    assert_eq!(model("more")["trees"].as_array().unwrap().len(), 48);
+
+    let other = r#"synthetic = { kind = "classification", rows = 500, features = 5, classes = 3, seed = 2 }"#;
+    write(
+        dir.path(),
+        "mismatch.toml",
+        &format!(
+            "[input]\n{other}\n[model]\nalgorithm = \"gbt\"\ninit_from = \"models/base/latest\"\n"
+        ),
+    );
+    let output = run(submit(dir.path()).args(["mismatch.toml", "--quiet"]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("model.init_from: the base's features"),
+        "{}",
+        stderr(&output)
+    );
+    write(
+        dir.path(),
+        "forest.toml",
+        &format!(
+            "[input]\n{table}\n[model]\nalgorithm = \"random_forest\"\ninit_from = \"models/base/latest\"\n"
+        ),
+    );
+    let output = run(submit(dir.path()).args(["forest.toml", "--quiet"]));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("num_trees"), "{}", stderr(&output));
+}
+
+#[test]
 fn string_categoricals_and_missing_values_train_and_predict() {
     let dir = tempfile::tempdir().unwrap();
     let plans = ["basic", "premium", "trial", "family"];

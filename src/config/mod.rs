@@ -432,6 +432,8 @@ pub struct TrainTask {
     pub promotion: Promotion,
     /// Publish nothing when inputs and resolved job equal those of the current latest.
     pub skip_unchanged: bool,
+    /// A published version to start from: GBT continues its trees, ALS its factors.
+    pub init_from: Option<PathBuf>,
 }
 
 /// When a new version becomes `latest`.

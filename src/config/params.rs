@@ -536,6 +536,13 @@ pub const PARAMS: &[Param] = &[
         "GBT: stop when validation loss improves by less than `validation_tol * max(loss, 0.01)` (Spark's rule).",
     ),
     param(
+        "model.init_from",
+        String,
+        None,
+        "a published version (`.../latest` or `.../vN`), relative to the job file",
+        "Warm start. GBT keeps the base version's trees and grows `max_iter` more on the scores they give (LightGBM's `input_model`); the base must be gbt with the same features, task, classes and loss. ALS starts from the base version's factors for the users and items it knows (the rest start as in a fresh fit) and runs `max_iter` sweeps; the rank must match. Not for random forests or the Spark engine.",
+    ),
+    param(
         "model.monotone_constraints",
         Section,
         None,

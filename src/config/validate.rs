@@ -423,6 +423,11 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     let engine = match (engine_name.as_str(), &task) {
         ("native", _) => Engine::Native,
         (_, Task::Train(train)) => {
+            if train.init_from.is_some() {
+                return Err(reader
+                    .invalid("model.init_from", "a warm start with the Spark engine")
+                    .hint("Spark's GBT and ALS estimators start from scratch: remove `init_from`, or train with --engine native"));
+            }
             if train.tuning.is_some() {
                 return Err(reader
                     .invalid("job.engine", "`[tuning]` with the Spark engine")
@@ -821,6 +826,18 @@ fn train_task(
         "output.dir".to_owned(),
         Value::String(absolute_text(&output_dir)),
     ));
+    let init_from = match reader.string("model.init_from") {
+        None => None,
+        Some(text) if text.is_empty() => {
+            return Err(reader.invalid("model.init_from", "empty path"));
+        }
+        Some(_) if algorithm == "random_forest" => {
+            return Err(reader
+                .invalid("model.init_from", "a warm start for a random forest")
+                .hint("a forest's trees do not depend on each other: raise num_trees instead"));
+        }
+        Some(text) => Some(reader.path("model.init_from", &text)),
+    };
     Ok((
         Task::Train(TrainTask {
             input,
@@ -832,6 +849,7 @@ fn train_task(
             tuning,
             promotion,
             skip_unchanged: reader.boolean("output.skip_unchanged").unwrap_or(false),
+            init_from,
         }),
         resolved,
     ))

@@ -31,6 +31,44 @@ pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyho
     }
 }
 
+/// The ALS version `model.init_from` names, of this job's rank.
+fn load_als_base(
+    path: &std::path::Path,
+    rank: usize,
+) -> anyhow::Result<crate::artifact::codec::SavedAls> {
+    let loaded =
+        crate::artifact::load_version(path).map_err(|problem| crate::batch::ModelError {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+    let problem = match loaded.model {
+        crate::artifact::SavedModel::Als(model) if model.rank == rank => return Ok(model),
+        crate::artifact::SavedModel::Als(model) => format!(
+            "model.init_from: the base has rank {}, this job rank {rank}; a warm start keeps the rank",
+            model.rank
+        ),
+        crate::artifact::SavedModel::Trees(_) => {
+            "model.init_from: it holds a tree model; an als job starts from an als version"
+                .to_owned()
+        }
+    };
+    Err(ingest::IngestError::Malformed {
+        path: path.to_path_buf(),
+        problem,
+    }
+    .into())
+}
+
+/// For each id of `ids`, its row in `known` (by the id's text), if there.
+fn rows_in(known: &crate::dataset::Ids, ids: &crate::dataset::Ids) -> Vec<Option<u32>> {
+    let index: std::collections::HashMap<String, u32> = (0..known.len())
+        .map(|row| (known.display(row), row as u32))
+        .collect();
+    (0..ids.len())
+        .map(|row| index.get(&ids.display(row)).copied())
+        .collect()
+}
+
 fn train_als(
     config: &JobConfig,
     task: &TrainTask,
@@ -123,15 +161,31 @@ fn train_als(
     let step = progress.counted("training als", params.max_iter as u64);
     let mut train_rmse = f64::NAN;
     let mut train_loss = Vec::with_capacity(params.max_iter);
-    let model = als::train(&by_user, &by_item, params, &mut |iteration, loss| {
-        train_rmse = loss;
-        train_loss.push(loss);
-        step.update(
-            iteration as u64,
-            params.max_iter as u64,
-            &format!("train_rmse {loss:.4}"),
-        );
-    })?;
+    let base = match &task.init_from {
+        Some(path) => Some(load_als_base(path, params.rank)?),
+        None => None,
+    };
+    let initial = base.as_ref().map(|base| als::InitialFactors {
+        users: rows_in(&base.user_ids, &ingested.ratings.user_ids),
+        user_factors: &base.user_factors,
+        items: rows_in(&base.item_ids, &ingested.ratings.item_ids),
+        item_factors: &base.item_factors,
+    });
+    let model = als::train_from(
+        &by_user,
+        &by_item,
+        params,
+        initial.as_ref(),
+        &mut |iteration, loss| {
+            train_rmse = loss;
+            train_loss.push(loss);
+            step.update(
+                iteration as u64,
+                params.max_iter as u64,
+                &format!("train_rmse {loss:.4}"),
+            );
+        },
+    )?;
     let elapsed = step.finish(&format!("train_rmse {train_rmse:.4}"));
     durations.insert("fit".to_owned(), elapsed.as_secs_f64());
     report_heap(progress, "fit");

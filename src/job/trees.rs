@@ -126,12 +126,17 @@ pub fn train(
         trees::Ensemble::Gbt => (params.max_iter, "training gbt"),
     };
     let step = std::sync::Mutex::new(progress.counted(label, total as u64));
-    let model = trees::train(
+    let base = match &task.init_from {
+        Some(path) => Some(load_base(path, table)?),
+        None => None,
+    };
+    let model = trees::train_from(
         &train_table,
         params,
         validation_table
             .as_ref()
             .map(|table| trees::Validation { table }),
+        base.as_ref(),
         &|done, detail| {
             // About ten lines per run when not on a terminal.
             let every = (total / 10).max(1);
@@ -305,6 +310,38 @@ fn evaluate(
         }
     };
     (metrics, curves)
+}
+
+/// The version `model.init_from` names, checked to have this table's features (names, kinds
+/// and categories) and labels.
+fn load_base(path: &std::path::Path, table: &Tabular) -> anyhow::Result<trees::TreeModel> {
+    let loaded = artifact::load_version(path).map_err(|problem| crate::batch::ModelError {
+        path: path.to_path_buf(),
+        problem,
+    })?;
+    let artifact::SavedModel::Trees(saved) = loaded.model else {
+        return Err(trees::TreeError::WarmStart {
+            problem: format!("{} holds an als model, not gbt", path.display()),
+        }
+        .into());
+    };
+    let problem = if saved.feature_names != table.feature_names {
+        Some(format!(
+            "the base's features are {}, this table's {}",
+            crate::text::shorten(&saved.feature_names.join(", "), 200),
+            crate::text::shorten(&table.feature_names.join(", "), 200)
+        ))
+    } else if saved.feature_kinds != table.kinds {
+        Some("the base's feature kinds or categories differ from this table's".to_owned())
+    } else if saved.label_names != table.label_names {
+        Some("the base's class labels differ from this table's".to_owned())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(trees::TreeError::WarmStart { problem }.into());
+    }
+    Ok(saved.model)
 }
 
 /// Work (tree leaves x depth squared, summed over trees, per row) spent on explaining test

@@ -763,6 +763,29 @@ fn conjugate_gradient<const L: usize>(
     }
 }
 
+/// Factors to start from (a warm start): for each user and item row of this fit, its row in
+/// the base's factor tables (`rank` values per row), or `None` to start as a fresh fit does.
+pub struct InitialFactors<'a> {
+    pub users: Vec<Option<u32>>,
+    pub user_factors: &'a [f32],
+    pub items: Vec<Option<u32>>,
+    pub item_factors: &'a [f32],
+}
+
+fn start_from(table: &mut FactorTable, rank: usize, rows: &[Option<u32>], base: &[f32]) {
+    let stride = table.stride();
+    table
+        .as_mut_slice()
+        .par_chunks_mut(stride)
+        .zip(rows.par_iter())
+        .for_each(|(padded, row)| {
+            if let Some(row) = row {
+                let at = *row as usize * rank;
+                padded[..rank].copy_from_slice(&base[at..at + rank]);
+            }
+        });
+}
+
 /// Trains on the entries given both ways (by user and by item, as built from the same triples).
 /// `on_iteration(iteration, train_rmse)` is called after every sweep; the figure is the RMSE of
 /// the ratings (explicit) or of the preferences of the observed entries (implicit).
@@ -772,11 +795,26 @@ pub fn train(
     params: &AlsParams,
     on_iteration: &mut dyn FnMut(usize, f64),
 ) -> Result<AlsModel, AlsError> {
+    train_from(by_user, by_item, params, None, on_iteration)
+}
+
+/// [`train`] starting from `initial` factors (rank `params.rank`) where given.
+pub fn train_from(
+    by_user: &Csr,
+    by_item: &Csr,
+    params: &AlsParams,
+    initial: Option<&InitialFactors<'_>>,
+    on_iteration: &mut dyn FnMut(usize, f64),
+) -> Result<AlsModel, AlsError> {
     let k = params.rank;
     let users = by_user.rows();
     let items = by_item.rows();
     let mut user_factors = initial_factors(users, k, params.seed, USER_INIT, params.nonnegative);
     let mut item_factors = initial_factors(items, k, params.seed, ITEM_INIT, params.nonnegative);
+    if let Some(initial) = initial {
+        start_from(&mut user_factors, k, &initial.users, initial.user_factors);
+        start_from(&mut item_factors, k, &initial.items, initial.item_factors);
+    }
     let user_side = Side::new(by_user, params);
     let item_side = Side::new(by_item, params);
     let all_rows: Vec<u32> = if params.implicit_prefs {

@@ -6,10 +6,10 @@
 use rayon::prelude::*;
 
 use super::binning::BinnedMatrix;
-use super::learner::{self, Criterion, GrowInput, TreeLimits};
+use super::learner::{self, Criterion};
 use super::{
-    Ensemble, FEATURE_STREAM, Loss, Node, ROW_SAMPLE_STREAM, Tree, TreeModel, TreeParams, TreeTask,
-    Validation, sigmoid,
+    Ensemble, FEATURE_STREAM, Growth, Loss, Node, ROW_SAMPLE_STREAM, Tree, TreeModel, TreeParams,
+    TreeTask, Validation, sigmoid,
 };
 use crate::dataset::Tabular;
 use crate::dataset::split::{mix, unit};
@@ -43,18 +43,15 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn train_boosting(
     table: &Tabular,
-    matrix: &BinnedMatrix,
+    growth: &Growth<'_>,
     params: &TreeParams,
-    limits: TreeLimits,
-    features_per_node: usize,
-    monotone: &[i8],
     validation: Option<Validation<'_>>,
     base: Option<&TreeModel>,
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
+    let matrix = growth.matrix;
     let loss = match params.task {
         TreeTask::Classification => Loss::Logistic,
         TreeTask::Regression if params.loss_type == Loss::Logistic => Loss::Squared,
@@ -112,24 +109,14 @@ pub(super) fn train_boosting(
                     slot.copy_from_slice(&[gradient, hessian]);
                 }
             });
-        let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
-            (0..rows as u32)
-                .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
-                .collect()
-        } else {
-            (0..rows as u32).collect()
-        };
+        let sampled = sampled_rows(params, stream, rows);
         let sampled_all = sampled.len() == rows;
-        let grown = learner::grow(GrowInput {
-            matrix,
-            stats: &stats,
-            rows: sampled,
-            criterion: Criterion::Newton,
-            limits,
-            features_per_node,
-            monotone,
-            seed: mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
-        });
+        let grown = growth.grow(
+            &stats,
+            sampled,
+            Criterion::Newton,
+            mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
+        );
         let learner::Grown {
             tree: mut grown_tree,
             rows: grouped,
@@ -223,6 +210,17 @@ pub(super) fn train_boosting(
     }
 }
 
+/// The rows a boosting iteration fits: a Bernoulli(`subsampling_rate`) sample, or all.
+fn sampled_rows(params: &TreeParams, stream: u64, rows: usize) -> Vec<u32> {
+    if params.subsampling_rate < 1.0 {
+        (0..rows as u32)
+            .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
+            .collect()
+    } else {
+        (0..rows as u32).collect()
+    }
+}
+
 /// The base model's raw scores (`width` per row) on `table`, summed in the order training
 /// sums them, so that continuing a model equals having grown all its trees in one run.
 fn continued_scores(base: &TreeModel, table: &Tabular, width: usize) -> Vec<f64> {
@@ -256,19 +254,16 @@ fn softmax_loss(scores: &[f64], label: usize) -> f64 {
 /// multinomial hessian's diagonal scaled to K - 1 free scores). The class trees of an iteration
 /// are independent of each other and grow side by side. Scores start at the log of each
 /// class's share of the training rows, as LightGBM's `boost_from_average`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn train_softmax(
     table: &Tabular,
-    matrix: &BinnedMatrix,
+    growth: &Growth<'_>,
     params: &TreeParams,
     classes: usize,
-    limits: TreeLimits,
-    features_per_node: usize,
-    monotone: &[i8],
     validation: Option<Validation<'_>>,
     base: Option<&TreeModel>,
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
+    let matrix = growth.matrix;
     const CHUNK: usize = 4096;
     let rows = table.rows();
     let labels: Vec<usize> = table.labels.iter().map(|&label| label as usize).collect();
@@ -323,13 +318,7 @@ pub(super) fn train_softmax(
                 }
             });
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
-        let sampled: Vec<u32> = if params.subsampling_rate < 1.0 {
-            (0..rows as u32)
-                .filter(|&row| unit(stream, u64::from(row)) < params.subsampling_rate)
-                .collect()
-        } else {
-            (0..rows as u32).collect()
-        };
+        let sampled = sampled_rows(params, stream, rows);
         let sampled_all = sampled.len() == rows;
         let grown: Vec<learner::Grown> = (0..classes)
             .into_par_iter()
@@ -341,19 +330,15 @@ pub(super) fn train_softmax(
                     slot[0] = p - y;
                     slot[1] = (factor * p * (1.0 - p)).max(1e-16);
                 }
-                let mut grown = learner::grow(GrowInput {
-                    matrix,
-                    stats: &stats,
-                    rows: sampled.clone(),
-                    criterion: Criterion::Newton,
-                    limits,
-                    features_per_node,
-                    monotone,
-                    seed: mix(
+                let mut grown = growth.grow(
+                    &stats,
+                    sampled.clone(),
+                    Criterion::Newton,
+                    mix(
                         mix(params.seed, FEATURE_STREAM),
                         (iteration * classes + class) as u64,
                     ),
-                });
+                );
                 for node in &mut grown.tree.nodes {
                     if let Node::Leaf { value, .. } = node {
                         value[0] *= params.step_size;

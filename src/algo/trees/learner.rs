@@ -524,8 +524,8 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                     pending.count,
                     criterion,
                     features.as_deref(),
-                    &limits,
                     Constraints {
+                        limits: &limits,
                         monotone,
                         bounds: pending.bounds,
                     },
@@ -721,14 +721,15 @@ fn partition<B: Copy + Into<usize>>(
     write
 }
 
-/// What a node's split must respect: the per-feature directions and the node's output range.
+/// What a node's split must respect: Spark's limits, the per-feature monotone directions and
+/// the node's output range.
 #[derive(Clone, Copy)]
 struct Constraints<'a> {
+    limits: &'a TreeLimits,
     monotone: &'a [i8],
     bounds: Bounds,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn best_split(
     matrix: &BinnedMatrix,
     histogram: &[f64],
@@ -736,9 +737,9 @@ fn best_split(
     node_count: f64,
     criterion: Criterion,
     features: Option<&[usize]>,
-    limits: &TreeLimits,
     constraints: Constraints<'_>,
 ) -> Option<Choice> {
+    let limits = constraints.limits;
     let min_count = limits.min_instances_per_node.max(1) as f64;
     let min_info_gain = limits.min_info_gain;
     let width = criterion.width();

@@ -501,40 +501,49 @@ pub fn train_from(
         min_instances_per_node: params.min_instances_per_node,
         min_info_gain: params.min_info_gain,
     };
+    let growth = Growth {
+        matrix: &matrix,
+        limits,
+        features_per_node,
+        monotone: &monotone,
+    };
     match params.ensemble {
-        Ensemble::RandomForest => Ok(train_forest(
-            table,
-            &matrix,
-            params,
-            classes,
-            limits,
-            features_per_node,
-            &monotone,
-            progress,
-        )),
+        Ensemble::RandomForest => Ok(train_forest(table, &growth, params, classes, progress)),
         Ensemble::Gbt if classes > 2 => Ok(boosting::train_softmax(
-            table,
-            &matrix,
-            params,
-            classes,
-            limits,
-            features_per_node,
-            &monotone,
-            validation,
-            base,
-            progress,
+            table, &growth, params, classes, validation, base, progress,
         )),
         Ensemble::Gbt => Ok(boosting::train_boosting(
-            table,
-            &matrix,
-            params,
-            limits,
-            features_per_node,
-            &monotone,
-            validation,
-            base,
-            progress,
+            table, &growth, params, validation, base, progress,
         )),
+    }
+}
+
+/// What every tree of one fit is grown with: the binned rows and the learner's settings.
+struct Growth<'a> {
+    matrix: &'a BinnedMatrix,
+    limits: TreeLimits,
+    features_per_node: usize,
+    monotone: &'a [i8],
+}
+
+impl Growth<'_> {
+    fn grow(
+        &self,
+        stats: &[f64],
+        rows: Vec<u32>,
+        criterion: Criterion,
+        seed: u64,
+    ) -> learner::Grown {
+        learner::grow(GrowInput {
+            matrix: self.matrix,
+            stats,
+            rows,
+            criterion,
+            limits: self.limits,
+            features_per_node: self.features_per_node,
+            seed,
+            monotone: self.monotone,
+        })
     }
 }
 
@@ -628,15 +637,11 @@ fn monotone_directions(
     Ok(directions)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn train_forest(
     table: &Tabular,
-    matrix: &BinnedMatrix,
+    growth: &Growth<'_>,
     params: &TreeParams,
     classes: usize,
-    limits: TreeLimits,
-    features_per_node: usize,
-    monotone: &[i8],
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
     let criterion = match (params.task, params.impurity) {
@@ -674,16 +679,12 @@ fn train_forest(
                     _ => slot[*label as usize] = weight,
                 }
             }
-            let grown = learner::grow(GrowInput {
-                matrix,
-                stats: &stats,
+            let grown = growth.grow(
+                &stats,
                 rows,
                 criterion,
-                limits,
-                features_per_node,
-                monotone,
-                seed: mix(mix(params.seed, FEATURE_STREAM), tree_index as u64),
-            });
+                mix(mix(params.seed, FEATURE_STREAM), tree_index as u64),
+            );
             let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(finished, "");
             grown.tree
