@@ -63,6 +63,45 @@ for line in peers.splitlines():
 PY
 }
 run gbt "$csv" $'max_iter = 100\nmax_depth = 5' lightgbm xgboost
+# TreeSHAP: contributions for 100k rows from the GBT model just trained (100 trees, depth 5),
+# against LightGBM's pred_contrib on its export of the same model, 2 threads each.
+shap_rows="$work/shap-rows.csv"
+head -n 100001 "$csv" >"$shap_rows"
+cat >"$work/shap.toml" <<TOML
+[job]
+kind = "predict"
+master = "local[2]"
+[model]
+from = "$work/models/bench-gbt/latest"
+[input]
+path = "$shap_rows"
+[predict]
+contributions = true
+[output]
+path = "$work/shap-out.csv"
+TOML
+shap_ours=$("$bin" --quiet --json "$work/shap.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["metrics"]["timings_s"]["contributions"])')
+shap_peer=""
+if "$python" -c 'import lightgbm, pandas' 2>/dev/null; then
+  shap_peer=$("$python" - "$work/models/bench-gbt/latest/model.lgb.txt" "$shap_rows" <<'PY'
+import sys, time, lightgbm, pandas as pd
+booster = lightgbm.Booster(model_file=sys.argv[1], params={"num_threads": 2})
+matrix = pd.read_csv(sys.argv[2])[booster.feature_name()].to_numpy(dtype="float64")
+start = time.time()
+booster.predict(matrix, pred_contrib=True, num_threads=2)
+print(f"{time.time() - start:.3f}")
+PY
+)
+fi
+python3 - "$shap_ours" "$shap_peer" <<'PY'
+import sys
+ours, peer = float(sys.argv[1]), sys.argv[2]
+print(f"submit TreeSHAP 100k rows   {ours:7.2f} s")
+if peer:
+    print(f"  lightgbm pred_contrib    {float(peer):7.2f} s  submit/peer time {ours / float(peer):5.2f}x")
+else:
+    print("  lightgbm pred_contrib    skipped (no lightgbm)")
+PY
 run random_forest "$csv" $'num_trees = 100\nmax_depth = 10' sklearn_rf lightgbm_rf
 # Multiclass boosting (5 classes, our gen-table) against LightGBM's multiclass at its 255 bins.
 multiclass_csv="$work/table-$rows-5-classes.csv"

@@ -2,8 +2,11 @@
 predictions equal submit's predict output on the same rows.
 
 usage: check_lightgbm.py VERSION_DIR FEATURES.csv PREDICTIONS.csv [TOLERANCE] [--contributions]
-FEATURES.csv has a header with the model's feature columns (numeric; categorical columns as
-category indices); PREDICTIONS.csv is what `kind = "predict"` wrote for those rows. Exit 0 when
+FEATURES.csv has a header with the model's feature columns, as the job read them: numbers, and
+categorical columns as their values (strings, or numbers declared categorical). The script
+gives those columns pandas' category dtype and predicts on the DataFrame, as a Python user
+would; LightGBM maps the values to our category indices through the model's
+`pandas_categorical`. PREDICTIONS.csv is what `kind = "predict"` wrote for those rows. Exit 0 when
 every prediction agrees within TOLERANCE (default 1e-9), 1 otherwise. With --contributions the
 `contrib_*` columns of PREDICTIONS.csv (a predict job with `predict.contributions = true`) must
 also equal LightGBM's `pred_contrib` (per class: each feature, then the bias).
@@ -19,8 +22,24 @@ contributions = "--contributions" in sys.argv[1:]
 version, features_path, predictions_path = arguments[:3]
 tolerance = float(arguments[3]) if len(arguments) > 3 else 1e-9
 booster = lightgbm.Booster(model_file=f"{version}/model.lgb.txt")
-features = pd.read_csv(features_path)
-matrix = features[booster.feature_name()].to_numpy(dtype=np.float64)
+import json
+
+saved = json.load(open(f"{version}/model.trees.json"))
+categorical = [
+    name
+    for name, kind in zip(saved["feature_names"], saved["feature_kinds"])
+    if kind["kind"] == "categorical"
+]
+features = pd.read_csv(features_path, dtype={name: str for name in categorical}, keep_default_na=False)
+matrix = features[booster.feature_name()].copy()
+for name in categorical:
+    values = matrix[name]
+    if all(text.lstrip("-").isdigit() for text in values):
+        values = values.astype(np.int64)
+    matrix[name] = values.astype("category")
+for name in matrix.columns:
+    if name not in categorical:
+        matrix[name] = pd.to_numeric(matrix[name].replace("", np.nan), errors="coerce")
 theirs = booster.predict(matrix)
 ours_table = pd.read_csv(predictions_path)
 probability = [c for c in ours_table.columns if c.startswith("probability_")]

@@ -813,18 +813,23 @@ fn predict_trees(
             }
         }
     }
+    let explained = Instant::now();
     if task.contributions {
         contribution_columns(&saved, &table, &mut columns, progress);
     }
+    let explain_seconds = explained.elapsed().as_secs_f64();
     let scored = predictions.len();
     publish_table(&task.output, columns)?;
     let algorithm = match saved.model.ensemble {
         crate::algo::trees::Ensemble::RandomForest => "random_forest",
         crate::algo::trees::Ensemble::Gbt => "gbt",
     };
-    let metrics = serde_json::json!({
+    let mut metrics = serde_json::json!({
         "counts": { "rows_written": scored },
         "model_version": task.from.display().to_string(),
     });
+    if task.contributions {
+        metrics["timings_s"] = serde_json::json!({ "contributions": explain_seconds });
+    }
     Ok(summary(config, &task.output, metrics, started, algorithm))
 }

@@ -379,37 +379,58 @@ fn lightgbm_loads_the_export_and_predicts_the_same() {
         multiclass_csv.push_str(&format!("{:.4},{:.4},{:.4},{label}\n", x[0], x[1], x[2]));
     }
     write(dir.path(), "multiclass.csv", &multiclass_csv);
+    write(
+        dir.path(),
+        "churn.csv",
+        &churn_csv(3000, &["basic", "premium", "trial", "family", "student"]),
+    );
+    let churn_columns =
+        "[input.columns]\nlabel = \"churned\"\nfeatures = [\"plan\", \"usage\", \"tenure\"]";
     for (name, data, model) in [
-        ("gbt", "table.csv", "algorithm = \"gbt\"\nmax_iter = 25"),
+        (
+            "gbt-strings",
+            "churn.csv",
+            format!("algorithm = \"gbt\"\nmax_iter = 20\n{churn_columns}"),
+        ),
+        (
+            "forest-strings",
+            "churn.csv",
+            format!("algorithm = \"random_forest\"\nnum_trees = 8\n{churn_columns}"),
+        ),
+        (
+            "gbt",
+            "table.csv",
+            "algorithm = \"gbt\"\nmax_iter = 25".to_owned(),
+        ),
         (
             "gbt-multiclass",
             "multiclass.csv",
-            "algorithm = \"gbt\"\nmax_iter = 20",
+            "algorithm = \"gbt\"\nmax_iter = 20".to_owned(),
         ),
         (
             "gbt-monotone",
             "regression.csv",
-            "algorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 25\nmonotone_constraints = { a = 1, c = -1 }",
+            "algorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 25\nmonotone_constraints = { a = 1, c = -1 }".to_owned(),
         ),
         (
             "forest",
             "table.csv",
-            "algorithm = \"random_forest\"\nnum_trees = 10",
+            "algorithm = \"random_forest\"\nnum_trees = 10".to_owned(),
         ),
         (
             "gbt-l2",
             "regression.csv",
-            "algorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 25",
+            "algorithm = \"gbt\"\ntask = \"regression\"\nmax_iter = 25".to_owned(),
         ),
         (
             "gbt-l1",
             "regression.csv",
-            "algorithm = \"gbt\"\ntask = \"regression\"\nloss_type = \"absolute\"\nmax_iter = 25",
+            "algorithm = \"gbt\"\ntask = \"regression\"\nloss_type = \"absolute\"\nmax_iter = 25".to_owned(),
         ),
         (
             "forest-reg",
             "regression.csv",
-            "algorithm = \"random_forest\"\ntask = \"regression\"\nnum_trees = 10",
+            "algorithm = \"random_forest\"\ntask = \"regression\"\nnum_trees = 10".to_owned(),
         ),
     ] {
         write(

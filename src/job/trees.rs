@@ -212,7 +212,7 @@ pub fn train(
         .zip(&train_table.kinds)
         .map(|(values, kind)| match kind {
             FeatureKind::Categorical { names } => lightgbm::FeatureInfo::Categorical {
-                categories: names.len(),
+                names: names.clone(),
             },
             FeatureKind::Numeric => {
                 let (min, max) = values

@@ -85,15 +85,27 @@ pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64
             .map(|pair| midpoint(pair[0].0, pair[1].0))
             .collect();
     }
+    // Greedy, as LightGBM's bin finder: a bin closes once it holds its share of what is left
+    // (rows left over bins left, recomputed after every cut), and a value that alone holds a
+    // share (a heavy mass: the zeros of a mostly-zero column) gets a bin to itself. Fixed
+    // quantiles would spend the bins a heavy mass "owns" on the next few distinct values, one
+    // each, and leave the rest of the range coarse.
     let total: usize = distinct.iter().map(|(_, count)| count).sum();
     let mut thresholds = Vec::with_capacity(max_bins - 1);
-    let mut seen = 0usize;
+    let (mut rows_left, mut bins_left) = (total as f64, max_bins as f64);
+    let mut current = 0usize;
     for index in 0..distinct.len() - 1 {
-        seen += distinct[index].1;
-        let next_cut = (thresholds.len() + 1) as f64 * total as f64 / max_bins as f64;
-        // Cut once this bin holds its share; a heavy value may fill several shares alone.
-        if seen as f64 >= next_cut && thresholds.len() < max_bins - 1 {
+        current += distinct[index].1;
+        let share = rows_left / bins_left;
+        let next_is_heavy = distinct[index + 1].1 as f64 >= share;
+        if current as f64 >= share || next_is_heavy {
             thresholds.push(midpoint(distinct[index].0, distinct[index + 1].0));
+            rows_left -= current as f64;
+            bins_left -= 1.0;
+            current = 0;
+            if thresholds.len() == max_bins - 1 {
+                break;
+            }
         }
     }
     thresholds
@@ -260,6 +272,33 @@ mod tests {
             assert!(f64::from(low) < cut && cut < f64::from(high));
             assert_ne!(f64::from(cut as f32), cut, "{low} {high}");
         }
+    }
+
+    #[test]
+    fn a_heavy_mass_gets_one_bin_and_the_rest_of_the_range_shares_the_others() {
+        // 90% zeros, the rest spread over (0, 100].
+        let values: Vec<f32> = (0..20_000)
+            .map(|i| {
+                if i % 10 == 0 {
+                    1.0 + ((i * 7919) % 9973) as f32 / 100.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let thresholds = numeric_thresholds(&values, 32, 5);
+        assert_eq!(thresholds.len(), 31);
+        let bins = FeatureBins::Numeric { thresholds };
+        let mut counts = vec![0usize; 33];
+        values
+            .iter()
+            .for_each(|&value| counts[bins.bin(value)] += 1);
+        assert_eq!(counts[1], 18_000, "the zeros: {counts:?}");
+        // The 2,000 other values share 31 bins evenly (about 65 each).
+        assert!(
+            counts[2..].iter().all(|&count| (40..=100).contains(&count)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -900,8 +900,9 @@ mod tests {
 
     #[test]
     fn grows_a_pure_tree_on_a_threshold_rule() {
-        let x: Vec<f32> = (0..1000).map(|i| i as f32).collect();
-        let labels: Vec<f64> = x.iter().map(|&v| f64::from(v >= 625.0)).collect();
+        // 20 distinct values, each its own bin, so the rule's cut is a bin boundary.
+        let x: Vec<f32> = (0..1000).map(|i| (i % 20) as f32).collect();
+        let labels: Vec<f64> = x.iter().map(|&v| f64::from(v >= 13.0)).collect();
         let table = Tabular::numeric(vec!["x".into()], vec![x], labels.clone());
         let matrix = BinnedMatrix::fit(&table, 32, 1);
         let stats: Vec<f64> = labels.iter().flat_map(|&y| [1.0 - y, y]).collect();

@@ -18,8 +18,14 @@ use super::{Ensemble, Loss, Node, Rule, Tree, TreeModel, TreeTask};
 /// Per feature: `[min:max]` of a numeric column or the category count of a categorical one.
 #[derive(Clone, Debug)]
 pub enum FeatureInfo {
-    Numeric { min: f64, max: f64 },
-    Categorical { categories: usize },
+    Numeric {
+        min: f64,
+        max: f64,
+    },
+    /// The category names, index = category (what `pandas_categorical` lists).
+    Categorical {
+        names: Vec<String>,
+    },
     Unused,
 }
 
@@ -63,18 +69,18 @@ pub fn export(
         .map(|name| name.replace(|c: char| c.is_whitespace() || c == ':' || c == '=', "_"))
         .collect();
     let _ = writeln!(out, "feature_names={}", names.join(" "));
-    let infos: Vec<String> = infos
+    let info_texts: Vec<String> = infos
         .iter()
         .map(|info| match info {
             FeatureInfo::Numeric { min, max } => format!("[{min}:{max}]"),
-            FeatureInfo::Categorical { categories } => (0..*categories)
+            FeatureInfo::Categorical { names } => (0..names.len())
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join(":"),
             FeatureInfo::Unused => "none".to_owned(),
         })
         .collect();
-    let _ = writeln!(out, "feature_infos={}", infos.join(" "));
+    let _ = writeln!(out, "feature_infos={}", info_texts.join(" "));
     let blocks: Vec<String> = model
         .trees
         .iter()
@@ -114,8 +120,39 @@ pub fn export(
             join(monotone.iter()).replace(' ', ",")
         );
     }
-    out.push_str("end of parameters\n\npandas_categorical:null\n");
+    out.push_str("end of parameters\n\npandas_categorical:");
+    out.push_str(&pandas_categorical(infos));
+    out.push('\n');
     Some(out)
+}
+
+/// LightGBM's `pandas_categorical`: per categorical feature, in feature order, its categories
+/// in index order, so that `Booster.predict` on a DataFrame whose categorical columns have
+/// pandas' category dtype maps each value to our index (it re-codes the column with these
+/// categories; a value not listed becomes missing, which our splits send right, as an unseen
+/// category with `handle_invalid = "keep"`). Categories that all read as integers (a numeric
+/// column declared categorical) are written as numbers, as pandas would hold them. `null`
+/// without categorical features.
+fn pandas_categorical(infos: &[FeatureInfo]) -> String {
+    let lists: Vec<serde_json::Value> = infos
+        .iter()
+        .filter_map(|info| match info {
+            FeatureInfo::Categorical { names } => {
+                let numbers: Option<Vec<i64>> =
+                    names.iter().map(|name| name.parse::<i64>().ok()).collect();
+                Some(match numbers {
+                    Some(numbers) => serde_json::json!(numbers),
+                    None => serde_json::json!(names),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if lists.is_empty() {
+        "null".to_owned()
+    } else {
+        serde_json::Value::Array(lists).to_string()
+    }
 }
 
 fn join<T: ToString>(values: impl IntoIterator<Item = T>) -> String {
