@@ -85,7 +85,7 @@ shap_peer=""
 if "$python" -c 'import lightgbm, pandas' 2>/dev/null; then
   shap_peer=$("$python" - "$work/models/bench-gbt/latest/model.lgb.txt" "$shap_rows" <<'PY'
 import sys, time, lightgbm, pandas as pd
-booster = lightgbm.Booster(model_file=sys.argv[1], params={"num_threads": 2})
+booster = lightgbm.Booster(model_file=sys.argv[1])
 matrix = pd.read_csv(sys.argv[2])[booster.feature_name()].to_numpy(dtype="float64")
 start = time.time()
 booster.predict(matrix, pred_contrib=True, num_threads=2)
