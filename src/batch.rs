@@ -4,7 +4,6 @@
 //! to the model's rows; the output table is written to a temporary file beside the target and
 //! renamed over it, so a reader never sees half a file.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -63,48 +62,6 @@ fn load(path: &Path) -> Result<artifact::LoadedVersion, ModelError> {
         path: path.to_path_buf(),
         problem,
     })
-}
-
-/// Maps raw ids to rows of `known`; `None` for ids the model has never seen.
-fn lookup(known: &Ids, raw: &Ids) -> Vec<Option<u32>> {
-    match known {
-        Ids::Integer(table) => {
-            let index: HashMap<i64, u32> = table
-                .iter()
-                .enumerate()
-                .map(|(row, &id)| (id, row as u32))
-                .collect();
-            match raw {
-                Ids::Integer(values) => values.iter().map(|id| index.get(id).copied()).collect(),
-                Ids::Text(values) => values
-                    .iter()
-                    .map(|id| {
-                        id.trim()
-                            .parse()
-                            .ok()
-                            .and_then(|id: i64| index.get(&id).copied())
-                    })
-                    .collect(),
-            }
-        }
-        Ids::Text(table) => {
-            let index: HashMap<&str, u32> = table
-                .iter()
-                .enumerate()
-                .map(|(row, id)| (id.as_str(), row as u32))
-                .collect();
-            match raw {
-                Ids::Text(values) => values
-                    .iter()
-                    .map(|id| index.get(id.as_str()).copied())
-                    .collect(),
-                Ids::Integer(values) => values
-                    .iter()
-                    .map(|id| index.get(id.to_string().as_str()).copied())
-                    .collect(),
-            }
-        }
-    }
 }
 
 fn read_ids(
@@ -253,7 +210,7 @@ pub fn recommend(
                 RecommendTarget::Items | RecommendTarget::SimilarItems => &input.columns.item,
             };
             let raw = read_ids(input, config.seed, &[column])?.remove(0);
-            let found = lookup(query_ids, &raw);
+            let found = query_ids.rows_of(&raw);
             let rows = found.iter().flatten().copied().collect();
             let unknown_positions: Vec<u32> = (0..found.len() as u32)
                 .filter(|&position| found[position as usize].is_none())
@@ -272,10 +229,11 @@ pub fn recommend(
         Some(folded) => {
             let rows = rows
                 .into_iter()
-                .filter(|row| !folded.names.contains(&query_ids.display(*row as usize)))
+                .filter(|row| !folded.model_rows.contains(row))
                 .collect();
+            let in_file = folded.ids.rows_of(&unknown);
             let still_unknown: Vec<u32> = (0..unknown.len() as u32)
-                .filter(|at| !folded.names.contains(&unknown.display(*at as usize)))
+                .filter(|&at| in_file[at as usize].is_none())
                 .collect();
             (rows, unknown.select(&still_unknown))
         }
@@ -300,19 +258,11 @@ pub fn recommend(
         vec![true; candidate_ids.len()],
     );
     let lists = scorer.top_k(query_factors, &rows, task.k, &seen);
-    let mut query_rows: Vec<u32> = Vec::new();
-    let mut candidate_rows: Vec<u32> = Vec::new();
-    let mut scores: Vec<Option<f32>> = Vec::new();
-    let mut ranks: Vec<u32> = Vec::new();
+    let mut listed = ListRows::default();
     for (&row, list) in rows.iter().zip(&lists) {
-        for (position, &(candidate, score)) in list.iter().enumerate() {
-            query_rows.push(row);
-            candidate_rows.push(candidate);
-            scores.push(Some(score));
-            ranks.push(position as u32 + 1);
-        }
+        listed.push(row, list);
     }
-    let mut query_column = query_ids.select(&query_rows);
+    let mut query_column = query_ids.select(&listed.queries);
     let mut folded_counts = serde_json::Value::Null;
     if let Some(folded) = &folded {
         let seen = |at: u32| -> &[u32] {
@@ -324,16 +274,11 @@ pub fn recommend(
         };
         let users: Vec<u32> = (0..folded.users.len() as u32).collect();
         let lists = scorer.top_k(&folded.factors, &users, task.k, &seen);
-        let mut folded_rows = Vec::new();
-        for (&user, list) in users.iter().zip(&lists) {
-            for (position, &(candidate, score)) in list.iter().enumerate() {
-                folded_rows.push(folded.users[user as usize]);
-                candidate_rows.push(candidate);
-                scores.push(Some(score));
-                ranks.push(position as u32 + 1);
-            }
+        let start = listed.queries.len();
+        for (&user, list) in folded.users.iter().zip(&lists) {
+            listed.push(user, list);
         }
-        query_column = concat_ids(query_column, folded.ids.select(&folded_rows));
+        query_column = concat_ids(query_column, folded.ids.select(&listed.queries[start..]));
         folded_counts = serde_json::json!({
             "users": folded.users.len(),
             "known_users": folded.known_users,
@@ -352,15 +297,15 @@ pub fn recommend(
         for index in 0..unknown.len() {
             for (position, &item) in top.iter().enumerate() {
                 extra_ids.push(index as u32);
-                candidate_rows.push(item);
-                scores.push(None);
-                ranks.push(position as u32 + 1);
+                listed.candidates.push(item);
+                listed.scores.push(None);
+                listed.ranks.push(position as u32 + 1);
             }
             cold_start_served += 1;
         }
         query_column = concat_ids(query_column, unknown.select(&extra_ids));
     }
-    let rows_written = ranks.len();
+    let rows_written = listed.ranks.len();
     step.finish(&format!("{rows_written} rows; {unknown_count} unknown ids"));
     memory::set_phase(Phase::Publishing);
     let (query_name, candidate_name) = match task.target {
@@ -373,10 +318,10 @@ pub fn recommend(
             OutputColumn::Ids(query_name.to_owned(), query_column),
             OutputColumn::Ids(
                 candidate_name.to_owned(),
-                candidate_ids.select(&candidate_rows),
+                candidate_ids.select(&listed.candidates),
             ),
-            OutputColumn::Floats("score".to_owned(), scores),
-            OutputColumn::Counts("rank".to_owned(), ranks),
+            OutputColumn::Floats("score".to_owned(), listed.scores),
+            OutputColumn::Counts("rank".to_owned(), listed.ranks),
         ],
     )?;
     let metrics = serde_json::json!({
@@ -395,6 +340,27 @@ pub fn recommend(
     Ok(summary(config, &task.output, metrics, started, "als"))
 }
 
+/// Ranked lists flattened into output rows: one per (query, candidate), rank 1 first; cold-start
+/// rows have no score.
+#[derive(Default)]
+struct ListRows {
+    queries: Vec<u32>,
+    candidates: Vec<u32>,
+    scores: Vec<Option<f32>>,
+    ranks: Vec<u32>,
+}
+
+impl ListRows {
+    fn push(&mut self, query: u32, list: &[(u32, f32)]) {
+        for (position, &(candidate, score)) in list.iter().enumerate() {
+            self.queries.push(query);
+            self.candidates.push(candidate);
+            self.scores.push(Some(score));
+            self.ranks.push(position as u32 + 1);
+        }
+    }
+}
+
 /// Users whose factors were folded in from `recommend.users_from`.
 struct FoldedUsers {
     /// The file's user ids; `users[n]` indexes it for folded user `n`.
@@ -405,9 +371,9 @@ struct FoldedUsers {
     /// Per folded user, the model's item rows to leave out: the file's and, for a user the
     /// model knew, its training items.
     seen: Vec<Vec<u32>>,
-    /// Display names of every user of the file (folded or failed), which lists from the
+    /// The model's rows of the file's users it knows (folded or failed), which lists from the
     /// model's own factors leave out.
-    names: std::collections::HashSet<String>,
+    model_rows: std::collections::HashSet<u32>,
     known_users: usize,
     failed: usize,
     ratings: usize,
@@ -427,8 +393,8 @@ fn fold_in_users(
     let model = &loaded.model;
     let ingested = ingest::read_ratings(input, config.seed)?;
     let ratings = &ingested.ratings;
-    let item_rows = lookup(&model.item_ids, &ratings.item_ids);
-    let known_rows = lookup(&model.user_ids, &ratings.user_ids);
+    let item_rows = model.item_ids.rows_of(&ratings.item_ids);
+    let known_rows = model.user_ids.rows_of(&ratings.user_ids);
     let mut entries: Vec<Vec<(u32, f32)>> = vec![Vec::new(); ratings.users()];
     let mut unknown_items = 0;
     for ((&user, &item), &rating) in ratings.user.iter().zip(&ratings.item).zip(&ratings.rating) {
@@ -461,9 +427,7 @@ fn fold_in_users(
         users: Vec::new(),
         factors: Vec::new(),
         seen: Vec::new(),
-        names: (0..ratings.users())
-            .map(|user| ratings.user_ids.display(user))
-            .collect(),
+        model_rows: known_rows.iter().flatten().copied().collect(),
         known_users: known_rows.iter().flatten().count(),
         failed: 0,
         ratings: ratings.len(),
@@ -505,7 +469,7 @@ fn similar_items(
         None => ((0..model.item_ids.len() as u32).collect(), 0),
         Some(input) => {
             let raw = read_ids(input, config.seed, &[&input.columns.item])?.remove(0);
-            let found = lookup(&model.item_ids, &raw);
+            let found = model.item_ids.rows_of(&raw);
             let unknown = found.iter().filter(|row| row.is_none()).count();
             (found.into_iter().flatten().collect(), unknown)
         }
@@ -514,29 +478,23 @@ fn similar_items(
     let step = progress.step("similar items");
     let similar = recommend::SimilarItems::new(&model.item_factors, model.rank);
     let lists = similar.top_k(&rows, task.k);
-    let (mut queries, mut similar_rows, mut scores, mut ranks) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut listed = ListRows::default();
     for (&row, list) in rows.iter().zip(&lists) {
-        for (position, &(item, score)) in list.iter().enumerate() {
-            queries.push(row);
-            similar_rows.push(item);
-            scores.push(Some(score));
-            ranks.push(position as u32 + 1);
-        }
+        listed.push(row, list);
     }
-    let rows_written = ranks.len();
+    let rows_written = listed.ranks.len();
     step.finish(&format!("{rows_written} rows; {unknown} unknown ids"));
     memory::set_phase(Phase::Publishing);
     publish_table(
         &task.output,
         vec![
-            OutputColumn::Ids("item".to_owned(), model.item_ids.select(&queries)),
+            OutputColumn::Ids("item".to_owned(), model.item_ids.select(&listed.queries)),
             OutputColumn::Ids(
                 "similar_item".to_owned(),
-                model.item_ids.select(&similar_rows),
+                model.item_ids.select(&listed.candidates),
             ),
-            OutputColumn::Floats("similarity".to_owned(), scores),
-            OutputColumn::Counts("rank".to_owned(), ranks),
+            OutputColumn::Floats("similarity".to_owned(), listed.scores),
+            OutputColumn::Counts("rank".to_owned(), listed.ranks),
         ],
     )?;
     let metrics = serde_json::json!({
@@ -627,8 +585,8 @@ pub fn predict(
     let users_raw = raw.pop().unwrap_or(Ids::Integer(Vec::new()));
     step.finish("");
     memory::set_phase(Phase::Evaluating);
-    let users = lookup(&model.user_ids, &users_raw);
-    let items = lookup(&model.item_ids, &items_raw);
+    let users = model.user_ids.rows_of(&users_raw);
+    let items = model.item_ids.rows_of(&items_raw);
     let rank = model.rank;
     let predictions: Vec<Option<f32>> = users
         .iter()
@@ -711,12 +669,7 @@ fn contribution_columns(
         let prefix = if groups == 1 {
             "contrib_".to_owned()
         } else {
-            let class = saved
-                .label_names
-                .as_ref()
-                .and_then(|names| names.get(group).cloned())
-                .unwrap_or_else(|| group.to_string());
-            format!("contrib_{class}_")
+            format!("contrib_{}_", saved.class_name(group))
         };
         let names = saved
             .feature_names
@@ -788,17 +741,10 @@ fn predict_trees(
                     )
                 })
                 .collect();
-            let class_name = |class: usize| {
-                saved
-                    .label_names
-                    .as_ref()
-                    .and_then(|names| names.get(class).cloned())
-                    .unwrap_or_else(|| class.to_string())
-            };
             columns.push(match &saved.label_names {
                 Some(_) => OutputColumn::Ids(
                     "prediction".to_owned(),
-                    Ids::Text(best.iter().map(|&class| class_name(class)).collect()),
+                    Ids::Text(best.iter().map(|&class| saved.class_name(class)).collect()),
                 ),
                 None => OutputColumn::Ids(
                     "prediction".to_owned(),
@@ -807,7 +753,7 @@ fn predict_trees(
             });
             for class in 0..classes {
                 columns.push(OutputColumn::Doubles(
-                    format!("probability_{}", class_name(class)),
+                    format!("probability_{}", saved.class_name(class)),
                     predictions.iter().map(|p| p[class]).collect(),
                 ));
             }

@@ -339,6 +339,14 @@ pub fn parse_model(algorithm: &str, bytes: &[u8]) -> Result<SavedModel, String> 
 }
 
 impl SavedTrees {
+    /// A class's original label, or its index when the label column held class indices.
+    pub fn class_name(&self, class: usize) -> String {
+        self.label_names
+            .as_ref()
+            .and_then(|names| names.get(class).cloned())
+            .unwrap_or_else(|| class.to_string())
+    }
+
     /// The checks scoring relies on: one kind per feature name, class names for every class,
     /// and trees whose indices form trees over those features (see
     /// [`crate::algo::trees::TreeModel::validate`]).

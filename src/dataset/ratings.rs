@@ -1,6 +1,8 @@
 //! Ratings as (user, item, rating) triples over dense indices, the original ids kept beside
 //! them, and the compressed-row form (CSR) ALS sweeps over.
 
+use std::collections::HashMap;
+
 /// Original ids, indexed by dense index.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ids {
@@ -24,6 +26,52 @@ impl Ids {
         match self {
             Ids::Integer(ids) => ids[index].to_string(),
             Ids::Text(ids) => ids[index].clone(),
+        }
+    }
+
+    /// For each of `raw`, its position in these ids (`None` for an id not here). An integer
+    /// table reads text ids as integers (surrounding spaces ignored); a text table reads
+    /// integer ids as their decimal text.
+    pub fn rows_of(&self, raw: &Ids) -> Vec<Option<u32>> {
+        match self {
+            Ids::Integer(table) => {
+                let index: HashMap<i64, u32> = table
+                    .iter()
+                    .enumerate()
+                    .map(|(row, &id)| (id, row as u32))
+                    .collect();
+                match raw {
+                    Ids::Integer(values) => {
+                        values.iter().map(|id| index.get(id).copied()).collect()
+                    }
+                    Ids::Text(values) => values
+                        .iter()
+                        .map(|id| {
+                            id.trim()
+                                .parse()
+                                .ok()
+                                .and_then(|id: i64| index.get(&id).copied())
+                        })
+                        .collect(),
+                }
+            }
+            Ids::Text(table) => {
+                let index: HashMap<&str, u32> = table
+                    .iter()
+                    .enumerate()
+                    .map(|(row, id)| (id.as_str(), row as u32))
+                    .collect();
+                match raw {
+                    Ids::Text(values) => values
+                        .iter()
+                        .map(|id| index.get(id.as_str()).copied())
+                        .collect(),
+                    Ids::Integer(values) => values
+                        .iter()
+                        .map(|id| index.get(id.to_string().as_str()).copied())
+                        .collect(),
+                }
+            }
         }
     }
 

@@ -59,16 +59,6 @@ fn load_als_base(
     .into())
 }
 
-/// For each id of `ids`, its row in `known` (by the id's text), if there.
-fn rows_in(known: &crate::dataset::Ids, ids: &crate::dataset::Ids) -> Vec<Option<u32>> {
-    let index: std::collections::HashMap<String, u32> = (0..known.len())
-        .map(|row| (known.display(row), row as u32))
-        .collect();
-    (0..ids.len())
-        .map(|row| index.get(&ids.display(row)).copied())
-        .collect()
-}
-
 fn train_als(
     config: &JobConfig,
     task: &TrainTask,
@@ -166,9 +156,9 @@ fn train_als(
         None => None,
     };
     let initial = base.as_ref().map(|base| als::InitialFactors {
-        users: rows_in(&base.user_ids, &ingested.ratings.user_ids),
+        users: base.user_ids.rows_of(&ingested.ratings.user_ids),
         user_factors: &base.user_factors,
-        items: rows_in(&base.item_ids, &ingested.ratings.item_ids),
+        items: base.item_ids.rows_of(&ingested.ratings.item_ids),
         item_factors: &base.item_factors,
     });
     let model = als::train_from(

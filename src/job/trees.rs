@@ -234,17 +234,7 @@ pub fn train(
             }
         })
         .collect();
-    let monotone: Vec<i8> = table
-        .feature_names
-        .iter()
-        .map(|name| {
-            params
-                .monotone_constraints
-                .iter()
-                .find(|(constrained, _)| constrained == name)
-                .map_or(0, |(_, direction)| *direction)
-        })
-        .collect();
+    let monotone = params.monotone_by_feature(&table.feature_names);
     let exported = lightgbm::export(&model, &table.feature_names, &infos, &monotone);
     let saved = SavedTrees {
         feature_names: table.feature_names.clone(),
@@ -395,27 +385,28 @@ fn mean_absolute_contributions(
             }
         }
     }
-    let mut ranked: Vec<(&String, f64)> = names
+    let means = totals
         .iter()
-        .zip(totals.iter().map(|total| total / sample.rows() as f64))
+        .map(|total| total / sample.rows() as f64)
         .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
     serde_json::json!({
         "rows": sample.rows(),
-        "features": ranked
-            .iter()
-            .map(|(name, value)| serde_json::json!({"feature": name, "mean_abs": value}))
-            .collect::<Vec<_>>(),
+        "features": ranked_by_feature(names, means, "mean_abs"),
     })
 }
 
 /// Feature importances by name, largest first (ties by name), as metrics.json lists them.
 pub(crate) fn ranked_importances(names: &[String], importances: Vec<f64>) -> serde_json::Value {
-    let mut ranked: Vec<(&String, f64)> = names.iter().zip(importances).collect();
+    ranked_by_feature(names, importances, "importance")
+}
+
+/// `[{"feature": name, key: value}, ...]`, largest value first (ties by name).
+fn ranked_by_feature(names: &[String], values: Vec<f64>, key: &str) -> serde_json::Value {
+    let mut ranked: Vec<(&String, f64)> = names.iter().zip(values).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
     ranked
         .iter()
-        .map(|(name, value)| serde_json::json!({"feature": name, "importance": value}))
+        .map(|(name, value)| serde_json::json!({"feature": name, key: value}))
         .collect()
 }
 

@@ -370,16 +370,7 @@ fn tree_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {
         ));
     }
     if let Some(importances) = metrics["feature_importances"].as_array() {
-        let bars: Vec<(String, f64)> = importances
-            .iter()
-            .take(25)
-            .filter_map(|entry| {
-                Some((
-                    entry["feature"].as_str()?.to_owned(),
-                    entry["importance"].as_f64()?,
-                ))
-            })
-            .collect();
+        let bars = top_features(importances, "importance");
         charts.push(chart::bars(
             "feature importance (split gain x node weight, Spark's rule; top 25)",
             "share of total importance",
@@ -388,16 +379,7 @@ fn tree_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {
     }
     let contributions = &metrics["feature_contributions"];
     if let Some(features) = contributions["features"].as_array() {
-        let bars: Vec<(String, f64)> = features
-            .iter()
-            .take(25)
-            .filter_map(|entry| {
-                Some((
-                    entry["feature"].as_str()?.to_owned(),
-                    entry["mean_abs"].as_f64()?,
-                ))
-            })
-            .collect();
+        let bars = top_features(features, "mean_abs");
         let rows = contributions["rows"].as_u64().unwrap_or(0);
         charts.push(chart::bars(
             &format!("mean |contribution| (TreeSHAP over {rows} test rows; top 25)"),
@@ -405,6 +387,15 @@ fn tree_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {
             &bars,
         ));
     }
+}
+
+/// The first 25 `{"feature": name, key: value}` entries of a ranked metrics list, as bars.
+fn top_features(entries: &[Value], key: &str) -> Vec<(String, f64)> {
+    entries
+        .iter()
+        .take(25)
+        .filter_map(|entry| Some((entry["feature"].as_str()?.to_owned(), entry[key].as_f64()?)))
+        .collect()
 }
 
 fn als_charts(curves: &Value, metrics: &Value, charts: &mut Vec<String>) {

@@ -289,14 +289,7 @@ pub fn score_trees(
 /// Each row's class probabilities as an object keyed by class label (MLflow-style answers).
 pub fn probability_objects(model: &ServedTrees, rows: &[Vec<f64>]) -> Value {
     let keys: Vec<String> = (0..model.saved.model.classes)
-        .map(|class| {
-            model
-                .saved
-                .label_names
-                .as_ref()
-                .and_then(|names| names.get(class).cloned())
-                .unwrap_or_else(|| class.to_string())
-        })
+        .map(|class| model.saved.class_name(class))
         .collect();
     Value::Array(
         rows.iter()

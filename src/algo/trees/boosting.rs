@@ -139,18 +139,9 @@ pub(super) fn train_boosting(
         }
         let tree = grown_tree;
         if sampled_all {
-            for &(node, start, end) in &leaves {
-                if let Node::Leaf { value, .. } = &tree.nodes[node] {
-                    for &row in &grouped[start..end] {
-                        scores[row as usize] += value[0];
-                    }
-                }
-            }
+            add_by_leaf(&mut scores, 1, 0, &tree, &leaves, &grouped);
         } else {
-            scores
-                .par_iter_mut()
-                .enumerate()
-                .for_each(|(row, score)| *score += tree.leaf_binned(matrix, row)[0]);
+            add_tree(&mut scores, 1, 0, &tree, matrix);
         }
         train_loss.push(
             scores
@@ -162,10 +153,7 @@ pub(super) fn train_boosting(
         );
         let mut detail = String::new();
         if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
-            validation_scores
-                .par_iter_mut()
-                .enumerate()
-                .for_each(|(row, score)| *score += tree.leaf_binned(validation_matrix, row)[0]);
+            add_tree(&mut validation_scores, 1, 0, &tree, validation_matrix);
             let error = validation_scores
                 .iter()
                 .zip(&validation.table.labels)
@@ -208,6 +196,34 @@ pub(super) fn train_boosting(
         validation_loss,
         train_loss,
     }
+}
+
+/// Adds a new tree's leaf values to slot `slot` of each row's `width` scores, from the rows
+/// the learner grouped by leaf (every row was in the tree's sample).
+fn add_by_leaf(
+    scores: &mut [f64],
+    width: usize,
+    slot: usize,
+    tree: &Tree,
+    leaves: &[(usize, usize, usize)],
+    rows: &[u32],
+) {
+    for &(node, start, end) in leaves {
+        if let Node::Leaf { value, .. } = &tree.nodes[node] {
+            for &row in &rows[start..end] {
+                scores[row as usize * width + slot] += value[0];
+            }
+        }
+    }
+}
+
+/// Adds a tree's leaf values to slot `slot` of each row's `width` scores, walking the tree for
+/// every row of `matrix`.
+fn add_tree(scores: &mut [f64], width: usize, slot: usize, tree: &Tree, matrix: &BinnedMatrix) {
+    scores
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(row, score)| score[slot] += tree.leaf_binned(matrix, row)[0]);
 }
 
 /// The rows a boosting iteration fits: a Bernoulli(`subsampling_rate`) sample, or all.
@@ -267,14 +283,16 @@ pub(super) fn train_softmax(
     const CHUNK: usize = 4096;
     let rows = table.rows();
     let labels: Vec<usize> = table.labels.iter().map(|&label| label as usize).collect();
-    let mut counts = vec![0usize; classes];
-    labels.iter().for_each(|&label| counts[label] += 1);
     let class_init_scores: Vec<f64> = match base {
         Some(base) => base.class_init_scores.clone(),
-        None => counts
-            .iter()
-            .map(|&count| (count as f64 / rows.max(1) as f64).max(1e-15).ln())
-            .collect(),
+        None => {
+            let mut counts = vec![0usize; classes];
+            labels.iter().for_each(|&label| counts[label] += 1);
+            counts
+                .iter()
+                .map(|&count| (count as f64 / rows.max(1) as f64).max(1e-15).ln())
+                .collect()
+        }
     };
     let factor = classes as f64 / (classes as f64 - 1.0);
     let mut scores: Vec<f64> = match base {
@@ -350,26 +368,25 @@ pub(super) fn train_softmax(
         for (class, grown) in grown.into_iter().enumerate() {
             let tree = grown.tree;
             if sampled_all {
-                for &(node, start, end) in &grown.leaves {
-                    if let Node::Leaf { value, .. } = &tree.nodes[node] {
-                        for &row in &grown.rows[start..end] {
-                            scores[row as usize * classes + class] += value[0];
-                        }
-                    }
-                }
+                add_by_leaf(
+                    &mut scores,
+                    classes,
+                    class,
+                    &tree,
+                    &grown.leaves,
+                    &grown.rows,
+                );
             } else {
-                scores
-                    .par_chunks_mut(classes)
-                    .enumerate()
-                    .for_each(|(row, score)| score[class] += tree.leaf_binned(matrix, row)[0]);
+                add_tree(&mut scores, classes, class, &tree, matrix);
             }
             if let Some(validation_matrix) = &validation_matrix {
-                validation_scores
-                    .par_chunks_mut(classes)
-                    .enumerate()
-                    .for_each(|(row, score)| {
-                        score[class] += tree.leaf_binned(validation_matrix, row)[0]
-                    });
+                add_tree(
+                    &mut validation_scores,
+                    classes,
+                    class,
+                    &tree,
+                    validation_matrix,
+                );
             }
             trees.push(tree);
         }

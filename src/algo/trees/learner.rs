@@ -745,7 +745,6 @@ fn best_split(
     let width = criterion.width();
     let mut best: Option<Choice> = None;
     let mut right = vec![0.0; width];
-    let constrained = !constraints.monotone.is_empty();
     // `rule` is only built for a split that beats the best so far.
     let mut consider = |feature: usize, rule: &dyn Fn() -> Rule, left: &[f64]| {
         for ((right, total), left) in right.iter_mut().zip(totals).zip(left) {
@@ -758,7 +757,7 @@ fn best_split(
         }
         let direction = constraints.monotone.get(feature).copied().unwrap_or(0);
         let mut bounds = (constraints.bounds, constraints.bounds);
-        let gain = if constrained {
+        if direction != 0 {
             let bound = constraints.bounds;
             let (left_output, right_output) = (
                 bound.clamp(criterion.output(left)),
@@ -767,21 +766,19 @@ fn best_split(
             if f64::from(direction) * (right_output - left_output) < 0.0 {
                 return;
             }
-            if direction != 0 {
-                let middle = (left_output + right_output) / 2.0;
-                if direction > 0 {
-                    bounds.0.upper = bounds.0.upper.min(middle);
-                    bounds.1.lower = bounds.1.lower.max(middle);
-                } else {
-                    bounds.0.lower = bounds.0.lower.max(middle);
-                    bounds.1.upper = bounds.1.upper.min(middle);
-                }
+            let middle = (left_output + right_output) / 2.0;
+            if direction > 0 {
+                bounds.0.upper = bounds.0.upper.min(middle);
+                bounds.1.lower = bounds.1.lower.max(middle);
+            } else {
+                bounds.0.lower = bounds.0.lower.max(middle);
+                bounds.1.upper = bounds.1.upper.min(middle);
             }
-            criterion.bounded_gain(totals, left, &right, node_count, bound)
-        } else {
-            criterion.gain(totals, left, &right, node_count)
-        };
-        let Some(gain) = gain else {
+        }
+        // Open bounds (no constraint on any ancestor) give the plain gain.
+        let Some(gain) =
+            criterion.bounded_gain(totals, left, &right, node_count, constraints.bounds)
+        else {
             return;
         };
         // Spark: a split must gain something and at least `min_info_gain`.

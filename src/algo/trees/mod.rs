@@ -120,6 +120,21 @@ pub struct TreeParams {
     pub monotone_constraints: Vec<(String, i8)>,
 }
 
+impl TreeParams {
+    /// Per feature of `names`, its `monotone_constraints` direction (0: unconstrained).
+    pub fn monotone_by_feature(&self, names: &[String]) -> Vec<i8> {
+        names
+            .iter()
+            .map(|name| {
+                self.monotone_constraints
+                    .iter()
+                    .find(|(constrained, _)| constrained == name)
+                    .map_or(0, |(_, direction)| *direction)
+            })
+            .collect()
+    }
+}
+
 impl FeatureSubset {
     /// Features per node, as Spark resolves the strategy.
     pub fn resolve(self, features: usize, params: &TreeParams) -> usize {
@@ -614,8 +629,7 @@ fn monotone_directions(
             problem: "absolute loss refits leaves to median residuals, which no bound holds; use loss_type = \"squared\"".to_owned(),
         });
     }
-    let mut directions = vec![0i8; table.columns()];
-    for (name, direction) in &params.monotone_constraints {
+    for (name, _) in &params.monotone_constraints {
         let Some(feature) = table.feature_names.iter().position(|known| known == name) else {
             return Err(TreeError::Monotone {
                 problem: format!(
@@ -632,9 +646,8 @@ fn monotone_directions(
                 problem: format!("`{name}` is categorical; only numeric features have an order"),
             });
         }
-        directions[feature] = *direction;
     }
-    Ok(directions)
+    Ok(params.monotone_by_feature(&table.feature_names))
 }
 
 fn train_forest(
