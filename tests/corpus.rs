@@ -142,7 +142,6 @@ const CASES: &[Case] = &[
     case!("lone quote field", ["job.toml" => "[input]\npath = \"r.txt\"\n", "r.txt" => "0::2::1::14(43803=2\n0::3:3\u{0}\u{0}\u{0}1,10,4\u{1f}\""], ["job.toml"], 3, ["r.txt", "could not be parsed"]),
     case!("libsvm huge index", ["job.toml" => "[job]\ndriver_memory = \"64M\"\n[input]\npath = \"d.libsvm\"\n[model]\nalgorithm = \"gbt\"\n", "d.libsvm" => "1 9116665:1\n0 1:1\n0 2:1\n1 3:1\n"], ["job.toml"], 3, ["dense table", "driver_memory"]),
     case!("keep clashes with contributions", ["job.toml" => "[job]\nkind = \"predict\"\n[model]\nfrom = \"m\"\n[input]\npath = \"t.csv\"\n[predict]\nkeep = [\"contrib_x\"]\ncontributions = true\n[output]\npath = \"o.csv\"\n", "t.csv" => "x\n1\n"], ["job.toml"], 2, ["predict.keep", "contrib_"]),
-    case!("too many categories", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_bins = 2\n", "t.csv" => "c,label\na,0\nb,1\nc,0\nd,1\n"], ["job.toml"], 3, ["categories", "max_bins"]),
     case!("bad validation column", ["job.toml" => "[input]\npath = \"t.csv\"\n[model]\nalgorithm = \"gbt\"\nvalidation_column = \"v\"\n", "t.csv" => "x,v,label\n1,maybe,0\n2,yes,1\n"], ["job.toml"], 3, ["validation column"]),
     // LIBSVM.
     case!("libsvm bad label", ["job.toml" => "[input]\npath = \"d.libsvm\"\n[model]\nalgorithm = \"gbt\"\n", "d.libsvm" => "x 1:0.5\n"], ["job.toml"], 3, ["line 1", "label"]),

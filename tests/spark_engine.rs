@@ -404,7 +404,7 @@ fn a_failing_spark_application_publishes_nothing() {
 
 #[test]
 #[ignore = "needs spark-submit and Java 17 (.ci/run installs pyspark)"]
-fn multiclass_boosting_is_refused_on_spark_and_runs_natively() {
+fn multiclass_boosting_and_wide_categoricals_are_refused_on_spark_and_run_natively() {
     spark_bin();
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("x,y,label\n");
@@ -427,6 +427,27 @@ fn multiclass_boosting_is_refused_on_spark_and_runs_natively() {
     );
     assert!(!dir.path().join("models/three/v1").exists());
     let output = run(submit(dir.path()).arg("three.toml"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // A categorical feature with more categories than max_bins: Spark's rule, with our message.
+    let mut csv = String::from("shop,label\n");
+    for row in 0..200 {
+        csv.push_str(&format!("s{},{}\n", row % 40, row % 2));
+    }
+    write(dir.path(), "shops.csv", &csv);
+    write(
+        dir.path(),
+        "shops.toml",
+        "[job]\nname = \"shops\"\nmaster = \"local[2]\"\n[input]\npath = \"shops.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 3\nmax_bins = 16\n",
+    );
+    let output = run(submit(dir.path()).args(["--engine", "spark", "shops.toml"]));
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("`shop` has 41 categories") && message.contains("max_bins = 16"),
+        "{message}"
+    );
+    let output = run(submit(dir.path()).arg("shops.toml"));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 

@@ -220,10 +220,12 @@ fn string_categoricals_and_missing_values_train_and_predict() {
     let dir = tempfile::tempdir().unwrap();
     let plans = ["basic", "premium", "trial", "family"];
     write(dir.path(), "churn.csv", &churn_csv(6000, &plans));
+    // 64 bins: tenure's 60 whole months keep a bin each, so the rule's cut at 6 is there (at
+    // 32, zero's own bin pairs 1-2, 3-4, 5-6 and the cut falls a month off).
     write(
         dir.path(),
         "train.toml",
-        "[job]\nname = \"churn\"\n[input]\npath = \"churn.csv\"\n[input.columns]\nlabel = \"churned\"\nfeatures = [\"plan\", \"usage\", \"tenure\"]\n[model]\nalgorithm = \"gbt\"\nmax_iter = 40\n",
+        "[job]\nname = \"churn\"\n[input]\npath = \"churn.csv\"\n[input.columns]\nlabel = \"churned\"\nfeatures = [\"plan\", \"usage\", \"tenure\"]\n[model]\nalgorithm = \"gbt\"\nmax_iter = 40\nmax_bins = 64\n",
     );
     let summary = ok_json(dir.path(), &["train.toml"]);
     assert!(metric(&summary, "accuracy") > 0.97, "{summary}");
@@ -290,6 +292,29 @@ fn string_categoricals_and_missing_values_train_and_predict() {
         .filter(|line| line.contains(",student,"))
         .count();
     assert_eq!(scores.lines().count(), 201 - students);
+}
+
+#[test]
+fn a_categorical_feature_may_have_more_categories_than_max_bins() {
+    // 300 shops (more than one byte of bins) with max_bins = 16: Spark would refuse this job;
+    // the native engine gives every category its own bin and learns the label from it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("shop,amount,bought\n");
+    for row in 0..6000 {
+        let shop = (noise(row, 0) * 300.0) as usize;
+        let amount = noise(row, 1) * 10.0;
+        let bought = shop.is_multiple_of(3) != (amount > 9.0);
+        text.push_str(&format!("s{shop},{amount:.3},{}\n", u8::from(bought)));
+    }
+    write(dir.path(), "shops.csv", &text);
+    write(
+        dir.path(),
+        "train.toml",
+        "[job]\nname = \"shops\"\n[input]\npath = \"shops.csv\"\n[input.columns]\nlabel = \"bought\"\n[model]\nalgorithm = \"gbt\"\nmax_bins = 16\nmax_iter = 30\nmax_depth = 3\n",
+    );
+    let summary = ok_json(dir.path(), &["train.toml"]);
+    assert!(metric(&summary, "accuracy") > 0.95, "{summary}");
+    assert_eq!(summary["metrics"]["counts"]["categorical_features"], 1);
 }
 
 #[test]

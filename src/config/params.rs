@@ -456,7 +456,7 @@ pub const PARAMS: &[Param] = &[
         Integer,
         Some("32"),
         "2 to 65535",
-        "Tree models: maximum number of bins per numeric feature (quantiles of a 200,000-row sample), and the most categories a categorical feature may have. Up to 255 bins are stored in one byte per value.",
+        "Tree models: maximum number of bins per numeric feature (quantiles of a 200,000-row sample). A categorical feature always has one bin per category, however many (Spark instead requires max_bins to be at least the largest category count, and the Spark engine keeps that rule). Up to 256 bins are stored in one byte per value.",
     ),
     param(
         "model.min_instances_per_node",

@@ -484,7 +484,19 @@ def run_trees(spark, plan, exchange, result):
         frame = frame.withColumn(validation, F.col(validation).cast("boolean"))
     frame = with_split(frame, plan).cache()
     if stages:
-        prepared = Pipeline(stages=stages).fit(frame).transform(frame)
+        fitted = Pipeline(stages=stages).fit(frame)
+        max_bins = plan["params"].get("maxBins")
+        for stage in fitted.stages:
+            if max_bins and hasattr(stage, "labels") and stage.getOutputCol() != "__label":
+                categories = len(stage.labels) + 1
+                if categories > max_bins:
+                    raise JobProblem(
+                        "config",
+                        f"feature `{stage.getInputCol()}` has {categories} categories (unseen "
+                        f"included) and Spark needs model.max_bins = {max_bins} to be at least "
+                        "that; raise max_bins or run with --engine native (one bin per category)",
+                    )
+        prepared = fitted.transform(frame)
     else:
         prepared = frame
     if classification and plan["estimator"].endswith("GBTClassifier"):

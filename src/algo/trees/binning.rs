@@ -3,7 +3,8 @@
 //!
 //! Numeric features: bin 0 holds missing values (NaN); bins `1..=n` hold values, split at
 //! thresholds halfway between neighbouring distinct values of a sample (every distinct value
-//! keeps its own bin when there are at most `max_bins` of them, otherwise equal-frequency cuts).
+//! keeps its own bin when there are at most `max_bins` of them, otherwise LightGBM's greedy cuts
+//! with zero in a bin of its own).
 //! A value `x` is in bin `b > 1` when `thresholds[b - 2] < x <= thresholds[b - 1]`, the same
 //! test the saved trees apply to raw values, so training and prediction agree exactly.
 //! Categorical features: bin = category index.
@@ -85,26 +86,100 @@ pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64
             .map(|pair| midpoint(pair[0].0, pair[1].0))
             .collect();
     }
-    // Greedy, as LightGBM's bin finder: a bin closes once it holds its share of what is left
-    // (rows left over bins left, recomputed after every cut), and a value that alone holds a
-    // share (a heavy mass: the zeros of a mostly-zero column) gets a bin to itself. Fixed
-    // quantiles would spend the bins a heavy mass "owns" on the next few distinct values, one
-    // each, and leave the rest of the range coarse.
+    // Zero is a bin of its own (sparse columns: zero is "nothing", and a cut next to it is the
+    // split that matters), and the negative and positive values share the other bins by their
+    // row counts, each part binned greedily. LightGBM bins the same way.
+    let zeros: usize = distinct
+        .iter()
+        .filter(|(value, _)| *value == 0.0)
+        .map(|(_, count)| count)
+        .sum();
+    let negative = distinct.partition_point(|(value, _)| *value < 0.0);
+    let positive = distinct.partition_point(|(value, _)| *value <= 0.0);
+    let (below, above) = (&distinct[..negative], &distinct[positive..]);
+    if zeros == 0 && (below.is_empty() || above.is_empty()) {
+        return greedy_thresholds(&distinct, max_bins);
+    }
+    let parts =
+        usize::from(!below.is_empty()) + usize::from(zeros > 0) + usize::from(!above.is_empty());
+    if max_bins < parts {
+        return greedy_thresholds(&distinct, max_bins);
+    }
+    let rows = |part: &[(f32, usize)]| part.iter().map(|(_, count)| count).sum::<usize>();
+    // Value bins left once zero has its own, split between the two signs by their rows.
+    let signed_bins = max_bins - usize::from(zeros > 0);
+    let below_bins = if below.is_empty() {
+        0
+    } else {
+        let share = rows(below) as f64 / (rows(below) + rows(above)) as f64;
+        ((share * signed_bins as f64) as usize)
+            .clamp(1, signed_bins - usize::from(!above.is_empty()))
+    };
+    let mut thresholds = greedy_thresholds(below, below_bins);
+    if let (Some(last), Some(next)) = (below.last(), distinct.get(negative)) {
+        thresholds.push(midpoint(last.0, next.0));
+    }
+    if let Some(first) = above.first() {
+        if zeros > 0 {
+            thresholds.push(midpoint(distinct[positive - 1].0, first.0));
+        }
+        thresholds.extend(greedy_thresholds(above, signed_bins - below_bins));
+    }
+    thresholds
+}
+
+/// Cuts for sorted distinct `(value, rows)` pairs, at most `max_bins` bins. Greedy, as
+/// LightGBM's bin finder: a value that alone holds a bin's share of the rows (a heavy mass)
+/// gets a bin to itself, and the other values fill bins of an equal share of the rows the
+/// heavy ones leave, recomputed after every cut. The values before a heavy one close their bin
+/// early only once it holds half a share, so no bin is spent on a few stray rows. Fixed
+/// quantiles would spend the bins a heavy mass "owns" on the next few distinct values, one
+/// each, and leave the rest of the range coarse.
+fn greedy_thresholds(distinct: &[(f32, usize)], max_bins: usize) -> Vec<f64> {
+    let midpoint = cut_between;
+    if max_bins <= 1 {
+        return Vec::new();
+    }
+    if distinct.len() <= max_bins {
+        return distinct
+            .windows(2)
+            .map(|pair| midpoint(pair[0].0, pair[1].0))
+            .collect();
+    }
     let total: usize = distinct.iter().map(|(_, count)| count).sum();
+    let heavy_share = total as f64 / max_bins as f64;
+    let heavy: Vec<bool> = distinct
+        .iter()
+        .map(|(_, count)| *count as f64 >= heavy_share)
+        .collect();
+    let heavy_rows: usize = distinct
+        .iter()
+        .zip(&heavy)
+        .filter(|(_, heavy)| **heavy)
+        .map(|((_, count), _)| count)
+        .sum();
+    let heavy_count = heavy.iter().filter(|heavy| **heavy).count();
+    let mut rows_left = (total - heavy_rows) as f64;
+    let mut bins_left = max_bins.saturating_sub(heavy_count).max(1) as f64;
+    let mut share = rows_left / bins_left;
     let mut thresholds = Vec::with_capacity(max_bins - 1);
-    let (mut rows_left, mut bins_left) = (total as f64, max_bins as f64);
     let mut current = 0usize;
     for index in 0..distinct.len() - 1 {
-        current += distinct[index].1;
-        let share = rows_left / bins_left;
-        let next_is_heavy = distinct[index + 1].1 as f64 >= share;
-        if current as f64 >= share || next_is_heavy {
+        let count = distinct[index].1;
+        if !heavy[index] {
+            rows_left -= count as f64;
+        }
+        current += count;
+        let before_heavy = heavy[index + 1] && current as f64 >= (share / 2.0).max(1.0);
+        if heavy[index] || current as f64 >= share || before_heavy {
             thresholds.push(midpoint(distinct[index].0, distinct[index + 1].0));
-            rows_left -= current as f64;
-            bins_left -= 1.0;
-            current = 0;
-            if thresholds.len() == max_bins - 1 {
+            if thresholds.len() >= max_bins - 1 {
                 break;
+            }
+            current = 0;
+            if !heavy[index] {
+                bins_left = (bins_left - 1.0).max(1.0);
+                share = rows_left / bins_left;
             }
         }
     }
@@ -272,6 +347,40 @@ mod tests {
             assert!(f64::from(low) < cut && cut < f64::from(high));
             assert_ne!(f64::from(cut as f32), cut, "{low} {high}");
         }
+    }
+
+    #[test]
+    fn zero_keeps_its_own_bin_between_negative_and_positive_values() {
+        // 60% zeros, a fifth of the rest negative; also a heavy positive value (7.0), whose bin
+        // ends at it (the few values just below may join it, as in LightGBM).
+        let values: Vec<f32> = (0..20_000)
+            .map(|i| match i % 10 {
+                0 => -1.0 - ((i * 7919) % 997) as f32 / 10.0,
+                1..=3 => 1.0 + ((i * 104_729) % 9973) as f32 / 100.0,
+                4 => 7.0,
+                _ => 0.0,
+            })
+            .collect();
+        for max_bins in [3, 4, 16, 32, 255] {
+            let thresholds = numeric_thresholds(&values, max_bins, 5);
+            assert!(thresholds.len() < max_bins, "{max_bins}: {thresholds:?}");
+            assert!(thresholds.windows(2).all(|pair| pair[0] < pair[1]));
+            let bins = FeatureBins::Numeric { thresholds };
+            let zero = bins.bin(0.0);
+            assert!(bins.bin(-1.0) < zero && zero < bins.bin(1.0), "{max_bins}");
+            if max_bins >= 16 {
+                let heavy = bins.bin(7.0);
+                assert!(
+                    values.iter().all(|&v| v <= 7.0 || bins.bin(v) > heavy),
+                    "a bin ends at 7.0 ({max_bins} bins): {bins:?}"
+                );
+                // Negatives hold a fifth of the non-zero rows and a fifth of the other bins.
+                let negative_bins = zero - 1;
+                assert_eq!(negative_bins, (max_bins - 1) / 5, "{max_bins}");
+            }
+        }
+        // Two bins cannot hold three parts: plain greedy cuts instead.
+        assert_eq!(numeric_thresholds(&values, 2, 5).len(), 1);
     }
 
     #[test]

@@ -44,14 +44,6 @@ pub enum TreeError {
     Monotone { problem: String },
     #[error("model.init_from: {problem}")]
     WarmStart { problem: String },
-    #[error(
-        "feature `{feature}` has {categories} categories, more than max_bins = {max_bins}; raise max_bins or drop the column"
-    )]
-    TooManyCategories {
-        feature: String,
-        categories: usize,
-        max_bins: usize,
-    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,17 +465,6 @@ pub fn train_from(
     }
     if table.columns() == 0 {
         return Err(TreeError::NoFeatures);
-    }
-    for (name, kind) in table.feature_names.iter().zip(&table.kinds) {
-        if let crate::dataset::tabular::FeatureKind::Categorical { names } = kind
-            && names.len() > params.max_bins
-        {
-            return Err(TreeError::TooManyCategories {
-                feature: name.clone(),
-                categories: names.len(),
-                max_bins: params.max_bins,
-            });
-        }
     }
     let classes = match params.task {
         TreeTask::Classification => {
