@@ -143,14 +143,9 @@ pub(super) fn train_boosting(
         } else {
             add_tree(&mut scores, 1, 0, &tree, matrix);
         }
-        train_loss.push(
-            scores
-                .iter()
-                .zip(labels.iter())
-                .map(|(&score, &label)| loss_value(loss, score, label))
-                .sum::<f64>()
-                / rows.max(1) as f64,
-        );
+        train_loss.push(mean_loss(&scores, |row, score| {
+            loss_value(loss, score, labels[row])
+        }));
         let mut detail = String::new();
         if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
             add_tree(&mut validation_scores, 1, 0, &tree, validation_matrix);
@@ -196,6 +191,24 @@ pub(super) fn train_boosting(
         validation_loss,
         train_loss,
     }
+}
+
+/// The mean of `loss(row, score)` over rows, summed in fixed chunks in order (the same sum
+/// for any thread count).
+fn mean_loss(scores: &[f64], loss: impl Fn(usize, f64) -> f64 + Sync) -> f64 {
+    const CHUNK: usize = 4096;
+    let partials: Vec<f64> = scores
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(chunk, scores)| {
+            scores
+                .iter()
+                .enumerate()
+                .map(|(local, &score)| loss(chunk * CHUNK + local, score))
+                .sum::<f64>()
+        })
+        .collect();
+    partials.iter().sum::<f64>() / scores.len().max(1) as f64
 }
 
 /// Adds a new tree's leaf values to slot `slot` of each row's `width` scores, from the rows
@@ -324,21 +337,21 @@ pub(super) fn train_softmax(
     let mut train_loss = base.map_or_else(Vec::new, |base| base.train_loss.clone());
     let mut best_error = f64::INFINITY;
     let mut best_iterations = offset;
+    probabilities
+        .par_chunks_mut(classes * CHUNK)
+        .zip(scores.par_chunks(classes * CHUNK))
+        .for_each(|(out, scores)| {
+            for (out, scores) in out.chunks_mut(classes).zip(scores.chunks(classes)) {
+                out.copy_from_slice(scores);
+                super::softmax(out);
+            }
+        });
     for local in 0..params.max_iter {
         let iteration = offset + local;
-        probabilities
-            .par_chunks_mut(classes * CHUNK)
-            .zip(scores.par_chunks(classes * CHUNK))
-            .for_each(|(out, scores)| {
-                for (out, scores) in out.chunks_mut(classes).zip(scores.chunks(classes)) {
-                    out.copy_from_slice(scores);
-                    super::softmax(out);
-                }
-            });
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
         let sampled = sampled_rows(params, stream, rows);
         let sampled_all = sampled.len() == rows;
-        let grown: Vec<learner::Grown> = (0..classes)
+        let grown: Vec<(Tree, Vec<f64>)> = (0..classes)
             .into_par_iter()
             .map(|class| {
                 let mut stats = vec![0.0; rows * 2];
@@ -362,23 +375,43 @@ pub(super) fn train_softmax(
                         value[0] *= params.step_size;
                     }
                 }
-                grown
+                // The class's addition to every row's score, made here, beside the other
+                // classes' trees, rather than one class after another below.
+                let mut delta = vec![0.0; rows];
+                if sampled_all {
+                    add_by_leaf(&mut delta, 1, 0, &grown.tree, &grown.leaves, &grown.rows);
+                } else {
+                    for (row, delta) in delta.iter_mut().enumerate() {
+                        *delta = grown.tree.leaf_binned(matrix, row)[0];
+                    }
+                }
+                (grown.tree, delta)
             })
             .collect();
-        for (class, grown) in grown.into_iter().enumerate() {
-            let tree = grown.tree;
-            if sampled_all {
-                add_by_leaf(
-                    &mut scores,
-                    classes,
-                    class,
-                    &tree,
-                    &grown.leaves,
-                    &grown.rows,
-                );
-            } else {
-                add_tree(&mut scores, classes, class, &tree, matrix);
-            }
+        // One pass adds the trees, takes the next iteration's probabilities and the loss.
+        let deltas: Vec<&[f64]> = grown.iter().map(|(_, delta)| delta.as_slice()).collect();
+        let losses: Vec<f64> = scores
+            .par_chunks_mut(classes * CHUNK)
+            .zip(probabilities.par_chunks_mut(classes * CHUNK))
+            .enumerate()
+            .map(|(chunk, (scores, out))| {
+                let mut loss = 0.0;
+                let rows = scores
+                    .chunks_exact_mut(classes)
+                    .zip(out.chunks_exact_mut(classes));
+                for (local, (scores, out)) in rows.enumerate() {
+                    let row = chunk * CHUNK + local;
+                    for (score, delta) in scores.iter_mut().zip(&deltas) {
+                        *score += delta[row];
+                    }
+                    out.copy_from_slice(scores);
+                    loss += super::softmax(out) - scores[labels[row]];
+                }
+                loss
+            })
+            .collect();
+        train_loss.push(losses.iter().sum::<f64>() / rows.max(1) as f64);
+        for (class, (tree, _)) in grown.into_iter().enumerate() {
             if let Some(validation_matrix) = &validation_matrix {
                 add_tree(
                     &mut validation_scores,
@@ -390,14 +423,6 @@ pub(super) fn train_softmax(
             }
             trees.push(tree);
         }
-        train_loss.push(
-            scores
-                .chunks_exact(classes)
-                .zip(&labels)
-                .map(|(scores, &label)| softmax_loss(scores, label))
-                .sum::<f64>()
-                / rows.max(1) as f64,
-        );
         let Some(validation) = &validation else {
             best_iterations = iteration + 1;
             progress(local + 1, "");

@@ -406,7 +406,9 @@ pub fn sigmoid(score: f64) -> f64 {
 }
 
 /// Scores to probabilities in place (shifted by the largest score, so no exp overflows).
-pub fn softmax(scores: &mut [f64]) {
+/// Returns the log-sum-exp of the scores it replaced (the softmax loss is it minus the
+/// label's score).
+pub fn softmax(scores: &mut [f64]) -> f64 {
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut total = 0.0;
     for score in scores.iter_mut() {
@@ -416,6 +418,7 @@ pub fn softmax(scores: &mut [f64]) {
     for score in scores.iter_mut() {
         *score /= total;
     }
+    max + total.ln()
 }
 
 const ROW_SAMPLE_STREAM: u64 = 0x524F_5753;
