@@ -20,6 +20,7 @@
 pub mod binning;
 mod boosting;
 mod check;
+mod complete;
 pub mod flat;
 pub mod learner;
 pub mod lightgbm;
