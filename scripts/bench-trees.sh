@@ -103,6 +103,23 @@ else:
     print("  lightgbm pred_contrib    skipped (no lightgbm)")
 PY
 run random_forest "$csv" $'num_trees = 100\nmax_depth = 10' sklearn_rf lightgbm_rf
+# Forest scoring: a predict job on 200k rows of the table with the forest just trained; the
+# `scoring` phase of --verbose (no peer: LightGBM's rf export is timed by check_lightgbm.py).
+score_rows="$work/score-rows.csv"
+head -n 200001 "$csv" >"$score_rows"
+cat >"$work/score.toml" <<TOML
+[job]
+kind = "predict"
+master = "local[2]"
+[model]
+from = "$work/models/bench-random_forest/latest"
+[input]
+path = "$score_rows"
+[output]
+path = "$work/score-out.parquet"
+TOML
+scoring=$("$bin" --verbose "$work/score.toml" 2>&1 | sed -n 's/.*scoring done in \([0-9.]*\)s.*/\1/p')
+echo "submit forest scoring 200k rows ${scoring:-?} s (100 trees x depth 10)"
 # Multiclass boosting (5 classes, our gen-table) against LightGBM's multiclass at its 255 bins.
 multiclass_csv="$work/table-$rows-5-classes.csv"
 [ -f "$multiclass_csv" ] || "$target/release/gen-table" "$rows" 28 "$multiclass_csv" 11 5 >/dev/null

@@ -2,9 +2,9 @@
 //! per-user partial top-k selection (never a full sort), seen items filtered.
 //!
 //! Item factors are transposed to `rank x items`. On CPUs with AVX2 and FMA, scores are computed
-//! four users by eight items at a time with all four accumulators in registers across the whole
-//! rank (per 8 items and 4 users: `rank` loads, `4 rank` fused multiply-adds, 4 stores), so the
-//! loop is bound by multiply-add throughput rather than by stores; the threshold test of the
+//! four users by sixteen items at a time with all eight accumulators in registers across the
+//! whole rank (per 16 items and 4 users: `2 rank` loads, `8 rank` fused multiply-adds, 8
+//! stores), so the loop is bound by multiply-add throughput rather than by stores or latency; the threshold test of the
 //! top-k selection is a vector compare that lets almost every score pass by without a branch
 //! taken. Elsewhere a portable loop does the same sums. Users are independent, so blocks run in
 //! parallel; ties are broken by the lower item index, so the lists do not depend on the thread
@@ -18,8 +18,9 @@ const TILE: usize = 1024;
 const BLOCK: usize = 64;
 /// Users scored together in registers.
 const GROUP: usize = 4;
-/// Scores tested against the top-k threshold at once.
-const SCAN: usize = 64;
+/// Scores tested against the top-k threshold at once (a tile has 64 such chunks, one bit each
+/// in a user's flags).
+const SCAN: usize = 16;
 
 /// The largest value (NaN ignored), written so that it compiles to vector max instructions.
 fn maximum(values: &[f32]) -> f32 {
@@ -106,7 +107,18 @@ impl ItemScorer {
             let width = tile_end - tile_start;
             for group_start in (0..block.len()).step_by(GROUP) {
                 let group = &block[group_start..(group_start + GROUP).min(block.len())];
-                self.score_group(user_factors, group, tile_start, width, &mut scores);
+                let thresholds: [f32; GROUP] = std::array::from_fn(|offset| {
+                    best.get(group_start + offset)
+                        .map_or(f32::INFINITY, TopK::threshold)
+                });
+                let flags = self.score_group(
+                    user_factors,
+                    group,
+                    tile_start,
+                    width,
+                    &thresholds,
+                    &mut scores,
+                );
                 for (offset, _) in group.iter().enumerate() {
                     let slot = group_start + offset;
                     let scores = &mut scores[offset * TILE..offset * TILE + width];
@@ -121,11 +133,14 @@ impl ItemScorer {
                         *cursor += 1;
                     }
                     let top = &mut best[slot];
-                    for (chunk_index, chunk) in scores.chunks(SCAN).enumerate() {
-                        // Most chunks hold nothing above the current k-th best score.
-                        if maximum(chunk) <= top.threshold() {
-                            continue;
-                        }
+                    // Only chunks with a score above the k-th best as the tile began (the
+                    // threshold only rises; seen items only lower scores).
+                    let mut chunk_flags = flags[offset];
+                    while chunk_flags != 0 {
+                        let chunk_index = chunk_flags.trailing_zeros() as usize;
+                        chunk_flags &= chunk_flags - 1;
+                        let start = chunk_index * SCAN;
+                        let chunk = &scores[start..(start + SCAN).min(width)];
                         for (lane, &score) in chunk.iter().enumerate() {
                             if score > top.threshold() {
                                 let item = tile_start + chunk_index * SCAN + lane;
@@ -144,15 +159,18 @@ impl ItemScorer {
 
 impl ItemScorer {
     /// Scores of up to [`GROUP`] users against items `tile_start..tile_start + width`, into
-    /// `scores[user_in_group * TILE + offset]`.
+    /// `scores[user_in_group * TILE + offset]`. Returns per user a bit per [`SCAN`] chunk of the
+    /// tile: set where a score may be above the user's threshold (the bits may over-report, never
+    /// under-report).
     fn score_group(
         &self,
         user_factors: &[f32],
         group: &[u32],
         tile_start: usize,
         width: usize,
+        thresholds: &[f32; GROUP],
         scores: &mut [f32],
-    ) {
+    ) -> [u64; GROUP] {
         #[cfg(target_arch = "x86_64")]
         {
             if avx2_available() && !group.is_empty() {
@@ -164,10 +182,17 @@ impl ItemScorer {
                 // SAFETY: AVX2 and FMA are present (checked); every user row and the tile lie
                 // inside their tables (the users come from the model, the tile from `items`), and
                 // `scores` holds GROUP * TILE floats.
-                unsafe {
-                    avx2::score_group(self, user_factors, &padded, tile_start, width, scores)
+                return unsafe {
+                    avx2::score_group(
+                        self,
+                        user_factors,
+                        &padded,
+                        tile_start,
+                        width,
+                        thresholds,
+                        scores,
+                    )
                 };
-                return;
             }
         }
         let rank = self.rank;
@@ -183,6 +208,13 @@ impl ItemScorer {
                 }
             }
         }
+        std::array::from_fn(|offset| {
+            let out = &scores[offset * TILE..offset * TILE + width];
+            out.chunks(SCAN)
+                .enumerate()
+                .filter(|(_, chunk)| maximum(chunk) > thresholds[offset])
+                .fold(0u64, |flags, (chunk, _)| flags | 1 << chunk)
+        })
     }
 }
 
@@ -199,7 +231,7 @@ fn avx2_available() -> bool {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{GROUP, ItemScorer, TILE};
+    use super::{GROUP, ItemScorer, SCAN, TILE};
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn score_group(
@@ -208,8 +240,11 @@ mod avx2 {
         group: &[u32],
         tile_start: usize,
         width: usize,
+        thresholds: &[f32; GROUP],
         scores: &mut [f32],
-    ) {
+    ) -> [u64; GROUP] {
+        let mut flags = [0u64; GROUP];
+        let limits: [__m256; GROUP] = std::array::from_fn(|user| _mm256_set1_ps(thresholds[user]));
         let rank = scorer.rank;
         let items = scorer.items;
         let rows: [&[f32]; GROUP] = std::array::from_fn(|offset| {
@@ -218,6 +253,48 @@ mod avx2 {
         });
         let full = width / 8 * 8;
         let mut offset = 0;
+        // Sixteen items at a time: eight independent sums keep both FMA units busy through
+        // the multiply-add latency (four sums, one per user, left half of them idle).
+        while offset + 16 <= full {
+            let mut low = [_mm256_setzero_ps(); GROUP];
+            let mut high = [_mm256_setzero_ps(); GROUP];
+            for a in 0..rank {
+                // SAFETY: `a * items + tile_start + offset + 16 <= rank * items` since the tile
+                // lies inside `items` and `offset + 16 <= width`.
+                let (first, second) = unsafe {
+                    let at = scorer
+                        .transposed
+                        .as_ptr()
+                        .add(a * items + tile_start + offset);
+                    (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
+                };
+                for ((low, high), row) in low.iter_mut().zip(high.iter_mut()).zip(&rows) {
+                    let factor = _mm256_set1_ps(row[a]);
+                    *low = _mm256_fmadd_ps(factor, first, *low);
+                    *high = _mm256_fmadd_ps(factor, second, *high);
+                }
+            }
+            for (user, (low, high)) in low.iter().zip(&high).enumerate() {
+                // SAFETY: `user * TILE + offset + 16 <= GROUP * TILE`.
+                unsafe {
+                    let at = scores.as_mut_ptr().add(user * TILE + offset);
+                    _mm256_storeu_ps(at, *low);
+                    _mm256_storeu_ps(at.add(8), *high);
+                }
+                // The threshold test of the selection, on the sums still in registers (NaN
+                // compares false, as the scalar test does).
+                let above = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_max_ps(*low, *high), limits[user]);
+                let bit = u64::from(_mm256_movemask_ps(above) != 0) << (offset / SCAN);
+                flags[user] |= bit;
+            }
+            offset += 16;
+        }
+        // The rest of the tile (under 16 items) is always scanned.
+        for user_flags in &mut flags {
+            for chunk in offset / SCAN..width.div_ceil(SCAN) {
+                *user_flags |= 1 << chunk;
+            }
+        }
         while offset < full {
             let mut sums = [_mm256_setzero_ps(); GROUP];
             for a in 0..rank {
@@ -248,6 +325,7 @@ mod avx2 {
                     .sum();
             }
         }
+        flags
     }
 }
 
