@@ -62,24 +62,26 @@ for line in peers.splitlines():
         print(f"  {peer:<20} fit {peer_fit:7.2f} s  {kind} {peer_value:.4f}  submit/peer time {fit / peer_fit:5.2f}x  {kind} diff {value - peer_value:+.4f}")
 PY
 }
+predict_job() {  # predict_job TOML MODEL_NAME ROWS OUTPUT EXTRA
+  cat >"$1" <<TOML
+[job]
+kind = "predict"
+master = "local[2]"
+[model]
+from = "$work/models/$2/latest"
+[input]
+path = "$3"
+$5
+[output]
+path = "$4"
+TOML
+}
 run gbt "$csv" $'max_iter = 100\nmax_depth = 5' lightgbm xgboost
 # TreeSHAP: contributions for 100k rows from the GBT model just trained (100 trees, depth 5),
 # against LightGBM's pred_contrib on its export of the same model, 2 threads each.
 shap_rows="$work/shap-rows.csv"
 head -n 100001 "$csv" >"$shap_rows"
-cat >"$work/shap.toml" <<TOML
-[job]
-kind = "predict"
-master = "local[2]"
-[model]
-from = "$work/models/bench-gbt/latest"
-[input]
-path = "$shap_rows"
-[predict]
-contributions = true
-[output]
-path = "$work/shap-out.csv"
-TOML
+predict_job "$work/shap.toml" bench-gbt "$shap_rows" "$work/shap-out.csv" $'[predict]\ncontributions = true'
 shap_ours=$("$bin" --quiet --json "$work/shap.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["metrics"]["timings_s"]["contributions"])')
 shap_peer=""
 if "$python" -c 'import lightgbm, pandas' 2>/dev/null; then
@@ -107,17 +109,7 @@ run random_forest "$csv" $'num_trees = 100\nmax_depth = 10' sklearn_rf lightgbm_
 # `scoring` phase of --verbose (no peer: LightGBM's rf export is timed by check_lightgbm.py).
 score_rows="$work/score-rows.csv"
 head -n 200001 "$csv" >"$score_rows"
-cat >"$work/score.toml" <<TOML
-[job]
-kind = "predict"
-master = "local[2]"
-[model]
-from = "$work/models/bench-random_forest/latest"
-[input]
-path = "$score_rows"
-[output]
-path = "$work/score-out.parquet"
-TOML
+predict_job "$work/score.toml" bench-random_forest "$score_rows" "$work/score-out.parquet" ""
 scoring=$("$bin" --verbose "$work/score.toml" 2>&1 | sed -n 's/.*scoring done in \([0-9.]*\)s.*/\1/p')
 echo "submit forest scoring 200k rows ${scoring:-?} s (100 trees x depth 10)"
 # Multiclass boosting (5 classes, our gen-table) against LightGBM's multiclass at its 255 bins.
