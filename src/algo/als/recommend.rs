@@ -4,9 +4,10 @@
 //! Item factors are transposed to `rank x items`. On CPUs with AVX2 and FMA, scores are computed
 //! four users by sixteen items at a time with all eight accumulators in registers across the
 //! whole rank (per 16 items and 4 users: `2 rank` loads, `8 rank` fused multiply-adds, 8
-//! stores), so the loop is bound by multiply-add throughput rather than by stores or latency; the threshold test of the
-//! top-k selection is a vector compare that lets almost every score pass by without a branch
-//! taken. Elsewhere a portable loop does the same sums. Users are independent, so blocks run in
+//! stores), so the loop is bound by multiply-add throughput rather than by stores or latency.
+//! The threshold test of the top-k selection is a vector compare on those sums while they are
+//! still in registers, one bit per 16 items; the selection visits only the flagged chunks.
+//! Elsewhere a portable loop does the same sums and the same flags. Users are independent, so blocks run in
 //! parallel; ties are broken by the lower item index, so the lists do not depend on the thread
 //! count.
 
@@ -21,6 +22,7 @@ const GROUP: usize = 4;
 /// Scores tested against the top-k threshold at once (a tile has 64 such chunks, one bit each
 /// in a user's flags).
 const SCAN: usize = 16;
+const _: () = assert!(TILE / SCAN <= 64, "a tile's chunk flags must fit in a u64");
 
 /// The largest value (NaN ignored), written so that it compiles to vector max instructions.
 fn maximum(values: &[f32]) -> f32 {

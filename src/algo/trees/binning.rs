@@ -81,10 +81,8 @@ pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64
     }
     let midpoint = cut_between;
     if distinct.len() <= max_bins {
-        return distinct
-            .windows(2)
-            .map(|pair| midpoint(pair[0].0, pair[1].0))
-            .collect();
+        // Every distinct value its own bin.
+        return greedy_thresholds(&distinct, max_bins);
     }
     // Zero is a bin of its own (sparse columns: zero is "nothing", and a cut next to it is the
     // split that matters), and the negative and positive values share the other bins by their

@@ -14,6 +14,10 @@ use super::{
 use crate::dataset::Tabular;
 use crate::dataset::split::{mix, unit};
 
+/// Rows per parallel chunk of the per-row passes; fixed, and sums over rows are summed chunk
+/// by chunk in order, so they do not depend on the thread count.
+const CHUNK: usize = 4096;
+
 fn loss_value(loss: Loss, score: f64, label: f64) -> f64 {
     match loss {
         Loss::Logistic => {
@@ -92,11 +96,11 @@ pub(super) fn train_boosting(
         let iteration = offset + local;
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
         stats
-            .par_chunks_mut(2 * 4096)
+            .par_chunks_mut(2 * CHUNK)
             .enumerate()
             .for_each(|(chunk, out)| {
                 for (local, slot) in out.chunks_mut(2).enumerate() {
-                    let row = chunk * 4096 + local;
+                    let row = chunk * CHUNK + local;
                     let (score, label) = (scores[row], labels[row]);
                     let (gradient, hessian) = match loss {
                         Loss::Logistic => {
@@ -196,7 +200,6 @@ pub(super) fn train_boosting(
 /// The mean of `loss(row, score)` over rows, summed in fixed chunks in order (the same sum
 /// for any thread count).
 fn mean_loss(scores: &[f64], loss: impl Fn(usize, f64) -> f64 + Sync) -> f64 {
-    const CHUNK: usize = 4096;
     let partials: Vec<f64> = scores
         .par_chunks(CHUNK)
         .enumerate()
@@ -270,6 +273,40 @@ fn continued_scores(base: &TreeModel, table: &Tabular, width: usize) -> Vec<f64>
     scores
 }
 
+/// One parallel pass over the rows of multiclass boosting: adds each class's `deltas` (its
+/// new tree's value per row; none before the first iteration) to the scores, writes the class
+/// probabilities the next trees are grown on, and returns the summed softmax loss of the new
+/// scores, summed in fixed chunks in order (the same sum for any thread count).
+fn advance_softmax(
+    scores: &mut [f64],
+    probabilities: &mut [f64],
+    deltas: &[&[f64]],
+    labels: &[usize],
+) -> f64 {
+    let classes = scores.len() / labels.len().max(1);
+    let losses: Vec<f64> = scores
+        .par_chunks_mut(classes * CHUNK)
+        .zip(probabilities.par_chunks_mut(classes * CHUNK))
+        .enumerate()
+        .map(|(chunk, (scores, out))| {
+            let mut loss = 0.0;
+            let rows = scores
+                .chunks_exact_mut(classes)
+                .zip(out.chunks_exact_mut(classes));
+            for (local, (scores, out)) in rows.enumerate() {
+                let row = chunk * CHUNK + local;
+                for (score, delta) in scores.iter_mut().zip(deltas) {
+                    *score += delta[row];
+                }
+                out.copy_from_slice(scores);
+                loss += super::softmax(out) - scores[labels[row]];
+            }
+            loss
+        })
+        .collect();
+    losses.iter().sum()
+}
+
 /// `-ln softmax(scores)[label]`, computed as log-sum-exp minus the label's score.
 fn softmax_loss(scores: &[f64], label: usize) -> f64 {
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -293,7 +330,6 @@ pub(super) fn train_softmax(
     progress: &(dyn Fn(usize, &str) + Sync),
 ) -> TreeModel {
     let matrix = growth.matrix;
-    const CHUNK: usize = 4096;
     let rows = table.rows();
     let labels: Vec<usize> = table.labels.iter().map(|&label| label as usize).collect();
     let class_init_scores: Vec<f64> = match base {
@@ -337,15 +373,7 @@ pub(super) fn train_softmax(
     let mut train_loss = base.map_or_else(Vec::new, |base| base.train_loss.clone());
     let mut best_error = f64::INFINITY;
     let mut best_iterations = offset;
-    probabilities
-        .par_chunks_mut(classes * CHUNK)
-        .zip(scores.par_chunks(classes * CHUNK))
-        .for_each(|(out, scores)| {
-            for (out, scores) in out.chunks_mut(classes).zip(scores.chunks(classes)) {
-                out.copy_from_slice(scores);
-                super::softmax(out);
-            }
-        });
+    advance_softmax(&mut scores, &mut probabilities, &[], &labels);
     for local in 0..params.max_iter {
         let iteration = offset + local;
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
@@ -381,36 +409,14 @@ pub(super) fn train_softmax(
                 if sampled_all {
                     add_by_leaf(&mut delta, 1, 0, &grown.tree, &grown.leaves, &grown.rows);
                 } else {
-                    for (row, delta) in delta.iter_mut().enumerate() {
-                        *delta = grown.tree.leaf_binned(matrix, row)[0];
-                    }
+                    add_tree(&mut delta, 1, 0, &grown.tree, matrix);
                 }
                 (grown.tree, delta)
             })
             .collect();
-        // One pass adds the trees, takes the next iteration's probabilities and the loss.
         let deltas: Vec<&[f64]> = grown.iter().map(|(_, delta)| delta.as_slice()).collect();
-        let losses: Vec<f64> = scores
-            .par_chunks_mut(classes * CHUNK)
-            .zip(probabilities.par_chunks_mut(classes * CHUNK))
-            .enumerate()
-            .map(|(chunk, (scores, out))| {
-                let mut loss = 0.0;
-                let rows = scores
-                    .chunks_exact_mut(classes)
-                    .zip(out.chunks_exact_mut(classes));
-                for (local, (scores, out)) in rows.enumerate() {
-                    let row = chunk * CHUNK + local;
-                    for (score, delta) in scores.iter_mut().zip(&deltas) {
-                        *score += delta[row];
-                    }
-                    out.copy_from_slice(scores);
-                    loss += super::softmax(out) - scores[labels[row]];
-                }
-                loss
-            })
-            .collect();
-        train_loss.push(losses.iter().sum::<f64>() / rows.max(1) as f64);
+        let loss = advance_softmax(&mut scores, &mut probabilities, &deltas, &labels);
+        train_loss.push(loss / rows.max(1) as f64);
         for (class, (tree, _)) in grown.into_iter().enumerate() {
             if let Some(validation_matrix) = &validation_matrix {
                 add_tree(

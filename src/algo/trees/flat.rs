@@ -49,7 +49,8 @@ pub struct FlatTrees {
     classes: usize,
     init_score: f64,
     class_init_scores: Vec<f64>,
-    /// The same trees padded for the vector walk, when they are numeric and shallow enough.
+    /// The same trees padded to complete binary trees, when they are numeric and shallow
+    /// enough (see [`super::complete`]).
     complete: Option<CompleteTrees>,
 }
 
@@ -350,9 +351,9 @@ mod tests {
     }
 
     #[test]
-    fn the_vector_walk_of_numeric_trees_equals_row_by_row_to_the_bit() {
+    fn the_complete_tree_walk_of_numeric_trees_equals_row_by_row_to_the_bit() {
         // Numeric trees of depth 5 and 9, with missing values and exact threshold hits, and a
-        // row count that leaves a partial block (scored by the flat walk).
+        // row count that leaves a partial last block.
         let mut train_table = xor(4000, 3);
         let mut test_table = xor(1000, 4);
         for table in [&mut train_table, &mut test_table] {
