@@ -69,12 +69,12 @@ fn read_ids(
     seed: u64,
     columns: &[&crate::config::ColumnRef],
 ) -> Result<Vec<Ids>, IngestError> {
-    let Source::Files(files) = &input.source else {
+    if !matches!(input.source, Source::Files(_)) && !ingest::prepare::applies(input) {
         return Err(IngestError::Empty {
             reason: "batch jobs read ids from files".to_owned(),
         });
-    };
-    let (raw, _) = ingest::reader::read_id_columns(files, input, seed, columns)?;
+    }
+    let (raw, _) = ingest::reader::read_id_columns(input, seed, columns)?;
     Ok(raw)
 }
 

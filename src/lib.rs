@@ -44,6 +44,10 @@ pub fn exit_code(error: &anyhow::Error) -> (u8, &'static str) {
         error.exit_code()
     } else if error.downcast_ref::<ConfigError>().is_some()
         || error.downcast_ref::<serve::ServeError>().is_some()
+        || matches!(
+            error.downcast_ref::<ingest::IngestError>(),
+            Some(ingest::IngestError::Job(_))
+        )
     {
         (2, "config")
     } else if error.downcast_ref::<ingest::IngestError>().is_some()
@@ -288,6 +292,18 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             },
             _ => None,
         };
+        // A preparation is planned (not run): SQL and steps are checked against the inputs'
+        // schemas, and --verbose shows what polars will execute.
+        let prepared = match &config.task {
+            Task::Train(task) => Some(&task.input),
+            Task::Predict(task) => Some(&task.input),
+            Task::Recommend(task) => task.users_from.as_ref().or(task.ids.as_ref()),
+        }
+        .filter(|input| ingest::prepare::applies(input));
+        let plan = match prepared {
+            Some(input) => Some(ingest::prepare::describe_plan(input)?),
+            None => None,
+        };
         let spark_command = match (&config.engine, &config.task) {
             (Engine::Spark(job), Task::Train(task)) => Some((
                 engine::spark::dry_run_command(&config, task, job),
@@ -310,6 +326,7 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
                 "threads": config.threads,
                 "writes": destination,
                 "resolved": config.resolved_toml,
+                "plan": plan,
             });
             println!("{value}");
         } else {
@@ -317,6 +334,12 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
             if let Some((points, models)) = models {
                 progress.info(&format!(
                     "tuning: {points} grid points; {models} models will be trained (grid points x folds, plus the refit of the best)"
+                ));
+            }
+            if let Some(plan) = &plan {
+                progress.detail(&format!(
+                    "input plan (optimized, as polars runs it):\n{}",
+                    plan.trim_end()
                 ));
             }
             if let Some((command, app)) = &spark_command {

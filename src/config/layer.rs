@@ -288,8 +288,23 @@ fn collect_positions(
         };
         origins.insert(dotted.clone(), file_origin(path, text, at));
         key_origins.insert(dotted.clone(), file_origin(path, text, key.span().start));
-        if let DeValue::Table(inner) = value.get_ref() {
-            collect_positions(&dotted, inner, path, text, origins, key_origins);
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                collect_positions(&dotted, inner, path, text, origins, key_origins)
+            }
+            // `[[input.steps]]`: element N's keys are `input.steps.N.KEY`.
+            DeValue::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        let element = format!("{dotted}.{index}");
+                        let at = file_origin(path, text, item.span().start);
+                        origins.insert(element.clone(), at.clone());
+                        key_origins.insert(element.clone(), at);
+                        collect_positions(&element, inner, path, text, origins, key_origins);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

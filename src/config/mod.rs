@@ -5,6 +5,7 @@
 
 pub mod layer;
 pub mod params;
+pub mod prepare;
 pub mod serve;
 pub mod spark;
 pub mod validate;
@@ -337,6 +338,14 @@ pub enum SyntheticSpec {
         rank: u32,
         seed: u64,
     },
+    /// An event log (user, item, event, timestamp) for a preparation to aggregate.
+    Events {
+        users: u32,
+        items: u32,
+        ratings: u64,
+        rank: u32,
+        seed: u64,
+    },
     Classification {
         rows: u64,
         features: u32,
@@ -360,11 +369,15 @@ pub enum Source {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputConfig {
     pub source: Source,
+    /// Named tables, SQL and steps between the source and the column mapping.
+    pub preparation: Option<Box<prepare::Preparation>>,
     pub columns: RatingColumns,
     pub table: TableColumns,
     pub null_policy: NullPolicy,
     pub sample_fraction: f64,
     pub limit: Option<u64>,
+    /// Several rows for one (user, item) pair.
+    pub dedupe: prepare::Dedupe,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -16,6 +16,8 @@ pub enum Kind {
     StringList,
     /// A string or a number.
     StringOrNumber,
+    /// An array of tables (`[[section]]`), checked by its own validator.
+    TableList,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Column => "string or integer",
             Kind::StringList => "list of strings",
             Kind::StringOrNumber => "string or number",
+            Kind::TableList => "list of tables",
         }
     }
 
@@ -42,6 +45,7 @@ impl Kind {
             Kind::Column => "a string or an integer",
             Kind::StringList => "a list of strings",
             Kind::StringOrNumber => "a string or a number",
+            Kind::TableList => "a list of tables",
         }
     }
 }
@@ -206,6 +210,34 @@ pub const PARAMS: &[Param] = &[
         "Read at most this many rows (after the header) from the input (for smoke runs).",
     ),
     param(
+        "input.dedupe",
+        String,
+        Some("\"keep\""),
+        "`keep`, `error`, `first`, `last`, `sum`, `mean`, `max`",
+        "ALS jobs: what several rows for the same (user, item) pair do. `keep`: each is an observation of its own, as in Spark; `error`: stop, naming the pair; `first`/`last`: the first or last row in input order wins; `sum`/`mean`/`max`: one rating combining them (`sum` turns repeated events into counts).",
+    ),
+    param(
+        "input.tables",
+        Section,
+        None,
+        "",
+        "Named sources besides the main input, one `[input.tables.NAME]` each with `path` or `paths` (globs, Hive-style `key=value` directories become columns) and optionally `format`, `separator`, `header` as for `[input]`. `input.sql` and `join` steps read them by NAME; the main input is `input`.",
+    ),
+    param(
+        "input.sql",
+        String,
+        None,
+        "one SQL `SELECT` over `input` and the named tables (polars SQL)",
+        "A query whose result replaces the main input before the columns are mapped: filters, joins, `GROUP BY`, derived columns. `--dry-run --verbose` prints the optimized plan.",
+    ),
+    param(
+        "input.steps",
+        TableList,
+        None,
+        "`[[input.steps]]` sections, each with one of `filter`, `with_columns`, `select`, `rename`, `join`, `group_by`, `dedupe`, `sample`",
+        "Preparation steps applied in order (after `input.sql` when both are set), as one lazy polars plan: `filter = \"SQL condition\"`; `with_columns = { name = \"SQL expression\" }`; `select = [columns]`; `rename = { old = \"new\" }`; `join = \"TABLE\"` with `on` (or `left_on` + `right_on`) and `how` (`inner`, `left`, `semi`, `anti`); `group_by = [columns]` with `agg = { name = \"sum(x)\" }`; `dedupe = [columns]` (or `true`) with `keep` (`first`, `last`); `sample = FRACTION` with an optional `seed`.",
+    ),
+    param(
         "input.columns",
         Section,
         None,
@@ -265,8 +297,8 @@ pub const PARAMS: &[Param] = &[
         "input.synthetic.kind",
         String,
         None,
-        "`ratings`, `interactions`, `classification`, `regression`",
-        "What to generate: ratings from a low-rank model with power-law user activity and item popularity; implicit-feedback interaction counts where each user mostly picks items of one of `rank` taste groups; or a numeric table.",
+        "`ratings`, `interactions`, `events`, `classification`, `regression`",
+        "What to generate: ratings from a low-rank model with power-law user activity and item popularity; implicit-feedback interaction counts where each user mostly picks items of one of `rank` taste groups; the raw event log behind such counts (columns `user`, `item`, `event` = view/cart/purchase, `timestamp` in Unix seconds over 90 days from 2026-09-01), for `input.sql` or `[[input.steps]]` to aggregate; or a numeric table.",
     ),
     param(
         "input.synthetic.users",
@@ -287,7 +319,7 @@ pub const PARAMS: &[Param] = &[
         Integer,
         Some("20000"),
         "1 to half of users x items, at most 2^32 - 1",
-        "Ratings and interactions: number of distinct (user, item) entries.",
+        "Ratings, interactions and events: number of distinct (user, item) entries.",
     ),
     param(
         "input.synthetic.rank",

@@ -329,6 +329,16 @@ pub fn translate(
         }
         Source::Files(_) => {}
     }
+    // The Spark application does not translate the preparation yet (issue 16's engine part).
+    for key in ["input.tables", "input.sql", "input.steps", "input.dedupe"] {
+        if let Some(origin) = set_at(key) {
+            return Err(refuse(
+                key,
+                "is data preparation the Spark application does not run yet",
+                Some(origin),
+            ));
+        }
+    }
     match model {
         ModelConfig::Als { params, cold_start } => {
             if let Some(origin) = set_at("model.cg_steps") {
@@ -457,6 +467,8 @@ mod tests {
             null_policy: NullPolicy::Error,
             sample_fraction: 1.0,
             limit: None,
+            preparation: None,
+            dedupe: super::super::prepare::Dedupe::Keep,
         }
     }
 

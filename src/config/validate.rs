@@ -7,6 +7,7 @@ use toml::Value;
 
 use super::layer::{self, Layered, Origin};
 use super::params::{self, Kind};
+use super::prepare::{self, Dedupe, NamedTable, Preparation, SqlQuery};
 use super::*;
 use crate::algo::als::{AlsParams, Solver};
 use crate::algo::trees::{Ensemble, FeatureSubset, Impurity, Loss, TreeParams, TreeTask};
@@ -71,6 +72,10 @@ fn check_keys(layered: &Layered) -> Result<(), ConfigError> {
             };
             if prefix == "tuning.grid" {
                 check_grid_entry(key, value, &path, layered)?;
+                continue;
+            }
+            if prefix == "input.tables" {
+                prepare::check_table_entry(key, value, layered)?;
                 continue;
             }
             if prefix == "model.monotone_constraints" {
@@ -215,6 +220,9 @@ pub(crate) fn type_matches(kind: Kind, value: &Value) -> bool {
             .as_array()
             .is_some_and(|items| items.iter().all(Value::is_str)),
         Kind::StringOrNumber => value.is_str() || value.is_integer() || value.is_float(),
+        Kind::TableList => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_table)),
     }
 }
 
@@ -669,11 +677,63 @@ fn read_input(
     seed: u64,
     needs_rating: bool,
 ) -> Result<(InputConfig, ResolvedKeys), ConfigError> {
-    let (source, resolved_source) = read_source(reader, job_file, seed)?;
-    Ok((
-        input_columns(reader, source, needs_rating)?,
-        resolved_source,
-    ))
+    let (source, mut resolved) = read_source(reader, job_file, seed)?;
+    let (preparation, mut prepared_keys) = preparation(reader, job_file, seed)?;
+    resolved.append(&mut prepared_keys);
+    let mut input = input_columns(reader, source, needs_rating)?;
+    input.preparation = preparation.map(Box::new);
+    Ok((input, resolved))
+}
+
+/// `[input.tables]`, `input.sql` and `[[input.steps]]`, when any is set.
+fn preparation(
+    reader: &Reader<'_>,
+    job_file: &Path,
+    seed: u64,
+) -> Result<(Option<Preparation>, ResolvedKeys), ConfigError> {
+    let mut resolved = Vec::new();
+    let mut tables = Vec::new();
+    if let Some(Value::Table(entries)) = reader.layered.get("input.tables") {
+        for name in entries.keys() {
+            let prefix = format!("input.tables.{name}");
+            let (files, keys) = file_source(reader, &prefix, job_file)?;
+            if files.format == Format::Libsvm {
+                return Err(reader
+                    .invalid(
+                        &format!("{prefix}.format"),
+                        "a LIBSVM file as a named table",
+                    )
+                    .hint("named tables are columnar (csv, tsv, text, parquet, ndjson, ipc)"));
+            }
+            // The recorded entry replaces the written one whole (`paths` instead of `path`).
+            let mut entry = toml::Table::new();
+            for (key, value) in keys {
+                entry.insert(key[prefix.len() + 1..].to_owned(), value);
+            }
+            resolved.push((prefix.clone(), Value::Table(entry)));
+            tables.push(NamedTable {
+                name: name.clone(),
+                files,
+                origin: reader.layered.key_origin(&prefix),
+            });
+        }
+    }
+    let sql = match reader.string("input.sql") {
+        Some(text) if text.trim().is_empty() => {
+            return Err(reader.invalid("input.sql", "empty query"));
+        }
+        Some(text) => Some(SqlQuery {
+            text,
+            origin: reader.layered.origin("input.sql"),
+        }),
+        None => None,
+    };
+    let names: Vec<String> = tables.iter().map(|table| table.name.clone()).collect();
+    let steps = prepare::steps(reader.layered, &names, seed)?;
+    if tables.is_empty() && sql.is_none() && steps.is_empty() {
+        return Ok((None, resolved));
+    }
+    Ok((Some(Preparation { tables, sql, steps }), resolved))
 }
 
 /// The column mapping, null policy and sampling of `[input]` around a source.
@@ -744,8 +804,16 @@ fn input_columns(
     let limit = reader
         .integer("input.limit", 1, 1 << 40)?
         .map(|limit| limit as u64);
+    let dedupe = match reader.string("input.dedupe") {
+        None => Dedupe::Keep,
+        Some(text) => {
+            Dedupe::parse(&text).ok_or_else(|| reader.invalid("input.dedupe", "invalid value"))?
+        }
+    };
     Ok(InputConfig {
         source,
+        preparation: None,
+        dedupe,
         columns,
         table,
         null_policy,
@@ -917,11 +985,15 @@ fn als_model(reader: &Reader<'_>, source: &Source, seed: u64) -> Result<ModelCon
     if !matches!(
         source,
         Source::Files(_)
-            | Source::Synthetic(SyntheticSpec::Ratings { .. } | SyntheticSpec::Interactions { .. })
+            | Source::Synthetic(
+                SyntheticSpec::Ratings { .. }
+                    | SyntheticSpec::Interactions { .. }
+                    | SyntheticSpec::Events { .. }
+            )
     ) {
         return Err(reader
             .invalid("input.synthetic.kind", "als needs ratings")
-            .allowed("`ratings` or `interactions` for algorithm als"));
+            .allowed("`ratings`, `interactions` or `events` for algorithm als"));
     }
     Ok(model)
 }
@@ -1545,7 +1617,13 @@ fn read_source(
         let kind = reader
             .choice(
                 "input.synthetic.kind",
-                &["ratings", "interactions", "classification", "regression"],
+                &[
+                    "ratings",
+                    "interactions",
+                    "events",
+                    "classification",
+                    "regression",
+                ],
             )?
             .ok_or_else(|| reader.missing("input.synthetic.kind", job_file))?;
         let seed = reader
@@ -1553,7 +1631,7 @@ fn read_source(
             .map_or(job_seed, |seed| seed as u64);
         let applies: &[&str] = match kind.as_str() {
             "ratings" => &["users", "items", "ratings", "rank", "noise"],
-            "interactions" => &["users", "items", "ratings", "rank"],
+            "interactions" | "events" => &["users", "items", "ratings", "rank"],
             "classification" => &["rows", "features", "classes"],
             _ => &["rows", "features", "noise"],
         };
@@ -1568,7 +1646,7 @@ fn read_source(
             }
         }
         let spec = match kind.as_str() {
-            "ratings" | "interactions" => {
+            "ratings" | "interactions" | "events" => {
                 let users = reader.required_integer("input.synthetic.users", 1, 1 << 31)?;
                 let items = reader.required_integer("input.synthetic.items", 1, 1 << 31)?;
                 let ratings =
@@ -1581,7 +1659,15 @@ fn read_source(
                         )));
                 }
                 let rank = reader.required_integer("input.synthetic.rank", 1, 256)? as u32;
-                if kind == "interactions" {
+                if kind == "events" {
+                    SyntheticSpec::Events {
+                        users: users as u32,
+                        items: items as u32,
+                        ratings: ratings as u64,
+                        rank,
+                        seed,
+                    }
+                } else if kind == "interactions" {
                     SyntheticSpec::Interactions {
                         users: users as u32,
                         items: items as u32,
@@ -1619,38 +1705,57 @@ fn read_source(
         return Ok((Source::Synthetic(spec), resolved));
     }
 
-    let patterns: Vec<(String, String)> = if let Some(path) = reader.string("input.path") {
-        vec![("input.path".to_owned(), path)]
-    } else if let Some(Value::Array(items)) = reader.value("input.paths") {
+    let (files, mut file_keys) = file_source(reader, "input", job_file)?;
+    resolved.append(&mut file_keys);
+    Ok((Source::Files(files), resolved))
+}
+
+/// The files of a source at `prefix` (`input`, `input.test`, `input.tables.NAME`): globs
+/// expanded, format from the extension unless set, separator and header per format; and the
+/// keys the resolved job records for it.
+fn file_source(
+    reader: &Reader<'_>,
+    prefix: &str,
+    job_file: &Path,
+) -> Result<(FileSource, ResolvedKeys), ConfigError> {
+    let mut resolved = Vec::new();
+    let key = |leaf: &str| format!("{prefix}.{leaf}");
+    let patterns: Vec<(String, String)> = if let Some(path) = reader.string(&key("path")) {
+        vec![(key("path"), path)]
+    } else if let Some(Value::Array(items)) = reader.value(&key("paths")) {
         if items.is_empty() {
-            return Err(reader.invalid("input.paths", "empty list"));
+            return Err(reader.invalid(&key("paths"), "empty list"));
         }
         items
             .iter()
             .filter_map(|item| item.as_str())
-            .map(|text| ("input.paths".to_owned(), text.to_owned()))
+            .map(|text| (key("paths"), text.to_owned()))
             .collect()
     } else {
         return Err(reader
-            .missing("input.path", job_file)
-            .allowed("exactly one of `input.path`, `input.paths`, `input.synthetic`"));
+            .missing(&key("path"), job_file)
+            .allowed(if prefix == "input" {
+                "exactly one of `input.path`, `input.paths`, `input.synthetic`".to_owned()
+            } else {
+                format!("exactly one of `{prefix}.path` and `{prefix}.paths`")
+            }));
     };
     let mut paths = Vec::new();
-    for (key, pattern) in &patterns {
+    for (pattern_key, pattern) in &patterns {
         if pattern.is_empty() {
-            return Err(reader.invalid(key, "empty path"));
+            return Err(reader.invalid(pattern_key, "empty path"));
         }
-        let resolved_path = reader.path(key, pattern);
+        let resolved_path = reader.path(pattern_key, pattern);
         // A file that exists under the literal name is read as named (`ratings[2024].csv`).
         if is_glob(pattern) && !resolved_path.exists() {
             let matches = expand_glob(&resolved_path).map_err(|problem| {
                 reader
-                    .invalid(key, &format!("not a valid glob pattern: {problem}"))
+                    .invalid(pattern_key, &format!("not a valid glob pattern: {problem}"))
                     .hint("`*` and `?` match within a name, `**` any directories, `[abc]` one of the bytes listed; `[[]` matches a literal `[`")
             })?;
             if matches.is_empty() {
                 return Err(reader
-                    .invalid(key, "no file matches the pattern")
+                    .invalid(pattern_key, "no file matches the pattern")
                     .found(resolved_path.display().to_string()));
             }
             paths.extend(matches);
@@ -1658,28 +1763,28 @@ fn read_source(
             paths.push(resolved_path);
         }
     }
-    let format_inferred = reader.string("input.format").is_none();
-    let format = match reader.string("input.format") {
+    let format_inferred = reader.string(&key("format")).is_none();
+    let format = match reader.string(&key("format")) {
         Some(name) => {
-            Format::parse(&name).ok_or_else(|| reader.invalid("input.format", "unknown format"))?
+            Format::parse(&name).ok_or_else(|| reader.invalid(&key("format"), "unknown format"))?
         }
         None => {
             let first = &paths[0];
             Format::from_extension(first).ok_or_else(|| {
                 reader
                     .invalid(&patterns[0].0, "cannot infer the format from the extension")
-                    .hint(format!("set `input.format` to one of {}", Format::NAMES))
+                    .hint(format!("set `{prefix}.format` to one of {}", Format::NAMES))
             })?
         }
     };
-    let separator = match reader.string("input.separator") {
+    let separator = match reader.string(&key("separator")) {
         Some(_) if !format.is_delimited_text() => {
             return Err(reader
-                .invalid("input.separator", "a separator for a binary format")
+                .invalid(&key("separator"), "a separator for a binary format")
                 .hint("separators apply to csv, tsv and text files"));
         }
         Some(separator) if separator.is_empty() || separator.contains(['\n', '\r']) => {
-            return Err(reader.invalid("input.separator", "invalid separator"));
+            return Err(reader.invalid(&key("separator"), "invalid separator"));
         }
         Some(separator) => Some(separator),
         None => match format {
@@ -1688,10 +1793,10 @@ fn read_source(
             _ => None,
         },
     };
-    let header = match reader.boolean("input.header") {
+    let header = match reader.boolean(&key("header")) {
         Some(_) if !format.is_delimited_text() => {
             return Err(reader
-                .invalid("input.header", "a header flag for a self-describing format")
+                .invalid(&key("header"), "a header flag for a self-describing format")
                 .hint("`header` applies to csv, tsv and text files"));
         }
         Some(header) => header,
@@ -1701,28 +1806,22 @@ fn read_source(
         .iter()
         .map(|path| Value::String(absolute_text(path)))
         .collect();
-    resolved.push(("input.paths".to_owned(), Value::Array(path_values)));
-    resolved.push((
-        "input.format".to_owned(),
-        Value::String(format_name(format)),
-    ));
+    resolved.push((key("paths"), Value::Array(path_values)));
+    resolved.push((key("format"), Value::String(format_name(format))));
     if let Some(separator) = &separator {
-        resolved.push((
-            "input.separator".to_owned(),
-            Value::String(separator.clone()),
-        ));
+        resolved.push((key("separator"), Value::String(separator.clone())));
     }
     if format.is_delimited_text() {
-        resolved.push(("input.header".to_owned(), Value::Boolean(header)));
+        resolved.push((key("header"), Value::Boolean(header)));
     }
     Ok((
-        Source::Files(FileSource {
+        FileSource {
             paths,
             format,
             separator,
             header,
             format_inferred,
-        }),
+        },
         resolved,
     ))
 }

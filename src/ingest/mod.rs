@@ -2,8 +2,10 @@
 //! LIBSVM through our own parser, and the built-in synthetic generators; and, being the polars
 //! boundary, the tables written out through polars (factor Parquet files, job outputs).
 
+pub mod dedupe;
 pub mod ids;
 pub mod libsvm;
+pub mod prepare;
 pub mod reader;
 pub mod synthetic;
 pub mod table;
@@ -47,6 +49,12 @@ pub enum IngestError {
     },
     #[error("no data to train on: {reason}")]
     Empty { reason: String },
+    #[error("duplicate (user, item) pairs: {reason}")]
+    Duplicates { reason: String },
+    /// The job file's preparation does not fit the data (a step on a missing column, bad
+    /// SQL): a configuration mistake, exit code 2.
+    #[error("{0}")]
+    Job(crate::config::ConfigError),
 }
 
 /// Content hash and row count of one input, recorded in the manifest.
@@ -85,13 +93,16 @@ pub struct IngestedRatings {
 
 /// Reads ratings from the configured source.
 pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, IngestError> {
-    let ingested = match &input.source {
-        Source::Synthetic(spec) => synthetic::ratings(spec, input, seed)?,
-        Source::Files(files) => reader::read_ratings(files, input, seed)?,
+    let mut ingested = match &input.source {
+        Source::Synthetic(spec) if !prepare::applies(input) => {
+            synthetic::ratings(spec, input, seed)?
+        }
+        _ => reader::read_ratings(input, seed)?,
     };
     if ingested.ratings.is_empty() {
         return Err(ingested.counts.nothing_left());
     }
+    dedupe::apply(&mut ingested.ratings, input.dedupe)?;
     Ok(ingested)
 }
 

@@ -14,21 +14,16 @@ use super::ids::{self, RawIds};
 use super::{
     Fingerprint, IngestCounts, IngestError, IngestedRatings, SAMPLE_STREAM, fingerprint, read_file,
 };
-use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy};
+use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy, Source};
 use crate::dataset::split;
 use crate::dataset::{Ids, Ratings, keep_where};
 
-pub fn read_ratings(
-    files: &FileSource,
-    input: &InputConfig,
-    seed: u64,
-) -> Result<IngestedRatings, IngestError> {
+pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, IngestError> {
     let columns = &input.columns;
     let mut users: Option<RawIds> = None;
     let mut items: Option<RawIds> = None;
     let mut rating: Vec<f32> = Vec::new();
-    let (fingerprints, counts) = for_each_file(
-        files,
+    let (fingerprints, counts) = for_each_frame(
         input,
         seed,
         &[&columns.user, &columns.item, &columns.rating],
@@ -101,26 +96,18 @@ pub fn ratings_from_text(bytes: &[u8]) -> Result<usize, IngestError> {
 /// Reads only id columns (users to recommend for, or (user, item) pairs to score), with the
 /// same null policy, `limit` and `sample_fraction` as ratings; one id list per column.
 pub fn read_id_columns(
-    files: &FileSource,
     input: &InputConfig,
     seed: u64,
     wanted: &[&ColumnRef],
 ) -> Result<(Vec<Ids>, IngestCounts), IngestError> {
     let mut columns: Vec<Option<RawIds>> = wanted.iter().map(|_| None).collect();
-    let (_, counts) = for_each_file(
-        files,
-        input,
-        seed,
-        wanted,
-        None,
-        &mut |located, frame, keep| {
-            for (target, column) in columns.iter_mut().zip(wanted) {
-                let found = find_column(located.path, &frame, column)?;
-                append_ids(target, filter(id_values(located, found)?, keep));
-            }
-            Ok(())
-        },
-    )?;
+    let (_, counts) = for_each_frame(input, seed, wanted, None, &mut |located, frame, keep| {
+        for (target, column) in columns.iter_mut().zip(wanted) {
+            let found = find_column(located.path, &frame, column)?;
+            append_ids(target, filter(id_values(located, found)?, keep));
+        }
+        Ok(())
+    })?;
     Ok((
         columns
             .into_iter()
@@ -165,10 +152,35 @@ impl Located<'_> {
 pub(crate) type PerFile<'a> =
     dyn FnMut(&Located<'_>, DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
 
-/// Reads each file in turn (honouring `limit`), then hands `per_file` the frame and which rows
-/// to keep: rows with a missing value in `used` columns are an error or dropped (null policy),
-/// and `sample_fraction` leaves out rows by the seed.
-pub(crate) fn for_each_file(
+/// Hands `per_file` each frame of the input and which of its rows to keep: the files in turn,
+/// or the one frame the preparation makes ([`super::prepare`]).
+pub(crate) fn for_each_frame(
+    input: &InputConfig,
+    seed: u64,
+    used: &[&ColumnRef],
+    float_column: Option<&ColumnRef>,
+    per_file: &mut PerFile<'_>,
+) -> Result<(Vec<Fingerprint>, IngestCounts), IngestError> {
+    if super::prepare::applies(input) {
+        let (frame, fingerprints) = super::prepare::prepared_frame(input)?;
+        let located = Located {
+            path: Path::new(super::prepare::PREPARED),
+            header_lines: 0,
+        };
+        let mut counts = IngestCounts::default();
+        hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
+        return Ok((fingerprints, counts));
+    }
+    let Source::Files(files) = &input.source else {
+        return Err(IngestError::Empty {
+            reason: "this job reads files".to_owned(),
+        });
+    };
+    for_each_file(files, input, seed, used, float_column, per_file)
+}
+
+/// Reads each file in turn (honouring `limit`), then hands the frames on ([`hand_on`]).
+fn for_each_file(
     files: &FileSource,
     input: &InputConfig,
     seed: u64,
@@ -178,7 +190,6 @@ pub(crate) fn for_each_file(
 ) -> Result<(Vec<Fingerprint>, IngestCounts), IngestError> {
     let mut counts = IngestCounts::default();
     let mut fingerprints = Vec::new();
-    let sample_stream = split::mix(seed, SAMPLE_STREAM);
     for path in &files.paths {
         let remaining = input
             .limit
@@ -200,40 +211,65 @@ pub(crate) fn for_each_file(
             path,
             header_lines: u64::from(files.header && files.format.is_delimited_text()),
         };
-        let mut keep = vec![true; frame.height()];
-        for column in used {
-            let column = find_column(path, &frame, column)?;
-            if column.null_count() == 0 {
-                continue;
-            }
-            for (row, is_null) in column.as_materialized_series().is_null().iter().enumerate() {
-                if is_null == Some(true) {
-                    if input.null_policy == NullPolicy::Error {
-                        return Err(located.bad(
-                            row,
-                            column,
-                            "(missing)".to_owned(),
-                            "missing value (set `input.null_policy = \"drop\"` to skip such rows)",
-                        ));
-                    }
-                    keep[row] = false;
-                }
-            }
-        }
-        counts.rows_dropped_null += keep.iter().filter(|kept| !**kept).count() as u64;
-        if input.sample_fraction < 1.0 {
-            for (row, kept) in keep.iter_mut().enumerate() {
-                let global_row = counts.rows_read + row as u64;
-                if *kept && split::unit(sample_stream, global_row) >= input.sample_fraction {
-                    *kept = false;
-                    counts.rows_sampled_out += 1;
-                }
-            }
-        }
-        counts.rows_read += frame.height() as u64;
-        per_file(&located, frame, &keep)?;
+        hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
     }
     Ok((fingerprints, counts))
+}
+
+/// Hands `per_file` the frame and which rows to keep: rows with a missing value in `used`
+/// columns are an error or dropped (null policy), and `sample_fraction` leaves out rows by
+/// the seed (by their position in the whole input, so files split differently agree).
+fn hand_on(
+    located: &Located<'_>,
+    frame: DataFrame,
+    input: &InputConfig,
+    seed: u64,
+    used: &[&ColumnRef],
+    counts: &mut IngestCounts,
+    per_file: &mut PerFile<'_>,
+) -> Result<(), IngestError> {
+    let sample_stream = split::mix(seed, SAMPLE_STREAM);
+    let mut keep = vec![true; frame.height()];
+    for column in used {
+        let column = find_column(located.path, &frame, column)?;
+        if column.null_count() == 0 {
+            continue;
+        }
+        for (row, is_null) in column.as_materialized_series().is_null().iter().enumerate() {
+            if is_null == Some(true) {
+                if input.null_policy == NullPolicy::Error {
+                    return Err(located.bad(
+                        row,
+                        column,
+                        "(missing)".to_owned(),
+                        "missing value (set `input.null_policy = \"drop\"` to skip such rows)",
+                    ));
+                }
+                keep[row] = false;
+            }
+        }
+    }
+    counts.rows_dropped_null += keep.iter().filter(|kept| !**kept).count() as u64;
+    if input.sample_fraction < 1.0 {
+        for (row, kept) in keep.iter_mut().enumerate() {
+            let global_row = counts.rows_read + row as u64;
+            if *kept && split::unit(sample_stream, global_row) >= input.sample_fraction {
+                *kept = false;
+                counts.rows_sampled_out += 1;
+            }
+        }
+    }
+    counts.rows_read += frame.height() as u64;
+    per_file(located, frame, &keep)
+}
+
+/// A whole file as a frame (for formats the preparation does not scan lazily).
+pub(crate) fn read_whole(
+    path: &Path,
+    bytes: &[u8],
+    files: &FileSource,
+) -> Result<DataFrame, IngestError> {
+    read_frame(path, bytes, files, None, None)
 }
 
 fn filter(raw: RawIds, keep: &[bool]) -> RawIds {

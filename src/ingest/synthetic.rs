@@ -268,13 +268,104 @@ pub fn generate_interactions(
     flatten(per_user, users, items, total)
 }
 
-/// The ratings source for a job, with `limit` and `sample_fraction` applied like for files.
-pub fn ratings(
-    spec: &SyntheticSpec,
-    input: &InputConfig,
+/// A raw event log: one row per event, as a shop or a streaming service logs them.
+pub struct EventLog {
+    pub user: Vec<u32>,
+    pub item: Vec<u32>,
+    pub event: Vec<&'static str>,
+    /// Seconds since the Unix epoch.
+    pub timestamp: Vec<i64>,
+}
+
+const EVENT_TIMES: u64 = 7;
+/// 2026-09-01T00:00:00Z, the start of the generated log, and its length (90 days).
+const EVENTS_START: i64 = 1_788_220_800;
+const EVENTS_SPAN: u64 = 90 * 86_400;
+
+/// The event log behind [`generate_interactions`]: each (user, item) pair's count becomes that
+/// many `view` events, and the more a user viewed an item the likelier a `cart` and then a
+/// `purchase` follow; times are spread over 90 days. Weighting the events and summing per
+/// pair gives implicit feedback that ranks the user's taste group first.
+pub fn generate_events(
+    users: usize,
+    items: usize,
+    pairs: u64,
+    groups: usize,
     seed: u64,
-) -> Result<IngestedRatings, IngestError> {
-    let mut generated = match spec {
+) -> EventLog {
+    let interactions = generate_interactions(users, items, pairs, groups, seed);
+    // Rows come grouped by user: one stream per user keeps the log the same for any thread count.
+    let mut starts = vec![0usize; users + 1];
+    for &user in &interactions.user {
+        starts[user as usize + 1] += 1;
+    }
+    for user in 0..users {
+        starts[user + 1] += starts[user];
+    }
+    let per_user: Vec<EventLog> = (0..users)
+        .into_par_iter()
+        .map(|user| {
+            let mut stream = Stream::new(seed, EVENT_TIMES, user as u64);
+            let mut log = EventLog {
+                user: Vec::new(),
+                item: Vec::new(),
+                event: Vec::new(),
+                timestamp: Vec::new(),
+            };
+            for row in starts[user]..starts[user + 1] {
+                let item = interactions.item[row];
+                let views = interactions.rating[row] as usize;
+                let first_view = stream.below(EVENTS_SPAN);
+                let mut last = first_view;
+                for view in 0..views {
+                    let at = if view == 0 {
+                        first_view
+                    } else {
+                        first_view + stream.below(EVENTS_SPAN - first_view)
+                    };
+                    last = last.max(at);
+                    log.push(user as u32, item, "view", at);
+                }
+                let interest = 1.0 - (-(views as f64) / 4.0).exp();
+                if stream.uniform() < 0.5 * interest {
+                    let cart = (last + stream.below(3_600)).min(EVENTS_SPAN - 1);
+                    log.push(user as u32, item, "cart", cart);
+                    if stream.uniform() < 0.5 {
+                        log.push(user as u32, item, "purchase", cart);
+                    }
+                }
+            }
+            log
+        })
+        .collect();
+    let total: usize = per_user.iter().map(|log| log.user.len()).sum();
+    let mut all = EventLog {
+        user: Vec::with_capacity(total),
+        item: Vec::with_capacity(total),
+        event: Vec::with_capacity(total),
+        timestamp: Vec::with_capacity(total),
+    };
+    for log in per_user {
+        all.user.extend(log.user);
+        all.item.extend(log.item);
+        all.event.extend(log.event);
+        all.timestamp.extend(log.timestamp);
+    }
+    all
+}
+
+impl EventLog {
+    fn push(&mut self, user: u32, item: u32, event: &'static str, offset: u64) {
+        self.user.push(user);
+        self.item.push(item);
+        self.event.push(event);
+        self.timestamp.push(EVENTS_START + offset as i64);
+    }
+}
+
+/// The ratings a ratings or interactions source generates (`None` for the other kinds).
+pub fn generated_ratings(spec: &SyntheticSpec) -> Option<Ratings> {
+    Some(match *spec {
         SyntheticSpec::Ratings {
             users,
             items,
@@ -283,12 +374,12 @@ pub fn ratings(
             noise,
             seed,
         } => generate_ratings(
-            *users as usize,
-            *items as usize,
-            *ratings,
-            *rank as usize,
-            *noise,
-            *seed,
+            users as usize,
+            items as usize,
+            ratings,
+            rank as usize,
+            noise,
+            seed,
         ),
         SyntheticSpec::Interactions {
             users,
@@ -296,18 +387,21 @@ pub fn ratings(
             ratings,
             rank,
             seed,
-        } => generate_interactions(
-            *users as usize,
-            *items as usize,
-            *ratings,
-            *rank as usize,
-            *seed,
-        ),
-        _ => {
-            return Err(IngestError::Empty {
-                reason: "this synthetic source makes a table, not ratings".to_owned(),
-            });
-        }
+        } => generate_interactions(users as usize, items as usize, ratings, rank as usize, seed),
+        _ => return None,
+    })
+}
+
+/// The ratings source for a job, with `limit` and `sample_fraction` applied like for files.
+pub fn ratings(
+    spec: &SyntheticSpec,
+    input: &InputConfig,
+    seed: u64,
+) -> Result<IngestedRatings, IngestError> {
+    let Some(mut generated) = generated_ratings(spec) else {
+        return Err(IngestError::Empty {
+            reason: "this synthetic source makes a table, not ratings".to_owned(),
+        });
     };
     let mut counts = IngestCounts {
         rows_read: generated.len() as u64,

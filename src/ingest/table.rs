@@ -203,7 +203,6 @@ struct RawTable {
 
 /// Reads the label, the validation column and the features (`features`, or every other column).
 fn read_raw(
-    files: &FileSource,
     input: &InputConfig,
     seed: u64,
     features: Option<&[String]>,
@@ -220,8 +219,7 @@ fn read_raw(
     let mut columns: Vec<RawColumn> = Vec::new();
     let mut label: Option<RawColumn> = None;
     let mut validation: Option<RawColumn> = None;
-    let (fingerprints, counts) = reader::for_each_file(
-        files,
+    let (fingerprints, counts) = reader::for_each_frame(
         input,
         seed,
         &used,
@@ -392,6 +390,16 @@ fn validation_mask(raw: RawColumn, path: &std::path::Path) -> Result<Vec<bool>, 
     }
 }
 
+/// What errors about the whole input name: its first file, or the prepared input.
+fn input_path(input: &InputConfig) -> std::path::PathBuf {
+    match &input.source {
+        Source::Files(files) if !super::prepare::applies(input) => {
+            files.paths.first().cloned().unwrap_or_default()
+        }
+        _ => std::path::PathBuf::from(super::prepare::PREPARED),
+    }
+}
+
 /// Reads a training table from the configured source.
 pub fn read_training_table(
     input: &InputConfig,
@@ -399,8 +407,10 @@ pub fn read_training_table(
     seed: u64,
 ) -> Result<IngestedTable, IngestError> {
     let ingested = match &input.source {
-        Source::Synthetic(spec) => synthetic_table(spec, input)?,
-        Source::Files(files) if files.format == Format::Libsvm => {
+        Source::Synthetic(spec) if !super::prepare::applies(input) => synthetic_table(spec, input)?,
+        Source::Files(files)
+            if files.format == Format::Libsvm && !super::prepare::applies(input) =>
+        {
             // Spark's VectorIndexer rule, as the Spark engine applies it: a feature with at most
             // `max_categories` distinct values (zeros included), or one named in
             // `categorical`, is categorical.
@@ -420,16 +430,9 @@ pub fn read_training_table(
             }
             ingested
         }
-        Source::Files(files) => {
-            let path = files.paths.first().cloned().unwrap_or_default();
-            let raw = read_raw(
-                files,
-                input,
-                seed,
-                input.table.features.as_deref(),
-                true,
-                &[],
-            )?;
+        _ => {
+            let path = input_path(input);
+            let raw = read_raw(input, seed, input.table.features.as_deref(), true, &[])?;
             let rows = raw.label.as_ref().map_or(0, RawColumn::len);
             let (labels, label_names) = labels_for(
                 raw.label.unwrap_or(RawColumn::Numbers(Vec::new())),
@@ -652,19 +655,25 @@ pub fn read_scoring_table(
     seed: u64,
     keep_columns: &[String],
 ) -> Result<ScoringTable, IngestError> {
-    let Source::Files(files) = &input.source else {
-        return Err(IngestError::Empty {
-            reason: "predict jobs read a file".to_owned(),
-        });
+    let libsvm = match &input.source {
+        Source::Files(files) if !super::prepare::applies(input) => {
+            (files.format == Format::Libsvm).then_some(files)
+        }
+        _ if super::prepare::applies(input) => None,
+        _ => {
+            return Err(IngestError::Empty {
+                reason: "predict jobs read a file".to_owned(),
+            });
+        }
     };
-    let path = files.paths.first().cloned().unwrap_or_default();
-    if files.format == Format::Libsvm && !keep_columns.is_empty() {
+    let path = input_path(input);
+    if libsvm.is_some() && !keep_columns.is_empty() {
         return Err(IngestError::Malformed {
             path,
             problem: "predict.keep names columns, but a LIBSVM file has only a label and numbered features".to_owned(),
         });
     }
-    let (names, columns, fingerprints, passthrough) = if files.format == Format::Libsvm {
+    let (names, columns, fingerprints, passthrough) = if let Some(files) = libsvm {
         let ingested = libsvm_table(files, input, seed)?;
         let mut columns: Vec<RawColumn> = ingested
             .table
@@ -680,7 +689,7 @@ pub fn read_scoring_table(
         (names, columns, ingested.fingerprints, Vec::new())
     } else {
         let wanted: Vec<String> = schema.iter().map(|f| f.name.to_owned()).collect();
-        let raw = read_raw(files, input, seed, Some(&wanted), false, keep_columns)?;
+        let raw = read_raw(input, seed, Some(&wanted), false, keep_columns)?;
         (raw.names, raw.columns, raw.fingerprints, raw.passthrough)
     };
     let rows = columns.first().map_or(0, RawColumn::len);

@@ -1,0 +1,142 @@
+//! `input.dedupe`: what several rows for one (user, item) pair become. Spark keeps them all as
+//! separate observations (our default, `keep`); event-derived data usually wants one rating
+//! per pair, and a log with accidental repeats wants to be told.
+//!
+//! Runs on the indexed ids (no strings, no polars): a sort of row numbers by pair, then one
+//! pass over each run of equal pairs. The surviving row of a pair stays where its first row
+//! was, so the input order (which the seeded split follows) is kept.
+
+use rayon::prelude::*;
+
+use super::IngestError;
+use crate::config::prepare::Dedupe;
+use crate::dataset::Ratings;
+
+/// Applies `rule` in place; returns how many rows were merged away.
+pub fn apply(ratings: &mut Ratings, rule: Dedupe) -> Result<usize, IngestError> {
+    if rule == Dedupe::Keep || ratings.len() < 2 {
+        return Ok(0);
+    }
+    let pair = |row: u32| {
+        (u64::from(ratings.user[row as usize]) << 32) | u64::from(ratings.item[row as usize])
+    };
+    let mut order: Vec<u32> = (0..ratings.len() as u32).collect();
+    // Row numbers break ties, so each run of a pair lists its rows in input order.
+    order.par_sort_unstable_by_key(|&row| (pair(row), row));
+    let mut keep = vec![true; ratings.len()];
+    let mut value = ratings.rating.clone();
+    let mut merged = 0;
+    let mut start = 0;
+    while start < order.len() {
+        let key = pair(order[start]);
+        let mut end = start + 1;
+        while end < order.len() && pair(order[end]) == key {
+            end += 1;
+        }
+        if end - start > 1 {
+            let rows = &order[start..end];
+            if rule == Dedupe::Error {
+                let (first, second) = (rows[0] as usize, rows[1] as usize);
+                return Err(IngestError::Duplicates {
+                    reason: format!(
+                        "input.dedupe = \"error\": user {} and item {} appear in rows {} and {} of the input (after missing values were dropped){}; set input.dedupe to first, last, sum, mean or max to combine them, or keep to treat them as separate observations",
+                        ratings.user_ids.display(ratings.user[first] as usize),
+                        ratings.item_ids.display(ratings.item[first] as usize),
+                        first + 1,
+                        second + 1,
+                        if rows.len() > 2 {
+                            format!(" ({} rows in all)", rows.len())
+                        } else {
+                            String::new()
+                        }
+                    ),
+                });
+            }
+            let values = rows.iter().map(|&row| ratings.rating[row as usize]);
+            let combined = match rule {
+                Dedupe::First => ratings.rating[rows[0] as usize],
+                Dedupe::Last => ratings.rating[rows[rows.len() - 1] as usize],
+                Dedupe::Sum => values.map(f64::from).sum::<f64>() as f32,
+                Dedupe::Mean => (values.map(f64::from).sum::<f64>() / rows.len() as f64) as f32,
+                Dedupe::Max => values.fold(f32::NEG_INFINITY, f32::max),
+                Dedupe::Keep | Dedupe::Error => unreachable!("handled above"),
+            };
+            value[rows[0] as usize] = combined;
+            for &row in &rows[1..] {
+                keep[row as usize] = false;
+            }
+            merged += rows.len() - 1;
+        }
+        start = end;
+    }
+    if merged == 0 {
+        return Ok(0);
+    }
+    let kept = |values: &[u32]| -> Vec<u32> {
+        values
+            .iter()
+            .zip(&keep)
+            .filter_map(|(value, kept)| kept.then_some(*value))
+            .collect()
+    };
+    ratings.user = kept(&ratings.user);
+    ratings.item = kept(&ratings.item);
+    ratings.rating = value
+        .into_iter()
+        .zip(&keep)
+        .filter_map(|(value, kept)| kept.then_some(value))
+        .collect();
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Ids;
+
+    fn ratings(rows: &[(u32, u32, f32)]) -> Ratings {
+        Ratings {
+            user_ids: Ids::Integer((0..10).collect()),
+            item_ids: Ids::Integer((100..110).collect()),
+            user: rows.iter().map(|row| row.0).collect(),
+            item: rows.iter().map(|row| row.1).collect(),
+            rating: rows.iter().map(|row| row.2).collect(),
+        }
+    }
+
+    const ROWS: [(u32, u32, f32); 5] = [
+        (0, 1, 1.0),
+        (1, 1, 5.0),
+        (0, 1, 3.0),
+        (2, 0, 2.0),
+        (0, 1, 2.0),
+    ];
+
+    #[test]
+    fn each_rule_combines_a_pair_where_its_first_row_was() {
+        for (rule, expected) in [
+            (Dedupe::First, 1.0),
+            (Dedupe::Last, 2.0),
+            (Dedupe::Sum, 6.0),
+            (Dedupe::Mean, 2.0),
+            (Dedupe::Max, 3.0),
+        ] {
+            let mut data = ratings(&ROWS);
+            assert_eq!(apply(&mut data, rule).unwrap(), 2, "{rule:?}");
+            assert_eq!(data.user, vec![0, 1, 2], "{rule:?}");
+            assert_eq!(data.item, vec![1, 1, 0], "{rule:?}");
+            assert_eq!(data.rating, vec![expected, 5.0, 2.0], "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn keep_changes_nothing_and_error_names_the_pair_and_rows() {
+        let mut data = ratings(&ROWS);
+        assert_eq!(apply(&mut data, Dedupe::Keep).unwrap(), 0);
+        assert_eq!(data.len(), 5);
+        let message = apply(&mut data, Dedupe::Error).unwrap_err().to_string();
+        assert!(message.contains("user 0 and item 101"), "{message}");
+        assert!(message.contains("rows 1 and 3"), "{message}");
+        assert!(message.contains("3 rows in all"), "{message}");
+    }
+}

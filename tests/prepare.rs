@@ -1,0 +1,176 @@
+//! Data preparation in the job file (issue 16): named tables, `input.sql`, `[[input.steps]]`,
+//! Hive-partitioned directories, `input.dedupe` and the synthetic event log, through the CLI
+//! on small files whose right answer is worked out by hand here.
+
+mod common;
+
+use common::{run, stderr, stdout, submit, write};
+
+const RATINGS: &str = "user,item,rating,ts\n1,10,4.0,100\n1,11,3.0,200\n2,10,5.0,150\n2,12,1.0,300\n3,11,2.0,50\n3,12,4.5,400\n1,10,2.0,500\n";
+const ITEMS: &str = "item,genre\n10,drama\n11,comedy\n12,drama\n";
+
+fn job(dir: &std::path::Path, body: &str) -> String {
+    write(dir, "data/ratings.csv", RATINGS);
+    write(dir, "data/items.csv", ITEMS);
+    let text = format!(
+        "[job]\nmaster = \"local[2]\"\n[model]\nrank = 2\nmax_iter = 2\n[split]\ntest_fraction = 0.0\n[output]\ndir = \"models\"\n{body}"
+    );
+    write(dir, "job.toml", &text).display().to_string()
+}
+
+/// The `data` line's rating count of a successful run.
+fn ratings_trained(dir: &std::path::Path, job: &str) -> String {
+    let output = run(submit(dir).arg(job));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output) + &stderr(&output);
+    let line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("data"))
+        .unwrap_or_default()
+        .to_owned();
+    line.trim_start_matches(|c: char| c.is_whitespace() || c.is_alphabetic())
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn sql_join_filter_and_dedupe_give_the_rows_worked_out_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    // Drama items are 10 and 12: rows (1,10) twice, (2,10), (2,12), (3,12); mean merges
+    // the two (1,10) rows, leaving 4 ratings from 3 users over 2 items.
+    let job = job(
+        dir.path(),
+        "[input]\npath = \"data/ratings.csv\"\ndedupe = \"mean\"\nsql = \"SELECT r.\\\"user\\\", r.item, r.rating FROM input r JOIN items i ON r.item = i.item WHERE i.genre = 'drama'\"\n[input.tables.items]\npath = \"data/items.csv\"\n",
+    );
+    assert!(
+        ratings_trained(dir.path(), &job).starts_with("4 ratings, 3 users, 2 items"),
+        "{}",
+        ratings_trained(dir.path(), &job)
+    );
+}
+
+#[test]
+fn steps_join_filter_derive_and_select() {
+    let dir = tempfile::tempdir().unwrap();
+    // Drama rows before ts 450: (1,10,100), (2,10), (2,12), (3,12); the later (1,10) is out.
+    let job = job(
+        dir.path(),
+        r#"[input]
+path = "data/ratings.csv"
+dedupe = "error"
+[input.tables.items]
+path = "data/items.csv"
+[[input.steps]]
+join = "items"
+on = "item"
+[[input.steps]]
+filter = "genre = 'drama' AND ts < 450"
+[[input.steps]]
+with_columns = { score = "rating * 2" }
+[[input.steps]]
+select = ["user", "item", "score"]
+[input.columns]
+rating = "score"
+"#,
+    );
+    assert!(ratings_trained(dir.path(), &job).starts_with("4 ratings, 3 users, 2 items"));
+    let plan = run(submit(dir.path()).args(["--dry-run", "--verbose", &job]));
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(stderr(&plan).contains("INNER JOIN"), "{}", stderr(&plan));
+}
+
+#[test]
+fn a_step_on_a_missing_column_points_at_the_step_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(
+        dir.path(),
+        "[input]\npath = \"data/ratings.csv\"\n[input.tables.items]\npath = \"data/items.csv\"\n[[input.steps]]\nfilter = \"ratng > 2\"\n",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("no column `ratng`"), "{message}");
+    assert!(message.contains("job.toml:15:"), "{message}");
+    assert!(message.contains("did you mean `rating`?"), "{message}");
+    // An unknown step kind and an unknown table are caught before any data is read.
+    let job = job_with(dir.path(), "[[input.steps]]\nfliter = \"rating > 2\"\n");
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("did you mean `filter`?"),
+        "{}",
+        stderr(&output)
+    );
+    let job = job_with(
+        dir.path(),
+        "[[input.steps]]\njoin = \"itmes\"\non = \"item\"\n",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown table `itmes`"),
+        "{}",
+        stderr(&output)
+    );
+    let job = job_with(dir.path(), "");
+    let bad_sql = job.replace("job.toml", "sql.toml");
+    let text = std::fs::read_to_string(&job).unwrap() + "";
+    std::fs::write(
+        &bad_sql,
+        text.replace(
+            "[input]\n",
+            "[input]\nsql = \"SELECT nothing_here FROM input\"\n",
+        ),
+    )
+    .unwrap();
+    let output = run(submit(dir.path()).arg(&bad_sql));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("input.sql"), "{message}");
+    assert!(message.contains("items (item, genre)"), "{message}");
+}
+
+fn job_with(dir: &std::path::Path, steps: &str) -> String {
+    job(
+        dir,
+        &format!(
+            "[input]\npath = \"data/ratings.csv\"\n[input.tables.items]\npath = \"data/items.csv\"\n{steps}"
+        ),
+    )
+}
+
+#[test]
+fn hive_partition_directories_become_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "events/dt=1/part-0.csv",
+        "user,item,rating\n1,1,1\n2,2,1\n",
+    );
+    write(
+        dir.path(),
+        "events/dt=2/part-0.csv",
+        "user,item,rating\n1,2,1\n3,3,1\n3,1,1\n",
+    );
+    let job = job(
+        dir.path(),
+        "[input]\npath = \"events/dt=*/part-*.csv\"\n[[input.steps]]\nfilter = \"dt = 2\"\n",
+    );
+    assert!(ratings_trained(dir.path(), &job).starts_with("3 ratings, 2 users, 3 items"));
+}
+
+#[test]
+fn dedupe_error_names_the_repeated_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(
+        dir.path(),
+        "[input]\npath = \"data/ratings.csv\"\ndedupe = \"error\"\n",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("user 1 and item 10 appear in rows 1 and 7"),
+        "{}",
+        stderr(&output)
+    );
+}
