@@ -13,7 +13,7 @@ use polars::prelude::*;
 use polars::sql::SQLContext;
 
 use super::{Fingerprint, IngestError, fingerprint, read_file, reader, synthetic};
-use crate::config::prepare::{JoinHow, KeepRow, NamedTable, Step, StepKind};
+use crate::config::prepare::{JoinHow, KeepRow, Step, StepKind};
 use crate::config::{ConfigError, FileSource, Format, InputConfig, Source, SyntheticSpec};
 use crate::dataset::split;
 
@@ -64,7 +64,10 @@ fn plan(input: &InputConfig) -> Result<Plan, IngestError> {
     };
     let mut tables: Vec<(String, LazyFrame)> = Vec::new();
     for table in &preparation.tables {
-        tables.push((table.name.clone(), table_frame(table, &mut fingerprints)?));
+        tables.push((
+            table.name.clone(),
+            files_frame(&table.files, &mut fingerprints)?,
+        ));
     }
     let mut frame = main;
     if let Some(sql) = &preparation.sql {
@@ -79,9 +82,19 @@ fn plan(input: &InputConfig) -> Result<Plan, IngestError> {
     })
 }
 
+/// Runs `work`, turning a polars panic inside it into an input error that says `what` failed.
+fn guarded<T>(what: &str, work: impl FnOnce() -> Result<T, IngestError>) -> Result<T, IngestError> {
+    crate::exec::contain_panics(work).unwrap_or_else(|message| {
+        Err(IngestError::Malformed {
+            path: PathBuf::from(PREPARED),
+            problem: format!("{what} (polars: {message})"),
+        })
+    })
+}
+
 /// Runs the preparation: the frame the column mapping reads, and the inputs' fingerprints.
 pub fn prepared_frame(input: &InputConfig) -> Result<(DataFrame, Vec<Fingerprint>), IngestError> {
-    crate::exec::contain_panics(|| {
+    guarded("the preparation failed", || {
         let plan = plan(input)?;
         let frame = plan
             .frame
@@ -90,27 +103,15 @@ pub fn prepared_frame(input: &InputConfig) -> Result<(DataFrame, Vec<Fingerprint
             .unwrap_single();
         Ok((frame, plan.fingerprints))
     })
-    .unwrap_or_else(|message| {
-        Err(IngestError::Malformed {
-            path: PathBuf::from(PREPARED),
-            problem: format!("the preparation failed (polars: {message})"),
-        })
-    })
 }
 
 /// The optimized plan as polars prints it, for `--dry-run --verbose`.
 pub fn describe_plan(input: &InputConfig) -> Result<String, IngestError> {
-    crate::exec::contain_panics(|| {
+    guarded("the plan could not be built", || {
         plan(input)?
             .frame
             .describe_optimized_plan()
             .map_err(polars_failure)
-    })
-    .unwrap_or_else(|message| {
-        Err(IngestError::Malformed {
-            path: PathBuf::from(PREPARED),
-            problem: format!("the plan could not be built (polars: {message})"),
-        })
     })
 }
 
@@ -166,13 +167,6 @@ fn synthetic_frame(spec: &SyntheticSpec) -> Result<(DataFrame, Fingerprint), Ing
         rows: frame.height() as u64,
     };
     Ok((frame, print))
-}
-
-fn table_frame(
-    table: &NamedTable,
-    fingerprints: &mut Vec<Fingerprint>,
-) -> Result<LazyFrame, IngestError> {
-    files_frame(&table.files, fingerprints)
 }
 
 /// `key=value` directories of a path, as Spark and polars read Hive-partitioned data.
@@ -374,21 +368,20 @@ fn require_columns(
     let names = names_of(schema);
     for name in wanted {
         if schema.get(name.as_str()).is_none() {
-            return Err(IngestError::Job(
-                ConfigError::new(format!(
-                    "step `{}`: no column `{name}` {side}",
-                    step_name(step)
-                ))
-                .key(&step.key)
-                .origin(step.origin.clone())
-                .allowed(crate::text::column_list(&names))
-                .hint(
-                    reader::did_you_mean(&names, name)
-                        .trim()
-                        .trim_matches(['(', ')'])
-                        .to_owned(),
-                ),
-            ));
+            let mut error = ConfigError::new(format!(
+                "step `{}`: no column `{name}` {side}",
+                step_name(step)
+            ))
+            .key(&step.key)
+            .origin(step.origin.clone())
+            .allowed(crate::text::column_list(&names));
+            if let Some(close) = reader::closest_name(&names, name) {
+                error = error.hint(format!(
+                    "did you mean `{}`?",
+                    crate::text::shorten(close, 80)
+                ));
+            }
+            return Err(IngestError::Job(error));
         }
     }
     Ok(())

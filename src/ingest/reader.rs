@@ -607,16 +607,20 @@ fn rating_values(
     Ok(rating)
 }
 
-/// ` (did you mean `x`?)` for the column name closest to `name`, when one is close enough;
-/// else nothing.
-pub(crate) fn did_you_mean(names: &[String], name: &str) -> String {
+/// The column name closest to `name`, when one is close enough.
+pub(crate) fn closest_name<'a>(names: &'a [String], name: &str) -> Option<&'a str> {
     names
         .iter()
         .max_by(|a, b| strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name)))
         .filter(|candidate| strsim::jaro_winkler(candidate, name) > 0.8)
-        .map_or_else(String::new, |close| {
-            format!(" (did you mean `{}`?)", crate::text::shorten(close, 80))
-        })
+        .map(String::as_str)
+}
+
+/// ` (did you mean `x`?)` for [`closest_name`], when there is one; else nothing.
+pub(crate) fn did_you_mean(names: &[String], name: &str) -> String {
+    closest_name(names, name).map_or_else(String::new, |close| {
+        format!(" (did you mean `{}`?)", crate::text::shorten(close, 80))
+    })
 }
 
 pub(crate) fn find_column<'a>(
