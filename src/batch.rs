@@ -391,7 +391,7 @@ fn fold_in_users(
     use rayon::prelude::*;
     let step = progress.step("folding in new users");
     let model = &loaded.model;
-    let ingested = ingest::read_ratings(input, config.seed)?;
+    let ingested = ingest::read_ratings(input, config.seed, None)?;
     let ratings = &ingested.ratings;
     let item_rows = model.item_ids.rows_of(&ratings.item_ids);
     let known_rows = model.user_ids.rows_of(&ratings.user_ids);

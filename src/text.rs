@@ -25,9 +25,36 @@ pub fn column_list(names: &[String]) -> String {
     list
 }
 
+/// Seconds since the Unix epoch of a date or time as people write them: `2026-11-01`,
+/// `2026-11-01 12:30:00` or `2026-11-01T12:30:00` (fractions of a second allowed; UTC),
+/// or RFC 3339 with an offset. The time splits read cutoffs and text columns with it.
+pub fn parse_timestamp(text: &str) -> Option<f64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.timestamp_micros() as f64 / 1e6);
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(time.and_utc().timestamp_micros() as f64 / 1e6);
+        }
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_parse_to_unix_seconds() {
+        assert_eq!(parse_timestamp("1970-01-02"), Some(86_400.0));
+        assert_eq!(parse_timestamp("1970-01-01 00:01:00"), Some(60.0));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01.5"), Some(1.5));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0.0));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
 
     #[test]
     fn long_values_are_cut() {

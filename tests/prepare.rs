@@ -174,3 +174,99 @@ fn dedupe_error_names_the_repeated_pair() {
         stderr(&output)
     );
 }
+
+/// `(train_ratings, test_ratings)` of a job on RATINGS with the given `[split]` body.
+fn split_counts(dir: &std::path::Path, split: &str) -> (u64, u64) {
+    write(dir, "data/ratings.csv", RATINGS);
+    let text = format!(
+        "[job]\nmaster = \"local[2]\"\n[input]\npath = \"data/ratings.csv\"\n[model]\nrank = 2\nmax_iter = 2\n[split]\n{split}\n[output]\ndir = \"models\"\n"
+    );
+    let job = write(dir, "split.toml", &text).display().to_string();
+    let summary = common::ok_json(dir, &[&job]);
+    let counts = &summary["metrics"]["counts"];
+    (
+        counts["train_ratings"].as_u64().unwrap(),
+        counts["test_ratings"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn time_and_per_user_last_splits_hold_out_the_rows_worked_out_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    // ts >= 300: rows (2,12,300), (3,12,400), (1,10,500).
+    let cutoff = "method = \"time\"\ncolumn = \"ts\"\ncutoff = 300";
+    assert_eq!(split_counts(dir.path(), cutoff), (4, 3));
+    // The range 50..500: its last quarter starts at 387.5, rows at 400 and 500.
+    let fraction = "method = \"time\"\ncolumn = \"ts\"\nfraction = 0.25";
+    assert_eq!(split_counts(dir.path(), fraction), (5, 2));
+    // Each user's latest row; with n = 2 user 1 gives two, users 2 and 3 keep one each.
+    let last = "method = \"per_user_last\"\ncolumn = \"ts\"";
+    assert_eq!(split_counts(dir.path(), last), (4, 3));
+    assert_eq!(split_counts(dir.path(), &format!("{last}\nn = 2")), (3, 4));
+}
+
+#[test]
+fn a_text_date_column_splits_at_a_date_and_bad_split_keys_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "dated.csv",
+        "user,item,rating,day\n1,10,4,2026-10-01\n1,11,3,2026-11-02\n2,10,5,2026-10-20 08:00:00\n2,11,2,2026-11-01\n",
+    );
+    let body = |split: &str| {
+        format!(
+            "[input]\npath = \"dated.csv\"\n[model]\nrank = 2\nmax_iter = 2\n[split]\n{split}\n[output]\ndir = \"models\"\n"
+        )
+    };
+    write(
+        dir.path(),
+        "dated.toml",
+        &body("method = \"time\"\ncolumn = \"day\"\ncutoff = \"2026-11-01\""),
+    );
+    let summary = common::ok_json(dir.path(), &["dated.toml"]);
+    assert_eq!(
+        summary["metrics"]["counts"]["test_ratings"].as_u64(),
+        Some(2)
+    );
+
+    write(
+        dir.path(),
+        "nocolumn.toml",
+        &body("method = \"per_user_last\""),
+    );
+    let output = run(submit(dir.path()).arg("nocolumn.toml"));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("split.column"),
+        "{}",
+        stderr(&output)
+    );
+
+    write(
+        dir.path(),
+        "mixed.toml",
+        &body("method = \"time\"\ncolumn = \"day\"\nfraction = 0.2\ntest_fraction = 0.3"),
+    );
+    let output = run(submit(dir.path()).arg("mixed.toml"));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("split.test_fraction"),
+        "{}",
+        stderr(&output)
+    );
+
+    write(
+        dir.path(),
+        "wrong.csv",
+        "user,item,rating,day\n1,10,4,soon\n",
+    );
+    write(
+        dir.path(),
+        "wrong.toml",
+        &body("method = \"time\"\ncolumn = \"day\"\ncutoff = \"2026-11-01\"")
+            .replace("dated.csv", "wrong.csv"),
+    );
+    let output = run(submit(dir.path()).arg("wrong.toml"));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("\"soon\""), "{}", stderr(&output));
+}

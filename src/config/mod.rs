@@ -429,11 +429,46 @@ impl ModelConfig {
     }
 }
 
+/// How the test rows are chosen (`split.method`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SplitMethod {
+    /// Each row with probability `test_fraction`, by the seed.
+    Random,
+    /// Rows at or after a time go to test.
+    Time {
+        column: ColumnRef,
+        boundary: TimeBoundary,
+    },
+    /// Each user's last `n` rows by time go to test.
+    PerUserLast { column: ColumnRef, n: usize },
+}
+
+impl SplitMethod {
+    /// The time column the split reads, if any.
+    pub fn time_column(&self) -> Option<&ColumnRef> {
+        match self {
+            SplitMethod::Random => None,
+            SplitMethod::Time { column, .. } | SplitMethod::PerUserLast { column, .. } => {
+                Some(column)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeBoundary {
+    /// Seconds since the Unix epoch for a date, else the column's own number.
+    Cutoff(f64),
+    /// The last fraction of the time range from the earliest to the latest row.
+    Fraction(f64),
+}
+
 /// A training job: fit, evaluate, publish a version.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainTask {
     pub input: InputConfig,
     pub test_fraction: f64,
+    pub split: SplitMethod,
     /// Cut-off of the ranking metrics.
     pub ranking_k: usize,
     pub model: ModelConfig,

@@ -441,6 +441,11 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
                     .invalid("job.engine", "`[tuning]` with the Spark engine")
                     .hint("hyperparameter search runs on the native engine; run the search natively, then train the winning parameters with --engine spark"));
             }
+            if train.split != SplitMethod::Random {
+                return Err(reader
+                    .invalid("split.method", "a time split with the Spark engine")
+                    .hint("the Spark application holds out rows by the seeded hash only (split.method = \"random\"); run time splits with --engine native"));
+            }
             let (estimator, params) = spark::translate(
                 &train.model,
                 &train.input,
@@ -830,11 +835,17 @@ fn train_task(
     let (input, mut resolved) = read_input(reader, job_file, seed, true)?;
     let source = &input.source;
     let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
+    let split = split_method(reader, job_file)?;
     let ranking_k = reader.required_integer("eval.k", 1, 1000)? as usize;
 
     let algorithm = reader
         .choice("model.algorithm", &["als", "random_forest", "gbt"])?
         .unwrap_or_else(|| "als".to_owned());
+    if algorithm != "als" && split != SplitMethod::Random {
+        return Err(reader
+            .invalid("split.method", "a time split for a tree model")
+            .hint("time and per_user_last splits apply to ALS jobs for now; tree jobs hold out rows at random (split.test_fraction), or by model.validation_column for early stopping"));
+    }
     let model = if algorithm == "als" {
         als_model(reader, source, seed)?
     } else {
@@ -910,6 +921,7 @@ fn train_task(
         Task::Train(TrainTask {
             input,
             test_fraction,
+            split,
             ranking_k,
             model,
             output_dir,
@@ -921,6 +933,71 @@ fn train_task(
         }),
         resolved,
     ))
+}
+
+/// `split.method` and the keys of the method chosen; a key of another method is an error.
+fn split_method(reader: &Reader<'_>, job_file: &Path) -> Result<SplitMethod, ConfigError> {
+    let method = reader
+        .choice("split.method", &["random", "time", "per_user_last"])?
+        .unwrap_or_else(|| "random".to_owned());
+    let applies: &[&str] = match method.as_str() {
+        "random" => &["test_fraction"],
+        "time" => &["column", "cutoff", "fraction"],
+        _ => &["column", "n"],
+    };
+    for key in ["test_fraction", "column", "cutoff", "fraction", "n"] {
+        let full = format!("split.{key}");
+        if !applies.contains(&key) && reader.is_set(&full) {
+            return Err(reader
+                .invalid(
+                    &full,
+                    &format!("a key that does not apply to split.method = \"{method}\""),
+                )
+                .allowed(format!("for {method}: {}", applies.join(", "))));
+        }
+    }
+    if method == "random" {
+        return Ok(SplitMethod::Random);
+    }
+    let column = match reader.value("split.column") {
+        Some(Value::String(name)) if !name.is_empty() => ColumnRef::Name(name),
+        Some(Value::Integer(position)) if (0..=100_000).contains(&position) => {
+            ColumnRef::Position(position as usize)
+        }
+        Some(_) => return Err(reader.invalid("split.column", "invalid column")),
+        None => {
+            return Err(reader.missing("split.column", job_file).hint(format!(
+                "split.method = \"{method}\" orders rows by a time column"
+            )));
+        }
+    };
+    if method == "per_user_last" {
+        let n = reader.integer("split.n", 1, 1_000_000)?.unwrap_or(1) as usize;
+        return Ok(SplitMethod::PerUserLast { column, n });
+    }
+    let boundary = match (
+        reader.value("split.cutoff"),
+        reader.is_set("split.fraction"),
+    ) {
+        (Some(_), true) | (None, false) => {
+            return Err(reader
+                .invalid("split.cutoff", "not exactly one of `split.cutoff` and `split.fraction`")
+                .hint("split.method = \"time\" takes a cutoff time or the fraction of the time range to test"));
+        }
+        (Some(Value::Integer(number)), false) => TimeBoundary::Cutoff(number as f64),
+        (Some(Value::Float(number)), false) if number.is_finite() => TimeBoundary::Cutoff(number),
+        (Some(Value::String(text)), false) => match crate::text::parse_timestamp(&text) {
+            Some(seconds) => TimeBoundary::Cutoff(seconds),
+            None => {
+                return Err(reader.invalid("split.cutoff", "not a time").allowed(
+                    "a date `2026-11-01`, a time `2026-11-01 12:00:00` or RFC 3339, or a number in the column's unit",
+                ));
+            }
+        },
+        (Some(_), false) => return Err(reader.invalid("split.cutoff", "not a time")),
+        (None, true) => TimeBoundary::Fraction(reader.float("split.fraction", 0.0, 0.99, false)?),
+    };
+    Ok(SplitMethod::Time { column, boundary })
 }
 
 fn als_model(reader: &Reader<'_>, source: &Source, seed: u64) -> Result<ModelConfig, ConfigError> {

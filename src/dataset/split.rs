@@ -43,9 +43,80 @@ pub fn train_test(rows: usize, test_fraction: f64, seed: u64) -> (Vec<u32>, Vec<
     (pick(false), pick(true))
 }
 
+/// Rows at or after `cutoff` go to test (`split.method = "time"`); times are in the unit the
+/// ingest gives them (seconds since the Unix epoch for dates, the number itself otherwise).
+pub fn time_mask(times: &[f64], cutoff: f64) -> Vec<bool> {
+    times.iter().map(|&time| time >= cutoff).collect()
+}
+
+/// The cutoff that leaves the last `fraction` of the time range `[min, max]` to test.
+pub fn fraction_cutoff(times: &[f64], fraction: f64) -> f64 {
+    let (low, high) = times
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &time| {
+            (low.min(time), high.max(time))
+        });
+    if low > high {
+        return f64::INFINITY;
+    }
+    high - fraction * (high - low)
+}
+
+/// Each user's last `n` rows by time go to test (`split.method = "per_user_last"`); equal
+/// times keep input order (the later row is the later interaction). A user keeps at least
+/// one row for training, so that no user is held out whole.
+pub fn per_user_last_mask(users: &[u32], times: &[f64], n: usize) -> Vec<bool> {
+    let mut order: Vec<u32> = (0..users.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        users[a]
+            .cmp(&users[b])
+            .then(times[a].total_cmp(&times[b]))
+            .then(a.cmp(&b))
+    });
+    let mut is_test = vec![false; users.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let user = users[order[start] as usize];
+        let mut end = start + 1;
+        while end < order.len() && users[order[end] as usize] == user {
+            end += 1;
+        }
+        let held = n.min(end - start - 1);
+        for &row in &order[end - held..end] {
+            is_test[row as usize] = true;
+        }
+        start = end;
+    }
+    is_test
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_rules_assign_exact_rows() {
+        let times = [5.0, 1.0, 9.0, 3.0, 7.0];
+        assert_eq!(
+            time_mask(&times, 7.0),
+            vec![false, false, true, false, true]
+        );
+        assert_eq!(fraction_cutoff(&times, 0.25), 7.0);
+        assert_eq!(fraction_cutoff(&[], 0.25), f64::INFINITY);
+        // User 0: rows 0 (t 5), 2 (t 9), 4 (t 7); user 1: rows 1, 3 at equal times; user 2
+        // has one row, which stays in training.
+        let users = [0, 1, 0, 1, 0, 2];
+        let times = [5.0, 2.0, 9.0, 2.0, 7.0, 1.0];
+        assert_eq!(
+            per_user_last_mask(&users, &times, 1),
+            vec![false, false, true, true, false, false]
+        );
+        assert_eq!(
+            per_user_last_mask(&users, &times, 2),
+            vec![false, false, true, true, true, false]
+        );
+    }
 
     #[test]
     fn split_is_a_seeded_partition_near_the_fraction() {

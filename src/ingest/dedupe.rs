@@ -12,8 +12,13 @@ use super::IngestError;
 use crate::config::prepare::Dedupe;
 use crate::dataset::Ratings;
 
-/// Applies `rule` in place; returns how many rows were merged away.
-pub fn apply(ratings: &mut Ratings, rule: Dedupe) -> Result<usize, IngestError> {
+/// Applies `rule` in place; returns how many rows were merged away. A pair's rows merged into
+/// one take the latest of their `times`, when there are times.
+pub fn apply(
+    ratings: &mut Ratings,
+    mut times: Option<&mut Vec<f64>>,
+    rule: Dedupe,
+) -> Result<usize, IngestError> {
     if rule == Dedupe::Keep || ratings.len() < 2 {
         return Ok(0);
     }
@@ -62,6 +67,13 @@ pub fn apply(ratings: &mut Ratings, rule: Dedupe) -> Result<usize, IngestError> 
                 Dedupe::Keep | Dedupe::Error => unreachable!("handled above"),
             };
             value[rows[0] as usize] = combined;
+            if let Some(times) = times.as_deref_mut() {
+                let latest = rows
+                    .iter()
+                    .map(|&row| times[row as usize])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                times[rows[0] as usize] = latest;
+            }
             for &row in &rows[1..] {
                 keep[row as usize] = false;
             }
@@ -79,6 +91,14 @@ pub fn apply(ratings: &mut Ratings, rule: Dedupe) -> Result<usize, IngestError> 
             .filter_map(|(value, kept)| kept.then_some(*value))
             .collect()
     };
+    if let Some(times) = times {
+        let all = std::mem::take(times);
+        *times = all
+            .into_iter()
+            .zip(&keep)
+            .filter_map(|(time, kept)| kept.then_some(time))
+            .collect();
+    }
     ratings.user = kept(&ratings.user);
     ratings.item = kept(&ratings.item);
     ratings.rating = value
@@ -122,7 +142,7 @@ mod tests {
             (Dedupe::Max, 3.0),
         ] {
             let mut data = ratings(&ROWS);
-            assert_eq!(apply(&mut data, rule).unwrap(), 2, "{rule:?}");
+            assert_eq!(apply(&mut data, None, rule).unwrap(), 2, "{rule:?}");
             assert_eq!(data.user, vec![0, 1, 2], "{rule:?}");
             assert_eq!(data.item, vec![1, 1, 0], "{rule:?}");
             assert_eq!(data.rating, vec![expected, 5.0, 2.0], "{rule:?}");
@@ -132,9 +152,11 @@ mod tests {
     #[test]
     fn keep_changes_nothing_and_error_names_the_pair_and_rows() {
         let mut data = ratings(&ROWS);
-        assert_eq!(apply(&mut data, Dedupe::Keep).unwrap(), 0);
+        assert_eq!(apply(&mut data, None, Dedupe::Keep).unwrap(), 0);
         assert_eq!(data.len(), 5);
-        let message = apply(&mut data, Dedupe::Error).unwrap_err().to_string();
+        let message = apply(&mut data, None, Dedupe::Error)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("user 0 and item 101"), "{message}");
         assert!(message.contains("rows 1 and 3"), "{message}");
         assert!(message.contains("3 rows in all"), "{message}");

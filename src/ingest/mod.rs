@@ -89,20 +89,34 @@ pub struct IngestedRatings {
     pub ratings: Ratings,
     pub fingerprints: Vec<Fingerprint>,
     pub counts: IngestCounts,
+    /// Each rating's time, when a time split asked for its column.
+    pub times: Option<Vec<f64>>,
 }
 
-/// Reads ratings from the configured source.
-pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, IngestError> {
+/// Reads ratings from the configured source, with the times in `time_column` if given.
+pub fn read_ratings(
+    input: &InputConfig,
+    seed: u64,
+    time_column: Option<&crate::config::ColumnRef>,
+) -> Result<IngestedRatings, IngestError> {
     let mut ingested = match &input.source {
         Source::Synthetic(spec) if !prepare::applies(input) => {
+            if let Some(column) = time_column {
+                return Err(IngestError::Malformed {
+                    path: PathBuf::from("input.synthetic"),
+                    problem: format!(
+                        "split.column = {column}: synthetic ratings have no time column; use synthetic.kind = \"events\" (it has `timestamp`) or a file"
+                    ),
+                });
+            }
             synthetic::ratings(spec, input, seed)?
         }
-        _ => reader::read_ratings(input, seed)?,
+        _ => reader::read_ratings(input, seed, time_column)?,
     };
     if ingested.ratings.is_empty() {
         return Err(ingested.counts.nothing_left());
     }
-    dedupe::apply(&mut ingested.ratings, input.dedupe)?;
+    dedupe::apply(&mut ingested.ratings, ingested.times.as_mut(), input.dedupe)?;
     Ok(ingested)
 }
 

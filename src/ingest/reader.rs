@@ -18,17 +18,29 @@ use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy, Sour
 use crate::dataset::split;
 use crate::dataset::{Ids, Ratings, keep_where};
 
-pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, IngestError> {
+/// Reads ratings, and the times in `time_column` when a time split needs them.
+pub fn read_ratings(
+    input: &InputConfig,
+    seed: u64,
+    time_column: Option<&ColumnRef>,
+) -> Result<IngestedRatings, IngestError> {
     let columns = &input.columns;
     let mut users: Option<RawIds> = None;
     let mut items: Option<RawIds> = None;
     let mut rating: Vec<f32> = Vec::new();
+    let mut times: Vec<f64> = Vec::new();
+    let mut used = vec![&columns.user, &columns.item, &columns.rating];
+    used.extend(time_column);
     let (fingerprints, counts) = for_each_frame(
         input,
         seed,
-        &[&columns.user, &columns.item, &columns.rating],
+        &used,
         Some(&columns.rating),
         &mut |located, frame, keep| {
+            if let Some(time_column) = time_column {
+                let found = find_column(located.path, &frame, time_column)?;
+                times.extend(keep_where(time_values(located, found)?, keep));
+            }
             // Take the three columns out and free each once converted: the frame is the
             // largest thing ingestion holds.
             let user_column = find_column(located.path, &frame, &columns.user)?.clone();
@@ -57,7 +69,67 @@ pub fn read_ratings(input: &InputConfig, seed: u64) -> Result<IngestedRatings, I
         },
         fingerprints,
         counts,
+        times: time_column.map(|_| times),
     })
+}
+
+/// A time column as seconds since the Unix epoch (dates, datetimes, text dates), or as its
+/// own numbers; a value that is neither names its row.
+fn time_values(located: &Located<'_>, column: &Column) -> Result<Vec<f64>, IngestError> {
+    let path = located.path;
+    let series = column.as_materialized_series();
+    let per_second = match series.dtype() {
+        DataType::Datetime(unit, _) => Some(match unit {
+            TimeUnit::Nanoseconds => 1e9,
+            TimeUnit::Microseconds => 1e6,
+            TimeUnit::Milliseconds => 1e3,
+        }),
+        DataType::Date => Some(1.0 / 86_400.0),
+        _ => None,
+    };
+    if let Some(per_second) = per_second {
+        let cast = series
+            .to_physical_repr()
+            .cast(&DataType::Float64)
+            .map_err(|error| polars_error(path, error))?;
+        let values = cast.f64().map_err(|error| polars_error(path, error))?;
+        return Ok(values
+            .iter()
+            .map(|value| value.unwrap_or(0.0) / per_second)
+            .collect());
+    }
+    if series.dtype().is_primitive_numeric() {
+        let cast = series
+            .cast(&DataType::Float64)
+            .map_err(|error| polars_error(path, error))?;
+        let values = cast.f64().map_err(|error| polars_error(path, error))?;
+        return Ok(values.iter().map(|value| value.unwrap_or(0.0)).collect());
+    }
+    let text = series
+        .cast(&DataType::String)
+        .map_err(|error| polars_error(path, error))?;
+    let values = text.str().map_err(|error| polars_error(path, error))?;
+    let mut times = Vec::with_capacity(values.len());
+    for (row, value) in values.iter().enumerate() {
+        let Some(value) = value else {
+            times.push(0.0);
+            continue;
+        };
+        let parsed = crate::text::parse_timestamp(value)
+            .or_else(|| value.trim().parse::<f64>().ok().filter(|n| n.is_finite()));
+        match parsed {
+            Some(time) => times.push(time),
+            None => {
+                return Err(located.bad(
+                    row,
+                    column,
+                    format!("{value:?}"),
+                    "the split column must hold times: a date (2026-11-01), a date and time (2026-11-01 12:00:00, RFC 3339) or a number",
+                ));
+            }
+        }
+    }
+    Ok(times)
 }
 
 /// Converts delimited text held in memory (header `user,item,rating`-style, any of the

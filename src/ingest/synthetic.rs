@@ -431,6 +431,7 @@ pub fn ratings(
         }],
         ratings: generated,
         counts,
+        times: None,
     })
 }
 

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use crate::algo::als::{self, AlsModel, recommend};
 use crate::artifact::{self, Manifest, codec, store::Staging};
-use crate::config::{ColdStartStrategy, JobConfig, ModelConfig, TrainTask};
+use crate::config::{
+    ColdStartStrategy, JobConfig, ModelConfig, SplitMethod, TimeBoundary, TrainTask,
+};
 use crate::dataset::{Csr, split};
 use crate::eval::{ranking, regression};
 use crate::exec::memory::{self, Phase};
@@ -59,6 +61,42 @@ fn load_als_base(
     .into())
 }
 
+/// Which rows the split holds out, by `split.method`.
+fn test_rows(
+    task: &TrainTask,
+    seed: u64,
+    ratings: &crate::dataset::Ratings,
+    times: Option<Vec<f64>>,
+) -> Vec<bool> {
+    let times = times.unwrap_or_default();
+    match &task.split {
+        SplitMethod::Random => split::test_mask(ratings.len(), task.test_fraction, seed),
+        SplitMethod::Time { boundary, .. } => {
+            let cutoff = match boundary {
+                TimeBoundary::Cutoff(cutoff) => *cutoff,
+                TimeBoundary::Fraction(fraction) => split::fraction_cutoff(&times, *fraction),
+            };
+            split::time_mask(&times, cutoff)
+        }
+        SplitMethod::PerUserLast { n, .. } => split::per_user_last_mask(&ratings.user, &times, *n),
+    }
+}
+
+fn split_description(task: &TrainTask) -> String {
+    match &task.split {
+        SplitMethod::Random => format!("test_fraction = {}", task.test_fraction),
+        SplitMethod::Time { column, boundary } => match boundary {
+            TimeBoundary::Cutoff(cutoff) => format!("split.column = {column}, cutoff {cutoff}"),
+            TimeBoundary::Fraction(fraction) => {
+                format!("split.column = {column}, fraction = {fraction}")
+            }
+        },
+        SplitMethod::PerUserLast { column, n } => {
+            format!("split.column = {column}, per_user_last n = {n}")
+        }
+    }
+}
+
 fn train_als(
     config: &JobConfig,
     task: &TrainTask,
@@ -74,7 +112,7 @@ fn train_als(
 
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("reading input");
-    let mut ingested = ingest::read_ratings(&task.input, config.seed)?;
+    let mut ingested = ingest::read_ratings(&task.input, config.seed, task.split.time_column())?;
     let ratings = &ingested.ratings;
     let elapsed = step.finish(&format!(
         "{} ratings, {} users, {} items",
@@ -90,15 +128,15 @@ fn train_als(
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
-    let is_test = split::test_mask(ratings.len(), task.test_fraction, config.seed);
+    let is_test = test_rows(task, config.seed, ratings, ingested.times.take());
     let total_ratings = ratings.len();
     let test_count = is_test.iter().filter(|test| **test).count();
     let train_count = total_ratings - test_count;
     if train_count == 0 {
         return Err(ingest::IngestError::Empty {
             reason: format!(
-                "all {total_ratings} rows went to the test split (test_fraction = {})",
-                task.test_fraction
+                "all {total_ratings} rows went to the test split ({})",
+                split_description(task)
             ),
         }
         .into());
