@@ -245,15 +245,11 @@ fn a_text_date_column_splits_at_a_date_and_bad_split_keys_are_config_errors() {
     write(
         dir.path(),
         "mixed.toml",
-        &body("method = \"time\"\ncolumn = \"day\"\nfraction = 0.2\ntest_fraction = 0.3"),
+        &body("method = \"time\"\ncolumn = \"day\"\nfraction = 0.2\nn = 3"),
     );
     let output = run(submit(dir.path()).arg("mixed.toml"));
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("split.test_fraction"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("split.n"), "{}", stderr(&output));
 
     write(
         dir.path(),

@@ -375,7 +375,7 @@ pub const PARAMS: &[Param] = &[
         Float,
         Some("0.2"),
         "0 to less than 1 (0 trains on everything and skips evaluation)",
-        "Fraction of rows held out as the test split, chosen by the seed.",
+        "Fraction of rows held out as the test split, chosen by the seed (`split.method = \"random\"`; the time methods ignore it).",
     ),
     param(
         "split.method",
@@ -408,9 +408,9 @@ pub const PARAMS: &[Param] = &[
     param(
         "split.n",
         Integer,
-        Some("1"),
+        None,
         "1 to 1000000",
-        "`per_user_last`: how many of each user's last rows go to test.",
+        "`per_user_last`: how many of each user's last rows go to test (default 1).",
     ),
     param("eval", Section, None, "", "How the test split is scored."),
     param(

@@ -940,12 +940,14 @@ fn split_method(reader: &Reader<'_>, job_file: &Path) -> Result<SplitMethod, Con
     let method = reader
         .choice("split.method", &["random", "time", "per_user_last"])?
         .unwrap_or_else(|| "random".to_owned());
+    // `test_fraction` has a default that every resolved job records, so the time methods
+    // ignore it rather than refuse it.
     let applies: &[&str] = match method.as_str() {
         "random" => &["test_fraction"],
-        "time" => &["column", "cutoff", "fraction"],
-        _ => &["column", "n"],
+        "time" => &["column", "cutoff", "fraction", "test_fraction"],
+        _ => &["column", "n", "test_fraction"],
     };
-    for key in ["test_fraction", "column", "cutoff", "fraction", "n"] {
+    for key in ["column", "cutoff", "fraction", "n"] {
         let full = format!("split.{key}");
         if !applies.contains(&key) && reader.is_set(&full) {
             return Err(reader
