@@ -266,3 +266,131 @@ fn a_text_date_column_splits_at_a_date_and_bad_split_keys_are_config_errors() {
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("\"soon\""), "{}", stderr(&output));
 }
+
+#[test]
+fn a_separate_test_file_is_the_test_split_after_the_same_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every input row that passes the filter (rating >= 2: all but (2,12,1.0)) trains; the
+    // test file's rows pass the same filter, so (1,12,1.0) is dropped and user 9 is a cold
+    // start.
+    write(
+        dir.path(),
+        "data/test.csv",
+        "user,item,rating,ts\n1,12,1.0,600\n2,11,3.0,610\n3,10,4.0,620\n9,10,5.0,630\n",
+    );
+    let job = job(
+        dir.path(),
+        "[input]\npath = \"data/ratings.csv\"\n[[input.steps]]\nfilter = \"rating >= 2\"\n[input.test]\npath = \"data/test.csv\"\n",
+    );
+    let summary = common::ok_json(dir.path(), &[&job]);
+    let counts = &summary["metrics"]["counts"];
+    assert_eq!(counts["train_ratings"].as_u64(), Some(6), "{counts}");
+    assert_eq!(counts["test_ratings"].as_u64(), Some(3), "{counts}");
+    assert_eq!(counts["test_cold_start"].as_u64(), Some(1), "{counts}");
+    // The resolved job records the test source and reproduces the same counts.
+    let version = dir.path().join("models/job/v1");
+    let resolved = std::fs::read_to_string(version.join("job.resolved.toml")).unwrap();
+    assert!(resolved.contains("[input.test]"), "{resolved}");
+    let again = common::ok_json(
+        dir.path(),
+        &[version.join("job.resolved.toml").to_str().unwrap()],
+    );
+    assert_eq!(again["metrics"]["counts"], summary["metrics"]["counts"]);
+
+    // A split of the input beside [input.test] is a configuration error.
+    let job = write(
+        dir.path(),
+        "both.toml",
+        "[input]\npath = \"data/ratings.csv\"\n[input.test]\npath = \"data/test.csv\"\n[split]\nmethod = \"time\"\ncolumn = \"ts\"\ncutoff = 300\n[output]\ndir = \"models\"\n",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("split.method"),
+        "{}",
+        stderr(&output)
+    );
+    // An unknown key in the section gets a suggestion.
+    let job = write(
+        dir.path(),
+        "typo.toml",
+        "[input]\npath = \"data/ratings.csv\"\n[input.test]\npaht = \"data/test.csv\"\n",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("input.test.path"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+const TABLE: &str = "color,size,label\nred,1,1\nblue,2,0\nred,3,1\ngreen,1,0\nblue,3,0\nred,2,1\ngreen,2,1\nblue,1,0\n";
+
+fn tree_job(dir: &std::path::Path, name: &str, extra: &str) -> String {
+    write(dir, "data/table.csv", TABLE);
+    let text = format!(
+        "[job]\nmaster = \"local[2]\"\n[input]\npath = \"data/table.csv\"\n[model]\nalgorithm = \"random_forest\"\nnum_trees = 3\nmax_depth = 3\n{extra}\n[output]\ndir = \"models\"\n"
+    );
+    write(dir, name, &text).display().to_string()
+}
+
+#[test]
+fn a_tree_job_scores_a_separate_test_file_with_the_training_categories() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "data/test.csv",
+        "color,size,label\nblue,2,0\nred,1,1\ngreen,3,1\n",
+    );
+    let job = tree_job(
+        dir.path(),
+        "trees.toml",
+        "[input.test]\npath = \"data/test.csv\"",
+    );
+    let summary = common::ok_json(dir.path(), &[&job]);
+    let counts = &summary["metrics"]["counts"];
+    assert_eq!(counts["train_rows"].as_u64(), Some(8), "{counts}");
+    assert_eq!(counts["test_rows"].as_u64(), Some(3), "{counts}");
+
+    // A colour the training rows never had: an error naming the row, or skipped.
+    write(
+        dir.path(),
+        "data/unseen.csv",
+        "color,size,label\nblue,2,0\npurple,1,1\n",
+    );
+    let job = tree_job(
+        dir.path(),
+        "unseen.toml",
+        "[input.test]\npath = \"data/unseen.csv\"",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("row 2") && stderr(&output).contains("purple"),
+        "{}",
+        stderr(&output)
+    );
+    let job = tree_job(
+        dir.path(),
+        "skip.toml",
+        "handle_invalid = \"skip\"\n[input.test]\npath = \"data/unseen.csv\"",
+    );
+    let summary = common::ok_json(dir.path(), &[&job]);
+    assert_eq!(summary["metrics"]["counts"]["test_rows"].as_u64(), Some(1));
+
+    // A class the training rows never had.
+    write(dir.path(), "data/class.csv", "color,size,label\nblue,2,7\n");
+    let job = tree_job(
+        dir.path(),
+        "class.toml",
+        "[input.test]\npath = \"data/class.csv\"",
+    );
+    let output = run(submit(dir.path()).arg(&job));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not a class of the training rows"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -615,3 +615,83 @@ fn a_class_seen_only_in_the_test_split_is_scored_not_a_crash() {
     );
     assert!(metric(&summary, "accuracy") > 0.9);
 }
+
+/// Rows `x1,x2,label` (and `weight` when `weighted`) with integer weights 0 to 3; unweighted,
+/// each row is written `weight` times instead.
+fn weighted_csv(weighted: bool) -> String {
+    let mut text = String::from(if weighted {
+        "x1,x2,weight,label\n"
+    } else {
+        "x1,x2,label\n"
+    });
+    for row in 0..400 {
+        let x1 = (noise(row, 0) * 8.0).floor();
+        let x2 = (noise(row, 1) * 6.0).floor();
+        let weight = (noise(row, 2) * 4.0).floor() as usize;
+        let label = u8::from(x1 + x2 > 6.0 || noise(row, 3) < 0.1);
+        if weighted {
+            text.push_str(&format!("{x1},{x2},{weight},{label}\n"));
+        } else {
+            for _ in 0..weight {
+                text.push_str(&format!("{x1},{x2},{label}\n"));
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn a_weighted_forest_equals_one_on_rows_repeated_by_their_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "weighted.csv", &weighted_csv(true));
+    write(dir.path(), "repeated.csv", &weighted_csv(false));
+    // Each job is tested on its own file: weighted metrics equal those of the repeated rows.
+    let job = |name: &str, file: &str, extra: &str| {
+        write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "[job]\nmaster = \"local[2]\"\n[input]\npath = \"{file}\"\n{extra}\n[input.test]\npath = \"{file}\"\n[model]\nalgorithm = \"random_forest\"\nnum_trees = 4\nmax_depth = 5\nbootstrap = false\nmin_instances_per_node = 3\n[output]\ndir = \"models\"\n"
+            ),
+        );
+        ok_json(dir.path(), &[&format!("{name}.toml")])
+    };
+    let weighted = job(
+        "weighted",
+        "weighted.csv",
+        "columns = { weight = \"weight\" }",
+    );
+    let repeated = job("repeated", "repeated.csv", "");
+    let model = |name: &str| {
+        std::fs::read_to_string(
+            dir.path()
+                .join(format!("models/{name}/v1/model.trees.json")),
+        )
+        .unwrap()
+    };
+    assert_eq!(model("weighted"), model("repeated"));
+    for key in ["auc_roc", "accuracy", "log_loss", "f1"] {
+        let (a, b) = (metric(&weighted, key), metric(&repeated, key));
+        assert!((a - b).abs() < 1e-12, "{key}: {a} vs {b}");
+    }
+    assert!(metric(&weighted, "auc_roc") > 0.8, "{weighted}");
+
+    // A negative weight names its row; weights on a LIBSVM source are a configuration error.
+    write(
+        dir.path(),
+        "negative.csv",
+        "x1,x2,weight,label\n1,2,1,0\n2,1,-1,1\n",
+    );
+    write(
+        dir.path(),
+        "negative.toml",
+        "[input]\npath = \"negative.csv\"\ncolumns = { weight = \"weight\" }\n[model]\nalgorithm = \"gbt\"\n",
+    );
+    let output = run(submit(dir.path()).arg("negative.toml"));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("kept row 2 has -1"),
+        "{}",
+        stderr(&output)
+    );
+}

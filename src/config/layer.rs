@@ -156,7 +156,8 @@ impl Layered {
         Ok(())
     }
 
-    fn remove(&mut self, key: &str) {
+    /// Drops one key of the top level or of a top-level section.
+    pub fn remove(&mut self, key: &str) {
         let (section, leaf) = key.split_at(key.rfind('.').unwrap_or(0));
         let leaf = leaf.trim_start_matches('.');
         let table = if section.is_empty() {

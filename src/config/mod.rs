@@ -296,6 +296,8 @@ pub struct TableColumns {
     pub max_categories: usize,
     /// GBT's validation indicator column, kept out of the features.
     pub validation: Option<ColumnRef>,
+    /// Per-row sample weights (Spark's `weightCol`), kept out of the features.
+    pub weight: Option<ColumnRef>,
 }
 
 impl TableColumns {
@@ -467,6 +469,9 @@ pub enum TimeBoundary {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainTask {
     pub input: InputConfig,
+    /// `[input.test]`: the test rows come from here, prepared as the input is, and the input
+    /// trains on all its rows.
+    pub test_input: Option<Box<InputConfig>>,
     pub test_fraction: f64,
     pub split: SplitMethod,
     /// Cut-off of the ranking metrics.

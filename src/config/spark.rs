@@ -330,13 +330,34 @@ pub fn translate(
         Source::Files(_) => {}
     }
     // The Spark application does not translate the preparation yet (issue 16's engine part).
-    for key in ["input.tables", "input.sql", "input.steps", "input.dedupe"] {
+    for (key, problem) in [
+        (
+            "input.tables",
+            "is data preparation the Spark application does not run yet",
+        ),
+        (
+            "input.sql",
+            "is data preparation the Spark application does not run yet",
+        ),
+        (
+            "input.steps",
+            "is data preparation the Spark application does not run yet",
+        ),
+        (
+            "input.dedupe",
+            "is data preparation the Spark application does not run yet",
+        ),
+        (
+            "input.test",
+            "is a separate test source the Spark application does not read yet",
+        ),
+        (
+            "input.columns.weight",
+            "is a sample weight the Spark application does not pass on yet (Spark's weightCol)",
+        ),
+    ] {
         if let Some(origin) = set_at(key) {
-            return Err(refuse(
-                key,
-                "is data preparation the Spark application does not run yet",
-                Some(origin),
-            ));
+            return Err(refuse(key, problem, Some(origin)));
         }
     }
     match model {
@@ -463,6 +484,7 @@ mod tests {
                 categorical: Vec::new(),
                 max_categories: 0,
                 validation: None,
+                weight: None,
             },
             null_policy: NullPolicy::Error,
             sample_fraction: 1.0,

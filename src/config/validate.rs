@@ -254,6 +254,18 @@ impl Reader<'_> {
             .or_else(|| params::find(key)?.default_value())
     }
 
+    /// A column named by a non-empty string or a 0-based position; `None` when unset.
+    fn column(&self, key: &str) -> Result<Option<ColumnRef>, ConfigError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(Value::String(name)) if !name.is_empty() => Ok(Some(ColumnRef::Name(name))),
+            Some(Value::Integer(position)) if (0..=100_000).contains(&position) => {
+                Ok(Some(ColumnRef::Position(position as usize)))
+            }
+            Some(_) => Err(self.invalid(key, "invalid column")),
+        }
+    }
+
     fn is_set(&self, key: &str) -> bool {
         self.layered.get(key).is_some() && !self.layered.origin(key).is_default()
     }
@@ -479,6 +491,10 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
     resolved.set("job.name", Value::String(name.clone()), Origin::Default);
     resolved.set("job.kind", Value::String(kind.clone()), Origin::Default);
     for (key, value) in resolved_keys {
+        // The resolved `paths` replace a written `path`: both would be refused on a rerun.
+        if key == "input.paths" {
+            resolved.remove("input.path");
+        }
         resolved.set(&key, value, Origin::Default);
     }
     let algorithm = reader_algorithm(&resolved.table);
@@ -504,8 +520,9 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
 
 /// Whether `key` means anything for a job of this kind.
 fn applies(kind: &str, key: &str) -> bool {
-    const TRAIN_ONLY: [&str; 10] = [
+    const TRAIN_ONLY: [&str; 11] = [
         "split",
+        "input.test",
         "eval",
         "model",
         "input.synthetic",
@@ -556,7 +573,7 @@ const ALS_ONLY: [&str; 12] = [
     "input.columns.rating",
     "eval",
 ];
-const TREES_ONLY: [&str; 18] = [
+const TREES_ONLY: [&str; 19] = [
     "model.task",
     "model.num_trees",
     "model.max_depth",
@@ -575,6 +592,7 @@ const TREES_ONLY: [&str; 18] = [
     "model.max_categories",
     "input.columns.label",
     "input.columns.features",
+    "input.columns.weight",
 ];
 
 /// Whether `key` means anything for a training job with this algorithm.
@@ -748,13 +766,9 @@ fn input_columns(
     needs_rating: bool,
 ) -> Result<InputConfig, ConfigError> {
     let column = |key: &str| -> Result<ColumnRef, ConfigError> {
-        match reader.value(key) {
-            Some(Value::String(name)) if !name.is_empty() => Ok(ColumnRef::Name(name)),
-            Some(Value::Integer(position)) if (0..=100_000).contains(&position) => {
-                Ok(ColumnRef::Position(position as usize))
-            }
-            _ => Err(reader.invalid(key, "invalid column")),
-        }
+        reader
+            .column(key)?
+            .ok_or_else(|| reader.invalid(key, "invalid column"))
     };
     let columns = RatingColumns {
         user: column("input.columns.user")?,
@@ -778,6 +792,7 @@ fn input_columns(
             Some(_) => Some(column("model.validation_column")?),
             None => None,
         },
+        weight: reader.column("input.columns.weight")?,
     };
     if let Source::Files(files) = &source
         && !files.header
@@ -836,6 +851,43 @@ fn train_task(
     let source = &input.source;
     let test_fraction = reader.float("split.test_fraction", 0.0, 0.99, false)?;
     let split = split_method(reader, job_file)?;
+    let test_input = match reader.layered.get("input.test") {
+        None => None,
+        Some(Value::Table(_)) => {
+            if split != SplitMethod::Random {
+                return Err(reader
+                    .invalid("split.method", "a split of the input while [input.test] is set")
+                    .hint("[input.test] holds the test rows and the input trains on all of its rows; remove split.method or [input.test]"));
+            }
+            let (files, keys) = file_source(reader, "input.test", job_file)?;
+            if matches!(input.source, Source::Files(ref main) if (main.format == Format::Libsvm) != (files.format == Format::Libsvm))
+            {
+                return Err(reader
+                    .invalid("input.test.format", "a test format that does not match the input's")
+                    .hint("LIBSVM files hold numbered features, other formats named columns: give both sources the same kind"));
+            }
+            // The recorded section replaces the written one whole (`paths` instead of `path`).
+            let entry: toml::Table = keys
+                .into_iter()
+                .map(|(key, value)| (key["input.test.".len()..].to_owned(), value))
+                .collect();
+            resolved.push(("input.test".to_owned(), Value::Table(entry)));
+            // Early stopping's rows come from the training input only.
+            Some(Box::new(InputConfig {
+                source: Source::Files(files),
+                table: TableColumns {
+                    validation: None,
+                    ..input.table.clone()
+                },
+                ..input.clone()
+            }))
+        }
+        Some(_) => {
+            return Err(reader
+                .invalid("input.test", "not a table")
+                .hint("write it as a section: [input.test] path = \"test.csv\""));
+        }
+    };
     let ranking_k = reader.required_integer("eval.k", 1, 1000)? as usize;
 
     let algorithm = reader
@@ -845,6 +897,15 @@ fn train_task(
         return Err(reader
             .invalid("split.method", "a time split for a tree model")
             .hint("time and per_user_last splits apply to ALS jobs for now; tree jobs hold out rows at random (split.test_fraction), or by model.validation_column for early stopping"));
+    }
+    let synthetic_or_libsvm = match source {
+        Source::Synthetic(_) => input.preparation.is_none(),
+        Source::Files(files) => files.format == Format::Libsvm && input.preparation.is_none(),
+    };
+    if algorithm != "als" && input.table.weight.is_some() && synthetic_or_libsvm {
+        return Err(reader
+            .invalid("input.columns.weight", "a weight column for a source without named columns")
+            .hint("synthetic tables and LIBSVM files have no weight column; read a file with one (csv, parquet, ...)"));
     }
     let model = if algorithm == "als" {
         als_model(reader, source, seed)?
@@ -920,6 +981,7 @@ fn train_task(
     Ok((
         Task::Train(TrainTask {
             input,
+            test_input,
             test_fraction,
             split,
             ranking_k,
@@ -961,17 +1023,10 @@ fn split_method(reader: &Reader<'_>, job_file: &Path) -> Result<SplitMethod, Con
     if method == "random" {
         return Ok(SplitMethod::Random);
     }
-    let column = match reader.value("split.column") {
-        Some(Value::String(name)) if !name.is_empty() => ColumnRef::Name(name),
-        Some(Value::Integer(position)) if (0..=100_000).contains(&position) => {
-            ColumnRef::Position(position as usize)
-        }
-        Some(_) => return Err(reader.invalid("split.column", "invalid column")),
-        None => {
-            return Err(reader.missing("split.column", job_file).hint(format!(
-                "split.method = \"{method}\" orders rows by a time column"
-            )));
-        }
+    let Some(column) = reader.column("split.column")? else {
+        return Err(reader.missing("split.column", job_file).hint(format!(
+            "split.method = \"{method}\" orders rows by a time column"
+        )));
     };
     if method == "per_user_last" {
         let n = reader.integer("split.n", 1, 1_000_000)?.unwrap_or(1) as usize;

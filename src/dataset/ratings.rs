@@ -84,6 +84,42 @@ impl Ids {
     }
 }
 
+impl Ids {
+    /// One table holding the ids of `first` and `second`, and where each of theirs went:
+    /// integers in ascending order; text (or a mix, as decimal text) in `first`'s order, then
+    /// the new ones of `second` in theirs, as the ids of one input would be indexed.
+    pub fn union(first: &Ids, second: &Ids) -> (Ids, Vec<u32>, Vec<u32>) {
+        if let (Ids::Integer(a), Ids::Integer(b)) = (first, second) {
+            let mut all: Vec<i64> = a.iter().chain(b).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            let position = |id: &i64| all.binary_search(id).unwrap_or(0) as u32;
+            let (from_first, from_second) = (
+                a.iter().map(position).collect(),
+                b.iter().map(position).collect(),
+            );
+            return (Ids::Integer(all), from_first, from_second);
+        }
+        let text = |ids: &Ids| -> Vec<String> {
+            match ids {
+                Ids::Integer(values) => values.iter().map(i64::to_string).collect(),
+                Ids::Text(values) => values.clone(),
+            }
+        };
+        let mut table: Vec<String> = Vec::with_capacity(first.len() + second.len());
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut place = |id: String| -> u32 {
+            *index.entry(id).or_insert_with_key(|id| {
+                table.push(id.clone());
+                (table.len() - 1) as u32
+            })
+        };
+        let from_first: Vec<u32> = text(first).into_iter().map(&mut place).collect();
+        let from_second: Vec<u32> = text(second).into_iter().map(&mut place).collect();
+        (Ids::Text(table), from_first, from_second)
+    }
+}
+
 /// Rating triples; `user[k]`, `item[k]`, `rating[k]` describe one rating.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ratings {
@@ -109,6 +145,28 @@ impl Ratings {
 
     pub fn items(&self) -> usize {
         self.item_ids.len()
+    }
+
+    /// The triples of `first` then those of `second`, over id tables holding both.
+    pub fn concat(first: Ratings, second: Ratings) -> Ratings {
+        let (user_ids, first_users, second_users) = Ids::union(&first.user_ids, &second.user_ids);
+        let (item_ids, first_items, second_items) = Ids::union(&first.item_ids, &second.item_ids);
+        let remap = |indices: &[u32], to: &[u32]| -> Vec<u32> {
+            indices.iter().map(|&index| to[index as usize]).collect()
+        };
+        let mut user = remap(&first.user, &first_users);
+        user.extend(remap(&second.user, &second_users));
+        let mut item = remap(&first.item, &first_items);
+        item.extend(remap(&second.item, &second_items));
+        let mut rating = first.rating;
+        rating.extend(second.rating);
+        Ratings {
+            user_ids,
+            item_ids,
+            user,
+            item,
+            rating,
+        }
     }
 
     /// Keeps only the triples where `keep` is true (in order); the id tables stay whole.
@@ -224,5 +282,32 @@ mod tests {
         assert_eq!(csr.offsets, vec![0, 1, 3, 3]);
         assert_eq!(csr.row(1), (&[5u32, 7][..], &[1.0f32, 3.0][..]));
         assert_eq!(csr.row_len(2), 0);
+    }
+
+    #[test]
+    fn concatenated_ratings_share_one_id_table() {
+        let first = Ratings {
+            user_ids: Ids::Integer(vec![3, 7]),
+            item_ids: Ids::Text(vec!["b".into(), "a".into()]),
+            user: vec![0, 1],
+            item: vec![0, 1],
+            rating: vec![1.0, 2.0],
+        };
+        let second = Ratings {
+            user_ids: Ids::Integer(vec![1, 7]),
+            item_ids: Ids::Integer(vec![5]),
+            user: vec![0, 1],
+            item: vec![0, 0],
+            rating: vec![3.0, 4.0],
+        };
+        let all = Ratings::concat(first, second);
+        assert_eq!(all.user_ids, Ids::Integer(vec![1, 3, 7]));
+        assert_eq!(all.user, vec![1, 2, 0, 2]);
+        assert_eq!(
+            all.item_ids,
+            Ids::Text(vec!["b".into(), "a".into(), "5".into()])
+        );
+        assert_eq!(all.item, vec![0, 1, 2, 2]);
+        assert_eq!(all.rating, vec![1.0, 2.0, 3.0, 4.0]);
     }
 }

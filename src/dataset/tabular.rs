@@ -21,6 +21,8 @@ pub struct Tabular {
     pub labels: Vec<f64>,
     /// Original class labels, index = class, when the label column was indexed.
     pub label_names: Option<Vec<String>>,
+    /// Sample weight of each row (`input.columns.weight`); `None`: every row weighs 1.
+    pub weights: Option<Vec<f64>>,
 }
 
 impl Tabular {
@@ -32,7 +34,13 @@ impl Tabular {
             features,
             labels,
             label_names: None,
+            weights: None,
         }
+    }
+
+    /// Row `row`'s sample weight.
+    pub fn weight(&self, row: usize) -> f64 {
+        self.weights.as_ref().map_or(1.0, |weights| weights[row])
     }
 
     pub fn rows(&self) -> usize {
@@ -72,6 +80,14 @@ impl Tabular {
                 .map(|(value, _)| *value)
                 .collect(),
             label_names: self.label_names.clone(),
+            weights: self.weights.as_ref().map(|weights| {
+                weights
+                    .iter()
+                    .zip(keep)
+                    .filter(|(_, kept)| **kept)
+                    .map(|(value, _)| *value)
+                    .collect()
+            }),
         }
     }
 }

@@ -674,6 +674,7 @@ pub fn train(
                 params.task,
                 &predictions,
                 &labels,
+                None,
                 label_names.as_deref(),
                 metric_classes,
             );

@@ -26,10 +26,23 @@ pub fn evaluate(
     labels: &[f64],
     classes: usize,
 ) -> ClassificationMetrics {
-    let rows = labels.len().max(1) as f64;
+    evaluate_weighted(probabilities, labels, None, classes)
+}
+
+/// [`evaluate`] with each row counted by its weight (Spark's evaluators with `weightCol`); the
+/// confusion matrix still counts rows.
+pub fn evaluate_weighted(
+    probabilities: &[Vec<f64>],
+    labels: &[f64],
+    weights: Option<&[f64]>,
+    classes: usize,
+) -> ClassificationMetrics {
+    let weight = |row: usize| weights.map_or(1.0, |weights| weights[row]);
     let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut weighted = vec![vec![0.0f64; classes]; classes];
     let mut log_loss = 0.0;
-    for (probability, &label) in probabilities.iter().zip(labels) {
+    let mut total = 0.0;
+    for (row, (probability, &label)) in probabilities.iter().zip(labels).enumerate() {
         let truth = label as usize;
         // Ties go to the lower class index, as Spark's argmax.
         let predicted = (0..classes).fold(0, |best, class| {
@@ -40,21 +53,24 @@ pub fn evaluate(
             }
         });
         confusion[truth][predicted] += 1;
-        log_loss -= probability[truth].clamp(1e-15, 1.0).ln();
+        weighted[truth][predicted] += weight(row);
+        total += weight(row);
+        log_loss -= weight(row) * probability[truth].clamp(1e-15, 1.0).ln();
     }
-    let correct: u64 = (0..classes).map(|class| confusion[class][class]).sum();
+    let rows = if total > 0.0 { total } else { 1.0 };
+    let correct: f64 = (0..classes).map(|class| weighted[class][class]).sum();
     let (mut f1, mut weighted_precision, mut weighted_recall) = (0.0, 0.0, 0.0);
-    for (class, row) in confusion.iter().enumerate() {
-        let truth_count: u64 = row.iter().sum();
-        let predicted_count: u64 = confusion.iter().map(|truth| truth[class]).sum();
-        let hits = row[class] as f64;
-        let precision = if predicted_count > 0 {
-            hits / predicted_count as f64
+    for (class, row) in weighted.iter().enumerate() {
+        let truth_count: f64 = row.iter().sum();
+        let predicted_count: f64 = weighted.iter().map(|truth| truth[class]).sum();
+        let hits = row[class];
+        let precision = if predicted_count > 0.0 {
+            hits / predicted_count
         } else {
             0.0
         };
-        let recall = if truth_count > 0 {
-            hits / truth_count as f64
+        let recall = if truth_count > 0.0 {
+            hits / truth_count
         } else {
             0.0
         };
@@ -63,7 +79,7 @@ pub fn evaluate(
         } else {
             0.0
         };
-        let share = truth_count as f64 / rows;
+        let share = truth_count / rows;
         f1 += f * share;
         weighted_precision += precision * share;
         weighted_recall += recall * share;
@@ -71,12 +87,12 @@ pub fn evaluate(
     let (auc_roc, auc_pr) = if classes == 2 {
         let scores: Vec<f64> = probabilities.iter().map(|p| p[1]).collect();
         let positives: Vec<bool> = labels.iter().map(|&label| label > 0.5).collect();
-        binary_areas(&scores, &positives)
+        binary_areas_weighted(&scores, &positives, weights)
     } else {
         (None, None)
     };
     ClassificationMetrics {
-        accuracy: correct as f64 / rows,
+        accuracy: correct / rows,
         f1,
         weighted_precision,
         weighted_recall,
@@ -90,6 +106,15 @@ pub fn evaluate(
 /// Positive and negative rows at or above each distinct score, from the highest score down
 /// (tied scores form one threshold): the sweep behind ROC and precision-recall.
 pub fn threshold_counts(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
+    threshold_weights(scores, positive, None)
+}
+
+/// [`threshold_counts`] with each row counted by its weight.
+fn threshold_weights(
+    scores: &[f64],
+    positive: &[bool],
+    weights: Option<&[f64]>,
+) -> Vec<(f64, f64)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let (mut true_positive, mut false_positive) = (0.0, 0.0);
@@ -98,10 +123,11 @@ pub fn threshold_counts(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
     while at < order.len() {
         let score = scores[order[at]];
         while at < order.len() && scores[order[at]] == score {
+            let weight = weights.map_or(1.0, |weights| weights[order[at]]);
             if positive[order[at]] {
-                true_positive += 1.0;
+                true_positive += weight;
             } else {
-                false_positive += 1.0;
+                false_positive += weight;
             }
             at += 1;
         }
@@ -112,8 +138,24 @@ pub fn threshold_counts(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
 
 /// Areas under ROC and PR for scores of positive/negative rows; `None` without both kinds.
 pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f64>) {
-    let total_positive = positive.iter().filter(|p| **p).count() as f64;
-    let total_negative = positive.len() as f64 - total_positive;
+    binary_areas_weighted(scores, positive, None)
+}
+
+/// [`binary_areas`] with each row counted by its weight.
+fn binary_areas_weighted(
+    scores: &[f64],
+    positive: &[bool],
+    weights: Option<&[f64]>,
+) -> (Option<f64>, Option<f64>) {
+    let weight = |row: usize| weights.map_or(1.0, |weights| weights[row]);
+    let total_positive: f64 = (0..positive.len())
+        .filter(|&row| positive[row])
+        .map(weight)
+        .sum();
+    let total_negative: f64 = (0..positive.len())
+        .filter(|&row| !positive[row])
+        .map(weight)
+        .sum();
     if total_positive == 0.0 || total_negative == 0.0 {
         return (None, None);
     }
@@ -121,7 +163,7 @@ pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f
     let (mut previous_tpr, mut previous_fpr) = (0.0, 0.0);
     let mut previous_recall = 0.0;
     let mut previous_precision: Option<f64> = None;
-    for (true_positive, false_positive) in threshold_counts(scores, positive) {
+    for (true_positive, false_positive) in threshold_weights(scores, positive, weights) {
         let (tpr, fpr) = (
             true_positive / total_positive,
             false_positive / total_negative,
@@ -142,6 +184,35 @@ pub fn binary_areas(scores: &[f64], positive: &[bool]) -> (Option<f64>, Option<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_weights_count_as_repeated_rows() {
+        let probabilities: Vec<Vec<f64>> = [0.9, 0.8, 0.7, 0.4, 0.3]
+            .iter()
+            .map(|&p| vec![1.0 - p, p])
+            .collect();
+        let labels = [1.0, 0.0, 1.0, 0.0, 1.0];
+        let weights = [2.0, 1.0, 0.0, 3.0, 1.0];
+        let weighted = evaluate_weighted(&probabilities, &labels, Some(&weights), 2);
+        let mut repeated_probabilities = Vec::new();
+        let mut repeated_labels = Vec::new();
+        for row in 0..5 {
+            for _ in 0..weights[row] as usize {
+                repeated_probabilities.push(probabilities[row].clone());
+                repeated_labels.push(labels[row]);
+            }
+        }
+        let repeated = evaluate(&repeated_probabilities, &repeated_labels, 2);
+        for (a, b) in [
+            (weighted.accuracy, repeated.accuracy),
+            (weighted.f1, repeated.f1),
+            (weighted.log_loss, repeated.log_loss),
+            (weighted.auc_roc.unwrap(), repeated.auc_roc.unwrap()),
+            (weighted.auc_pr.unwrap(), repeated.auc_pr.unwrap()),
+        ] {
+            assert!((a - b).abs() < 1e-12, "{weighted:?} vs {repeated:?}");
+        }
+    }
 
     #[test]
     fn hand_computed_values() {

@@ -154,13 +154,31 @@ pub struct RegressionScores {
 }
 
 pub fn regression_scores(pairs: &[(f64, f64)]) -> RegressionScores {
-    let count = pairs.len().max(1) as f64;
-    let mean = pairs.iter().map(|(_, truth)| truth).sum::<f64>() / count;
+    regression_scores_weighted(pairs, None)
+}
+
+/// [`regression_scores`] with each pair counted by its weight (Spark's `weightCol`).
+pub fn regression_scores_weighted(
+    pairs: &[(f64, f64)],
+    weights: Option<&[f64]>,
+) -> RegressionScores {
+    let weight = |row: usize| weights.map_or(1.0, |weights| weights[row]);
+    let count = match weights {
+        Some(weights) => weights.iter().sum::<f64>(),
+        None => pairs.len() as f64,
+    };
+    let count = if count > 0.0 { count } else { 1.0 };
+    let mean = pairs
+        .iter()
+        .enumerate()
+        .map(|(row, (_, truth))| weight(row) * truth)
+        .sum::<f64>()
+        / count;
     let (mut squared, mut absolute, mut total) = (0.0, 0.0, 0.0);
-    for (prediction, truth) in pairs {
-        squared += (prediction - truth).powi(2);
-        absolute += (prediction - truth).abs();
-        total += (truth - mean).powi(2);
+    for (row, (prediction, truth)) in pairs.iter().enumerate() {
+        squared += weight(row) * (prediction - truth).powi(2);
+        absolute += weight(row) * (prediction - truth).abs();
+        total += weight(row) * (truth - mean).powi(2);
     }
     RegressionScores {
         rmse: (squared / count).sqrt(),

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::IngestError;
 use crate::config::prepare::Dedupe;
-use crate::dataset::Ratings;
+use crate::dataset::{Ratings, keep_where};
 
 /// Applies `rule` in place; returns how many rows were merged away. A pair's rows merged into
 /// one take the latest of their `times`, when there are times.
@@ -92,20 +92,11 @@ pub fn apply(
             .collect()
     };
     if let Some(times) = times {
-        let all = std::mem::take(times);
-        *times = all
-            .into_iter()
-            .zip(&keep)
-            .filter_map(|(time, kept)| kept.then_some(time))
-            .collect();
+        *times = keep_where(std::mem::take(times), &keep);
     }
     ratings.user = kept(&ratings.user);
     ratings.item = kept(&ratings.item);
-    ratings.rating = value
-        .into_iter()
-        .zip(&keep)
-        .filter_map(|(value, kept)| kept.then_some(value))
-        .collect();
+    ratings.rating = keep_where(value, &keep);
     Ok(merged)
 }
 
@@ -147,6 +138,14 @@ mod tests {
             assert_eq!(data.item, vec![1, 1, 0], "{rule:?}");
             assert_eq!(data.rating, vec![expected, 5.0, 2.0], "{rule:?}");
         }
+    }
+
+    #[test]
+    fn a_merged_pair_takes_its_latest_time() {
+        let mut data = ratings(&ROWS);
+        let mut times = vec![10.0, 20.0, 50.0, 40.0, 30.0];
+        apply(&mut data, Some(&mut times), Dedupe::First).unwrap();
+        assert_eq!(times, vec![50.0, 20.0, 40.0]);
     }
 
     #[test]

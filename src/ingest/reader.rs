@@ -78,6 +78,7 @@ pub fn read_ratings(
 fn time_values(located: &Located<'_>, column: &Column) -> Result<Vec<f64>, IngestError> {
     let path = located.path;
     let series = column.as_materialized_series();
+    // Dates and datetimes are numbers underneath (days, or units since the epoch).
     let per_second = match series.dtype() {
         DataType::Datetime(unit, _) => Some(match unit {
             TimeUnit::Nanoseconds => 1e9,
@@ -85,6 +86,7 @@ fn time_values(located: &Located<'_>, column: &Column) -> Result<Vec<f64>, Inges
             TimeUnit::Milliseconds => 1e3,
         }),
         DataType::Date => Some(1.0 / 86_400.0),
+        numeric if numeric.is_primitive_numeric() => Some(1.0),
         _ => None,
     };
     if let Some(per_second) = per_second {
@@ -97,13 +99,6 @@ fn time_values(located: &Located<'_>, column: &Column) -> Result<Vec<f64>, Inges
             .iter()
             .map(|value| value.unwrap_or(0.0) / per_second)
             .collect());
-    }
-    if series.dtype().is_primitive_numeric() {
-        let cast = series
-            .cast(&DataType::Float64)
-            .map_err(|error| polars_error(path, error))?;
-        let values = cast.f64().map_err(|error| polars_error(path, error))?;
-        return Ok(values.iter().map(|value| value.unwrap_or(0.0)).collect());
     }
     let text = series
         .cast(&DataType::String)

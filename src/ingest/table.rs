@@ -197,6 +197,7 @@ struct RawTable {
     passthrough: Vec<Vec<Option<String>>>,
     label: Option<RawColumn>,
     validation: Option<RawColumn>,
+    weight: Option<RawColumn>,
     fingerprints: Vec<Fingerprint>,
     counts: IngestCounts,
 }
@@ -219,6 +220,7 @@ fn read_raw(
     let mut columns: Vec<RawColumn> = Vec::new();
     let mut label: Option<RawColumn> = None;
     let mut validation: Option<RawColumn> = None;
+    let mut weight: Option<RawColumn> = None;
     let (fingerprints, counts) = reader::for_each_frame(
         input,
         seed,
@@ -243,6 +245,15 @@ fn read_raw(
                         None => values,
                     });
                 }
+                if let Some(reference) = &table.weight {
+                    let column = reader::find_column(located.path, &frame, reference)?;
+                    excluded.push(column.name().to_string());
+                    let values = column_values(located, column, keep)?;
+                    weight = Some(match weight.take() {
+                        Some(all) => all.append(values),
+                        None => values,
+                    });
+                }
             }
             if let Some(leak) =
                 features.and_then(|list| list.iter().find(|name| excluded.contains(*name)))
@@ -250,7 +261,7 @@ fn read_raw(
                 return Err(IngestError::Malformed {
                     path: located.path.to_path_buf(),
                     problem: format!(
-                        "column `{leak}` is listed in input.columns.features but is the label or the validation column"
+                        "column `{leak}` is listed in input.columns.features but is the label, the validation or the weight column"
                     ),
                 });
             }
@@ -299,6 +310,7 @@ fn read_raw(
         passthrough,
         label,
         validation,
+        weight,
         fingerprints,
         counts,
     })
@@ -390,6 +402,50 @@ fn validation_mask(raw: RawColumn, path: &std::path::Path) -> Result<Vec<bool>, 
     }
 }
 
+/// Sample weights: finite numbers at least 0; a bad one names its row.
+fn weights_of(raw: RawColumn, path: &std::path::Path) -> Result<Vec<f64>, IngestError> {
+    let bad = |row: usize, value: String| IngestError::Malformed {
+        path: path.to_path_buf(),
+        problem: format!(
+            "the weight column (input.columns.weight) must hold finite numbers of at least 0; kept row {} has {value}",
+            row + 1
+        ),
+    };
+    let numbers = match raw {
+        RawColumn::Numbers(values) => values,
+        RawColumn::Text(text) => match parse_numbers(&text) {
+            Some(values) => values,
+            None => {
+                let row = text
+                    .iter()
+                    .position(|value| {
+                        value
+                            .as_deref()
+                            .is_some_and(|v| v.trim().parse::<f32>().is_err())
+                    })
+                    .unwrap_or(0);
+                return Err(bad(
+                    row,
+                    format!("{:?}", text[row].as_deref().unwrap_or("")),
+                ));
+            }
+        },
+    };
+    numbers
+        .into_iter()
+        .enumerate()
+        .map(|(row, value)| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(f64::from(value))
+            } else if value.is_nan() {
+                Err(bad(row, "no value".to_owned()))
+            } else {
+                Err(bad(row, value.to_string()))
+            }
+        })
+        .collect()
+}
+
 /// What errors about the whole input name: its first file, or the prepared input.
 fn input_path(input: &InputConfig) -> std::path::PathBuf {
     match &input.source {
@@ -443,6 +499,10 @@ pub fn read_training_table(
                 .validation
                 .map(|column| validation_mask(column, &path))
                 .transpose()?;
+            let weights = raw
+                .weight
+                .map(|column| weights_of(column, &path))
+                .transpose()?;
             let mut kinds = Vec::new();
             let mut features = Vec::new();
             for (name, column) in raw.names.iter().zip(raw.columns) {
@@ -470,6 +530,7 @@ pub fn read_training_table(
                     features,
                     labels,
                     label_names,
+                    weights,
                 },
                 validation,
                 fingerprints: raw.fingerprints,
@@ -693,6 +754,54 @@ pub fn read_scoring_table(
         (raw.names, raw.columns, raw.fingerprints, raw.passthrough)
     };
     let rows = columns.first().map_or(0, RawColumn::len);
+    let (features, kinds, keep) = encode_features(schema, columns, handle_invalid, &path)?;
+    let table = Tabular {
+        feature_names: names,
+        kinds,
+        features,
+        labels: vec![0.0; rows],
+        label_names: None,
+        weights: None,
+    };
+    let row_numbers: Vec<u64> = (0..rows as u64).filter(|&row| keep[row as usize]).collect();
+    let all_kept = row_numbers.len() == rows;
+    let table = if all_kept { table } else { table.select(&keep) };
+    let passthrough = keep_columns
+        .iter()
+        .cloned()
+        .zip(passthrough)
+        .map(|(name, values)| {
+            let values = if all_kept {
+                values
+            } else {
+                values
+                    .into_iter()
+                    .zip(&keep)
+                    .filter(|(_, kept)| **kept)
+                    .map(|(value, _)| value)
+                    .collect()
+            };
+            (name, values)
+        })
+        .collect();
+    Ok(ScoringTable {
+        table,
+        row_numbers,
+        fingerprints,
+        passthrough,
+    })
+}
+
+/// Feature columns encoded as a model's schema says: numbers as they are, categories through
+/// the model's names (an unseen one per `handle_invalid`). Returns the features, their kinds
+/// and which rows are kept (`skip` drops rows with an unseen category).
+fn encode_features(
+    schema: &[FeatureSchema<'_>],
+    columns: Vec<RawColumn>,
+    handle_invalid: HandleInvalid,
+    path: &std::path::Path,
+) -> Result<(Vec<Vec<f32>>, Vec<FeatureKind>, Vec<bool>), IngestError> {
+    let rows = columns.first().map_or(0, RawColumn::len);
     let mut keep = vec![true; rows];
     let mut features = Vec::with_capacity(schema.len());
     let mut kinds = Vec::with_capacity(schema.len());
@@ -702,7 +811,7 @@ pub fn read_scoring_table(
                 RawColumn::Numbers(values) => values,
                 RawColumn::Text(text) => {
                     parse_numbers(&text).ok_or_else(|| IngestError::Malformed {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         problem: format!(
                             "column `{}` must hold numbers, as when the model was trained",
                             feature.name
@@ -734,7 +843,7 @@ pub fn read_scoring_table(
                         None => match handle_invalid {
                             HandleInvalid::Error => {
                                 return Err(IngestError::Malformed {
-                                    path: path.clone(),
+                                    path: path.to_path_buf(),
                                     problem: format!(
                                         "row {}: column `{}` has category {key:?}, which the model never saw (set `model.handle_invalid = \"skip\"` or \"keep\")",
                                         row + 1,
@@ -757,40 +866,197 @@ pub fn read_scoring_table(
         kinds.push(feature.kind.clone());
         features.push(values);
     }
+    Ok((features, kinds, keep))
+}
+
+/// `[input.test]` of a tree job: the label, the weights and the training table's features,
+/// encoded as the training table encodes them (a category it never saw per `handle_invalid`,
+/// a class it never saw is an error naming the row).
+pub fn read_test_table(
+    input: &InputConfig,
+    train: &Tabular,
+    task: TreeTask,
+    handle_invalid: HandleInvalid,
+    seed: u64,
+) -> Result<IngestedTable, IngestError> {
+    let path = input_path(input);
+    let schema: Vec<FeatureSchema<'_>> = train
+        .feature_names
+        .iter()
+        .zip(&train.kinds)
+        .map(|(name, kind)| FeatureSchema { name, kind })
+        .collect();
+    let (columns, label, weight, fingerprints, counts) = match &input.source {
+        Source::Files(files)
+            if files.format == Format::Libsvm && !super::prepare::applies(input) =>
+        {
+            let ingested = libsvm_table(files, input, seed)?;
+            let rows = ingested.table.rows();
+            let mut columns: Vec<RawColumn> = ingested
+                .table
+                .features
+                .into_iter()
+                .map(RawColumn::Numbers)
+                .collect();
+            if let Some(extra) = columns
+                .iter()
+                .skip(schema.len())
+                .position(|column| matches!(column, RawColumn::Numbers(values) if values.iter().any(|v| *v != 0.0)))
+            {
+                return Err(IngestError::Malformed {
+                    path,
+                    problem: format!(
+                        "it has feature index {}; the training rows have {} features",
+                        schema.len() + extra + 1,
+                        schema.len()
+                    ),
+                });
+            }
+            columns.truncate(schema.len());
+            while columns.len() < schema.len() {
+                columns.push(RawColumn::Numbers(vec![0.0; rows]));
+            }
+            let labels = ingested.table.labels.iter().map(|&y| y as f32).collect();
+            (
+                columns,
+                RawColumn::Numbers(labels),
+                None,
+                ingested.fingerprints,
+                ingested.counts,
+            )
+        }
+        Source::Files(_) => {
+            let wanted: Vec<String> = train.feature_names.clone();
+            let raw = read_raw(input, seed, Some(&wanted), true, &[])?;
+            (
+                raw.columns,
+                raw.label.unwrap_or(RawColumn::Numbers(Vec::new())),
+                raw.weight,
+                raw.fingerprints,
+                raw.counts,
+            )
+        }
+        Source::Synthetic(_) => {
+            return Err(IngestError::Empty {
+                reason: "[input.test] reads files".to_owned(),
+            });
+        }
+    };
+    let labels = test_labels(label, train, task, &path)?;
+    let weights = weight.map(|column| weights_of(column, &path)).transpose()?;
+    let (features, kinds, keep) = encode_features(&schema, columns, handle_invalid, &path)?;
     let table = Tabular {
-        feature_names: names,
+        feature_names: train.feature_names.clone(),
         kinds,
         features,
-        labels: vec![0.0; rows],
-        label_names: None,
+        labels,
+        label_names: train.label_names.clone(),
+        weights,
     };
-    let row_numbers: Vec<u64> = (0..rows as u64).filter(|&row| keep[row as usize]).collect();
-    let all_kept = row_numbers.len() == rows;
-    let table = if all_kept { table } else { table.select(&keep) };
-    let passthrough = keep_columns
-        .iter()
-        .cloned()
-        .zip(passthrough)
-        .map(|(name, values)| {
-            let values = if all_kept {
-                values
-            } else {
-                values
-                    .into_iter()
-                    .zip(&keep)
-                    .filter(|(_, kept)| **kept)
-                    .map(|(value, _)| value)
-                    .collect()
-            };
-            (name, values)
-        })
-        .collect();
-    Ok(ScoringTable {
+    let table = if keep.iter().all(|kept| *kept) {
+        table
+    } else {
+        table.select(&keep)
+    };
+    if table.rows() == 0 {
+        return Err(IngestError::Empty {
+            reason: format!("[input.test] left no rows ({})", counts.nothing_left()),
+        });
+    }
+    Ok(IngestedTable {
         table,
-        row_numbers,
+        validation: None,
         fingerprints,
-        passthrough,
+        counts,
     })
+}
+
+/// Test labels as class indices of the training table (or regression numbers).
+fn test_labels(
+    raw: RawColumn,
+    train: &Tabular,
+    task: TreeTask,
+    path: &std::path::Path,
+) -> Result<Vec<f64>, IngestError> {
+    let bad = |row: usize, problem: String| IngestError::Malformed {
+        path: path.to_path_buf(),
+        problem: format!("label of kept row {}: {problem}", row + 1),
+    };
+    let classes = train.classes();
+    match (task, &train.label_names) {
+        (TreeTask::Classification, Some(names)) => {
+            let index: HashMap<&str, usize> = names
+                .iter()
+                .enumerate()
+                .map(|(class, name)| (name.as_str(), class))
+                .collect();
+            let text: Vec<Option<String>> = match raw {
+                RawColumn::Numbers(values) => values
+                    .into_iter()
+                    .map(|value| (!value.is_nan()).then(|| value.to_string()))
+                    .collect(),
+                RawColumn::Text(text) => text,
+            };
+            text.iter()
+                .enumerate()
+                .map(|(row, value)| {
+                    let key = value.as_deref().unwrap_or("");
+                    index.get(key).map(|&class| class as f64).ok_or_else(|| {
+                        bad(
+                            row,
+                            format!(
+                                "{key:?} is not a class of the training rows ({})",
+                                crate::text::shorten(&names.join(", "), 200)
+                            ),
+                        )
+                    })
+                })
+                .collect()
+        }
+        _ => {
+            let numbers = match raw {
+                RawColumn::Numbers(values) => values,
+                RawColumn::Text(text) => match parse_numbers(&text) {
+                    Some(values) => values,
+                    None => {
+                        let row = text
+                            .iter()
+                            .position(|value| {
+                                value
+                                    .as_deref()
+                                    .is_some_and(|v| v.trim().parse::<f32>().is_err())
+                            })
+                            .unwrap_or(0);
+                        return Err(bad(
+                            row,
+                            format!("{:?} is not a number", text[row].as_deref().unwrap_or("")),
+                        ));
+                    }
+                },
+            };
+            numbers
+                .into_iter()
+                .enumerate()
+                .map(|(row, value)| {
+                    if value.is_nan() {
+                        return Err(bad(row, "missing or NaN".to_owned()));
+                    }
+                    let in_range =
+                        value >= 0.0 && value.fract() == 0.0 && (value as usize) < classes;
+                    if task == TreeTask::Classification && !in_range {
+                        return Err(bad(
+                            row,
+                            format!(
+                                "{value} is not a class of the training rows (0 to {})",
+                                classes - 1
+                            ),
+                        ));
+                    }
+                    Ok(f64::from(value))
+                })
+                .collect()
+        }
+    }
 }
 
 /// What [`read_scoring_table`] reads: the features, the input row number of each kept row,

@@ -61,6 +61,16 @@ fn load_als_base(
     .into())
 }
 
+fn empty_ratings() -> crate::dataset::Ratings {
+    crate::dataset::Ratings {
+        user_ids: crate::dataset::Ids::Integer(Vec::new()),
+        item_ids: crate::dataset::Ids::Integer(Vec::new()),
+        user: Vec::new(),
+        item: Vec::new(),
+        rating: Vec::new(),
+    }
+}
+
 /// Which rows the split holds out, by `split.method`.
 fn test_rows(
     task: &TrainTask,
@@ -113,6 +123,33 @@ fn train_als(
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("reading input");
     let mut ingested = ingest::read_ratings(&task.input, config.seed, task.split.time_column())?;
+    // [input.test]: its ratings follow the input's, over id tables holding both, and are the
+    // test rows.
+    let separate_test = match &task.test_input {
+        Some(test_input) => {
+            let test =
+                ingest::read_ratings(test_input, config.seed, None).map_err(
+                    |error| match error {
+                        ingest::IngestError::Empty { reason } => ingest::IngestError::Empty {
+                            reason: format!("[input.test]: {reason}"),
+                        },
+                        other => other,
+                    },
+                )?;
+            let train_rows = ingested.ratings.len();
+            let test_rows = test.ratings.len();
+            let train = std::mem::replace(&mut ingested.ratings, empty_ratings());
+            ingested.ratings = crate::dataset::Ratings::concat(train, test.ratings);
+            ingested.fingerprints.extend(test.fingerprints);
+            ingested.counts.rows_read += test.counts.rows_read;
+            ingested.counts.rows_dropped_null += test.counts.rows_dropped_null;
+            ingested.counts.rows_sampled_out += test.counts.rows_sampled_out;
+            let mut is_test = vec![false; train_rows];
+            is_test.resize(train_rows + test_rows, true);
+            Some(is_test)
+        }
+        None => None,
+    };
     let ratings = &ingested.ratings;
     let elapsed = step.finish(&format!(
         "{} ratings, {} users, {} items",
@@ -128,7 +165,10 @@ fn train_als(
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
-    let is_test = test_rows(task, config.seed, ratings, ingested.times.take());
+    let is_test = match separate_test {
+        Some(is_test) => is_test,
+        None => test_rows(task, config.seed, ratings, ingested.times.take()),
+    };
     let total_ratings = ratings.len();
     let test_count = is_test.iter().filter(|test| **test).count();
     let train_count = total_ratings - test_count;

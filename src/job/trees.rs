@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
 use crate::artifact::{self, SavedTrees, store::Staging};
-use crate::config::{GridPoint, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource};
+use crate::config::{
+    GridPoint, HandleInvalid, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource,
+};
 use crate::dataset::split::{self, mix, unit};
 use crate::dataset::tabular::{FeatureKind, Tabular};
 use crate::eval::metric::{self, Metric};
@@ -39,16 +41,42 @@ pub fn train(
         table.columns()
     ));
     durations.insert("ingest".to_owned(), elapsed.as_secs_f64());
+    let separate_test = match &task.test_input {
+        Some(test_input) => {
+            let step = progress.step("reading test input");
+            let handle_invalid = match &task.model {
+                ModelConfig::Trees { handle_invalid, .. } => *handle_invalid,
+                ModelConfig::Als { .. } => HandleInvalid::Error,
+            };
+            let test = ingest::table::read_test_table(
+                test_input,
+                table,
+                params.task,
+                handle_invalid,
+                config.seed,
+            )?;
+            let elapsed = step.finish(&format!("{} rows", test.table.rows()));
+            durations.insert("ingest_test".to_owned(), elapsed.as_secs_f64());
+            Some(test)
+        }
+        None => None,
+    };
+    let mut fingerprints = ingested.fingerprints.clone();
+    if let Some(test) = &separate_test {
+        fingerprints.extend(test.fingerprints.iter().cloned());
+    }
     super::report_heap(progress, "ingest");
-    if let Some(summary) =
-        super::unchanged_since_latest(config, task, &ingested.fingerprints, started)
-    {
+    if let Some(summary) = super::unchanged_since_latest(config, task, &fingerprints, started) {
         return Ok(summary);
     }
 
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
-    let is_test = split::test_mask(table.rows(), task.test_fraction, config.seed);
+    // With [input.test] every input row trains (or validates).
+    let is_test = match &separate_test {
+        Some(_) => vec![false; table.rows()],
+        None => split::test_mask(table.rows(), task.test_fraction, config.seed),
+    };
     let is_validation: Vec<bool> = match validation {
         ValidationSource::None => vec![false; table.rows()],
         ValidationSource::Fraction(fraction) => {
@@ -94,7 +122,10 @@ pub fn train(
         .iter()
         .any(|v| *v)
         .then(|| table.select(&is_validation));
-    let test_table = table.select(&is_test);
+    let (test_table, test_counts) = match separate_test {
+        Some(test) => (test.table, Some(test.counts)),
+        None => (table.select(&is_test), None),
+    };
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
 
     let mut params = params.clone();
@@ -193,6 +224,18 @@ pub fn train(
         "validation_rows": validation_table.as_ref().map_or(0, Tabular::rows),
         "test_rows": test_table.rows(),
     });
+    if let Some(counts) = &test_counts {
+        metrics["counts"]["test_rows_read"] = counts.rows_read.into();
+        metrics["counts"]["test_rows_dropped_null"] = counts.rows_dropped_null.into();
+    }
+    if let Some(weights) = &table.weights {
+        metrics["counts"]["weight_total"] = weights.iter().sum::<f64>().into();
+        metrics["counts"]["rows_zero_weight"] = weights
+            .iter()
+            .filter(|weight| **weight == 0.0)
+            .count()
+            .into();
+    }
     metrics["trees"] = serde_json::json!({
         "kept": model.trees.len(),
         "grown": model.trees_grown,
@@ -261,7 +304,7 @@ pub fn train(
             durations,
             params: resolved_params,
             tuning: tuning_report,
-            inputs: ingested.fingerprints.clone(),
+            inputs: fingerprints,
             model_files,
             started,
             phase,
@@ -285,6 +328,7 @@ fn evaluate(
         model.task,
         &predictions,
         &test.labels,
+        test.weights.as_deref(),
         test.label_names.as_deref(),
         classes,
     );
@@ -416,6 +460,7 @@ pub(crate) fn test_metrics(
     task: TreeTask,
     predictions: &[Vec<f64>],
     labels: &[f64],
+    weights: Option<&[f64]>,
     label_names: Option<&[String]>,
     classes: usize,
 ) -> serde_json::Value {
@@ -424,7 +469,7 @@ pub(crate) fn test_metrics(
             if labels.is_empty() {
                 return serde_json::json!({"accuracy": null, "f1": null, "auc_roc": null, "auc_pr": null, "log_loss": null});
             }
-            let metrics = classification::evaluate(predictions, labels, classes);
+            let metrics = classification::evaluate_weighted(predictions, labels, weights, classes);
             serde_json::json!({
                 "accuracy": metrics.accuracy,
                 "f1": metrics.f1,
@@ -436,21 +481,33 @@ pub(crate) fn test_metrics(
             })
         }
         TreeTask::Regression => {
-            let errors = regression::evaluate(
-                predictions
+            let Some(weights) = weights else {
+                let errors = regression::evaluate(
+                    predictions
+                        .iter()
+                        .zip(labels)
+                        .map(|(p, y)| (Some(p[0] as f32), *y as f32)),
+                );
+                let mean = labels.iter().sum::<f64>() / labels.len().max(1) as f64;
+                let total: f64 = labels.iter().map(|y| (y - mean).powi(2)).sum();
+                let residual: f64 = predictions
                     .iter()
                     .zip(labels)
-                    .map(|(p, y)| (Some(p[0] as f32), *y as f32)),
-            );
-            let mean = labels.iter().sum::<f64>() / labels.len().max(1) as f64;
-            let total: f64 = labels.iter().map(|y| (y - mean).powi(2)).sum();
-            let residual: f64 = predictions
+                    .map(|(p, y)| (p[0] - y).powi(2))
+                    .sum();
+                let r2 = (total > 0.0).then(|| 1.0 - residual / total);
+                return serde_json::json!({"rmse": errors.rmse, "mae": errors.mae, "r2": r2});
+            };
+            if weights.iter().sum::<f64>() <= 0.0 {
+                return serde_json::json!({"rmse": null, "mae": null, "r2": null});
+            }
+            let pairs: Vec<(f64, f64)> = predictions
                 .iter()
                 .zip(labels)
-                .map(|(p, y)| (p[0] - y).powi(2))
-                .sum();
-            let r2 = (total > 0.0).then(|| 1.0 - residual / total);
-            serde_json::json!({"rmse": errors.rmse, "mae": errors.mae, "r2": r2})
+                .map(|(p, y)| (p[0], *y))
+                .collect();
+            let scores = metric::regression_scores_weighted(&pairs, Some(weights));
+            serde_json::json!({"rmse": scores.rmse, "mae": scores.mae, "r2": scores.r2})
         }
     }
 }
@@ -497,7 +554,12 @@ fn tune(
         let predictions = predict_padded(&model, &held, classes);
         Ok(match params.task {
             TreeTask::Classification => {
-                let scores = classification::evaluate(&predictions, &held.labels, classes);
+                let scores = classification::evaluate_weighted(
+                    &predictions,
+                    &held.labels,
+                    held.weights.as_deref(),
+                    classes,
+                );
                 metric.of_classification(&scores).unwrap_or(f64::NAN)
             }
             TreeTask::Regression => {
@@ -507,7 +569,10 @@ fn tune(
                     .map(|(p, y)| (p[0], *y))
                     .collect();
                 metric
-                    .of_regression(&metric::regression_scores(&pairs))
+                    .of_regression(&metric::regression_scores_weighted(
+                        &pairs,
+                        held.weights.as_deref(),
+                    ))
                     .unwrap_or(f64::NAN)
             }
         })

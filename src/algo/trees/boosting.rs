@@ -63,15 +63,25 @@ pub(super) fn train_boosting(
     };
     let labels = &table.labels;
     let rows = table.rows();
+    let weights = table.weights.as_deref();
     let init_score = match (base, loss) {
         (Some(base), _) => base.init_score,
         (None, Loss::Logistic) => {
-            let positive = labels.iter().sum::<f64>() / rows as f64;
+            let positive = weighted_mean(labels, weights);
             let positive = positive.clamp(1e-15, 1.0 - 1e-15);
             (positive / (1.0 - positive)).ln()
         }
-        (None, Loss::Squared) => labels.iter().sum::<f64>() / rows as f64,
-        (None, Loss::Absolute) => median(&mut labels.clone()),
+        (None, Loss::Squared) => weighted_mean(labels, weights),
+        (None, Loss::Absolute) => match weights {
+            Some(weights) => weighted_median(
+                labels
+                    .iter()
+                    .copied()
+                    .zip(weights.iter().copied())
+                    .collect(),
+            ),
+            None => median(&mut labels.clone()),
+        },
     };
     let mut scores = match base {
         Some(base) => continued_scores(base, table, 1),
@@ -110,7 +120,12 @@ pub(super) fn train_boosting(
                         Loss::Squared => (score - label, 1.0),
                         Loss::Absolute => ((score - label).signum(), 1.0),
                     };
-                    slot.copy_from_slice(&[gradient, hessian]);
+                    match weights {
+                        Some(weights) => {
+                            slot.copy_from_slice(&[gradient * weights[row], hessian * weights[row]])
+                        }
+                        None => slot.copy_from_slice(&[gradient, hessian]),
+                    }
                 }
             });
         let sampled = sampled_rows(params, stream, rows);
@@ -129,12 +144,22 @@ pub(super) fn train_boosting(
         for &(node, start, end) in &leaves {
             let leaf_rows = &grouped[start..end];
             if let Node::Leaf { value, .. } = &mut grown_tree.nodes[node] {
+                let residual = |row: u32| labels[row as usize] - scores[row as usize];
                 let step = if loss == Loss::Absolute {
-                    let mut residuals: Vec<f64> = leaf_rows
-                        .iter()
-                        .map(|&row| labels[row as usize] - scores[row as usize])
-                        .collect();
-                    median(&mut residuals)
+                    match weights {
+                        Some(weights) => weighted_median(
+                            leaf_rows
+                                .iter()
+                                .map(|&row| (residual(row), weights[row as usize]))
+                                .collect(),
+                        ),
+                        None => median(
+                            &mut leaf_rows
+                                .iter()
+                                .map(|&row| residual(row))
+                                .collect::<Vec<_>>(),
+                        ),
+                    }
                 } else {
                     value[0]
                 };
@@ -147,18 +172,26 @@ pub(super) fn train_boosting(
         } else {
             add_tree(&mut scores, 1, 0, &tree, matrix);
         }
-        train_loss.push(mean_loss(&scores, |row, score| {
+        train_loss.push(mean_loss(&scores, weights, |row, score| {
             loss_value(loss, score, labels[row])
         }));
         let mut detail = String::new();
         if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
             add_tree(&mut validation_scores, 1, 0, &tree, validation_matrix);
-            let error = validation_scores
-                .iter()
-                .zip(&validation.table.labels)
-                .map(|(&score, &label)| loss_value(loss, score, label))
-                .sum::<f64>()
-                / validation_scores.len().max(1) as f64;
+            let validation_labels = &validation.table.labels;
+            let error = match validation.table.weights.as_deref() {
+                Some(weights) => mean_loss(&validation_scores, Some(weights), |row, score| {
+                    loss_value(loss, score, validation_labels[row])
+                }),
+                None => {
+                    validation_scores
+                        .iter()
+                        .zip(validation_labels)
+                        .map(|(&score, &label)| loss_value(loss, score, label))
+                        .sum::<f64>()
+                        / validation_scores.len().max(1) as f64
+                }
+            };
             validation_loss.push(error);
             detail = format!("validation loss {error:.5}");
             trees.push(tree);
@@ -197,21 +230,68 @@ pub(super) fn train_boosting(
     }
 }
 
-/// The mean of `loss(row, score)` over rows, summed in fixed chunks in order (the same sum
-/// for any thread count).
-fn mean_loss(scores: &[f64], loss: impl Fn(usize, f64) -> f64 + Sync) -> f64 {
+/// The (weighted) mean of `loss(row, score)` over rows, summed in fixed chunks in order (the
+/// same sum for any thread count).
+fn mean_loss(
+    scores: &[f64],
+    weights: Option<&[f64]>,
+    loss: impl Fn(usize, f64) -> f64 + Sync,
+) -> f64 {
     let partials: Vec<f64> = scores
         .par_chunks(CHUNK)
         .enumerate()
         .map(|(chunk, scores)| {
-            scores
-                .iter()
-                .enumerate()
-                .map(|(local, &score)| loss(chunk * CHUNK + local, score))
-                .sum::<f64>()
+            let rows = scores.iter().enumerate().map(|(local, &score)| {
+                let row = chunk * CHUNK + local;
+                (row, loss(row, score))
+            });
+            match weights {
+                Some(weights) => rows.map(|(row, value)| value * weights[row]).sum::<f64>(),
+                None => rows.map(|(_, value)| value).sum::<f64>(),
+            }
         })
         .collect();
-    partials.iter().sum::<f64>() / scores.len().max(1) as f64
+    let total = match weights {
+        Some(weights) => weights.iter().sum::<f64>(),
+        None => scores.len() as f64,
+    };
+    partials.iter().sum::<f64>() / if total > 0.0 { total } else { 1.0 }
+}
+
+/// The weighted mean of `values` (the plain mean without weights).
+fn weighted_mean(values: &[f64], weights: Option<&[f64]>) -> f64 {
+    match weights {
+        Some(weights) => {
+            let total: f64 = weights.iter().sum();
+            values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>()
+                / total.max(f64::MIN_POSITIVE)
+        }
+        None => values.iter().sum::<f64>() / values.len().max(1) as f64,
+    }
+}
+
+/// The median of `(value, weight)` pairs: the median of the values repeated by integer
+/// weights (the mean of the two middle ones for an even total), extended to any weights.
+fn weighted_median(mut pairs: Vec<(f64, f64)>) -> f64 {
+    pairs.retain(|(_, weight)| *weight > 0.0);
+    if pairs.is_empty() {
+        return 0.0;
+    }
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = pairs.iter().map(|(_, weight)| weight).sum();
+    // The value at position `at` of the expanded, sorted list: the first whose cumulative
+    // weight passes it.
+    let value_at = |at: f64| {
+        let mut cumulative = 0.0;
+        for &(value, weight) in &pairs {
+            cumulative += weight;
+            if cumulative > at {
+                return value;
+            }
+        }
+        pairs[pairs.len() - 1].0
+    };
+    (value_at(total / 2.0 - 0.5) + value_at(total / 2.0)) / 2.0
 }
 
 /// Adds a new tree's leaf values to slot `slot` of each row's `width` scores, from the rows
@@ -282,6 +362,7 @@ fn advance_softmax(
     probabilities: &mut [f64],
     deltas: &[&[f64]],
     labels: &[usize],
+    weights: Option<&[f64]>,
 ) -> f64 {
     let classes = scores.len() / labels.len().max(1);
     let losses: Vec<f64> = scores
@@ -299,7 +380,8 @@ fn advance_softmax(
                     *score += delta[row];
                 }
                 out.copy_from_slice(scores);
-                loss += super::softmax(out) - scores[labels[row]];
+                let row_loss = super::softmax(out) - scores[labels[row]];
+                loss += weights.map_or(row_loss, |weights| row_loss * weights[row]);
             }
             loss
         })
@@ -332,14 +414,19 @@ pub(super) fn train_softmax(
     let matrix = growth.matrix;
     let rows = table.rows();
     let labels: Vec<usize> = table.labels.iter().map(|&label| label as usize).collect();
+    let weights = table.weights.as_deref();
+    let total_weight = weights.map_or(rows as f64, |weights| weights.iter().sum());
     let class_init_scores: Vec<f64> = match base {
         Some(base) => base.class_init_scores.clone(),
         None => {
-            let mut counts = vec![0usize; classes];
-            labels.iter().for_each(|&label| counts[label] += 1);
+            let mut counts = vec![0.0f64; classes];
+            labels
+                .iter()
+                .enumerate()
+                .for_each(|(row, &label)| counts[label] += table.weight(row));
             counts
                 .iter()
-                .map(|&count| (count as f64 / rows.max(1) as f64).max(1e-15).ln())
+                .map(|&count| (count / total_weight.max(1.0)).max(1e-15).ln())
                 .collect()
         }
     };
@@ -373,7 +460,7 @@ pub(super) fn train_softmax(
     let mut train_loss = base.map_or_else(Vec::new, |base| base.train_loss.clone());
     let mut best_error = f64::INFINITY;
     let mut best_iterations = offset;
-    advance_softmax(&mut scores, &mut probabilities, &[], &labels);
+    advance_softmax(&mut scores, &mut probabilities, &[], &labels, weights);
     for local in 0..params.max_iter {
         let iteration = offset + local;
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
@@ -386,8 +473,9 @@ pub(super) fn train_softmax(
                 for (row, slot) in stats.chunks_exact_mut(2).enumerate() {
                     let p = probabilities[row * classes + class];
                     let y = f64::from(u8::from(labels[row] == class));
-                    slot[0] = p - y;
-                    slot[1] = (factor * p * (1.0 - p)).max(1e-16);
+                    let weight = weights.map_or(1.0, |weights| weights[row]);
+                    slot[0] = (p - y) * weight;
+                    slot[1] = (factor * p * (1.0 - p)).max(1e-16) * weight;
                 }
                 let mut grown = growth.grow(
                     &stats,
@@ -415,8 +503,8 @@ pub(super) fn train_softmax(
             })
             .collect();
         let deltas: Vec<&[f64]> = grown.iter().map(|(_, delta)| delta.as_slice()).collect();
-        let loss = advance_softmax(&mut scores, &mut probabilities, &deltas, &labels);
-        train_loss.push(loss / rows.max(1) as f64);
+        let loss = advance_softmax(&mut scores, &mut probabilities, &deltas, &labels, weights);
+        train_loss.push(loss / total_weight.max(f64::MIN_POSITIVE));
         for (class, (tree, _)) in grown.into_iter().enumerate() {
             if let Some(validation_matrix) = &validation_matrix {
                 add_tree(
@@ -434,12 +522,18 @@ pub(super) fn train_softmax(
             progress(local + 1, "");
             continue;
         };
+        let validation_weight = (0..validation_rows)
+            .map(|row| validation.table.weight(row))
+            .sum::<f64>();
         let error = validation_scores
             .chunks_exact(classes)
             .zip(&validation.table.labels)
-            .map(|(scores, &label)| softmax_loss(scores, label as usize))
+            .enumerate()
+            .map(|(row, (scores, &label))| {
+                softmax_loss(scores, label as usize) * validation.table.weight(row)
+            })
             .sum::<f64>()
-            / validation_rows.max(1) as f64;
+            / validation_weight.max(f64::MIN_POSITIVE);
         validation_loss.push(error);
         progress(local + 1, &format!("validation loss {error:.5}"));
         // The binary rule: stop once the improvement is below tol x max(error, 0.01).

@@ -250,6 +250,9 @@ pub struct GrowInput<'a> {
     pub matrix: &'a BinnedMatrix,
     /// Row-major statistics, `criterion.width()` per row.
     pub stats: &'a [f64],
+    /// Sample weights, by which boosting counts rows (`min_instances_per_node`, the gain per
+    /// row); `None`: every row weighs 1. The impurity criteria carry weights in `stats`.
+    pub row_weights: Option<&'a [f64]>,
     /// Rows of this tree (weight > 0), ascending.
     pub rows: Vec<u32>,
     pub criterion: Criterion,
@@ -453,6 +456,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
     let GrowInput {
         matrix,
         stats,
+        row_weights,
         mut rows,
         criterion,
         limits,
@@ -481,8 +485,14 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         build_histogram(matrix, stats, width, &rows, None, &mut histogram);
         histogram
     });
+    let newton_count = |rows: &[u32]| -> f64 {
+        match row_weights {
+            Some(weights) => rows.iter().map(|&row| weights[row as usize]).sum(),
+            None => rows.len() as f64,
+        }
+    };
     let root_count = if criterion == Criterion::Newton {
-        rows.len() as f64
+        newton_count(&rows)
     } else {
         criterion.count(&totals)
     };
@@ -606,7 +616,10 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
             let middle = pending.start + left_count;
             let depth = pending.depth + 1;
             let (left_count, right_count) = if criterion == Criterion::Newton {
-                (left_count as f64, (pending.end - middle) as f64)
+                (
+                    newton_count(&rows[pending.start..middle]),
+                    newton_count(&rows[middle..pending.end]),
+                )
             } else {
                 (
                     criterion.count(&choice.left),
@@ -914,6 +927,7 @@ mod tests {
         let grown = grow(GrowInput {
             matrix: &matrix,
             stats: &stats,
+            row_weights: None,
             rows: (0..1000).collect(),
             criterion: Criterion::Gini { classes: 2 },
             limits: TreeLimits {

@@ -45,6 +45,8 @@ pub enum TreeError {
     Monotone { problem: String },
     #[error("model.init_from: {problem}")]
     WarmStart { problem: String },
+    #[error("every training row has weight 0 (input.columns.weight)")]
+    NoWeight,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -467,6 +469,19 @@ pub fn train_from(
     if let Some(base) = base {
         check_base(base, params, table)?;
     }
+    // A row of weight 0 counts nowhere (sums, counts, medians): it is left out up front.
+    let weighted_rows;
+    let table = match &table.weights {
+        Some(weights) if weights.contains(&0.0) => {
+            let keep: Vec<bool> = weights.iter().map(|weight| *weight > 0.0).collect();
+            weighted_rows = table.select(&keep);
+            &weighted_rows
+        }
+        _ => table,
+    };
+    if table.rows() == 0 {
+        return Err(TreeError::NoWeight);
+    }
     if table.columns() == 0 {
         return Err(TreeError::NoFeatures);
     }
@@ -506,6 +521,7 @@ pub fn train_from(
         limits,
         features_per_node,
         monotone: &monotone,
+        row_weights: table.weights.as_deref(),
     };
     match params.ensemble {
         Ensemble::RandomForest => Ok(train_forest(table, &growth, params, classes, progress)),
@@ -524,6 +540,8 @@ struct Growth<'a> {
     limits: TreeLimits,
     features_per_node: usize,
     monotone: &'a [i8],
+    /// Sample weights, for boosting's weighted row counts (`None`: every row weighs 1).
+    row_weights: Option<&'a [f64]>,
 }
 
 impl Growth<'_> {
@@ -537,6 +555,7 @@ impl Growth<'_> {
         learner::grow(GrowInput {
             matrix: self.matrix,
             stats,
+            row_weights: self.row_weights,
             rows,
             criterion,
             limits: self.limits,
@@ -668,6 +687,7 @@ fn train_forest(
                 if weight == 0.0 {
                     continue;
                 }
+                let weight = weight * table.weight(row);
                 rows.push(row as u32);
                 let slot = &mut stats[row * width..(row + 1) * width];
                 match criterion {
@@ -773,6 +793,73 @@ pub(crate) mod tests {
             assert!(accuracy > 0.95, "{ensemble:?}: {accuracy}");
             let importances = model.feature_importances(5);
             assert!(importances[0] + importances[1] > 0.7, "{importances:?}");
+        }
+    }
+
+    /// `table` with each row repeated by its integer weight, and the weights dropped.
+    fn repeated_by_weight(table: &Tabular) -> Tabular {
+        let rows: Vec<usize> = (0..table.rows())
+            .flat_map(|row| std::iter::repeat_n(row, table.weight(row) as usize))
+            .collect();
+        Tabular {
+            feature_names: table.feature_names.clone(),
+            kinds: table.kinds.clone(),
+            features: table
+                .features
+                .iter()
+                .map(|column| rows.iter().map(|&row| column[row]).collect())
+                .collect(),
+            labels: rows.iter().map(|&row| table.labels[row]).collect(),
+            label_names: table.label_names.clone(),
+            weights: None,
+        }
+    }
+
+    #[test]
+    fn weighted_boosting_matches_boosting_on_repeated_rows() {
+        for (task, loss, classes) in [
+            (TreeTask::Classification, Loss::Logistic, 2),
+            (TreeTask::Regression, Loss::Squared, 1),
+            (TreeTask::Regression, Loss::Absolute, 1),
+            (TreeTask::Classification, Loss::Logistic, 3),
+        ] {
+            let mut table = xor(600, 4);
+            // Few distinct values per feature, so both tables get the same bins.
+            for column in &mut table.features {
+                column.iter_mut().for_each(|v| *v = (*v * 4.0).round());
+            }
+            if classes == 3 {
+                table.labels = (0..600).map(|row| (row % 3) as f64).collect();
+                for row in 0..600 {
+                    if table.features[0][row] > 1.0 {
+                        table.labels[row] = 2.0;
+                    }
+                }
+            }
+            let stream = mix(9, 1);
+            table.weights = Some(
+                (0..600)
+                    .map(|row| (unit(stream, row) * 4.0).floor())
+                    .collect(),
+            );
+            let repeated = repeated_by_weight(&table);
+            let mut p = params(Ensemble::Gbt, task);
+            p.loss_type = loss;
+            p.max_iter = 10;
+            p.min_instances_per_node = 4;
+            p.feature_subset_strategy = FeatureSubset::All;
+            let weighted_model = train(&table, &p, None, &|_, _| {}).unwrap();
+            let repeated_model = train(&repeated, &p, None, &|_, _| {}).unwrap();
+            assert_eq!(weighted_model.trees.len(), repeated_model.trees.len());
+            for (a, b) in weighted_model
+                .predict(&repeated)
+                .iter()
+                .zip(repeated_model.predict(&repeated))
+            {
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 1e-9, "{task:?} {loss:?}: {x} vs {y}");
+                }
+            }
         }
     }
 
@@ -908,6 +995,7 @@ pub(crate) mod tests {
             kinds: vec![crate::dataset::tabular::FeatureKind::Numeric; 3],
             labels,
             label_names: None,
+            weights: None,
         }
     }
 
