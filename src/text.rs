@@ -43,6 +43,17 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
     Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp() as f64)
 }
 
+/// The scheme of a URL such as `s3://bucket/key` (`s3`), or `None` for a file path. A scheme
+/// is letters, digits, `+`, `-` or `.` after a letter, and must be followed by `://`.
+pub fn uri_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

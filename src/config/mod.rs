@@ -380,6 +380,15 @@ pub struct InputConfig {
     pub limit: Option<u64>,
     /// Several rows for one (user, item) pair.
     pub dedupe: prepare::Dedupe,
+    /// Where `s3://` paths are read from.
+    pub s3: S3Options,
+}
+
+/// `[s3]`: the store `s3://` paths name; credentials come from the environment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct S3Options {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

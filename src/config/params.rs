@@ -238,6 +238,27 @@ pub const PARAMS: &[Param] = &[
         "Preparation steps applied in order (after `input.sql` when both are set), as one lazy polars plan: `filter = \"SQL condition\"`; `with_columns = { name = \"SQL expression\" }`; `select = [columns]`; `rename = { old = \"new\" }`; `join = \"TABLE\"` with `on` (or `left_on` + `right_on`) and `how` (`inner`, `left`, `semi`, `anti`); `group_by = [columns]` with `agg = { name = \"sum(x)\" }`; `dedupe = [columns]` (or `true`) with `keep` (`first`, `last`); `sample = FRACTION` with an optional `seed`.",
     ),
     param(
+        "s3",
+        Section,
+        None,
+        "",
+        "Where `s3://` paths are read from. Credentials come from the standard AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`) and the default profile of `~/.aws/credentials` and `~/.aws/config`; never from the job file.",
+    ),
+    param(
+        "s3.endpoint_url",
+        String,
+        None,
+        "an `http://` or `https://` URL",
+        "An S3-compatible store (MinIO, Ceph, moto, ...) instead of AWS; buckets are addressed by path (`ENDPOINT/bucket/key`).",
+    ),
+    param(
+        "s3.region",
+        String,
+        None,
+        "a region name such as `eu-west-1`",
+        "The bucket's region. Default: from the environment or `~/.aws/config`, else `us-east-1`.",
+    ),
+    param(
         "input.test",
         Section,
         None,

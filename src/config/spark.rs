@@ -489,6 +489,7 @@ mod tests {
             null_policy: NullPolicy::Error,
             sample_fraction: 1.0,
             limit: None,
+            s3: Default::default(),
             preparation: None,
             dedupe: super::super::prepare::Dedupe::Keep,
         }

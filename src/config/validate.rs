@@ -830,9 +830,20 @@ fn input_columns(
             Dedupe::parse(&text).ok_or_else(|| reader.invalid("input.dedupe", "invalid value"))?
         }
     };
+    let endpoint_url = reader.string("s3.endpoint_url");
+    if let Some(url) = &endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(reader.invalid("s3.endpoint_url", "not an http(s) URL"));
+    }
+    let s3 = S3Options {
+        endpoint_url,
+        region: reader.string("s3.region"),
+    };
     Ok(InputConfig {
         source,
         preparation: None,
+        s3,
         dedupe,
         columns,
         table,
@@ -1875,9 +1886,31 @@ fn file_source(
             }));
     };
     let mut paths = Vec::new();
+    let engine = reader
+        .string("job.engine")
+        .unwrap_or_else(|| "native".to_owned());
     for (pattern_key, pattern) in &patterns {
         if pattern.is_empty() {
             return Err(reader.invalid(pattern_key, "empty path"));
+        }
+        // Object storage: kept as written (globs are listed when the job reads them).
+        if let Some(scheme) = crate::text::uri_scheme(pattern) {
+            let native = matches!(scheme, "s3");
+            let spark = matches!(
+                scheme,
+                "s3" | "s3a" | "s3n" | "gs" | "hdfs" | "abfs" | "abfss" | "wasbs"
+            );
+            if native || (engine == "spark" && spark) {
+                paths.push(PathBuf::from(pattern));
+                continue;
+            }
+            return Err(reader
+                .invalid(pattern_key, &format!("a `{scheme}://` path"))
+                .allowed(if spark {
+                    "local paths and `s3://` URLs; with `job.engine = \"spark\"` also `s3a://`, `hdfs://`, `gs://`, `abfs://` (passed to Spark unchanged)".to_owned()
+                } else {
+                    "local paths and `s3://` URLs (S3 or an S3-compatible store: see `[s3]`)".to_owned()
+                }));
         }
         let resolved_path = reader.path(pattern_key, pattern);
         // A file that exists under the literal name is read as named (`ratings[2024].csv`).
@@ -1938,7 +1971,10 @@ fn file_source(
     };
     let path_values = paths
         .iter()
-        .map(|path| Value::String(absolute_text(path)))
+        .map(|path| match path.to_str() {
+            Some(text) if crate::text::uri_scheme(text).is_some() => Value::String(text.to_owned()),
+            _ => Value::String(absolute_text(path)),
+        })
         .collect();
     resolved.push((key("paths"), Value::Array(path_values)));
     resolved.push((key("format"), Value::String(format_name(format))));

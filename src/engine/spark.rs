@@ -193,6 +193,12 @@ fn plan(
                 .paths
                 .first()
                 .ok_or_else(|| anyhow::anyhow!("no input files"))?;
+            if is_uri(first) {
+                anyhow::bail!(
+                    "{}: set input.separator (a text file's separator is sniffed from a local file only)",
+                    first.display()
+                );
+            }
             Some(crate::ingest::reader::sniffed_separator(first)?)
         }
         (None, _) => None,
@@ -805,8 +811,24 @@ fn fingerprints(
         let Some(&count) = rows.get(&path.display().to_string()) else {
             continue;
         };
+        // A cluster URI (`s3a://`, `hdfs://`, ...) is Spark's to read: named, not hashed.
+        if is_uri(path) {
+            out.push(crate::ingest::Fingerprint {
+                source: path.display().to_string(),
+                blake3: String::new(),
+                bytes: 0,
+                rows: count,
+            });
+            continue;
+        }
         let bytes = crate::ingest::read_file(path)?;
         out.push(crate::ingest::fingerprint(path, &bytes, count));
     }
     Ok(out)
+}
+
+/// Whether `path` is a URI such as `s3a://bucket/key`, which Spark reads itself.
+fn is_uri(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|text| crate::text::uri_scheme(text).is_some())
 }

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod libsvm;
 pub mod prepare;
 pub mod reader;
+pub mod remote;
 pub mod synthetic;
 pub mod table;
 pub mod tables;
@@ -225,7 +226,7 @@ pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
 
 pub(crate) fn fingerprint(source: &Path, bytes: &[u8], rows: u64) -> Fingerprint {
     Fingerprint {
-        source: source.display().to_string(),
+        source: remote::source_name(source),
         blake3: blake3::hash(bytes).to_hex().to_string(),
         bytes: bytes.len() as u64,
         rows,

@@ -754,7 +754,11 @@ pub fn read_scoring_table(
         (raw.names, raw.columns, raw.fingerprints, raw.passthrough)
     };
     let rows = columns.first().map_or(0, RawColumn::len);
-    let (features, kinds, keep) = encode_features(schema, columns, handle_invalid, &path)?;
+    let Encoded {
+        features,
+        kinds,
+        keep,
+    } = encode_features(schema, columns, handle_invalid, &path)?;
     let table = Tabular {
         feature_names: names,
         kinds,
@@ -800,7 +804,7 @@ fn encode_features(
     columns: Vec<RawColumn>,
     handle_invalid: HandleInvalid,
     path: &std::path::Path,
-) -> Result<(Vec<Vec<f32>>, Vec<FeatureKind>, Vec<bool>), IngestError> {
+) -> Result<Encoded, IngestError> {
     let rows = columns.first().map_or(0, RawColumn::len);
     let mut keep = vec![true; rows];
     let mut features = Vec::with_capacity(schema.len());
@@ -866,7 +870,18 @@ fn encode_features(
         kinds.push(feature.kind.clone());
         features.push(values);
     }
-    Ok((features, kinds, keep))
+    Ok(Encoded {
+        features,
+        kinds,
+        keep,
+    })
+}
+
+/// Feature columns encoded by [`encode_features`], and which rows are kept.
+struct Encoded {
+    features: Vec<Vec<f32>>,
+    kinds: Vec<FeatureKind>,
+    keep: Vec<bool>,
 }
 
 /// `[input.test]` of a tree job: the label, the weights and the training table's features,
@@ -944,7 +959,11 @@ pub fn read_test_table(
     };
     let labels = test_labels(label, train, task, &path)?;
     let weights = weight.map(|column| weights_of(column, &path)).transpose()?;
-    let (features, kinds, keep) = encode_features(&schema, columns, handle_invalid, &path)?;
+    let Encoded {
+        features,
+        kinds,
+        keep,
+    } = encode_features(&schema, columns, handle_invalid, &path)?;
     let table = Tabular {
         feature_names: train.feature_names.clone(),
         kinds,

@@ -23,6 +23,26 @@ mod tuning;
 use publish::publish_version;
 
 pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
+    // `s3://` sources are fetched first; the copies live until the job ends.
+    let staged_input = ingest::remote::stage(&task.input)?;
+    let staged_test = match &task.test_input {
+        Some(test_input) => ingest::remote::stage(test_input)?,
+        None => None,
+    };
+    let staged_task;
+    let task = if staged_input.is_some() || staged_test.is_some() {
+        let mut local = task.clone();
+        if let Some((input, _)) = &staged_input {
+            local.input = input.clone();
+        }
+        if let Some((input, _)) = &staged_test {
+            local.test_input = Some(Box::new(input.clone()));
+        }
+        staged_task = local;
+        &staged_task
+    } else {
+        task
+    };
     match &task.model {
         ModelConfig::Als { params, cold_start } => {
             train_als(config, task, params, cold_start, progress)
