@@ -301,7 +301,12 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         }
         .filter(|input| ingest::prepare::applies(input));
         let plan = match prepared {
-            Some(input) => Some(ingest::prepare::describe_plan(input)?),
+            Some(input) => {
+                // `s3://` sources are fetched, so the plan checks their real schemas.
+                let staged = ingest::remote::stage(input)?;
+                let input = staged.as_ref().map_or(input, |(local, _)| local);
+                Some(ingest::prepare::describe_plan(input)?)
+            }
             None => None,
         };
         let spark_command = match (&config.engine, &config.task) {

@@ -394,3 +394,36 @@ fn a_tree_job_scores_a_separate_test_file_with_the_training_categories() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_tree_job_splits_by_time_and_keeps_the_time_column_out_of_the_features() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "data/timed.csv",
+        "color,size,day,label\nred,1,2026-11-01,1\nblue,2,2026-11-02,0\nred,3,2026-11-03,1\ngreen,1,2026-11-04,0\nblue,3,2026-11-05,0\nred,2,2026-11-06,1\ngreen,2,2026-11-07,1\nblue,1,2026-11-08,0\n",
+    );
+    let text = "[job]\nmaster = \"local[2]\"\n[input]\npath = \"data/timed.csv\"\n[model]\nalgorithm = \"gbt\"\nmax_iter = 3\n[split]\nmethod = \"time\"\ncolumn = \"day\"\ncutoff = \"2026-11-06\"\n[output]\ndir = \"models\"\n";
+    write(dir.path(), "timed.toml", text);
+    let summary = common::ok_json(dir.path(), &["timed.toml"]);
+    let counts = &summary["metrics"]["counts"];
+    assert_eq!(counts["train_rows"].as_u64(), Some(5), "{counts}");
+    assert_eq!(counts["test_rows"].as_u64(), Some(3), "{counts}");
+    assert_eq!(counts["features"].as_u64(), Some(2), "{counts}");
+
+    write(
+        dir.path(),
+        "per_user.toml",
+        &text.replace(
+            "method = \"time\"\ncolumn = \"day\"\ncutoff = \"2026-11-06\"",
+            "method = \"per_user_last\"\ncolumn = \"day\"",
+        ),
+    );
+    let output = run(submit(dir.path()).arg("per_user.toml"));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("split.method"),
+        "{}",
+        stderr(&output)
+    );
+}

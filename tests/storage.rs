@@ -157,6 +157,11 @@ fn s3_globs_hive_directories_and_errors_against_a_local_server() {
         common::json(&output)["metrics"]["counts"]["ratings"].as_u64(),
         Some(3)
     );
+    // --dry-run plans the SQL over the fetched objects' schema.
+    let output = run(submit_s3(dir.path()).args(["day.toml", "--dry-run", "--verbose"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = common::stdout(&output) + &stderr(&output);
+    assert!(text.contains("dt"), "{text}");
 
     // A missing object and a glob that matches nothing: exit 3, naming the URL.
     for (name, path, words) in [

@@ -452,14 +452,14 @@ pub const PARAMS: &[Param] = &[
         String,
         Some("\"random\""),
         "`random`, `time`, `per_user_last`",
-        "`random`: each row goes to test with probability `test_fraction`, by the seed. `time`: rows at or after a time in `split.column` go to test (`cutoff`, or the last `fraction` of the time range). `per_user_last`: each user's last `n` rows by `split.column` go to test (ALS jobs; a user always keeps one row for training; equal times keep input order).",
+        "`random`: each row goes to test with probability `test_fraction`, by the seed. `time`: rows at or after a time in `split.column` go to test (`cutoff`, or the last `fraction` of the time range; ALS and tree jobs). `per_user_last`: each user's last `n` rows by `split.column` go to test (ALS jobs; a user always keeps one row for training; equal times keep input order).",
     ),
     param(
         "split.column",
         Column,
         None,
         "a column name or 0-based position",
-        "The time column of `time` and `per_user_last`: a date or datetime column, numbers (Unix seconds, or any unit the cutoff uses), or text dates (`2026-11-01`, `2026-11-01 12:00:00`, RFC 3339).",
+        "The time column of `time` and `per_user_last`: a date or datetime column, numbers (Unix seconds, or any unit the cutoff uses), or text dates (`2026-11-01`, `2026-11-01 12:00:00`, RFC 3339). Tree jobs keep it out of the features.",
     ),
     param(
         "split.cutoff",

@@ -904,10 +904,10 @@ fn train_task(
     let algorithm = reader
         .choice("model.algorithm", &["als", "random_forest", "gbt"])?
         .unwrap_or_else(|| "als".to_owned());
-    if algorithm != "als" && split != SplitMethod::Random {
+    if algorithm != "als" && matches!(split, SplitMethod::PerUserLast { .. }) {
         return Err(reader
-            .invalid("split.method", "a time split for a tree model")
-            .hint("time and per_user_last splits apply to ALS jobs for now; tree jobs hold out rows at random (split.test_fraction), or by model.validation_column for early stopping"));
+            .invalid("split.method", "a per-user split for a tree model")
+            .hint("per_user_last holds out each user's last rows and tables have no users; use split.method = \"time\", or \"random\""));
     }
     let synthetic_or_libsvm = match source {
         Source::Synthetic(_) => input.preparation.is_none(),

@@ -60,34 +60,25 @@ impl Tabular {
 
     /// The rows whose `keep` flag is true, in order.
     pub fn select(&self, keep: &[bool]) -> Tabular {
-        let pick = |values: &[f32]| -> Vec<f32> {
+        fn pick<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
             values
                 .iter()
                 .zip(keep)
                 .filter(|(_, kept)| **kept)
                 .map(|(value, _)| *value)
                 .collect()
-        };
+        }
         Tabular {
             feature_names: self.feature_names.clone(),
             kinds: self.kinds.clone(),
-            features: self.features.iter().map(|column| pick(column)).collect(),
-            labels: self
-                .labels
+            features: self
+                .features
                 .iter()
-                .zip(keep)
-                .filter(|(_, kept)| **kept)
-                .map(|(value, _)| *value)
+                .map(|column| pick(column, keep))
                 .collect(),
+            labels: pick(&self.labels, keep),
             label_names: self.label_names.clone(),
-            weights: self.weights.as_ref().map(|weights| {
-                weights
-                    .iter()
-                    .zip(keep)
-                    .filter(|(_, kept)| **kept)
-                    .map(|(value, _)| *value)
-                    .collect()
-            }),
+            weights: self.weights.as_ref().map(|weights| pick(weights, keep)),
         }
     }
 }

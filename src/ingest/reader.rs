@@ -75,7 +75,7 @@ pub fn read_ratings(
 
 /// A time column as seconds since the Unix epoch (dates, datetimes, text dates), or as its
 /// own numbers; a value that is neither names its row.
-fn time_values(located: &Located<'_>, column: &Column) -> Result<Vec<f64>, IngestError> {
+pub(crate) fn time_values(located: &Located<'_>, column: &Column) -> Result<Vec<f64>, IngestError> {
     let path = located.path;
     let series = column.as_materialized_series();
     // Dates and datetimes are numbers underneath (days, or units since the epoch).

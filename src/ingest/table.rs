@@ -22,6 +22,8 @@ pub struct IngestedTable {
     pub table: Tabular,
     /// Rows flagged by the validation column, when one is configured.
     pub validation: Option<Vec<bool>>,
+    /// Each row's time, when a time split asked for its column.
+    pub times: Option<Vec<f64>>,
     pub fingerprints: Vec<Fingerprint>,
     pub counts: IngestCounts,
 }
@@ -198,6 +200,7 @@ struct RawTable {
     label: Option<RawColumn>,
     validation: Option<RawColumn>,
     weight: Option<RawColumn>,
+    times: Option<Vec<f64>>,
     fingerprints: Vec<Fingerprint>,
     counts: IngestCounts,
 }
@@ -209,6 +212,7 @@ fn read_raw(
     features: Option<&[String]>,
     with_label: bool,
     passthrough_names: &[String],
+    time_column: Option<&ColumnRef>,
 ) -> Result<RawTable, IngestError> {
     let table = &input.table;
     let mut passthrough: Vec<Vec<Option<String>>> = vec![Vec::new(); passthrough_names.len()];
@@ -221,6 +225,7 @@ fn read_raw(
     let mut label: Option<RawColumn> = None;
     let mut validation: Option<RawColumn> = None;
     let mut weight: Option<RawColumn> = None;
+    let mut times: Option<Vec<f64>> = None;
     let (fingerprints, counts) = reader::for_each_frame(
         input,
         seed,
@@ -245,6 +250,14 @@ fn read_raw(
                         None => values,
                     });
                 }
+                if let Some(reference) = time_column {
+                    let column = reader::find_column(located.path, &frame, reference)?;
+                    excluded.push(column.name().to_string());
+                    let values = reader::time_values(located, column)?;
+                    times
+                        .get_or_insert_with(Vec::new)
+                        .extend(crate::dataset::keep_where(values, keep));
+                }
                 if let Some(reference) = &table.weight {
                     let column = reader::find_column(located.path, &frame, reference)?;
                     excluded.push(column.name().to_string());
@@ -261,7 +274,7 @@ fn read_raw(
                 return Err(IngestError::Malformed {
                     path: located.path.to_path_buf(),
                     problem: format!(
-                        "column `{leak}` is listed in input.columns.features but is the label, the validation or the weight column"
+                        "column `{leak}` is listed in input.columns.features but is the label, the validation, the weight or the split.column column"
                     ),
                 });
             }
@@ -311,6 +324,7 @@ fn read_raw(
         label,
         validation,
         weight,
+        times,
         fingerprints,
         counts,
     })
@@ -402,6 +416,24 @@ fn validation_mask(raw: RawColumn, path: &std::path::Path) -> Result<Vec<bool>, 
     }
 }
 
+/// A column's numbers, or the first row (0-based) whose text is not one, with that text.
+fn raw_numbers(raw: RawColumn) -> Result<Vec<f32>, (usize, String)> {
+    match raw {
+        RawColumn::Numbers(values) => Ok(values),
+        RawColumn::Text(text) => parse_numbers(&text).ok_or_else(|| {
+            let row = text
+                .iter()
+                .position(|value| {
+                    value
+                        .as_deref()
+                        .is_some_and(|v| v.trim().parse::<f32>().is_err())
+                })
+                .unwrap_or(0);
+            (row, text[row].clone().unwrap_or_default())
+        }),
+    }
+}
+
 /// Sample weights: finite numbers at least 0; a bad one names its row.
 fn weights_of(raw: RawColumn, path: &std::path::Path) -> Result<Vec<f64>, IngestError> {
     let bad = |row: usize, value: String| IngestError::Malformed {
@@ -411,26 +443,7 @@ fn weights_of(raw: RawColumn, path: &std::path::Path) -> Result<Vec<f64>, Ingest
             row + 1
         ),
     };
-    let numbers = match raw {
-        RawColumn::Numbers(values) => values,
-        RawColumn::Text(text) => match parse_numbers(&text) {
-            Some(values) => values,
-            None => {
-                let row = text
-                    .iter()
-                    .position(|value| {
-                        value
-                            .as_deref()
-                            .is_some_and(|v| v.trim().parse::<f32>().is_err())
-                    })
-                    .unwrap_or(0);
-                return Err(bad(
-                    row,
-                    format!("{:?}", text[row].as_deref().unwrap_or("")),
-                ));
-            }
-        },
-    };
+    let numbers = raw_numbers(raw).map_err(|(row, text)| bad(row, format!("{text:?}")))?;
     numbers
         .into_iter()
         .enumerate()
@@ -461,6 +474,7 @@ pub fn read_training_table(
     input: &InputConfig,
     task: TreeTask,
     seed: u64,
+    time_column: Option<&ColumnRef>,
 ) -> Result<IngestedTable, IngestError> {
     let ingested = match &input.source {
         Source::Synthetic(spec) if !super::prepare::applies(input) => synthetic_table(spec, input)?,
@@ -488,7 +502,14 @@ pub fn read_training_table(
         }
         _ => {
             let path = input_path(input);
-            let raw = read_raw(input, seed, input.table.features.as_deref(), true, &[])?;
+            let raw = read_raw(
+                input,
+                seed,
+                input.table.features.as_deref(),
+                true,
+                &[],
+                time_column,
+            )?;
             let rows = raw.label.as_ref().map_or(0, RawColumn::len);
             let (labels, label_names) = labels_for(
                 raw.label.unwrap_or(RawColumn::Numbers(Vec::new())),
@@ -533,6 +554,7 @@ pub fn read_training_table(
                     weights,
                 },
                 validation,
+                times: raw.times,
                 fingerprints: raw.fingerprints,
                 counts: raw.counts,
             }
@@ -656,6 +678,7 @@ fn synthetic_table(
         }],
         table,
         validation: None,
+        times: None,
         counts,
     })
 }
@@ -695,6 +718,7 @@ fn libsvm_table(
     Ok(IngestedTable {
         table,
         validation: None,
+        times: None,
         fingerprints,
         counts,
     })
@@ -750,7 +774,7 @@ pub fn read_scoring_table(
         (names, columns, ingested.fingerprints, Vec::new())
     } else {
         let wanted: Vec<String> = schema.iter().map(|f| f.name.to_owned()).collect();
-        let raw = read_raw(input, seed, Some(&wanted), false, keep_columns)?;
+        let raw = read_raw(input, seed, Some(&wanted), false, keep_columns, None)?;
         (raw.names, raw.columns, raw.fingerprints, raw.passthrough)
     };
     let rows = columns.first().map_or(0, RawColumn::len);
@@ -942,7 +966,7 @@ pub fn read_test_table(
         }
         Source::Files(_) => {
             let wanted: Vec<String> = train.feature_names.clone();
-            let raw = read_raw(input, seed, Some(&wanted), true, &[])?;
+            let raw = read_raw(input, seed, Some(&wanted), true, &[], None)?;
             (
                 raw.columns,
                 raw.label.unwrap_or(RawColumn::Numbers(Vec::new())),
@@ -985,6 +1009,7 @@ pub fn read_test_table(
     Ok(IngestedTable {
         table,
         validation: None,
+        times: None,
         fingerprints,
         counts,
     })
@@ -1033,26 +1058,8 @@ fn test_labels(
                 .collect()
         }
         _ => {
-            let numbers = match raw {
-                RawColumn::Numbers(values) => values,
-                RawColumn::Text(text) => match parse_numbers(&text) {
-                    Some(values) => values,
-                    None => {
-                        let row = text
-                            .iter()
-                            .position(|value| {
-                                value
-                                    .as_deref()
-                                    .is_some_and(|v| v.trim().parse::<f32>().is_err())
-                            })
-                            .unwrap_or(0);
-                        return Err(bad(
-                            row,
-                            format!("{:?} is not a number", text[row].as_deref().unwrap_or("")),
-                        ));
-                    }
-                },
-            };
+            let numbers = raw_numbers(raw)
+                .map_err(|(row, text)| bad(row, format!("{text:?} is not a number")))?;
             numbers
                 .into_iter()
                 .enumerate()

@@ -7,7 +7,8 @@ use std::time::Instant;
 use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
 use crate::artifact::{self, SavedTrees, store::Staging};
 use crate::config::{
-    GridPoint, HandleInvalid, JobConfig, ModelConfig, TrainTask, Tuning, ValidationSource,
+    GridPoint, HandleInvalid, JobConfig, ModelConfig, SplitMethod, TimeBoundary, TrainTask, Tuning,
+    ValidationSource,
 };
 use crate::dataset::split::{self, mix, unit};
 use crate::dataset::tabular::{FeatureKind, Tabular};
@@ -33,7 +34,12 @@ pub fn train(
 
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("reading input");
-    let ingested = ingest::table::read_training_table(&task.input, params.task, config.seed)?;
+    let mut ingested = ingest::table::read_training_table(
+        &task.input,
+        params.task,
+        config.seed,
+        task.split.time_column(),
+    )?;
     let table = &ingested.table;
     let elapsed = step.finish(&format!(
         "{} rows, {} features",
@@ -73,9 +79,25 @@ pub fn train(
     memory::set_phase(Phase::BuildingDataset);
     let phase = Instant::now();
     // With [input.test] every input row trains (or validates).
-    let is_test = match &separate_test {
-        Some(_) => vec![false; table.rows()],
-        None => split::test_mask(table.rows(), task.test_fraction, config.seed),
+    let is_test = match (&separate_test, &task.split) {
+        (Some(_), _) => vec![false; table.rows()],
+        (None, SplitMethod::Time { column, boundary }) => {
+            let Some(times) = ingested.times.take() else {
+                return Err(IngestError::Malformed {
+                    path: std::path::PathBuf::from("input"),
+                    problem: format!(
+                        "split.column = {column}: synthetic tables and LIBSVM files have no time column; read a file with one"
+                    ),
+                }
+                .into());
+            };
+            let cutoff = match boundary {
+                TimeBoundary::Cutoff(cutoff) => *cutoff,
+                TimeBoundary::Fraction(fraction) => split::fraction_cutoff(&times, *fraction),
+            };
+            split::time_mask(&times, cutoff)
+        }
+        (None, _) => split::test_mask(table.rows(), task.test_fraction, config.seed),
     };
     let is_validation: Vec<bool> = match validation {
         ValidationSource::None => vec![false; table.rows()],
