@@ -523,3 +523,102 @@ fn refusals_need_no_spark() {
     assert!(summary["spark_app"].as_str().unwrap().ends_with(".py"));
     assert!(!dir.path().join("models/r").exists());
 }
+
+#[test]
+#[ignore = "needs spark-submit and Java 17 (.ci/run installs pyspark)"]
+fn a_preparation_runs_on_spark_with_the_native_rows_and_split() {
+    spark_bin();
+    let dir = tempfile::tempdir().unwrap();
+    // An event log in two Hive-style day directories, and item metadata.
+    for (day, offset) in [("2026-11-01", 0u64), ("2026-11-02", 1)] {
+        let mut csv = String::from("user,item,event,ts\n");
+        for row in 0..900u64 {
+            let user = (row * 7 + offset) % 150;
+            let item = (row * 13 + user * 3) % 90;
+            let event = ["view", "view", "cart", "buy"][((row + user) % 4) as usize];
+            csv.push_str(&format!("u{user},{item},{event},{}\n", 1000 + row));
+        }
+        write(dir.path(), &format!("events/dt={day}/part-0.csv"), &csv);
+    }
+    let mut items = String::from("item,genre,in_stock\n");
+    for item in 0..90 {
+        items.push_str(&format!(
+            "{item},{},{}\n",
+            ["a", "b", "c"][item % 3],
+            item % 7 != 0
+        ));
+    }
+    write(dir.path(), "items.csv", &items);
+    let job = r#"[job]
+name = "prepared"
+master = "local[2]"
+[input]
+path = "events/dt=*/part-*.csv"
+sql = """
+SELECT e."user", e.item, e.event, e.dt, i.genre
+FROM input e JOIN items i ON e.item = i.item
+WHERE i.in_stock
+"""
+[input.tables.items]
+path = "items.csv"
+[[input.steps]]
+filter = "event <> 'cart'"
+[[input.steps]]
+with_columns = { weight = "CASE WHEN event = 'buy' THEN 3.0 ELSE 1.0 END" }
+[[input.steps]]
+group_by = ["user", "item"]
+agg = { rating = "sum(weight)", days = "count(DISTINCT dt)" }
+[[input.steps]]
+sample = 0.9
+seed = 5
+[input.columns]
+user = "user"
+item = "item"
+rating = "rating"
+[split]
+test_fraction = 0.25
+[model]
+rank = 4
+max_iter = 5
+implicit_prefs = true
+"#;
+    write(dir.path(), "prepared.toml", job);
+    let (native, spark) = run_both(dir.path(), "prepared.toml");
+    let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
+    for count in [
+        "rows_read",
+        "ratings",
+        "train_ratings",
+        "test_ratings",
+        "users",
+        "items",
+    ] {
+        assert_eq!(
+            native_metrics["counts"][count], spark_metrics["counts"][count],
+            "{count}: native {} spark {}",
+            native_metrics["counts"], spark_metrics["counts"]
+        );
+    }
+    // Both manifests list the event files and the items table.
+    assert_eq!(
+        manifest(&native)["inputs"].as_array().unwrap().len(),
+        manifest(&spark)["inputs"].as_array().unwrap().len()
+    );
+
+    // A step on a missing column: exit 2 from Spark too, naming the step.
+    write(
+        dir.path(),
+        "bad.toml",
+        &job.replace(
+            "filter = \"event <> 'cart'\"",
+            "filter = \"kind <> 'cart'\"",
+        ),
+    );
+    let output = run(submit(dir.path()).args(["--engine", "spark", "bad.toml"]));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("input.steps"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -329,23 +329,11 @@ pub fn translate(
         }
         Source::Files(_) => {}
     }
-    // The Spark application does not translate the preparation yet (issue 16's engine part).
+    // What the Spark application does not do yet.
     for (key, problem) in [
         (
-            "input.tables",
-            "is data preparation the Spark application does not run yet",
-        ),
-        (
-            "input.sql",
-            "is data preparation the Spark application does not run yet",
-        ),
-        (
-            "input.steps",
-            "is data preparation the Spark application does not run yet",
-        ),
-        (
             "input.dedupe",
-            "is data preparation the Spark application does not run yet",
+            "merges (user, item) pairs, which the Spark application does not do yet (a `dedupe` or `group_by` step does it on both engines)",
         ),
         (
             "input.test",

@@ -186,32 +186,7 @@ fn plan(
     let Source::Files(files) = &task.input.source else {
         anyhow::bail!("the Spark engine reads files only (checked at validation)");
     };
-    let separator = match (&files.separator, files.format) {
-        (Some(separator), _) => Some(separator.clone()),
-        (None, format) if format.is_delimited_text() => {
-            let first = files
-                .paths
-                .first()
-                .ok_or_else(|| anyhow::anyhow!("no input files"))?;
-            if is_uri(first) {
-                anyhow::bail!(
-                    "{}: set input.separator (a text file's separator is sniffed from a local file only)",
-                    first.display()
-                );
-            }
-            Some(crate::ingest::reader::sniffed_separator(first)?)
-        }
-        (None, _) => None,
-    };
-    let format = match files.format {
-        Format::Csv => "csv",
-        Format::Tsv => "tsv",
-        Format::Text => "text",
-        Format::Parquet => "parquet",
-        Format::Ndjson => "ndjson",
-        Format::Libsvm => "libsvm",
-        Format::Ipc => anyhow::bail!("ipc has no Spark reader (checked at validation)"),
-    };
+    let source = source_plan(files)?;
     let table = &task.input.table;
     let (algorithm, tree_task) = match &task.model {
         ModelConfig::Als { .. } => ("als", Json::Null),
@@ -223,11 +198,6 @@ fn plan(
             }),
         ),
     };
-    let paths: Vec<String> = files
-        .paths
-        .iter()
-        .map(|path| path.display().to_string())
-        .collect();
     Ok(json!({
         "job": config.name,
         "algorithm": algorithm,
@@ -235,10 +205,12 @@ fn plan(
         "estimator": job.estimator,
         "params": job.params.iter().cloned().collect::<serde_json::Map<String, Json>>(),
         "input": {
-            "paths": paths,
-            "format": format,
-            "separator": separator,
-            "header": files.header,
+            "paths": source["paths"],
+            "format": source["format"],
+            "separator": source["separator"],
+            "header": source["header"],
+            "hive": source["hive"],
+            "preparation": preparation_plan(&task.input)?,
             "null_policy": match task.input.null_policy {
                 crate::config::NullPolicy::Error => "error",
                 crate::config::NullPolicy::Drop => "drop",
@@ -266,6 +238,119 @@ fn plan(
             "model_dir": format!("file://{}", model_dir.display()),
             "exchange_dir": exchange.display().to_string(),
         },
+    }))
+}
+
+/// How the application reads one source: its files, format, separator, header, and the Hive
+/// partition columns of its paths (added when a preparation reads them, as natively).
+fn source_plan(files: &crate::config::FileSource) -> anyhow::Result<Json> {
+    let separator = match (&files.separator, files.format) {
+        (Some(separator), _) => Some(separator.clone()),
+        (None, format) if format.is_delimited_text() => {
+            let first = files
+                .paths
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("no input files"))?;
+            if is_uri(first) {
+                anyhow::bail!(
+                    "{}: set input.separator (a text file's separator is sniffed from a local file only)",
+                    first.display()
+                );
+            }
+            Some(crate::ingest::reader::sniffed_separator(first)?)
+        }
+        (None, _) => None,
+    };
+    let format = match files.format {
+        Format::Csv => "csv",
+        Format::Tsv => "tsv",
+        Format::Text => "text",
+        Format::Parquet => "parquet",
+        Format::Ndjson => "ndjson",
+        Format::Libsvm => "libsvm",
+        Format::Ipc => anyhow::bail!("ipc has no Spark reader (checked at validation)"),
+    };
+    let paths: Vec<String> = files
+        .paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    let partitions = crate::ingest::prepare::partition_columns(&files.paths);
+    Ok(json!({
+        "paths": paths,
+        "format": format,
+        "separator": separator,
+        "header": files.header,
+        "hive": partitions,
+    }))
+}
+
+/// `input.sql` and `[[input.steps]]` for the application: each with the key and place its
+/// errors name. `sample` steps carry their hash base, as the split does.
+fn preparation_plan(input: &crate::config::InputConfig) -> anyhow::Result<Json> {
+    use crate::config::prepare::{JoinHow, KeepRow, StepKind};
+    let Some(preparation) = &input.preparation else {
+        return Ok(Json::Null);
+    };
+    let mut tables = Vec::new();
+    for table in &preparation.tables {
+        tables.push(json!({"name": table.name, "source": source_plan(&table.files)?}));
+    }
+    let steps: Vec<Json> = preparation
+        .steps
+        .iter()
+        .map(|step| {
+            let at = format!("{} ({})", step.key, step.origin);
+            let mut value = match &step.kind {
+                StepKind::Filter(text) => json!({"kind": "filter", "expr": text}),
+                StepKind::WithColumns(pairs) => json!({"kind": "with_columns", "columns": pairs}),
+                StepKind::Select(names) => json!({"kind": "select", "columns": names}),
+                StepKind::Rename(pairs) => json!({"kind": "rename", "pairs": pairs}),
+                StepKind::Join {
+                    table,
+                    left_on,
+                    right_on,
+                    how,
+                } => json!({
+                    "kind": "join",
+                    "table": table,
+                    "left_on": left_on,
+                    "right_on": right_on,
+                    "how": match how {
+                        JoinHow::Inner => "inner",
+                        JoinHow::Left => "left",
+                        JoinHow::Semi => "semi",
+                        JoinHow::Anti => "anti",
+                    },
+                }),
+                StepKind::GroupBy { keys, aggregations } => {
+                    json!({"kind": "group_by", "keys": keys, "aggregations": aggregations})
+                }
+                StepKind::Dedupe { columns, keep } => json!({
+                    "kind": "dedupe",
+                    "columns": columns,
+                    "keep": match keep {
+                        KeepRow::First => "first",
+                        KeepRow::Last => "last",
+                    },
+                }),
+                StepKind::Sample { fraction, seed } => json!({
+                    "kind": "sample",
+                    "fraction": fraction,
+                    "base": split::base(split::mix(*seed, crate::ingest::prepare::SAMPLE_STEP_STREAM)),
+                }),
+            };
+            value["at"] = json!(at);
+            value
+        })
+        .collect();
+    Ok(json!({
+        "tables": tables,
+        "sql": preparation.sql.as_ref().map(|sql| json!({
+            "text": sql.text,
+            "at": format!("input.sql ({})", sql.origin),
+        })),
+        "steps": steps,
     }))
 }
 
@@ -807,9 +892,19 @@ fn fingerprints(
         })
         .unwrap_or_default();
     let mut out = Vec::new();
-    for path in &files.paths {
-        let Some(&count) = rows.get(&path.display().to_string()) else {
-            continue;
+    // The named tables a preparation reads are inputs too (their rows are not counted, as
+    // natively).
+    let tables = task
+        .input
+        .preparation
+        .iter()
+        .flat_map(|preparation| &preparation.tables)
+        .flat_map(|table| &table.files.paths);
+    for path in files.paths.iter().chain(tables) {
+        let count = match rows.get(&path.display().to_string()) {
+            Some(&count) => count,
+            None if !files.paths.contains(path) => 0,
+            None => continue,
         };
         // A cluster URI (`s3a://`, `hdfs://`, ...) is Spark's to read: named, not hashed.
         if is_uri(path) {

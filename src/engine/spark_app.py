@@ -127,12 +127,199 @@ def number_rows(spark, frame, name):
     return numbered.drop("__mid", "__part", "__offset"), total
 
 
+def quoted(name):
+    """A column name as Spark SQL reads it literally (dots, spaces and backticks included)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_source(spark, source, limit=None):
+    """A source's files in order, each with its Hive partition columns (as the native
+    preparation adds them), numbered `__global` in file order. Returns the frame, the row count
+    and the rows of each file."""
+    from pyspark.sql import functions as F
+
+    hive = source.get("hive") or {"keys": [], "per_file": []}
+    frames, offset, per_file = [], 0, []
+    for index, path in enumerate(source["paths"]):
+        if limit is not None and offset >= limit:
+            break
+        frame = read_file(spark, source, path)
+        parts = dict(hive["per_file"][index]) if hive["per_file"] else {}
+        for key, integer in hive["keys"]:
+            value = parts.get(key)
+            kind = "bigint" if integer else "string"
+            literal = F.lit(None) if value is None else F.lit(int(value) if integer else value)
+            frame = frame.withColumn(key, literal.cast(kind))
+        frame, rows = number_rows(spark, frame, "__global")
+        frame = frame.withColumn("__global", F.col("__global") + F.lit(offset))
+        if limit is not None:
+            frame = frame.filter(F.col("__global") < F.lit(limit))
+            rows = min(rows, limit - offset)
+        per_file.append({"path": path, "rows": rows})
+        frames.append(frame)
+        offset += rows
+    if not frames:
+        raise JobProblem("input", "no input rows")
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame, allowMissingColumns=True)
+    return union, offset, per_file
+
+
+def renumber(frame, *order):
+    """`__global` as 0, 1, ... in the order of `order` (default: `__global`), the rows of the
+    native engine's order-keeping joins, group-bys and dedupes."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    window = Window.orderBy(*(order or ("__global",)))
+    return frame.withColumn("__global", F.row_number().over(window) - F.lit(1))
+
+
+def apply_step(step, frame, tables):
+    """One `[[input.steps]]` entry as DataFrame operations, keeping `__global` (the row's place
+    in the native engine's order)."""
+    from functools import reduce
+
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    kind = step["kind"]
+    if kind == "filter":
+        return frame.filter(F.expr(step["expr"]))
+    if kind == "with_columns":
+        # Every expression reads the frame before the step, as polars' with_columns.
+        new = {name: F.expr(text).alias(name) for name, text in step["columns"]}
+        kept = [new.pop(c) if c in new else F.col(quoted(c)) for c in frame.columns]
+        return frame.select(*kept, *new.values())
+    if kind == "select":
+        return frame.select(*[F.col(quoted(c)) for c in step["columns"]], "__global")
+    if kind == "rename":
+        pairs = dict(step["pairs"])
+        return frame.select(
+            *[F.col(quoted(c)).alias(pairs.get(c, c)) for c in frame.columns]
+        )
+    if kind == "join":
+        other = tables[step["table"]].withColumnRenamed("__global", "__right")
+        left_on, right_on = step["left_on"], step["right_on"]
+        keys = [f"__key{i}" for i in range(len(right_on))]
+        # The right side's keys are joined on and dropped; its other columns keep their names
+        # unless the left side has one (polars' `_right` suffix).
+        others = [c for c in other.columns if c not in right_on and c != "__right"]
+        other = other.select(
+            *[F.col(quoted(r)).alias(k) for r, k in zip(right_on, keys)],
+            *[F.col(quoted(c)).alias(c + "_right" if c in frame.columns else c) for c in others],
+            "__right",
+        )
+        condition = reduce(
+            lambda a, b: a & b,
+            [frame[quoted(l)] == other[k] for l, k in zip(left_on, keys)],
+        )
+        how = {"inner": "inner", "left": "left", "semi": "left_semi", "anti": "left_anti"}
+        joined = frame.join(other, condition, how[step["how"]])
+        if step["how"] in ("semi", "anti"):
+            return joined
+        joined = joined.drop(*keys)
+        return renumber(joined, "__global", "__right").drop("__right")
+    if kind == "group_by":
+        aggregates = [F.expr(text).alias(name) for name, text in step["aggregations"]]
+        grouped = frame.groupBy(*[F.col(quoted(c)) for c in step["keys"]]).agg(
+            *aggregates, F.min("__global").alias("__global")
+        )
+        return renumber(grouped)
+    if kind == "dedupe":
+        subset = step["columns"] or [c for c in frame.columns if c != "__global"]
+        order = F.col("__global").asc() if step["keep"] == "first" else F.col("__global").desc()
+        window = Window.partitionBy(*[F.col(quoted(c)) for c in subset]).orderBy(order)
+        kept = frame.withColumn("__rank", F.row_number().over(window)).filter("__rank = 1")
+        return renumber(kept.drop("__rank"))
+    if kind == "sample":
+        numbered = renumber(frame)
+        return numbered.filter(unit_expression(step["base"], "__global") < F.lit(step["fraction"]))
+    raise JobProblem("config", f"{step['at']}: step `{kind}` has no Spark translation")
+
+
+class PolarsDialect:
+    """Spark SQL read as the native engine's polars SQL reads it while a query or step is
+    planned: double quotes name columns (`"user"`), and a cast that fails is an error, not a
+    null. The application's own hash arithmetic needs ANSI mode off, so it is restored after."""
+
+    SETTINGS = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdentifiers": "true"}
+
+    def __init__(self, spark):
+        self.spark = spark
+        self.saved = {}
+
+    def __enter__(self):
+        for key, value in self.SETTINGS.items():
+            self.saved[key] = self.spark.conf.get(key, None)
+            self.spark.conf.set(key, value)
+        return self
+
+    def __exit__(self, *_):
+        for key, value in self.saved.items():
+            if value is None:
+                self.spark.conf.unset(key)
+            else:
+                self.spark.conf.set(key, value)
+        return False
+
+
+def prepare(spark, preparation, main):
+    """`input.sql` over temporary views of the input and the named tables, then the steps;
+    rows numbered `__global` in the order the native engine gives them (after SQL, in the order
+    Spark returns them)."""
+    tables = {}
+    for table in preparation["tables"]:
+        frame, _, _ = read_source(spark, table["source"])
+        tables[table["name"]] = frame
+    frame = main
+    sql = preparation["sql"]
+    if sql:
+        main.drop("__global").createOrReplaceTempView("input")
+        for name, table in tables.items():
+            table.drop("__global").createOrReplaceTempView(name)
+        try:
+            with PolarsDialect(spark):
+                frame = spark.sql(sql["text"])
+                frame.schema
+        except Exception as error:
+            known = "; ".join(
+                f"{name} ({', '.join(c for c in table.columns if c != '__global')})"
+                for name, table in [("input", main), *tables.items()]
+            )
+            raise JobProblem(
+                "config", f"{sql['at']}: Spark SQL: {first_line(error)}; tables: {known}"
+            ) from error
+        frame, _ = number_rows(spark, frame, "__global")
+    for step in preparation["steps"]:
+        try:
+            if step["kind"] == "sample":
+                frame = apply_step(step, frame, tables)
+            else:
+                with PolarsDialect(spark):
+                    frame = apply_step(step, frame, tables)
+                    frame.schema
+        except JobProblem:
+            raise
+        except Exception as error:
+            raise JobProblem("config", f"{step['at']}: {first_line(error)}") from error
+    return renumber(frame)
+
+
 def read_input(spark, plan, used_names):
     """All files in order with `__row` (position among the kept rows), limit, null policy and
     sampling applied as the native engine applies them. Returns the frame and counts."""
     from pyspark.sql import functions as F
 
     source = plan["input"]
+    if source.get("preparation"):
+        return read_prepared(spark, plan, used_names)
     frames, offset, per_file = [], 0, []
     for path in source["paths"]:
         if source["limit"] is not None and offset >= source["limit"]:
@@ -204,6 +391,63 @@ def read_input(spark, plan, used_names):
         raise JobProblem(
             "input",
             f"no rows left: {rows_read} rows read, {dropped} dropped for missing values, "
+            f"{sampled_out} left out by sample_fraction",
+        )
+    return numbered.drop("__global"), counts
+
+
+def read_prepared(spark, plan, used_names):
+    """The prepared input (the preparation over the input files and the named tables) with
+    `__row`, null policy and sampling applied as natively. Returns the frame and counts."""
+    from pyspark.sql import functions as F
+
+    source = plan["input"]
+    main, _, per_file = read_source(spark, source, source["limit"])
+    frame = prepare(spark, source["preparation"], main).cache()
+    rows_read = frame.count()
+    name = "the prepared input (input.sql / input.steps)"
+    columns = used_names(frame.drop("__global"), name)
+    selected = frame.select(*[F.col(quoted(c)) for c in columns], "__global")
+    null_filter = None
+    for column in columns:
+        condition = F.col(quoted(column)).isNull()
+        null_filter = condition if null_filter is None else (null_filter | condition)
+    dropped = 0
+    if null_filter is not None:
+        bad = selected.filter(null_filter)
+        if source["null_policy"] == "error":
+            first = bad.orderBy("__global").limit(1).collect()
+            if first:
+                row = first[0]
+                missing = [c for c in columns if row[c] is None]
+                raise JobProblem(
+                    "input",
+                    f"{name}: row {row['__global'] + 1} has a missing value in column "
+                    f"`{missing[0]}` (set `input.null_policy = \"drop\"` to skip such rows)",
+                )
+        else:
+            dropped = bad.count()
+            selected = selected.filter(~null_filter)
+    sampled_out = 0
+    if source["sample_fraction"] < 1.0:
+        keep = unit_expression(plan["split"]["sample_base"], "__global") < F.lit(
+            source["sample_fraction"]
+        )
+        before = rows_read - dropped
+        selected = selected.filter(keep)
+        sampled_out = before - selected.count()
+    numbered, total = number_rows(spark, selected.orderBy("__global"), "__row")
+    counts = {
+        "rows_read": rows_read,
+        "rows_dropped_null": dropped,
+        "rows_sampled_out": sampled_out,
+        "rows": total,
+        "per_file": per_file,
+    }
+    if total == 0:
+        raise JobProblem(
+            "input",
+            f"no rows left: {rows_read} rows prepared, {dropped} dropped for missing values, "
             f"{sampled_out} left out by sample_fraction",
         )
     return numbered.drop("__global"), counts

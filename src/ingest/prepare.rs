@@ -24,7 +24,7 @@ pub const PREPARED: &str = "the prepared input (input.sql / input.steps)";
 const MAIN_TABLE: &str = "input";
 
 /// Stream of `sample` steps, apart from the split's and `sample_fraction`'s.
-const SAMPLE_STEP_STREAM: u64 = 0x5354_4550_5341;
+pub const SAMPLE_STEP_STREAM: u64 = 0x5354_4550_5341;
 
 /// Whether the input goes through the preparation path: a preparation is set, or the source
 /// is a synthetic event log (a table that only a preparation turns into ratings).
@@ -184,14 +184,20 @@ fn hive_parts(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One scan per file with its Hive columns, concatenated (types widened to a common one).
-fn files_frame(
-    files: &FileSource,
-    fingerprints: &mut Vec<Fingerprint>,
-) -> Result<LazyFrame, IngestError> {
+/// The Hive partition columns of a source's files. A file without a key gets a missing value
+/// there. The Spark engine adds the same columns.
+#[derive(Debug, serde::Serialize)]
+pub struct Partitions {
+    /// Every key any file has, with whether all its values are integers (else it is text).
+    pub keys: Vec<(String, bool)>,
+    /// Each file's `(key, value)` pairs.
+    pub per_file: Vec<Vec<(String, String)>>,
+}
+
+/// The Hive partition columns of `paths`, in the order the keys first appear.
+pub fn partition_columns(paths: &[PathBuf]) -> Partitions {
     let partitions: Vec<Vec<(String, String)>> =
-        files.paths.iter().map(|path| hive_parts(path)).collect();
-    // A partition key is an integer column when every value is one, else text.
+        paths.iter().map(|path| hive_parts(path)).collect();
     let mut keys: Vec<(String, bool)> = Vec::new();
     for parts in &partitions {
         for (key, value) in parts {
@@ -202,6 +208,21 @@ fn files_frame(
             }
         }
     }
+    Partitions {
+        keys,
+        per_file: partitions,
+    }
+}
+
+/// One scan per file with its Hive columns, concatenated (types widened to a common one).
+fn files_frame(
+    files: &FileSource,
+    fingerprints: &mut Vec<Fingerprint>,
+) -> Result<LazyFrame, IngestError> {
+    let Partitions {
+        keys,
+        per_file: partitions,
+    } = partition_columns(&files.paths);
     let mut frames = Vec::with_capacity(files.paths.len());
     for (path, parts) in files.paths.iter().zip(&partitions) {
         let bytes = read_file(path)?;
