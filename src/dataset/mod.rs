@@ -9,6 +9,9 @@ pub use ratings::{Csr, Ids, Ratings};
 /// The values whose `keep` flag is true, in order. The vector's memory is reused and then
 /// trimmed: keeping a fifth of a large vector must not hold on to all of it.
 pub fn keep_where<T>(values: Vec<T>, keep: &[bool]) -> Vec<T> {
+    if keep.len() == values.len() && keep.iter().all(|kept| *kept) {
+        return values;
+    }
     let mut kept: Vec<T> = values
         .into_iter()
         .zip(keep)

@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
 
 use crate::dataset::Ids;
 
@@ -113,28 +116,32 @@ pub fn index(raw: RawIds) -> (Ids, Vec<u32>) {
 
 fn index_integers<T>(values: &[T]) -> (Ids, Vec<u32>)
 where
-    T: Copy + Ord + std::hash::Hash + Into<i64>,
+    T: Copy + Ord + std::hash::Hash + Into<i64> + Send + Sync,
 {
-    let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
+    let (Some(min), Some(max)) = (values.par_iter().min(), values.par_iter().max()) else {
         return (Ids::Integer(Vec::new()), Vec::new());
     };
-    let (min, max): (i64, i64) = (min.into(), max.into());
+    let (min, max): (i64, i64) = ((*min).into(), (*max).into());
     let span = (max as i128 - min as i128) as u128;
     if span <= (values.len() as u128) * 4 + 1_000_000 {
         let span = span as usize + 1;
+        // Marking the ids present is the same whichever thread marks first.
+        let present: Vec<AtomicBool> = (0..span).map(|_| AtomicBool::new(false)).collect();
+        values.par_chunks(1 << 16).for_each(|chunk| {
+            for &value in chunk {
+                present[(value.into() - min) as usize].store(true, Ordering::Relaxed);
+            }
+        });
         let mut slot = vec![u32::MAX; span];
-        for &value in values {
-            slot[(value.into() - min) as usize] = 0;
-        }
         let mut table = Vec::new();
         for (offset, entry) in slot.iter_mut().enumerate() {
-            if *entry == 0 {
+            if present[offset].load(Ordering::Relaxed) {
                 *entry = table.len() as u32;
                 table.push(min + offset as i64);
             }
         }
         let indices = values
-            .iter()
+            .par_iter()
             .map(|&value| slot[(value.into() - min) as usize])
             .collect();
         (Ids::Integer(table), indices)

@@ -9,6 +9,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use super::ids::{self, RawIds};
 use super::{
@@ -565,6 +566,18 @@ fn id_values(located: &Located<'_>, column: &Column) -> Result<RawIds, IngestErr
         let values = cast.i64().map_err(|error| polars_error(path, error))?;
         let fits_u32 = values.min().is_none_or(|min| min >= 0)
             && values.max().is_none_or(|max| max <= i64::from(u32::MAX));
+        // Without missing values the chunks' slices are converted directly, side by side.
+        if values.null_count() == 0 {
+            let slices: Vec<&[i64]> = values
+                .downcast_iter()
+                .map(|array| array.values().as_slice())
+                .collect();
+            return Ok(if fits_u32 {
+                RawIds::Small(convert_slices(&slices, |v| v as u32))
+            } else {
+                RawIds::Integer(convert_slices(&slices, |v| v))
+            });
+        }
         Ok(if fits_u32 {
             RawIds::Small(values.iter().map(|v| v.unwrap_or(0) as u32).collect())
         } else {
@@ -615,6 +628,29 @@ fn id_values(located: &Located<'_>, column: &Column) -> Result<RawIds, IngestErr
     }
 }
 
+/// `convert` applied to the values of `slices` (a column's chunks), in order, with the chunks
+/// converted side by side on the thread pool: a 100M-row column in half the time on two cores.
+fn convert_slices<T: Copy + Sync, U: Copy + Default + Send>(
+    slices: &[&[T]],
+    convert: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let total = slices.iter().map(|slice| slice.len()).sum();
+    let mut out = vec![U::default(); total];
+    let mut pieces = Vec::with_capacity(slices.len());
+    let mut rest = out.as_mut_slice();
+    for slice in slices {
+        let (head, tail) = rest.split_at_mut(slice.len());
+        pieces.push((head, *slice));
+        rest = tail;
+    }
+    pieces.into_par_iter().for_each(|(target, source)| {
+        for (to, &from) in target.iter_mut().zip(source) {
+            *to = convert(from);
+        }
+    });
+    out
+}
+
 /// A rating column as f32; every kept value must be a finite number.
 fn rating_values(
     located: &Located<'_>,
@@ -623,6 +659,34 @@ fn rating_values(
 ) -> Result<Vec<f32>, IngestError> {
     let path = located.path;
     let series = column.as_materialized_series();
+    // The usual case, a rating column read as f32 without missing values: its slices as they
+    // are, instead of a cast to f64 and back.
+    if let Ok(values) = series.f32()
+        && values.null_count() == 0
+    {
+        let slices: Vec<&[f32]> = values
+            .downcast_iter()
+            .map(|array| array.values().as_slice())
+            .collect();
+        let rating = convert_slices(&slices, |value| value);
+        let all_finite = rating
+            .par_chunks(1 << 16)
+            .all(|chunk| chunk.iter().all(|value| value.is_finite()));
+        if !all_finite
+            && let Some(row) = rating
+                .iter()
+                .zip(keep)
+                .position(|(value, kept)| *kept && !value.is_finite())
+        {
+            return Err(located.bad(
+                row,
+                column,
+                rating[row].to_string(),
+                "a rating must be a finite number",
+            ));
+        }
+        return Ok(rating);
+    }
     let mut rating = Vec::with_capacity(series.len());
     if series.dtype().is_primitive_numeric() {
         let cast = series
