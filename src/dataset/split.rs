@@ -26,8 +26,11 @@ pub const SPLIT_STREAM: u64 = 0x0053_504C_4954;
 
 /// Which rows are in the test part: each goes there with probability `test_fraction`.
 pub fn test_mask(rows: usize, test_fraction: f64, seed: u64) -> Vec<bool> {
+    use rayon::prelude::*;
     let stream = mix(seed, SPLIT_STREAM);
+    // Each row's draw depends only on its number, so the pool can draw them in any order.
     (0..rows)
+        .into_par_iter()
         .map(|row| unit(stream, row as u64) < test_fraction)
         .collect()
 }

@@ -651,6 +651,39 @@ fn convert_slices<T: Copy + Sync, U: Copy + Default + Send>(
     out
 }
 
+/// Float ratings from a column's chunks; a kept value that is not finite (before narrowing to
+/// f32) names its row.
+fn float_ratings<T: Copy + Sync + Into<f64> + std::fmt::Display>(
+    located: &Located<'_>,
+    column: &Column,
+    keep: &[bool],
+    slices: &[&[T]],
+    narrow: impl Fn(T) -> f32 + Sync,
+) -> Result<Vec<f32>, IngestError> {
+    let all_finite = slices.par_iter().all(|slice| {
+        slice
+            .iter()
+            .all(|&value| Into::<f64>::into(value).is_finite())
+    });
+    if !all_finite
+        && let Some((row, value)) = slices
+            .iter()
+            .flat_map(|slice| slice.iter())
+            .zip(keep)
+            .enumerate()
+            .find(|(_, (value, kept))| **kept && !Into::<f64>::into(**value).is_finite())
+            .map(|(row, (value, _))| (row, *value))
+    {
+        return Err(located.bad(
+            row,
+            column,
+            value.to_string(),
+            "a rating must be a finite number",
+        ));
+    }
+    Ok(convert_slices(slices, narrow))
+}
+
 /// A rating column as f32; every kept value must be a finite number.
 fn rating_values(
     located: &Located<'_>,
@@ -659,8 +692,8 @@ fn rating_values(
 ) -> Result<Vec<f32>, IngestError> {
     let path = located.path;
     let series = column.as_materialized_series();
-    // The usual case, a rating column read as f32 without missing values: its slices as they
-    // are, instead of a cast to f64 and back.
+    // The usual cases, a float column without missing values (f32 from text, f64 from
+    // Parquet): its slices converted side by side, with no per-value option.
     if let Ok(values) = series.f32()
         && values.null_count() == 0
     {
@@ -668,24 +701,16 @@ fn rating_values(
             .downcast_iter()
             .map(|array| array.values().as_slice())
             .collect();
-        let rating = convert_slices(&slices, |value| value);
-        let all_finite = rating
-            .par_chunks(1 << 16)
-            .all(|chunk| chunk.iter().all(|value| value.is_finite()));
-        if !all_finite
-            && let Some(row) = rating
-                .iter()
-                .zip(keep)
-                .position(|(value, kept)| *kept && !value.is_finite())
-        {
-            return Err(located.bad(
-                row,
-                column,
-                rating[row].to_string(),
-                "a rating must be a finite number",
-            ));
-        }
-        return Ok(rating);
+        return float_ratings(located, column, keep, &slices, |value| value);
+    }
+    if let Ok(values) = series.f64()
+        && values.null_count() == 0
+    {
+        let slices: Vec<&[f64]> = values
+            .downcast_iter()
+            .map(|array| array.values().as_slice())
+            .collect();
+        return float_ratings(located, column, keep, &slices, |value| value as f32);
     }
     let mut rating = Vec::with_capacity(series.len());
     if series.dtype().is_primitive_numeric() {

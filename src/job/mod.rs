@@ -222,21 +222,29 @@ fn train_als(
     // Both CSR copies (column index + value per rating) and both factor tables.
     let needed = train_count * 16 + (ratings.users() + ratings.items()) * (16 + params.rank * 4);
     ResourceError::check("the training matrices and factors", needed, config)?;
-    let by_user = Csr::build_where(
-        ratings.users(),
-        &ratings.user,
-        &ratings.item,
-        &ratings.rating,
-        &is_test,
-        false,
-    );
-    let by_item = Csr::build_where(
-        ratings.items(),
-        &ratings.item,
-        &ratings.user,
-        &ratings.rating,
-        &is_test,
-        false,
+    // The two counting sorts are independent: built side by side (at 100M ratings each is a
+    // couple of seconds of scattered writes on one core).
+    let (by_user, by_item) = rayon::join(
+        || {
+            Csr::build_where(
+                ratings.users(),
+                &ratings.user,
+                &ratings.item,
+                &ratings.rating,
+                &is_test,
+                false,
+            )
+        },
+        || {
+            Csr::build_where(
+                ratings.items(),
+                &ratings.item,
+                &ratings.user,
+                &ratings.rating,
+                &is_test,
+                false,
+            )
+        },
     );
     // From here on only the test triples are needed: the full triples are the largest thing
     // left once both matrices exist.
