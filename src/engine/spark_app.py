@@ -348,52 +348,14 @@ def read_input(spark, plan, used_names):
     for path, frame in frames:
         part = frame.select(*[F.col(c) for c in columns], "__global")
         selected = part if selected is None else selected.unionByName(part)
-    rows_read = offset
-    null_filter = None
-    for name in columns:
-        condition = F.col(name).isNull()
-        null_filter = condition if null_filter is None else (null_filter | condition)
-    dropped = 0
-    if null_filter is not None:
-        bad = selected.filter(null_filter)
-        if source["null_policy"] == "error":
-            first = bad.orderBy("__global").limit(1).collect()
-            if first:
-                row = first[0]
-                missing = [name for name in columns if row[name] is None]
-                line = row["__global"] + (1 if source["header"] else 0) + 1
-                raise JobProblem(
-                    "input",
-                    f"row {row['__global'] + 1} (line {line} of delimited text) has a missing "
-                    f"value in column `{missing[0]}` (set `input.null_policy = \"drop\"` to "
-                    "skip such rows)",
-                )
-        else:
-            dropped = bad.count()
-            selected = selected.filter(~null_filter)
-    sampled_out = 0
-    if source["sample_fraction"] < 1.0:
-        keep = unit_expression(plan["split"]["sample_base"], "__global") < F.lit(
-            source["sample_fraction"]
-        )
-        before = rows_read - dropped
-        selected = selected.filter(keep)
-        sampled_out = before - selected.count()
-    numbered, total = number_rows(spark, selected, "__row")
-    counts = {
-        "rows_read": rows_read,
-        "rows_dropped_null": dropped,
-        "rows_sampled_out": sampled_out,
-        "rows": total,
-        "per_file": per_file,
-    }
-    if total == 0:
-        raise JobProblem(
-            "input",
-            f"no rows left: {rows_read} rows read, {dropped} dropped for missing values, "
-            f"{sampled_out} left out by sample_fraction",
-        )
-    return numbered.drop("__global"), counts
+
+    def missing(row, name):
+        line = row["__global"] + (1 if source["header"] else 0) + 1
+        return f"row {row['__global'] + 1} (line {line} of delimited text) has a missing value in column `{name}`"
+
+    return finish_rows(
+        spark, plan, selected, columns, offset, per_file, missing, "rows read", ordered=False
+    )
 
 
 def read_prepared(spark, plan, used_names):
@@ -408,6 +370,22 @@ def read_prepared(spark, plan, used_names):
     name = "the prepared input (input.sql / input.steps)"
     columns = used_names(frame.drop("__global"), name)
     selected = frame.select(*[F.col(quoted(c)) for c in columns], "__global")
+
+    def missing(row, column):
+        return f"{name}: row {row['__global'] + 1} has a missing value in column `{column}`"
+
+    return finish_rows(
+        spark, plan, selected, columns, rows_read, per_file, missing, "rows prepared", ordered=True
+    )
+
+
+def finish_rows(spark, plan, selected, columns, rows_read, per_file, missing, what, ordered):
+    """The null policy and `sample_fraction` over the used columns of the rows (numbered
+    `__global`), then `__row` in order, as the native engine applies them; `missing(row,
+    column)` words a missing value. Returns the frame and the counts."""
+    from pyspark.sql import functions as F
+
+    source = plan["input"]
     null_filter = None
     for column in columns:
         condition = F.col(quoted(column)).isNull()
@@ -419,11 +397,11 @@ def read_prepared(spark, plan, used_names):
             first = bad.orderBy("__global").limit(1).collect()
             if first:
                 row = first[0]
-                missing = [c for c in columns if row[c] is None]
+                absent = [c for c in columns if row[c] is None]
                 raise JobProblem(
                     "input",
-                    f"{name}: row {row['__global'] + 1} has a missing value in column "
-                    f"`{missing[0]}` (set `input.null_policy = \"drop\"` to skip such rows)",
+                    f"{missing(row, absent[0])} (set `input.null_policy = \"drop\"` to skip "
+                    "such rows)",
                 )
         else:
             dropped = bad.count()
@@ -436,7 +414,9 @@ def read_prepared(spark, plan, used_names):
         before = rows_read - dropped
         selected = selected.filter(keep)
         sampled_out = before - selected.count()
-    numbered, total = number_rows(spark, selected.orderBy("__global"), "__row")
+    if ordered:
+        selected = selected.orderBy("__global")
+    numbered, total = number_rows(spark, selected, "__row")
     counts = {
         "rows_read": rows_read,
         "rows_dropped_null": dropped,
@@ -447,7 +427,7 @@ def read_prepared(spark, plan, used_names):
     if total == 0:
         raise JobProblem(
             "input",
-            f"no rows left: {rows_read} rows prepared, {dropped} dropped for missing values, "
+            f"no rows left: {rows_read} {what}, {dropped} dropped for missing values, "
             f"{sampled_out} left out by sample_fraction",
         )
     return numbered.drop("__global"), counts
