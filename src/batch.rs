@@ -175,25 +175,13 @@ pub fn recommend(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     // `s3://` id lists are fetched first; the copies live until the job ends.
-    let stage = |input: &Option<crate::config::InputConfig>| match input {
+    let mut task = task.clone();
+    let stage = |input: &mut Option<crate::config::InputConfig>| match input {
         Some(input) => ingest::remote::stage(input),
         None => Ok(None),
     };
-    let (staged_ids, staged_users) = (stage(&task.ids)?, stage(&task.users_from)?);
-    let staged_task;
-    let task = if staged_ids.is_some() || staged_users.is_some() {
-        let mut local = task.clone();
-        if let Some((input, _)) = &staged_ids {
-            local.ids = Some(input.clone());
-        }
-        if let Some((input, _)) = &staged_users {
-            local.users_from = Some(input.clone());
-        }
-        staged_task = local;
-        &staged_task
-    } else {
-        task
-    };
+    let _staged = (stage(&mut task.ids)?, stage(&mut task.users_from)?);
+    let task = &task;
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("loading the model");
     let loaded = load_als(&task.from, "recommend")?;
@@ -568,18 +556,9 @@ pub fn predict(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     // An `s3://` input is fetched first; the copy lives until the job ends.
-    let staged = ingest::remote::stage(&task.input)?;
-    let staged_task;
-    let task = match &staged {
-        Some((input, _)) => {
-            staged_task = PredictTask {
-                input: input.clone(),
-                ..task.clone()
-            };
-            &staged_task
-        }
-        None => task,
-    };
+    let mut task = task.clone();
+    let _staged = ingest::remote::stage(&mut task.input)?;
+    let task = &task;
     memory::set_phase(Phase::Ingesting);
     let step = progress.step("loading the model and pairs");
     let version = load(&task.from)?;

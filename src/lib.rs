@@ -303,9 +303,9 @@ fn run(cli: &cli::Cli, progress: &Progress) -> anyhow::Result<Option<Summary>> {
         let plan = match prepared {
             Some(input) => {
                 // `s3://` sources are fetched, so the plan checks their real schemas.
-                let staged = ingest::remote::stage(input)?;
-                let input = staged.as_ref().map_or(input, |(local, _)| local);
-                Some(ingest::prepare::describe_plan(input)?)
+                let mut input = input.clone();
+                let _staged = ingest::remote::stage(&mut input)?;
+                Some(ingest::prepare::describe_plan(&input)?)
             }
             None => None,
         };

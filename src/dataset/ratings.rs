@@ -10,6 +10,13 @@ pub enum Ids {
     Text(Vec<String>),
 }
 
+/// No ids (integer-typed, as an empty input is indexed).
+impl Default for Ids {
+    fn default() -> Self {
+        Ids::Integer(Vec::new())
+    }
+}
+
 impl Ids {
     pub fn len(&self) -> usize {
         match self {
@@ -82,9 +89,7 @@ impl Ids {
             Ids::Text(ids) => Ids::Text(keep.iter().map(|&i| ids[i as usize].clone()).collect()),
         }
     }
-}
 
-impl Ids {
     /// One table holding the ids of `first` and `second`, and where each of theirs went:
     /// integers in ascending order; text (or a mix, as decimal text) in `first`'s order, then
     /// the new ones of `second` in theirs, as the ids of one input would be indexed.
@@ -121,7 +126,7 @@ impl Ids {
 }
 
 /// Rating triples; `user[k]`, `item[k]`, `rating[k]` describe one rating.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ratings {
     pub user_ids: Ids,
     pub item_ids: Ids,

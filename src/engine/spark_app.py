@@ -137,13 +137,14 @@ def first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def read_source(spark, source, limit=None):
-    """A source's files in order, each with its Hive partition columns (as the native
-    preparation adds them), numbered `__global` in file order. Returns the frame, the row count
-    and the rows of each file."""
+def numbered_files(spark, source, limit, with_hive):
+    """A source's files in order, each numbered `__global` in file order (after the rows of
+    the files before it, up to `limit`), with its Hive partition columns when `with_hive` (as
+    the native preparation adds them). Returns `(path, frame)` pairs, the row count and the
+    rows of each file."""
     from pyspark.sql import functions as F
 
-    hive = source.get("hive") or {"keys": [], "per_file": []}
+    hive = (source.get("hive") if with_hive else None) or {"keys": [], "per_file": []}
     frames, offset, per_file = [], 0, []
     for index, path in enumerate(source["paths"]):
         if limit is not None and offset >= limit:
@@ -161,12 +162,19 @@ def read_source(spark, source, limit=None):
             frame = frame.filter(F.col("__global") < F.lit(limit))
             rows = min(rows, limit - offset)
         per_file.append({"path": path, "rows": rows})
-        frames.append(frame)
+        frames.append((path, frame))
         offset += rows
     if not frames:
         raise JobProblem("input", "no input rows")
-    union = frames[0]
-    for frame in frames[1:]:
+    return frames, offset, per_file
+
+
+def read_source(spark, source, limit=None):
+    """A source's files as one frame with Hive columns, numbered `__global` in file order.
+    Returns the frame, the row count and the rows of each file."""
+    frames, offset, per_file = numbered_files(spark, source, limit, with_hive=True)
+    union = frames[0][1]
+    for _, frame in frames[1:]:
         union = union.unionByName(frame, allowMissingColumns=True)
     return union, offset, per_file
 
@@ -320,21 +328,7 @@ def read_input(spark, plan, used_names):
     source = plan["input"]
     if source.get("preparation"):
         return read_prepared(spark, plan, used_names)
-    frames, offset, per_file = [], 0, []
-    for path in source["paths"]:
-        if source["limit"] is not None and offset >= source["limit"]:
-            break
-        frame = read_file(spark, source, path)
-        frame, rows = number_rows(spark, frame, "__global")
-        frame = frame.withColumn("__global", F.col("__global") + F.lit(offset))
-        if source["limit"] is not None:
-            frame = frame.filter(F.col("__global") < F.lit(source["limit"]))
-            rows = min(rows, source["limit"] - offset)
-        per_file.append({"path": path, "rows": rows})
-        frames.append((path, frame))
-        offset += rows
-    if not frames:
-        raise JobProblem("input", "no input rows")
+    frames, offset, per_file = numbered_files(spark, source, source["limit"], with_hive=False)
     columns = None
     for path, frame in frames:
         names = used_names(frame, path)

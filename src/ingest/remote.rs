@@ -66,10 +66,10 @@ pub fn has_remote(input: &InputConfig) -> bool {
     })
 }
 
-/// `input` with every `s3://` path replaced by a local copy (globs expanded to the objects
-/// they match, in key order), and the directory holding the copies; `None` when nothing is
-/// remote.
-pub fn stage(input: &InputConfig) -> Result<Option<(InputConfig, Staged)>, IngestError> {
+/// Replaces every `s3://` path of `input` with a local copy (globs expanded to the objects
+/// they match, in key order); returns the directory holding the copies, which lives until
+/// dropped, or `None` when nothing is remote.
+pub fn stage(input: &mut InputConfig) -> Result<Option<Staged>, IngestError> {
     if !has_remote(input) {
         return Ok(None);
     }
@@ -92,22 +92,22 @@ pub fn stage(input: &InputConfig) -> Result<Option<(InputConfig, Staged)>, Inges
             path: PathBuf::from("s3://"),
             reason: format!("cannot start the network runtime: {error}"),
         })?;
+    let options = input.s3.clone();
     let mut fetcher = Fetcher {
-        options: &input.s3,
+        options: &options,
         stores: HashMap::new(),
         dir: &staged.dir,
         runtime: &runtime,
     };
-    let mut local = input.clone();
-    if let Source::Files(files) = &mut local.source {
+    if let Source::Files(files) = &mut input.source {
         fetcher.localize(files)?;
     }
-    if let Some(preparation) = &mut local.preparation {
+    if let Some(preparation) = &mut input.preparation {
         for table in &mut preparation.tables {
             fetcher.localize(&mut table.files)?;
         }
     }
-    Ok(Some((local, staged)))
+    Ok(Some(staged))
 }
 
 struct Fetcher<'a> {

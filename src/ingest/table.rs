@@ -234,21 +234,23 @@ fn read_raw(
         &mut |located, frame, keep| {
             let mut excluded: Vec<String> = Vec::new();
             if with_label {
-                let column = reader::find_column(located.path, &frame, &table.label)?;
-                excluded.push(column.name().to_string());
-                let values = column_values(located, column, keep)?;
-                label = Some(match label.take() {
-                    Some(all) => all.append(values),
-                    None => values,
-                });
-                if let Some(reference) = &table.validation {
+                // The label and the columns beside it, each kept out of the features.
+                let mut take = |reference: &ColumnRef, into: &mut Option<RawColumn>| {
                     let column = reader::find_column(located.path, &frame, reference)?;
                     excluded.push(column.name().to_string());
                     let values = column_values(located, column, keep)?;
-                    validation = Some(match validation.take() {
+                    *into = Some(match into.take() {
                         Some(all) => all.append(values),
                         None => values,
                     });
+                    Ok::<(), IngestError>(())
+                };
+                take(&table.label, &mut label)?;
+                if let Some(reference) = &table.validation {
+                    take(reference, &mut validation)?;
+                }
+                if let Some(reference) = &table.weight {
+                    take(reference, &mut weight)?;
                 }
                 if let Some(reference) = time_column {
                     let column = reader::find_column(located.path, &frame, reference)?;
@@ -257,15 +259,6 @@ fn read_raw(
                     times
                         .get_or_insert_with(Vec::new)
                         .extend(crate::dataset::keep_where(values, keep));
-                }
-                if let Some(reference) = &table.weight {
-                    let column = reader::find_column(located.path, &frame, reference)?;
-                    excluded.push(column.name().to_string());
-                    let values = column_values(located, column, keep)?;
-                    weight = Some(match weight.take() {
-                        Some(all) => all.append(values),
-                        None => values,
-                    });
                 }
             }
             if let Some(leak) =

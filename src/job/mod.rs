@@ -24,25 +24,15 @@ use publish::publish_version;
 
 pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
     // `s3://` sources are fetched first; the copies live until the job ends.
-    let staged_input = ingest::remote::stage(&task.input)?;
-    let staged_test = match &task.test_input {
-        Some(test_input) => ingest::remote::stage(test_input)?,
-        None => None,
-    };
-    let staged_task;
-    let task = if staged_input.is_some() || staged_test.is_some() {
-        let mut local = task.clone();
-        if let Some((input, _)) = &staged_input {
-            local.input = input.clone();
-        }
-        if let Some((input, _)) = &staged_test {
-            local.test_input = Some(Box::new(input.clone()));
-        }
-        staged_task = local;
-        &staged_task
-    } else {
-        task
-    };
+    let mut task = task.clone();
+    let _staged = (
+        ingest::remote::stage(&mut task.input)?,
+        match &mut task.test_input {
+            Some(test_input) => ingest::remote::stage(test_input)?,
+            None => None,
+        },
+    );
+    let task = &task;
     match &task.model {
         ModelConfig::Als { params, cold_start } => {
             train_als(config, task, params, cold_start, progress)
@@ -81,16 +71,6 @@ fn load_als_base(
     .into())
 }
 
-fn empty_ratings() -> crate::dataset::Ratings {
-    crate::dataset::Ratings {
-        user_ids: crate::dataset::Ids::Integer(Vec::new()),
-        item_ids: crate::dataset::Ids::Integer(Vec::new()),
-        user: Vec::new(),
-        item: Vec::new(),
-        rating: Vec::new(),
-    }
-}
-
 /// Which rows the split holds out, by `split.method`.
 fn test_rows(
     task: &TrainTask,
@@ -101,15 +81,19 @@ fn test_rows(
     let times = times.unwrap_or_default();
     match &task.split {
         SplitMethod::Random => split::test_mask(ratings.len(), task.test_fraction, seed),
-        SplitMethod::Time { boundary, .. } => {
-            let cutoff = match boundary {
-                TimeBoundary::Cutoff(cutoff) => *cutoff,
-                TimeBoundary::Fraction(fraction) => split::fraction_cutoff(&times, *fraction),
-            };
-            split::time_mask(&times, cutoff)
-        }
+        SplitMethod::Time { boundary, .. } => time_split(&times, boundary),
         SplitMethod::PerUserLast { n, .. } => split::per_user_last_mask(&ratings.user, &times, *n),
     }
+}
+
+/// The rows `split.method = "time"` holds out: at or after the cutoff, or in the last fraction
+/// of the time range (ALS and tree jobs alike).
+pub(crate) fn time_split(times: &[f64], boundary: &TimeBoundary) -> Vec<bool> {
+    let cutoff = match boundary {
+        TimeBoundary::Cutoff(cutoff) => *cutoff,
+        TimeBoundary::Fraction(fraction) => split::fraction_cutoff(times, *fraction),
+    };
+    split::time_mask(times, cutoff)
 }
 
 fn split_description(task: &TrainTask) -> String {
@@ -158,7 +142,7 @@ fn train_als(
                 )?;
             let train_rows = ingested.ratings.len();
             let test_rows = test.ratings.len();
-            let train = std::mem::replace(&mut ingested.ratings, empty_ratings());
+            let train = std::mem::take(&mut ingested.ratings);
             ingested.ratings = crate::dataset::Ratings::concat(train, test.ratings);
             ingested.fingerprints.extend(test.fingerprints);
             ingested.counts.rows_read += test.counts.rows_read;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::algo::trees::{self, TreeParams, TreeTask, lightgbm};
 use crate::artifact::{self, SavedTrees, store::Staging};
 use crate::config::{
-    GridPoint, HandleInvalid, JobConfig, ModelConfig, SplitMethod, TimeBoundary, TrainTask, Tuning,
+    GridPoint, HandleInvalid, JobConfig, ModelConfig, SplitMethod, TrainTask, Tuning,
     ValidationSource,
 };
 use crate::dataset::split::{self, mix, unit};
@@ -91,11 +91,7 @@ pub fn train(
                 }
                 .into());
             };
-            let cutoff = match boundary {
-                TimeBoundary::Cutoff(cutoff) => *cutoff,
-                TimeBoundary::Fraction(fraction) => split::fraction_cutoff(&times, *fraction),
-            };
-            split::time_mask(&times, cutoff)
+            super::time_split(&times, boundary)
         }
         (None, _) => split::test_mask(table.rows(), task.test_fraction, config.seed),
     };
