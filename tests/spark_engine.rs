@@ -622,3 +622,147 @@ implicit_prefs = true
         stderr(&output)
     );
 }
+
+#[test]
+#[ignore = "needs spark-submit and Java 17 (.ci/run installs pyspark)"]
+fn dedupe_test_sources_weights_and_time_splits_run_on_spark_as_natively() {
+    spark_bin();
+    let dir = tempfile::tempdir().unwrap();
+    // Events with repeated (user, item) pairs and times as text, equal times included.
+    let mut events = String::from("user,item,rating,ts\n");
+    for row in 0..2400u64 {
+        let user = (row * 7) % 160;
+        let item = (row * 11 + user) % 70;
+        let minute = (row * 37) % 600;
+        events.push_str(&format!(
+            "u{user},{item},{},2026-11-{:02} {:02}:{:02}:00\n",
+            1 + (row % 5),
+            1 + (row % 20),
+            minute / 60,
+            minute % 60
+        ));
+    }
+    write(dir.path(), "events.csv", &events);
+    let mut later = String::from("user,item,rating,ts\n");
+    for row in 0..500u64 {
+        // Users and items the input has, and some it does not.
+        later.push_str(&format!(
+            "u{},{},{},2026-12-01 00:00:00\n",
+            (row * 3) % 180,
+            (row * 5) % 75,
+            1 + (row % 4)
+        ));
+    }
+    write(dir.path(), "later.csv", &later);
+    let als = |name: &str, extra: &str| {
+        format!(
+            "[job]\nname = \"{name}\"\nmaster = \"local[2]\"\n\n[input]\npath = \"events.csv\"\n{extra}\n[model]\nrank = 3\nmax_iter = 4\ncold_start_strategy = \"drop\"\n"
+        )
+    };
+    let jobs = [
+        (
+            "last.toml",
+            als(
+                "last",
+                "dedupe = \"sum\"\n[split]\nmethod = \"per_user_last\"\ncolumn = \"ts\"\nn = 2\n",
+            ),
+        ),
+        (
+            "separate.toml",
+            als(
+                "separate",
+                "dedupe = \"max\"\n[input.test]\npath = \"later.csv\"\n",
+            ),
+        ),
+    ];
+    for (file, job) in &jobs {
+        write(dir.path(), file, job);
+        let (native, spark) = run_both(dir.path(), file);
+        let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
+        for count in [
+            "rows_read",
+            "ratings",
+            "train_ratings",
+            "test_ratings",
+            "users",
+            "items",
+        ] {
+            assert_eq!(
+                native_metrics["counts"][count], spark_metrics["counts"][count],
+                "{file} {count}: native {} spark {}",
+                native_metrics["counts"], spark_metrics["counts"]
+            );
+        }
+        assert_eq!(
+            manifest(&native)["inputs"].as_array().unwrap().len(),
+            manifest(&spark)["inputs"].as_array().unwrap().len(),
+            "{file}"
+        );
+    }
+
+    // A weighted classifier split by the last quarter of a date column's range: the same rows on both sides, and Spark's
+    // own weighted evaluator agrees with submit's weighted metrics on Spark's predictions.
+    let mut table = String::from("x,y,day,weight,label\n");
+    for row in 0..2000u64 {
+        let x = ((row * 7919) % 1000) as f64 / 100.0 - 5.0;
+        let y = ((row * 104_729) % 997) as f64 / 99.7 - 5.0;
+        let label = u8::from(x + 0.5 * y + ((row % 13) as f64 / 6.5 - 1.0) > 0.0);
+        table.push_str(&format!(
+            "{x:.3},{y:.3},2026-10-{:02},{},{label}\n",
+            1 + (row % 28),
+            [0, 1, 2, 5][(row % 4) as usize]
+        ));
+    }
+    write(dir.path(), "table.csv", &table);
+    write(
+        dir.path(),
+        "weighted.toml",
+        "[job]\nname = \"weighted\"\nmaster = \"local[2]\"\n\n[input]\npath = \"table.csv\"\n\n[input.columns]\nlabel = \"label\"\nweight = \"weight\"\n\n[split]\nmethod = \"time\"\ncolumn = \"day\"\nfraction = 0.25\n\n[model]\nalgorithm = \"random_forest\"\ntask = \"classification\"\nnum_trees = 10\nmax_depth = 4\n",
+    );
+    let (native, spark) = run_both(dir.path(), "weighted.toml");
+    let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
+    for count in ["rows", "train_rows", "test_rows", "features"] {
+        assert_eq!(
+            native_metrics["counts"][count], spark_metrics["counts"][count],
+            "{count}: native {} spark {}",
+            native_metrics["counts"], spark_metrics["counts"]
+        );
+    }
+    let spark_own = &manifest(&spark)["spark"]["evaluator"];
+    for metric in ["accuracy", "auc_roc"] {
+        let (ours, theirs) = (
+            spark_metrics[metric].as_f64().unwrap(),
+            spark_own[metric].as_f64().unwrap(),
+        );
+        assert!((ours - theirs).abs() < 1e-9, "{metric}: {ours} vs {theirs}");
+    }
+    let (native_auc, spark_auc) = (
+        native_metrics["auc_roc"].as_f64().unwrap(),
+        spark_metrics["auc_roc"].as_f64().unwrap(),
+    );
+    assert!(
+        (native_auc - spark_auc).abs() < 0.03,
+        "native {native_auc} vs spark {spark_auc}"
+    );
+
+    // A bad weight is a job problem naming the row, on Spark as natively.
+    write(
+        dir.path(),
+        "negative.csv",
+        &table.replacen(",5,", ",-5,", 1),
+    );
+    write(
+        dir.path(),
+        "negative.toml",
+        &std::fs::read_to_string(dir.path().join("weighted.toml"))
+            .unwrap()
+            .replace("table.csv", "negative.csv"),
+    );
+    let output = run(submit(dir.path()).args(["--engine", "spark", "negative.toml"]));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("row 4") && stderr(&output).contains("weight"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -329,25 +329,6 @@ pub fn translate(
         }
         Source::Files(_) => {}
     }
-    // What the Spark application does not do yet.
-    for (key, problem) in [
-        (
-            "input.dedupe",
-            "merges (user, item) pairs, which the Spark application does not do yet (a `dedupe` or `group_by` step does it on both engines)",
-        ),
-        (
-            "input.test",
-            "is a separate test source the Spark application does not read yet",
-        ),
-        (
-            "input.columns.weight",
-            "is a sample weight the Spark application does not pass on yet (Spark's weightCol)",
-        ),
-    ] {
-        if let Some(origin) = set_at(key) {
-            return Err(refuse(key, problem, Some(origin)));
-        }
-    }
     match model {
         ModelConfig::Als { params, cold_start } => {
             if let Some(origin) = set_at("model.cg_steps") {

@@ -453,10 +453,13 @@ pub fn validate(mut layered: Layered, job_file: &Path) -> Result<JobConfig, Conf
                     .invalid("job.engine", "`[tuning]` with the Spark engine")
                     .hint("hyperparameter search runs on the native engine; run the search natively, then train the winning parameters with --engine spark"));
             }
-            if train.split != SplitMethod::Random {
+            if let Some(Source::Files(test)) =
+                train.test_input.as_deref().map(|input| &input.source)
+                && test.format == Format::Ipc
+            {
                 return Err(reader
-                    .invalid("split.method", "a time split with the Spark engine")
-                    .hint("the Spark application holds out rows by the seeded hash only (split.method = \"random\"); run time splits with --engine native"));
+                    .invalid("input.test.format", "`ipc` with the Spark engine")
+                    .hint("Spark has no Arrow IPC file reader: write the test rows as Parquet or CSV, or run with --engine native"));
             }
             let (estimator, params) = spark::translate(
                 &train.model,

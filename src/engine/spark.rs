@@ -19,8 +19,11 @@ use serde_json::{Value as Json, json};
 
 use crate::algo::als::AlsModel;
 use crate::artifact::store::Staging;
+use crate::config::prepare::Dedupe;
 use crate::config::spark::SparkJob;
-use crate::config::{ColumnRef, Format, JobConfig, ModelConfig, Source, TrainTask};
+use crate::config::{
+    ColumnRef, Format, JobConfig, ModelConfig, Source, SplitMethod, TimeBoundary, TrainTask,
+};
 use crate::dataset::{Csr, Ids, Ratings, split};
 use crate::exec::Progress;
 use crate::report::Summary;
@@ -187,6 +190,13 @@ fn plan(
         anyhow::bail!("the Spark engine reads files only (checked at validation)");
     };
     let source = source_plan(files)?;
+    let test_input = match task.test_input.as_deref().map(|input| &input.source) {
+        Some(Source::Files(files)) => source_plan(files)?,
+        Some(Source::Synthetic(_)) => {
+            anyhow::bail!("[input.test] is read from files (checked at validation)")
+        }
+        None => Json::Null,
+    };
     let table = &task.input.table;
     let (algorithm, tree_task) = match &task.model {
         ModelConfig::Als { .. } => ("als", Json::Null),
@@ -217,6 +227,15 @@ fn plan(
             },
             "sample_fraction": task.input.sample_fraction,
             "limit": task.input.limit,
+            "dedupe": match task.input.dedupe {
+                Dedupe::Keep => "keep",
+                Dedupe::Error => "error",
+                Dedupe::First => "first",
+                Dedupe::Last => "last",
+                Dedupe::Sum => "sum",
+                Dedupe::Mean => "mean",
+                Dedupe::Max => "max",
+            },
             "columns": {
                 "user": column(&task.input.columns.user),
                 "item": column(&task.input.columns.item),
@@ -227,9 +246,29 @@ fn plan(
                 "features": table.features,
                 "categorical": table.categorical,
                 "validation": table.validation.as_ref().map(column),
+                "weight": table.weight.as_ref().map(column),
             },
         },
+        "test_input": test_input,
         "split": {
+            "method": match task.split {
+                SplitMethod::Random => "random",
+                SplitMethod::Time { .. } => "time",
+                SplitMethod::PerUserLast { .. } => "per_user_last",
+            },
+            "column": task.split.time_column().map(column),
+            "cutoff": match task.split {
+                SplitMethod::Time { boundary: TimeBoundary::Cutoff(cutoff), .. } => Some(cutoff),
+                _ => None,
+            },
+            "fraction": match task.split {
+                SplitMethod::Time { boundary: TimeBoundary::Fraction(fraction), .. } => Some(fraction),
+                _ => None,
+            },
+            "n": match task.split {
+                SplitMethod::PerUserLast { n, .. } => Some(n),
+                _ => None,
+            },
             "test_fraction": task.test_fraction,
             "split_base": split::base(split::mix(config.seed, split::SPLIT_STREAM)),
             "sample_base": split::base(split::mix(config.seed, crate::ingest::SAMPLE_STREAM)),
@@ -732,7 +771,13 @@ pub fn train(
         }
         ModelConfig::Trees { params, .. } => {
             let classes = result["classes"].as_u64().unwrap_or(1).max(1) as usize;
-            let width = 1 + classes.max(1);
+            // label, then the row's weight in a weighted job, then the scores.
+            let leading = if result["weighted"].as_bool() == Some(true) {
+                2
+            } else {
+                1
+            };
+            let width = leading + classes.max(1);
             let path = exchange.join("predictions.bin");
             let bytes = read_exchange(&path)?;
             if bytes.len() % (8 * width) != 0 {
@@ -752,9 +797,11 @@ pub fn train(
                 })
                 .collect();
             let labels: Vec<f64> = values.chunks_exact(width).map(|row| row[0]).collect();
+            let weights: Option<Vec<f64>> =
+                (leading == 2).then(|| values.chunks_exact(width).map(|row| row[1]).collect());
             let predictions: Vec<Vec<f64>> = values
                 .chunks_exact(width)
-                .map(|row| row[1..].to_vec())
+                .map(|row| row[leading..].to_vec())
                 .collect();
             let label_names = strings(&result["label_names"]);
             let metric_classes = match params.task {
@@ -765,7 +812,7 @@ pub fn train(
                 params.task,
                 &predictions,
                 &labels,
-                None,
+                weights.as_deref(),
                 label_names.as_deref(),
                 metric_classes,
             );
@@ -900,10 +947,15 @@ fn fingerprints(
         .iter()
         .flat_map(|preparation| &preparation.tables)
         .flat_map(|table| &table.files.paths);
-    for path in files.paths.iter().chain(tables) {
+    let test_files: &[PathBuf] = match task.test_input.as_deref().map(|input| &input.source) {
+        Some(Source::Files(test)) => &test.paths,
+        _ => &[],
+    };
+    let counted = |path: &PathBuf| files.paths.contains(path) || test_files.contains(path);
+    for path in files.paths.iter().chain(test_files).chain(tables) {
         let count = match rows.get(&path.display().to_string()) {
             Some(&count) => count,
-            None if !files.paths.contains(path) => 0,
+            None if !counted(path) => 0,
             None => continue,
         };
         // A cluster URI (`s3a://`, `hdfs://`, ...) is Spark's to read: named, not hashed.

@@ -127,6 +127,15 @@ def number_rows(spark, frame, name):
     return numbered.drop("__mid", "__part", "__offset"), total
 
 
+def sorted_by(frame, column):
+    """`frame` sorted by `column` (then dropped), with its partitions fixed for number_rows.
+
+    number_rows counts the partitions in one Spark job and numbers them in another; a sort's
+    shuffle can come out partitioned differently each time (adaptive execution coalesces by
+    the sizes it sees), so the sorted rows are materialized once and both jobs read them."""
+    return frame.orderBy(column).drop(column).localCheckpoint()
+
+
 def quoted(name):
     """A column name as Spark SQL reads it literally (dots, spaces and backticks included)."""
     return "`" + name.replace("`", "``") + "`"
@@ -409,7 +418,7 @@ def finish_rows(spark, plan, selected, columns, rows_read, per_file, missing, wh
         selected = selected.filter(keep)
         sampled_out = before - selected.count()
     if ordered:
-        selected = selected.orderBy("__global")
+        selected = sorted_by(selected, "__global")
     numbered, total = number_rows(spark, selected, "__row")
     counts = {
         "rows_read": rows_read,
@@ -427,14 +436,139 @@ def finish_rows(spark, plan, selected, columns, rows_read, per_file, missing, wh
     return numbered.drop("__global"), counts
 
 
-def with_split(frame, plan):
+NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double")
+
+
+def with_time(frame, name):
+    """Adds `__time`: the split column as seconds since the Unix epoch for dates and times (UTC
+    when no zone is written), or as its own number, as the native engine reads it. A value
+    that is neither is a job problem naming the row."""
     from pyspark.sql import functions as F
 
+    column = F.col(quoted(name))
+    kind = frame.schema[name].dataType.simpleString()
+    if kind.startswith("timestamp"):
+        value = column.cast("double")
+    elif kind == "date":
+        value = F.datediff(column, F.lit("1970-01-01").cast("date")).cast("double") * F.lit(
+            86400.0
+        )
+    elif kind in NUMERIC_TYPES or kind.startswith("decimal"):
+        value = column.cast("double")
+    else:
+        text = F.trim(column.cast("string"))
+        value = F.when(
+            text.rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"), F.to_timestamp(text).cast("double")
+        ).otherwise(text.cast("double"))
+    bad = (
+        frame.filter(column.isNotNull() & (value.isNull() | ~(F.abs(value) < F.lit(math.inf))))
+        .orderBy("__row")
+        .limit(1)
+        .collect()
+    )
+    if bad:
+        raise JobProblem(
+            "input",
+            f"row {bad[0]['__row'] + 1}: split column `{name}` holds {bad[0][name]!r}; the "
+            "split column must hold times: a date (2026-11-01), a date and time (2026-11-01 "
+            "12:00:00, RFC 3339) or a number",
+        )
+    return frame.withColumn("__time", F.coalesce(value, F.lit(0.0)))
+
+
+def with_split(frame, plan, user=None):
+    """`__test`: the native engine's split. `random` hashes (seed, row); `time` holds out the
+    rows at or after the cutoff (or in the last fraction of the time range); `per_user_last`
+    each user's last `n` rows by time (equal times by row order), one row always kept."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    split = plan["split"]
+    if split["method"] == "time":
+        cutoff = split["cutoff"]
+        if cutoff is None:
+            low, high = frame.agg(F.min("__time"), F.max("__time")).first()
+            cutoff = math.inf if low is None else high - split["fraction"] * (high - low)
+        return frame.withColumn("__test", F.col("__time") >= F.lit(cutoff))
+    if split["method"] == "per_user_last":
+        latest_first = Window.partitionBy(quoted(user)).orderBy(
+            F.col("__time").desc(), F.col("__row").desc()
+        )
+        rows = F.count(F.lit(1)).over(Window.partitionBy(quoted(user)))
+        return frame.withColumn(
+            "__test", F.row_number().over(latest_first) <= F.least(F.lit(split["n"]), rows - 1)
+        )
     return frame.withColumn(
         "__test",
-        unit_expression(plan["split"]["split_base"], "__row")
-        < F.lit(plan["split"]["test_fraction"]),
+        unit_expression(split["split_base"], "__row") < F.lit(split["test_fraction"]),
     )
+
+
+def read_sources(spark, plan, used):
+    """The input, and `[input.test]` when the job has one (prepared, null policy and sampling
+    as the input), each numbered `__row`. Returns the frames (the test frame or None) and the
+    counts of both together."""
+    frame, counts = read_input(spark, plan, used)
+    test_source = plan["test_input"]
+    if not test_source:
+        return frame, None, counts
+    test_plan = dict(plan, input=dict(plan["input"], **test_source))
+    try:
+        test, test_counts = read_input(spark, test_plan, used)
+    except JobProblem as problem:
+        raise JobProblem(problem.kind, f"[input.test]: {problem}") from problem
+    for key in ("rows_read", "rows_dropped_null", "rows_sampled_out", "rows"):
+        counts[key] += test_counts[key]
+    counts["per_file"] += test_counts["per_file"]
+    return frame, test, counts
+
+
+def dedupe(frame, rule, user, item):
+    """`input.dedupe` over (user, item) pairs of `__rating`, as the native engine merges them:
+    the merged row takes the first row's place (and the latest `__time`), then rows are
+    numbered again in order."""
+    from pyspark.sql import functions as F
+
+    if rule == "keep":
+        return frame
+    keys = [quoted(user), quoted(item)]
+    if rule == "error":
+        repeated = (
+            frame.groupBy(*keys)
+            .agg(
+                F.count(F.lit(1)).alias("__rows"),
+                F.sort_array(F.collect_list("__row")).alias("__at"),
+            )
+            .filter(F.col("__rows") > 1)
+            .orderBy(F.col("__at")[1])
+            .limit(1)
+            .collect()
+        )
+        if repeated:
+            row = repeated[0]
+            more = f" ({row['__rows']} rows in all)" if row["__rows"] > 2 else ""
+            raise JobProblem(
+                "input",
+                f"input.dedupe = \"error\": user {row[0]} and item {row[1]} appear in rows "
+                f"{row['__at'][0] + 1} and {row['__at'][1] + 1} of the input (after missing "
+                f"values were dropped){more}; set input.dedupe to first, last, sum, mean or max "
+                "to combine them, or keep to treat them as separate observations",
+            )
+        return frame
+    rating = F.col("__rating")
+    combined = {
+        "first": F.min_by(rating, "__row"),
+        "last": F.max_by(rating, "__row"),
+        "sum": F.sum(rating.cast("double")).cast("float"),
+        "mean": F.avg(rating.cast("double")).cast("float"),
+        "max": F.max(rating),
+    }[rule]
+    merged = [F.min("__row").alias("__row"), combined.alias("__rating")]
+    if "__time" in frame.columns:
+        merged.append(F.max("__time").alias("__time"))
+    grouped = frame.groupBy(*keys).agg(*merged)
+    numbered, _ = number_rows(grouped.sparkSession, sorted_by(grouped, "__row"), "__row")
+    return numbered
 
 
 def train_and_test(frame, counts, train_key, test_key):
@@ -476,36 +610,56 @@ def run_als(spark, plan, exchange, result):
 
     columns = plan["input"]["columns"]
 
+    time_column = plan["split"]["column"]
+
     def used(frame, path):
-        return [
+        names = [
             column_name(frame, columns["user"], path),
             column_name(frame, columns["item"], path),
             column_name(frame, columns["rating"], path),
         ]
+        if time_column is not None:
+            names.append(column_name(frame, time_column, path))
+        return names
 
     started = time.time()
-    frame, counts = read_input(spark, plan, used)
+    frame, test, counts = read_sources(spark, plan, used)
     user, item, rating = frame.columns[0], frame.columns[1], frame.columns[2]
     kinds = {}
     for role, name in (("user", user), ("item", item)):
         data_type = frame.schema[name].dataType.simpleString()
         kinds[role] = "integer" if data_type in ("int", "bigint", "smallint", "tinyint") else "text"
-    frame = frame.withColumn("__rating", F.col(rating).cast("float"))
-    bad = frame.filter(F.col("__rating").isNull() | F.isnan("__rating")).limit(1).collect()
-    if bad:
-        raise JobProblem(
-            "input",
-            f"row {bad[0]['__row'] + 1}: rating column `{rating}` holds "
-            f"{bad[0][rating]!r}, not a number",
+
+    def ratings(frame, where):
+        frame = frame.withColumn("__rating", F.col(quoted(rating)).cast("float"))
+        bad = frame.filter(F.col("__rating").isNull() | F.isnan("__rating")).limit(1).collect()
+        if bad:
+            raise JobProblem(
+                "input",
+                f"{where}row {bad[0]['__row'] + 1}: rating column `{rating}` holds "
+                f"{bad[0][rating]!r}, not a number",
+            )
+        if time_column is not None:
+            frame = with_time(frame, frame.columns[3])
+        kept = [user, item, "__rating", "__row"] + (["__time"] if time_column else [])
+        return dedupe(frame.select(*[quoted(c) for c in kept]), plan["input"]["dedupe"], user, item)
+
+    frame = ratings(frame, "")
+    if test is None:
+        frame = with_split(frame, plan, user)
+    else:
+        test = ratings(test, "[input.test]: ")
+        frame = frame.withColumn("__test", F.lit(False)).unionByName(
+            test.withColumn("__test", F.lit(True))
         )
-    as_text = frame.withColumn(user, F.col(user).cast("string")).withColumn(
-        item, F.col(item).cast("string")
+    as_text = frame.withColumn(user, F.col(quoted(user)).cast("string")).withColumn(
+        item, F.col(quoted(item)).cast("string")
     )
     indexers = StringIndexer(
         inputCols=[user, item], outputCols=["__user", "__item"], stringOrderType="alphabetAsc"
     ).fit(as_text)
     indexed = indexers.transform(as_text)
-    indexed = with_split(indexed, plan).select(
+    indexed = indexed.select(
         F.col("__user").cast("int").alias("__user"),
         F.col("__item").cast("int").alias("__item"),
         "__rating",
@@ -548,8 +702,12 @@ def run_als(spark, plan, exchange, result):
     result["rank"] = rank
     result["timings_s"]["export"] = time.time() - started
 
+    predictions = None
     if not plan["params"].get("implicitPrefs") and counts["test"] > 0:
         predictions = model.transform(test).filter(~F.isnan("prediction"))
+    # Every test row may be a cold start (a time split's later items); Spark's evaluator
+    # refuses an empty frame.
+    if predictions is not None and predictions.limit(1).count() > 0:
         evaluator = RegressionEvaluator(labelCol="__rating", predictionCol="prediction")
         result["spark_evaluator"] = {
             "rmse": evaluator.setMetricName("rmse").evaluate(predictions),
@@ -628,28 +786,60 @@ def run_trees(spark, plan, exchange, result):
     libsvm = plan["input"]["format"] == "libsvm"
     classification = plan["task"] == "classification"
 
+    time_column = plan["split"]["column"]
+
     def used(frame, path):
         if libsvm:
             return ["label", "features"]
         label = column_name(frame, table["label"], path)
-        validation = (
-            column_name(frame, table["validation"], path) if table["validation"] else None
-        )
+        roles = [
+            column_name(frame, table[role], path) if table[role] else None
+            for role in ("validation", "weight")
+        ]
+        roles.append(column_name(frame, time_column, path) if time_column else None)
         if table["features"] is not None:
             features = [column_name(frame, {"name": name}, path) for name in table["features"]]
         else:
-            features = [c for c in frame.columns if c not in (label, validation)]
-        return [label] + ([validation] if validation else []) + features
+            features = [c for c in frame.columns if c != label and c not in roles]
+        return [label] + [name for name in roles if name] + features
 
     started = time.time()
-    source = plan["input"]
     # Missing feature values: the native engine sends them left at every split; Spark's trees
     # have no such rule, so a missing value is an error here whatever the null policy says.
-    frame, counts = read_input(spark, plan, used)
-    names = [c for c in frame.columns if c != "__row"]
-    label = names[0]
-    validation = names[1] if table["validation"] and not libsvm else None
-    features = names[2:] if validation else names[1:]
+    frame, test, counts = read_sources(spark, plan, used)
+    if test is not None:
+        frame = frame.withColumn("__test", F.lit(False)).unionByName(
+            test.withColumn("__test", F.lit(True))
+        )
+    names = [c for c in frame.columns if c not in ("__row", "__test")]
+    label, rest = names[0], names[1:]
+    validation = weight = None
+    if table["validation"] and not libsvm:
+        validation, rest = rest[0], rest[1:]
+    if table["weight"]:
+        weight, rest = rest[0], rest[1:]
+    if time_column:
+        frame = with_time(frame, rest[0])
+        rest = rest[1:]
+    features = rest
+    if weight:
+        frame = frame.withColumn("__weight", F.col(quoted(weight)).cast("double"))
+        bad = (
+            frame.filter(
+                F.col("__weight").isNull()
+                | ~(F.col("__weight") < F.lit(math.inf))
+                | (F.col("__weight") < 0)
+            )
+            .orderBy("__row")
+            .limit(1)
+            .collect()
+        )
+        if bad:
+            raise JobProblem(
+                "input",
+                "the weight column (input.columns.weight) must hold finite numbers of at least "
+                f"0; row {bad[0]['__row'] + 1} has {bad[0][weight]!r}",
+            )
     stages = []
     label_names = None
     if classification and frame.schema[label].dataType.simpleString() == "string":
@@ -700,7 +890,9 @@ def run_trees(spark, plan, exchange, result):
         vector = "__indexed"
     if validation:
         frame = frame.withColumn(validation, F.col(validation).cast("boolean"))
-    frame = with_split(frame, plan).cache()
+    if test is None:
+        frame = with_split(frame, plan)
+    frame = frame.cache()
     if stages:
         fitted = Pipeline(stages=stages).fit(frame)
         max_bins = plan["params"].get("maxBins")
@@ -734,6 +926,10 @@ def run_trees(spark, plan, exchange, result):
     extra = {"featuresCol": vector, "labelCol": "__label"}
     if validation:
         extra["validationIndicatorCol"] = validation
+    if weight:
+        # Rows of weight 0 are left out of training, as natively (they still count as rows).
+        extra["weightCol"] = "__weight"
+        train = train.filter(F.col("__weight") > 0)
     model = estimator(plan, **extra).fit(train)
     result["timings_s"]["fit"] = time.time() - started
 
@@ -742,6 +938,9 @@ def run_trees(spark, plan, exchange, result):
     if not categorical_features:
         export_trees(spark, plan["output"]["model_dir"], exchange)
     predictions = model.transform(test)
+    # Per test row: the label, its weight when the job has a weight column, then the
+    # probabilities (classification) or the prediction.
+    leading = ["__label"] + (["__weight"] if weight else [])
     if classification:
         classes = int(
             max(
@@ -749,27 +948,28 @@ def run_trees(spark, plan, exchange, result):
                 len(label_names or []) - 1,
             )
         ) + 1
-        row_format = struct.Struct(f"<d{classes}d")
+        row_format = struct.Struct(f"<{len(leading)}d{classes}d")
 
         def pack(row):
             probability = list(row["probability"])
             probability += [0.0] * (classes - len(probability))
-            return row_format.pack(row["__label"], *probability[:classes])
+            return row_format.pack(*[row[c] for c in leading], *probability[:classes])
 
-        columns = ["__label", "probability"]
+        columns = leading + ["probability"]
     else:
         classes = 1
-        row_format = struct.Struct("<dd")
+        row_format = struct.Struct(f"<{len(leading)}dd")
 
         def pack(row):
-            return row_format.pack(row["__label"], row["prediction"])
+            return row_format.pack(*[row[c] for c in leading], row["prediction"])
 
-        columns = ["__label", "prediction"]
+        columns = leading + ["prediction"]
     write_records(
         os.path.join(exchange, "predictions.bin"),
         predictions.select(*columns).toLocalIterator(),
         pack,
     )
+    result["weighted"] = bool(weight)
     result["timings_s"]["export"] = time.time() - started
     width = model.numFeatures
     result["classes"] = classes
@@ -783,20 +983,21 @@ def run_trees(spark, plan, exchange, result):
         "nodes": model.totalNumNodes,
     }
     if counts["test_rows"] > 0:
+        weighted = {"weightCol": "__weight"} if weight else {}
         if classification:
             accuracy = MulticlassClassificationEvaluator(
-                labelCol="__label", metricName="accuracy"
+                labelCol="__label", metricName="accuracy", **weighted
             ).evaluate(predictions)
             result["spark_evaluator"] = {"accuracy": accuracy}
             if classes == 2:
                 result["spark_evaluator"]["auc_roc"] = BinaryClassificationEvaluator(
-                    labelCol="__label", metricName="areaUnderROC"
+                    labelCol="__label", metricName="areaUnderROC", **weighted
                 ).evaluate(predictions)
         else:
             result["spark_evaluator"] = {
-                "rmse": RegressionEvaluator(labelCol="__label", metricName="rmse").evaluate(
-                    predictions
-                )
+                "rmse": RegressionEvaluator(
+                    labelCol="__label", metricName="rmse", **weighted
+                ).evaluate(predictions)
             }
     counts["features"] = width
     result["counts"] = counts
@@ -815,6 +1016,8 @@ def main():
     spark = SparkSession.builder.appName(plan["job"]).getOrCreate()
     # The split hash multiplies 64-bit integers and relies on wrap-around.
     spark.conf.set("spark.sql.ansi.enabled", "false")
+    # Dates and times without a zone are UTC, as the native engine reads them.
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
     result = {"spark_version": spark.version, "timings_s": {}}
     try:
         if plan["algorithm"] == "als":
