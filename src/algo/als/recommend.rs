@@ -1,10 +1,13 @@
 //! Top-k recommendation from factors: scores of a block of users against all items, with a
 //! per-user partial top-k selection (never a full sort), seen items filtered.
 //!
-//! Item factors are transposed to `rank x items`. On CPUs with AVX2 and FMA, scores are computed
-//! four users by sixteen items at a time with all eight accumulators in registers across the
-//! whole rank (per 16 items and 4 users: `2 rank` loads, `8 rank` fused multiply-adds, 8
-//! stores), so the loop is bound by multiply-add throughput rather than by stores or latency.
+//! Item factors are packed in panels of sixteen items, each `rank x 16` and contiguous (as a
+//! GEMM packs its right-hand side), so scoring a panel reads one sequential run of memory instead
+//! of `rank` rows a whole item table apart (at rank 64 and 40k items, 64 pages per 16 items:
+//! the data TLB's reach). On CPUs with AVX2 and FMA, scores are computed four users by sixteen
+//! items at a time with all eight accumulators in registers across the whole rank (per 16 items
+//! and 4 users: `2 rank` loads, `8 rank` fused multiply-adds, 8 stores), so the loop is bound by
+//! multiply-add throughput rather than by stores or latency.
 //! The threshold test of the top-k selection is a vector compare on those sums while they are
 //! still in registers, one bit per 16 items; the selection visits only the flagged chunks.
 //! Elsewhere a portable loop does the same sums and the same flags. Users are independent, so blocks run in
@@ -23,6 +26,11 @@ const GROUP: usize = 4;
 /// in a user's flags).
 const SCAN: usize = 16;
 const _: () = assert!(TILE / SCAN <= 64, "a tile's chunk flags must fit in a u64");
+const _: () = assert!(TILE % SCAN == 0, "tiles hold whole panels");
+const _: () = assert!(
+    SCAN == 16,
+    "the AVX2 kernel scores a panel as two 8-lane halves"
+);
 
 /// The largest value (NaN ignored), written so that it compiles to vector max instructions.
 fn maximum(values: &[f32]) -> f32 {
@@ -44,12 +52,26 @@ fn maximum(values: &[f32]) -> f32 {
     best
 }
 
+/// Bit `i` set where `chunk[i] > limit` (NaN compares false); a whole chunk compiles to one
+/// vector compare and a mask move.
+fn lanes_above(chunk: &[f32], limit: f32) -> u32 {
+    match <&[f32; SCAN]>::try_from(chunk) {
+        Ok(whole) => whole.iter().enumerate().fold(0, |lanes, (lane, &score)| {
+            lanes | u32::from(score > limit) << lane
+        }),
+        Err(_) => chunk.iter().enumerate().fold(0, |lanes, (lane, &score)| {
+            lanes | u32::from(score > limit) << lane
+        }),
+    }
+}
+
 /// Item factors laid out for scoring, with the items that may be recommended.
 pub struct ItemScorer {
     rank: usize,
     items: usize,
-    /// `transposed[a * items + i]` is factor `a` of item `i`.
-    transposed: Vec<f32>,
+    /// `panels[(p * rank + a) * SCAN + lane]` is factor `a` of item `p * SCAN + lane`; the last
+    /// panel is padded with zeros.
+    panels: Vec<f32>,
     /// Items without factors (never seen in training) are never recommended.
     recommendable: Vec<bool>,
 }
@@ -57,18 +79,29 @@ pub struct ItemScorer {
 impl ItemScorer {
     pub fn new(item_factors: &[f32], rank: usize, recommendable: Vec<bool>) -> ItemScorer {
         let items = recommendable.len();
-        let mut transposed = vec![0f32; rank * items];
-        for item in 0..items {
-            for a in 0..rank {
-                transposed[a * items + item] = item_factors[item * rank + a];
+        let mut panels = vec![0f32; items.div_ceil(SCAN) * SCAN * rank];
+        for (item, factors) in item_factors
+            .chunks_exact(rank.max(1))
+            .take(items)
+            .enumerate()
+        {
+            let (panel, lane) = (item / SCAN, item % SCAN);
+            for (a, &value) in factors.iter().enumerate() {
+                panels[(panel * rank + a) * SCAN + lane] = value;
             }
         }
         ItemScorer {
             rank,
             items,
-            transposed,
+            panels,
             recommendable,
         }
+    }
+
+    /// The `rank x SCAN` panel holding item `first` (a multiple of [`SCAN`]).
+    fn panel(&self, first: usize) -> &[f32] {
+        let start = first / SCAN * self.rank * SCAN;
+        &self.panels[start..start + self.rank * SCAN]
     }
 
     /// The `k` best items for each of `users` (factor rows of `user_factors`), as
@@ -143,7 +176,13 @@ impl ItemScorer {
                         chunk_flags &= chunk_flags - 1;
                         let start = chunk_index * SCAN;
                         let chunk = &scores[start..(start + SCAN).min(width)];
-                        for (lane, &score) in chunk.iter().enumerate() {
+                        // The lanes above the threshold as the chunk begins, found by one
+                        // vector compare; each is tested again as the threshold rises.
+                        let mut lanes = lanes_above(chunk, top.threshold());
+                        while lanes != 0 {
+                            let lane = lanes.trailing_zeros() as usize;
+                            lanes &= lanes - 1;
+                            let score = chunk[lane];
                             if score > top.threshold() {
                                 let item = tile_start + chunk_index * SCAN + lane;
                                 if self.recommendable[item] {
@@ -181,6 +220,21 @@ impl ItemScorer {
                 // in a batch job and alone (a served request).
                 let padded: [u32; GROUP] =
                     std::array::from_fn(|offset| group.get(offset).copied().unwrap_or(group[0]));
+                if avx512_available() {
+                    // SAFETY: AVX-512F and FMA are present (checked); the bounds are those of
+                    // the AVX2 kernel below.
+                    return unsafe {
+                        avx512::score_group(
+                            self,
+                            user_factors,
+                            &padded,
+                            tile_start,
+                            width,
+                            thresholds,
+                            scores,
+                        )
+                    };
+                }
                 // SAFETY: AVX2 and FMA are present (checked); every user row and the tile lie
                 // inside their tables (the users come from the model, the tile from `items`), and
                 // `scores` holds GROUP * TILE floats.
@@ -202,11 +256,12 @@ impl ItemScorer {
             let x = &user_factors[user as usize * rank..(user as usize + 1) * rank];
             let out = &mut scores[offset * TILE..offset * TILE + width];
             out.fill(0.0);
-            for (a, &xa) in x.iter().enumerate() {
-                let column = &self.transposed
-                    [a * self.items + tile_start..a * self.items + tile_start + width];
-                for (score, &value) in out.iter_mut().zip(column) {
-                    *score += xa * value;
+            for (chunk, out) in out.chunks_mut(SCAN).enumerate() {
+                let panel = self.panel(tile_start + chunk * SCAN);
+                for (&xa, column) in x.iter().zip(panel.chunks_exact(SCAN)) {
+                    for (score, &value) in out.iter_mut().zip(column) {
+                        *score += xa * value;
+                    }
                 }
             }
         }
@@ -229,6 +284,103 @@ fn avx2_available() -> bool {
     })
 }
 
+/// AVX-512F with FMA: each score is the same chain of fused multiply-adds over the rank as in
+/// the AVX2 kernel, one lane per item, so both give the same bits; the wider vectors double the
+/// multiply-adds per instruction where the CPU has two 512-bit FMA ports (Intel's server cores)
+/// and cost nothing where it splits them (AMD Zen 4).
+#[cfg(target_arch = "x86_64")]
+fn avx512_available() -> bool {
+    use std::sync::OnceLock;
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{GROUP, ItemScorer, SCAN, TILE};
+
+    /// The AVX2 kernel's contract, two panels (32 items) at a time: eight 16-lane sums, one per
+    /// user and panel, each also the threshold test of one chunk.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub unsafe fn score_group(
+        scorer: &ItemScorer,
+        user_factors: &[f32],
+        group: &[u32],
+        tile_start: usize,
+        width: usize,
+        thresholds: &[f32; GROUP],
+        scores: &mut [f32],
+    ) -> [u64; GROUP] {
+        let mut flags = [0u64; GROUP];
+        let limits: [__m512; GROUP] = std::array::from_fn(|user| _mm512_set1_ps(thresholds[user]));
+        let rank = scorer.rank;
+        let rows: [&[f32]; GROUP] = std::array::from_fn(|offset| {
+            let user = group[offset] as usize;
+            &user_factors[user * rank..(user + 1) * rank]
+        });
+        // A chunk is tested only when whole; a partial one (the tile's end) is always scanned.
+        let flag = |sum: __m512, limit: __m512, start: usize| -> u64 {
+            let scan = start + SCAN > width || _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, limit) != 0;
+            u64::from(scan) << (start / SCAN)
+        };
+        let mut offset = 0;
+        while offset < width {
+            let first = scorer.panel(tile_start + offset).as_ptr();
+            if offset + SCAN < width {
+                let second = scorer.panel(tile_start + offset + SCAN).as_ptr();
+                let mut left = [_mm512_setzero_ps(); GROUP];
+                let mut right = [_mm512_setzero_ps(); GROUP];
+                for a in 0..rank {
+                    // SAFETY: each panel holds `rank * SCAN` floats.
+                    let (near, far) = unsafe {
+                        (
+                            _mm512_loadu_ps(first.add(a * SCAN)),
+                            _mm512_loadu_ps(second.add(a * SCAN)),
+                        )
+                    };
+                    for ((left, right), row) in left.iter_mut().zip(right.iter_mut()).zip(&rows) {
+                        let factor = _mm512_set1_ps(row[a]);
+                        *left = _mm512_fmadd_ps(factor, near, *left);
+                        *right = _mm512_fmadd_ps(factor, far, *right);
+                    }
+                }
+                for (user, (left, right)) in left.iter().zip(&right).enumerate() {
+                    // SAFETY: `user * TILE + offset + 2 SCAN <= GROUP * TILE`: offsets are
+                    // multiples of SCAN, `offset + SCAN < width <= TILE` and SCAN divides TILE.
+                    unsafe {
+                        let at = scores.as_mut_ptr().add(user * TILE + offset);
+                        _mm512_storeu_ps(at, *left);
+                        _mm512_storeu_ps(at.add(SCAN), *right);
+                    }
+                    flags[user] |= flag(*left, limits[user], offset)
+                        | flag(*right, limits[user], offset + SCAN);
+                }
+                offset += 2 * SCAN;
+            } else {
+                let mut sums = [_mm512_setzero_ps(); GROUP];
+                for a in 0..rank {
+                    // SAFETY: the panel holds `rank * SCAN` floats.
+                    let near = unsafe { _mm512_loadu_ps(first.add(a * SCAN)) };
+                    for (sum, row) in sums.iter_mut().zip(&rows) {
+                        *sum = _mm512_fmadd_ps(_mm512_set1_ps(row[a]), near, *sum);
+                    }
+                }
+                for (user, sum) in sums.iter().enumerate() {
+                    // SAFETY: `user * TILE + offset + SCAN <= GROUP * TILE`.
+                    unsafe {
+                        _mm512_storeu_ps(scores.as_mut_ptr().add(user * TILE + offset), *sum)
+                    };
+                    flags[user] |= flag(*sum, limits[user], offset);
+                }
+                offset += SCAN;
+            }
+        }
+        flags
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -248,26 +400,23 @@ mod avx2 {
         let mut flags = [0u64; GROUP];
         let limits: [__m256; GROUP] = std::array::from_fn(|user| _mm256_set1_ps(thresholds[user]));
         let rank = scorer.rank;
-        let items = scorer.items;
         let rows: [&[f32]; GROUP] = std::array::from_fn(|offset| {
             let user = group[offset] as usize;
             &user_factors[user * rank..(user + 1) * rank]
         });
-        let full = width / 8 * 8;
         let mut offset = 0;
-        // Sixteen items at a time: eight independent sums keep both FMA units busy through
-        // the multiply-add latency (four sums, one per user, left half of them idle).
-        while offset + 16 <= full {
+        // Sixteen items (one panel) at a time: eight independent sums keep both FMA units busy
+        // through the multiply-add latency (four sums, one per user, left half of them idle).
+        // The last panel of the item table is padded with zeros, and the score buffer holds a
+        // whole number of panels, so a tile's last partial panel is scored as a full one.
+        while offset < width {
+            let panel = scorer.panel(tile_start + offset).as_ptr();
             let mut low = [_mm256_setzero_ps(); GROUP];
             let mut high = [_mm256_setzero_ps(); GROUP];
             for a in 0..rank {
-                // SAFETY: `a * items + tile_start + offset + 16 <= rank * items` since the tile
-                // lies inside `items` and `offset + 16 <= width`.
+                // SAFETY: the panel holds `rank * SCAN` floats.
                 let (first, second) = unsafe {
-                    let at = scorer
-                        .transposed
-                        .as_ptr()
-                        .add(a * items + tile_start + offset);
+                    let at = panel.add(a * SCAN);
                     (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
                 };
                 for ((low, high), row) in low.iter_mut().zip(high.iter_mut()).zip(&rows) {
@@ -277,66 +426,33 @@ mod avx2 {
                 }
             }
             for (user, (low, high)) in low.iter().zip(&high).enumerate() {
-                // SAFETY: `user * TILE + offset + 16 <= GROUP * TILE`.
+                // SAFETY: `user * TILE + offset + 16 <= GROUP * TILE`: TILE is a multiple of
+                // SCAN and `offset < width <= TILE`.
                 unsafe {
                     let at = scores.as_mut_ptr().add(user * TILE + offset);
                     _mm256_storeu_ps(at, *low);
                     _mm256_storeu_ps(at.add(8), *high);
                 }
                 // The threshold test of the selection, on the sums still in registers (NaN
-                // compares false, as the scalar test does).
+                // compares false, as the scalar test does); a partial panel is always scanned.
                 let above = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_max_ps(*low, *high), limits[user]);
-                let bit = u64::from(_mm256_movemask_ps(above) != 0) << (offset / SCAN);
-                flags[user] |= bit;
+                let scan = offset + SCAN > width || _mm256_movemask_ps(above) != 0;
+                flags[user] |= u64::from(scan) << (offset / SCAN);
             }
-            offset += 16;
-        }
-        // The rest of the tile (under 16 items) is always scanned.
-        for user_flags in &mut flags {
-            for chunk in offset / SCAN..width.div_ceil(SCAN) {
-                *user_flags |= 1 << chunk;
-            }
-        }
-        while offset < full {
-            let mut sums = [_mm256_setzero_ps(); GROUP];
-            for a in 0..rank {
-                // SAFETY: `a * items + tile_start + offset + 8 <= rank * items` since the tile
-                // lies inside `items` and `offset + 8 <= width`.
-                let column = unsafe {
-                    _mm256_loadu_ps(
-                        scorer
-                            .transposed
-                            .as_ptr()
-                            .add(a * items + tile_start + offset),
-                    )
-                };
-                for (sum, row) in sums.iter_mut().zip(&rows) {
-                    *sum = _mm256_fmadd_ps(_mm256_set1_ps(row[a]), column, *sum);
-                }
-            }
-            for (user, sum) in sums.iter().enumerate() {
-                // SAFETY: `user * TILE + offset + 8 <= GROUP * TILE`.
-                unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(user * TILE + offset), *sum) };
-            }
-            offset += 8;
-        }
-        for offset in full..width {
-            for (user, row) in rows.iter().enumerate() {
-                scores[user * TILE + offset] = (0..rank)
-                    .map(|a| row[a] * scorer.transposed[a * items + tile_start + offset])
-                    .sum();
-            }
+            offset += SCAN;
         }
         flags
     }
 }
 
-/// The `k` largest scores seen so far, kept as a small unsorted array with its minimum known.
+/// The `k` largest scores seen so far, as a binary heap with the worst entry at the root (an
+/// entry enters in `log k` steps, where keeping the minimum of an unsorted array took `k`).
+/// "Worse" is a lower score, and among equal scores the higher item index.
 struct TopK {
     capacity: usize,
     entries: Vec<(u32, f32)>,
-    /// Index of the worst entry once full.
-    worst: usize,
+    /// The score a new entry must beat: -inf until full, then the root's.
+    limit: f32,
 }
 
 impl TopK {
@@ -344,17 +460,21 @@ impl TopK {
         TopK {
             capacity,
             entries: Vec::with_capacity(capacity),
-            worst: 0,
+            limit: if capacity == 0 {
+                f32::INFINITY
+            } else {
+                f32::NEG_INFINITY
+            },
         }
     }
 
     /// Scores at or below this cannot enter (NaN and -inf never do).
     fn threshold(&self) -> f32 {
-        if self.entries.len() < self.capacity {
-            f32::NEG_INFINITY
-        } else {
-            self.entries[self.worst].1
-        }
+        self.limit
+    }
+
+    fn worse(a: (u32, f32), b: (u32, f32)) -> bool {
+        a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)).is_lt()
     }
 
     /// Items arrive in increasing index order, so a tie keeps the earlier (lower) item.
@@ -362,20 +482,39 @@ impl TopK {
         if self.capacity == 0 || score.is_nan() {
             return;
         }
-        if self.entries.len() < self.capacity {
-            self.entries.push((item, score));
+        let entries = &mut self.entries;
+        if entries.len() < self.capacity {
+            entries.push((item, score));
+            let mut at = entries.len() - 1;
+            while at > 0 {
+                let parent = (at - 1) / 2;
+                if !Self::worse(entries[at], entries[parent]) {
+                    break;
+                }
+                entries.swap(at, parent);
+                at = parent;
+            }
         } else {
-            self.entries[self.worst] = (item, score);
+            entries[0] = (item, score);
+            let mut at = 0;
+            loop {
+                let (left, right) = (2 * at + 1, 2 * at + 2);
+                let mut worst = at;
+                if left < entries.len() && Self::worse(entries[left], entries[worst]) {
+                    worst = left;
+                }
+                if right < entries.len() && Self::worse(entries[right], entries[worst]) {
+                    worst = right;
+                }
+                if worst == at {
+                    break;
+                }
+                entries.swap(at, worst);
+                at = worst;
+            }
         }
-        if self.entries.len() == self.capacity {
-            // Worst = lowest score; among equal scores the highest item index.
-            self.worst = (0..self.entries.len())
-                .min_by(|&a, &b| {
-                    let (item_a, score_a) = self.entries[a];
-                    let (item_b, score_b) = self.entries[b];
-                    score_a.total_cmp(&score_b).then(item_b.cmp(&item_a))
-                })
-                .unwrap_or(0);
+        if entries.len() == self.capacity {
+            self.limit = entries[0].1;
         }
     }
 
@@ -489,6 +628,65 @@ mod tests {
             let got: Vec<u32> = fast[user].iter().map(|(i, _)| *i).collect();
             assert_eq!(got, expected, "user {user}");
             assert!(got.iter().all(|item| !seen_lists[user].contains(item)));
+        }
+    }
+
+    /// The AVX-512 kernel gives the AVX2 kernel's scores bit for bit, and the same chunk flags,
+    /// at tile ends of every shape (whole pairs of panels, a lone panel, partial panels).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn both_vector_kernels_give_the_same_bits() {
+        if !(avx2_available() && avx512_available()) {
+            return;
+        }
+        let value = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 317.0;
+        for (items, rank) in [(2500, 5), (1024 + 20, 17), (9, 64), (1024 + 48, 3)] {
+            let user_factors: Vec<f32> = (0..GROUP * rank).map(value).collect();
+            let item_factors: Vec<f32> = (0..items * rank).map(|i| value(i + 13)).collect();
+            let scorer = ItemScorer::new(&item_factors, rank, vec![true; items]);
+            let group: [u32; GROUP] = std::array::from_fn(|user| user as u32);
+            let thresholds = [0.5, f32::NEG_INFINITY, 2.0, 1.0];
+            for tile_start in (0..items).step_by(TILE) {
+                let width = (items - tile_start).min(TILE);
+                let (mut wide, mut narrow) = (vec![0f32; GROUP * TILE], vec![0f32; GROUP * TILE]);
+                // SAFETY: both instruction sets are present (checked above).
+                let (wide_flags, narrow_flags) = unsafe {
+                    (
+                        avx512::score_group(
+                            &scorer,
+                            &user_factors,
+                            &group,
+                            tile_start,
+                            width,
+                            &thresholds,
+                            &mut wide,
+                        ),
+                        avx2::score_group(
+                            &scorer,
+                            &user_factors,
+                            &group,
+                            tile_start,
+                            width,
+                            &thresholds,
+                            &mut narrow,
+                        ),
+                    )
+                };
+                for user in 0..GROUP {
+                    let range = user * TILE..user * TILE + width;
+                    let bits = |scores: &[f32]| -> Vec<u32> {
+                        scores[range.clone()].iter().map(|s| s.to_bits()).collect()
+                    };
+                    assert_eq!(bits(&wide), bits(&narrow), "{items} items, rank {rank}");
+                    // The flags may over-report (a partial chunk is always scanned); both
+                    // flag every chunk holding a score above the threshold.
+                    for (chunk, scores) in wide[range].chunks(SCAN).enumerate() {
+                        if maximum(scores) > thresholds[user] {
+                            assert!(wide_flags[user] & narrow_flags[user] & 1 << chunk != 0);
+                        }
+                    }
+                }
+            }
         }
     }
 
