@@ -8,11 +8,13 @@
 //! items at a time with all eight accumulators in registers across the whole rank (per 16 items
 //! and 4 users: `2 rank` loads, `8 rank` fused multiply-adds, 8 stores), so the loop is bound by
 //! multiply-add throughput rather than by stores or latency.
+//! With AVX-512F the same sums run sixteen lanes wide, four users by 32 items (the same bits).
 //! The threshold test of the top-k selection is a vector compare on those sums while they are
 //! still in registers, one bit per 16 items; the selection visits only the flagged chunks.
-//! Elsewhere a portable loop does the same sums and the same flags. Users are independent, so blocks run in
-//! parallel; ties are broken by the lower item index, so the lists do not depend on the thread
-//! count.
+//! Elsewhere a portable loop does the same sums and the same flags. Items come in order of
+//! decreasing norm, and a group of users stops as soon as no later item can beat any of its
+//! k-th bests (see [`ItemScorer`]). Users are independent, so blocks run in parallel; ties are
+//! broken by the lower item index, so the lists do not depend on the thread count.
 
 use rayon::prelude::*;
 
@@ -26,7 +28,7 @@ const GROUP: usize = 4;
 /// in a user's flags).
 const SCAN: usize = 16;
 const _: () = assert!(TILE / SCAN <= 64, "a tile's chunk flags must fit in a u64");
-const _: () = assert!(TILE % SCAN == 0, "tiles hold whole panels");
+const _: () = assert!(TILE.is_multiple_of(SCAN), "tiles hold whole panels");
 const _: () = assert!(
     SCAN == 16,
     "the AVX2 kernel scores a panel as two 8-lane halves"
@@ -52,40 +54,80 @@ fn maximum(values: &[f32]) -> f32 {
     best
 }
 
-/// Bit `i` set where `chunk[i] > limit` (NaN compares false); a whole chunk compiles to one
-/// vector compare and a mask move.
-fn lanes_above(chunk: &[f32], limit: f32) -> u32 {
+/// Bit `i` set where `chunk[i] >= limit` (NaN compares false); a whole chunk compiles to one
+/// vector compare and a mask move. Equal scores are candidates: items arrive by norm, so one
+/// tying the k-th best may still win on a lower index.
+fn lanes_at_least(chunk: &[f32], limit: f32) -> u32 {
+    let lanes = |values: &[f32]| -> u32 {
+        values.iter().enumerate().fold(0, |lanes, (lane, &score)| {
+            lanes | u32::from(score >= limit) << lane
+        })
+    };
     match <&[f32; SCAN]>::try_from(chunk) {
-        Ok(whole) => whole.iter().enumerate().fold(0, |lanes, (lane, &score)| {
-            lanes | u32::from(score > limit) << lane
-        }),
-        Err(_) => chunk.iter().enumerate().fold(0, |lanes, (lane, &score)| {
-            lanes | u32::from(score > limit) << lane
-        }),
+        Ok(whole) => lanes(whole),
+        Err(_) => lanes(chunk),
     }
 }
 
 /// Item factors laid out for scoring, with the items that may be recommended.
+///
+/// Items are scored in order of decreasing factor norm. A score is at most `|user| |item|`
+/// (Cauchy-Schwarz), so once a user's k-th best beats that bound for the largest item norm of
+/// the next tile, no later item can enter and the user's group stops scoring. For implicit
+/// feedback the norms spread widely (popular items are long vectors), and most users stop
+/// after a fraction of the items. The lists are exactly those of a full scan: each score is
+/// computed the same way, the bound allows for the rounding of the dot product, and ties are
+/// broken by item index whatever order the items come in.
 pub struct ItemScorer {
     rank: usize,
     items: usize,
-    /// `panels[(p * rank + a) * SCAN + lane]` is factor `a` of item `p * SCAN + lane`; the last
-    /// panel is padded with zeros.
+    /// `panels[(p * rank + a) * SCAN + lane]` is factor `a` of the item at position
+    /// `p * SCAN + lane`; the last panel is padded with zeros.
     panels: Vec<f32>,
-    /// Items without factors (never seen in training) are never recommended.
+    /// The item at each position (decreasing norm, then increasing index).
+    order: Vec<u32>,
+    /// The position of each item.
+    position: Vec<u32>,
+    /// The norm of the item at each position (never increasing).
+    norms: Vec<f64>,
+    /// By position: items without factors (never seen in training) are never recommended.
     recommendable: Vec<bool>,
+}
+
+/// Allowance for rounding in a computed score relative to `|user| |item|`: a dot product of
+/// `rank` terms in f32 is within about `rank * 2^-24` of the exact one (relative to that
+/// product of norms), with or without fused multiply-adds; four times that covers the norms'
+/// own rounding.
+fn bound_margin(rank: usize) -> f64 {
+    1.0 + 4.0 * (rank as f64 + 2.0) * f64::from(f32::EPSILON) / 2.0
 }
 
 impl ItemScorer {
     pub fn new(item_factors: &[f32], rank: usize, recommendable: Vec<bool>) -> ItemScorer {
         let items = recommendable.len();
+        let item_norms: Vec<f64> = (0..items)
+            .map(|item| {
+                item_factors[item * rank..(item + 1) * rank]
+                    .iter()
+                    .map(|&value| f64::from(value) * f64::from(value))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let mut order: Vec<u32> = (0..items as u32).collect();
+        order.sort_by(|&a, &b| {
+            item_norms[b as usize]
+                .total_cmp(&item_norms[a as usize])
+                .then(a.cmp(&b))
+        });
+        let mut position = vec![0u32; items];
+        for (at, &item) in order.iter().enumerate() {
+            position[item as usize] = at as u32;
+        }
         let mut panels = vec![0f32; items.div_ceil(SCAN) * SCAN * rank];
-        for (item, factors) in item_factors
-            .chunks_exact(rank.max(1))
-            .take(items)
-            .enumerate()
-        {
-            let (panel, lane) = (item / SCAN, item % SCAN);
+        for (at, &item) in order.iter().enumerate() {
+            let (panel, lane) = (at / SCAN, at % SCAN);
+            let factors = &item_factors[item as usize * rank..(item as usize + 1) * rank];
             for (a, &value) in factors.iter().enumerate() {
                 panels[(panel * rank + a) * SCAN + lane] = value;
             }
@@ -94,11 +136,20 @@ impl ItemScorer {
             rank,
             items,
             panels,
-            recommendable,
+            norms: order
+                .iter()
+                .map(|&item| item_norms[item as usize])
+                .collect(),
+            recommendable: order
+                .iter()
+                .map(|&item| recommendable[item as usize])
+                .collect(),
+            order,
+            position,
         }
     }
 
-    /// The `rank x SCAN` panel holding item `first` (a multiple of [`SCAN`]).
+    /// The `rank x SCAN` panel holding the item at position `first` (a multiple of [`SCAN`]).
     fn panel(&self, first: usize) -> &[f32] {
         let start = first / SCAN * self.rank * SCAN;
         &self.panels[start..start + self.rank * SCAN]
@@ -127,14 +178,31 @@ impl ItemScorer {
         seen: &(dyn Fn(u32) -> &'a [u32] + Sync),
     ) -> Vec<Vec<(u32, f32)>> {
         let mut best: Vec<TopK> = block.iter().map(|_| TopK::new(k)).collect();
+        // Seen items by position, sorted so each tile walks its part once.
         let sorted_seen: Vec<Vec<u32>> = block
             .iter()
             .map(|&user| {
-                let mut items = seen(user).to_vec();
-                items.sort_unstable();
-                items
+                let mut positions: Vec<u32> = seen(user)
+                    .iter()
+                    .filter_map(|&item| self.position.get(item as usize).copied())
+                    .collect();
+                positions.sort_unstable();
+                positions
             })
             .collect();
+        let margin = bound_margin(self.rank);
+        let user_norms: Vec<f64> = block
+            .iter()
+            .map(|&user| {
+                let row = &user_factors[user as usize * self.rank..(user as usize + 1) * self.rank];
+                row.iter()
+                    .map(|&value| f64::from(value) * f64::from(value))
+                    .sum::<f64>()
+                    .sqrt()
+                    * margin
+            })
+            .collect();
+        let mut finished = vec![false; block.len().div_ceil(GROUP)];
         let mut cursors = vec![0usize; block.len()];
         let mut scores = vec![0f32; TILE * GROUP];
         for tile_start in (0..self.items).step_by(TILE) {
@@ -142,6 +210,17 @@ impl ItemScorer {
             let width = tile_end - tile_start;
             for group_start in (0..block.len()).step_by(GROUP) {
                 let group = &block[group_start..(group_start + GROUP).min(block.len())];
+                // A group is done once no score of this tile or a later one (at most |user|
+                // times the tile's largest norm, rounding allowed) can enter any of its lists.
+                let finished = &mut finished[group_start / GROUP];
+                *finished = *finished
+                    || (group_start..group_start + group.len()).all(|slot| {
+                        let bound = user_norms[slot] * self.norms[tile_start] + 1e-37;
+                        bound < f64::from(best[slot].threshold())
+                    });
+                if *finished {
+                    continue;
+                }
                 let thresholds: [f32; GROUP] = std::array::from_fn(|offset| {
                     best.get(group_start + offset)
                         .map_or(f32::INFINITY, TopK::threshold)
@@ -168,7 +247,7 @@ impl ItemScorer {
                         *cursor += 1;
                     }
                     let top = &mut best[slot];
-                    // Only chunks with a score above the k-th best as the tile began (the
+                    // Only chunks with a score at or above the k-th best as the tile began (the
                     // threshold only rises; seen items only lower scores).
                     let mut chunk_flags = flags[offset];
                     while chunk_flags != 0 {
@@ -176,18 +255,17 @@ impl ItemScorer {
                         chunk_flags &= chunk_flags - 1;
                         let start = chunk_index * SCAN;
                         let chunk = &scores[start..(start + SCAN).min(width)];
-                        // The lanes above the threshold as the chunk begins, found by one
-                        // vector compare; each is tested again as the threshold rises.
-                        let mut lanes = lanes_above(chunk, top.threshold());
+                        // The lanes at or above the threshold as the chunk begins, found by
+                        // one vector compare; each is tested again as the threshold rises.
+                        let mut lanes = lanes_at_least(chunk, top.threshold());
                         while lanes != 0 {
                             let lane = lanes.trailing_zeros() as usize;
                             lanes &= lanes - 1;
                             let score = chunk[lane];
-                            if score > top.threshold() {
-                                let item = tile_start + chunk_index * SCAN + lane;
-                                if self.recommendable[item] {
-                                    top.offer(item as u32, score);
-                                }
+                            let at = tile_start + chunk_index * SCAN + lane;
+                            let item = self.order[at];
+                            if top.accepts(item, score) && self.recommendable[at] {
+                                top.offer(item, score);
                             }
                         }
                     }
@@ -201,7 +279,7 @@ impl ItemScorer {
 impl ItemScorer {
     /// Scores of up to [`GROUP`] users against items `tile_start..tile_start + width`, into
     /// `scores[user_in_group * TILE + offset]`. Returns per user a bit per [`SCAN`] chunk of the
-    /// tile: set where a score may be above the user's threshold (the bits may over-report, never
+    /// tile: set where a score may be at or above the user's threshold (the bits may over-report, never
     /// under-report).
     fn score_group(
         &self,
@@ -269,7 +347,7 @@ impl ItemScorer {
             let out = &scores[offset * TILE..offset * TILE + width];
             out.chunks(SCAN)
                 .enumerate()
-                .filter(|(_, chunk)| maximum(chunk) > thresholds[offset])
+                .filter(|(_, chunk)| maximum(chunk) >= thresholds[offset])
                 .fold(0u64, |flags, (chunk, _)| flags | 1 << chunk)
         })
     }
@@ -322,7 +400,7 @@ mod avx512 {
         });
         // A chunk is tested only when whole; a partial one (the tile's end) is always scanned.
         let flag = |sum: __m512, limit: __m512, start: usize| -> u64 {
-            let scan = start + SCAN > width || _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, limit) != 0;
+            let scan = start + SCAN > width || _mm512_cmp_ps_mask::<_CMP_GE_OQ>(sum, limit) != 0;
             u64::from(scan) << (start / SCAN)
         };
         let mut offset = 0;
@@ -435,7 +513,7 @@ mod avx2 {
                 }
                 // The threshold test of the selection, on the sums still in registers (NaN
                 // compares false, as the scalar test does); a partial panel is always scanned.
-                let above = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_max_ps(*low, *high), limits[user]);
+                let above = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_max_ps(*low, *high), limits[user]);
                 let scan = offset + SCAN > width || _mm256_movemask_ps(above) != 0;
                 flags[user] |= u64::from(scan) << (offset / SCAN);
             }
@@ -473,11 +551,21 @@ impl TopK {
         self.limit
     }
 
+    /// Whether `(item, score)` belongs among the best so far: a higher score than the worst
+    /// kept, or an equal one on a lower item index (NaN and -inf never).
+    fn accepts(&self, item: u32, score: f32) -> bool {
+        score > self.limit
+            || (score == self.limit
+                && self.capacity > 0
+                && self.entries.len() == self.capacity
+                && Self::worse(self.entries[0], (item, score)))
+    }
+
     fn worse(a: (u32, f32), b: (u32, f32)) -> bool {
         a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)).is_lt()
     }
 
-    /// Items arrive in increasing index order, so a tie keeps the earlier (lower) item.
+    /// Takes `(item, score)`, which [`TopK::accepts`] said belongs, in place of the worst.
     fn offer(&mut self, item: u32, score: f32) {
         if self.capacity == 0 || score.is_nan() {
             return;
@@ -688,6 +776,80 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Scores that tie exactly across items of very different norms (so the norm order and the
+    /// index order disagree), users whose lists stop early and late, seen items: the lists
+    /// equal a full sort by score, then item index.
+    #[test]
+    fn norm_order_and_early_stops_keep_the_full_scan_lists() {
+        let items = 3000;
+        // Every score is exact in f32 (quarters and small integers), with or without FMA.
+        let item_factors: Vec<f32> = (0..items)
+            .flat_map(|item| {
+                let s = [0.5f32, 1.0, 2.0][item * 7 % 3];
+                let t = [0.0f32, 4.0, -4.0, 8.0, 16.0, 0.0, 0.25][item * 11 % 7];
+                [s, t]
+            })
+            .collect();
+        let user_factors = [1.0f32, 0.0, 1.0, 0.25, -1.0, 0.0, 0.0, 0.0, 2.0, -0.25];
+        let users = user_factors.len() / 2;
+        let recommendable: Vec<bool> = (0..items).map(|item| item % 13 != 5).collect();
+        let scorer = ItemScorer::new(&item_factors, 2, recommendable.clone());
+        let seen_lists: Vec<Vec<u32>> = (0..users as u32)
+            .map(|user| vec![user * 17 % 40, 3, 2999])
+            .collect();
+        let all_users: Vec<u32> = (0..users as u32).collect();
+        for k in [1, 5, 40] {
+            let fast = scorer.top_k(&user_factors, &all_users, k, &|user| {
+                &seen_lists[user as usize]
+            });
+            for user in 0..users {
+                let x = &user_factors[user * 2..user * 2 + 2];
+                let mut all: Vec<(u32, f32)> = (0..items)
+                    .filter(|&i| recommendable[i] && !seen_lists[user].contains(&(i as u32)))
+                    .map(|i| {
+                        (
+                            i as u32,
+                            x[0] * item_factors[2 * i] + x[1] * item_factors[2 * i + 1],
+                        )
+                    })
+                    .collect();
+                all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                all.truncate(k);
+                assert_eq!(fast[user], all, "user {user}, k {k}");
+            }
+        }
+    }
+
+    /// Long item vectors pointing away from the user, the best items deep in the norm order:
+    /// the early stop must not come before them (a bound half as large would).
+    #[test]
+    fn early_stops_wait_for_items_deep_in_the_norm_order() {
+        let items = 6000;
+        let item_factors: Vec<f32> = (0..items)
+            .flat_map(|item| {
+                let (length, angle) = (
+                    (items - item) as f64,
+                    std::f64::consts::PI * (1.0 - item as f64 / items as f64),
+                );
+                // Whole numbers, so every score (the first coordinate) is exact.
+                [
+                    (length * angle.cos()).round() as f32,
+                    (length * angle.sin()).round() as f32,
+                ]
+            })
+            .collect();
+        let scorer = ItemScorer::new(&item_factors, 2, vec![true; items]);
+        let user_factors = [1.0f32, 0.0];
+        let best = scorer.top_k(&user_factors, &[0], 40, &|_| &[]);
+        let mut all: Vec<(u32, f32)> = (0..items as u32)
+            .map(|item| (item, item_factors[2 * item as usize]))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(40);
+        assert!(all.iter().all(|&(item, _)| item > 4096), "{all:?}");
+        assert_eq!(best[0], all);
     }
 
     #[test]
