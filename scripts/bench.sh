@@ -113,9 +113,11 @@ implicit_summary, recommend_summary, peer, n = sys.argv[1:]
 implicit = json.loads(implicit_summary)["metrics"]
 recommend = json.loads(recommend_summary)
 fit = implicit["timings_s"]["fit"]
+evaluate = implicit["timings_s"]["evaluate"]
 rec = recommend["duration_s"]
 print(f"\n{n} ratings: implicit rank 64 x 15 iterations fit {fit:.2f}s (precision@10 {implicit['precision_at_k']:.4f}, "
       f"popularity {implicit['ranking']['popularity_baseline']['precision_at_k']:.4f}); "
+      f"ranking evaluation of {implicit['ranking']['users_evaluated']} test users x all items {evaluate:.2f}s; "
       f"recommend top-10 for {recommend['metrics']['counts']['lists']} users (rank 10 model, whole job) {rec:.2f}s")
 print("  (which items a user rated in this file follows global popularity only, so no model can rank "
       "better than popularity here; ranking quality is checked in the tests on taste-group data)")
@@ -177,4 +179,49 @@ print(f"\n100M ratings from {source.rsplit('.', 1)[1]}: whole job {float(end) - 
       f"peak RSS {metrics['peak_rss_bytes'] / 2**30:.2f} GiB; polars in Python reading it: {reference}")
 PY
   done
+  # The preparation at that scale (BENCH_PIPELINE=1 as well): the same file as an event log,
+  # joined with an item table and grouped by (user, item), against reading it alone; one
+  # iteration each, so the ingest timings compare. Needs about 21 GiB of memory today.
+  if [ "${BENCH_PIPELINE:-0}" = 1 ]; then
+    python3 -c 'import sys
+with open(sys.argv[1], "w") as out:
+    out.write("item_id,genre\n")
+    genres = "abc"
+    out.writelines(f"{item},{genres[item % 3]}\n" for item in range(17700))' "$work/items-100m.csv"
+    for kind in plain pipeline; do
+      steps=""
+      if [ "$kind" = pipeline ]; then
+        steps=$'[input.tables.items]\npath = "'"$work/items-100m.csv"$'"\n[[input.steps]]\njoin = "items"\non = ["item_id"]\n[[input.steps]]\ngroup_by = ["user_id", "item_id"]\nagg = { rating = "sum(rating)", genres = "count(genre)" }\n[input.columns]\nuser = "user_id"\nitem = "item_id"\nrating = "rating"'
+      fi
+      cat >"$work/$kind-100m.toml" <<TOML
+[job]
+name = "$kind-100m"
+master = "local[2]"
+driver_memory = "22G"
+[input]
+path = "$large"
+$steps
+[model]
+max_iter = 1
+[output]
+dir = "$work/models"
+TOML
+      "$bin" --quiet --json "$work/$kind-100m.toml" >"$work/$kind-100m.json" || echo "$kind failed"
+    done
+    python3 - "$work/plain-100m.json" "$work/pipeline-100m.json" <<'PY'
+import json, sys
+def ingest(path):
+    try:
+        metrics = json.load(open(path))["metrics"]
+        return metrics["timings_s"]["ingest"], metrics["peak_rss_bytes"] / 2**30
+    except (OSError, ValueError, KeyError):
+        return None
+plain, pipeline = ingest(sys.argv[1]), ingest(sys.argv[2])
+if plain and pipeline:
+    print(f"100M-row event log: read alone {plain[0]:.2f}s ({plain[1]:.2f} GiB); joined and grouped "
+          f"{pipeline[0]:.2f}s ({pipeline[1]:.2f} GiB): {pipeline[0] / plain[0]:.2f}x (target 1.5x)")
+else:
+    print(f"100M-row event log: a run failed (plain {plain}, pipeline {pipeline})")
+PY
+  fi
 fi
