@@ -745,6 +745,41 @@ fn dedupe_test_sources_weights_and_time_splits_run_on_spark_as_natively() {
         "native {native_auc} vs spark {spark_auc}"
     );
 
+    // A separate test source for the weighted forest: counted apart from the input, as
+    // natively.
+    write(
+        dir.path(),
+        "later-table.csv",
+        &table.lines().take(401).collect::<Vec<_>>().join("\n"),
+    );
+    write(
+        dir.path(),
+        "separate-table.toml",
+        &std::fs::read_to_string(dir.path().join("weighted.toml"))
+            .unwrap()
+            .replace(
+                "[split]\nmethod = \"time\"\ncolumn = \"day\"\nfraction = 0.25\n",
+                "[input.test]\npath = \"later-table.csv\"\n",
+            ),
+    );
+    let (native, spark) = run_both(dir.path(), "separate-table.toml");
+    let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
+    for count in [
+        "rows_read",
+        "rows",
+        "train_rows",
+        "test_rows",
+        "test_rows_read",
+        "weight_total",
+        "rows_zero_weight",
+    ] {
+        assert_eq!(
+            native_metrics["counts"][count], spark_metrics["counts"][count],
+            "{count}: native {} spark {}",
+            native_metrics["counts"], spark_metrics["counts"]
+        );
+    }
+
     // A bad weight is a job problem naming the row, on Spark as natively.
     write(
         dir.path(),

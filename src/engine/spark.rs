@@ -837,6 +837,17 @@ pub fn train(
                 "train_rows": count(&result, "train_rows"),
                 "test_rows": count(&result, "test_rows"),
             });
+            // What the application counted only for some jobs: a test source's rows, weights.
+            for key in [
+                "test_rows_read",
+                "test_rows_dropped_null",
+                "weight_total",
+                "rows_zero_weight",
+            ] {
+                if let Some(value) = result["counts"].get(key) {
+                    metrics["counts"][key] = value.clone();
+                }
+            }
             metrics["trees"] = result["trees"].clone();
             metrics["threads"] = config.threads.into();
             let mut model_files = vec![SPARK_MODEL];

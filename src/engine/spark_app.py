@@ -506,21 +506,20 @@ def with_split(frame, plan, user=None):
 
 def read_sources(spark, plan, used):
     """The input, and `[input.test]` when the job has one (prepared, null policy and sampling
-    as the input), each numbered `__row`. Returns the frames (the test frame or None) and the
-    counts of both together."""
+    as the input), each numbered `__row`. Returns the frames and the counts of each (the test
+    frame and counts None without a test source); the input's `per_file` lists the test files
+    too, for the manifest."""
     frame, counts = read_input(spark, plan, used)
     test_source = plan["test_input"]
     if not test_source:
-        return frame, None, counts
+        return frame, None, counts, None
     test_plan = dict(plan, input=dict(plan["input"], **test_source))
     try:
         test, test_counts = read_input(spark, test_plan, used)
     except JobProblem as problem:
         raise JobProblem(problem.kind, f"[input.test]: {problem}") from problem
-    for key in ("rows_read", "rows_dropped_null", "rows_sampled_out", "rows"):
-        counts[key] += test_counts[key]
     counts["per_file"] += test_counts["per_file"]
-    return frame, test, counts
+    return frame, test, counts, test_counts
 
 
 def dedupe(frame, rule, user, item):
@@ -623,7 +622,10 @@ def run_als(spark, plan, exchange, result):
         return names
 
     started = time.time()
-    frame, test, counts = read_sources(spark, plan, used)
+    frame, test, counts, test_counts = read_sources(spark, plan, used)
+    # ALS jobs count the test source's rows with the input's, as natively.
+    for key in ("rows_read", "rows_dropped_null", "rows_sampled_out", "rows"):
+        counts[key] += test_counts[key] if test_counts else 0
     user, item, rating = frame.columns[0], frame.columns[1], frame.columns[2]
     kinds = {}
     for role, name in (("user", user), ("item", item)):
@@ -806,7 +808,11 @@ def run_trees(spark, plan, exchange, result):
     started = time.time()
     # Missing feature values: the native engine sends them left at every split; Spark's trees
     # have no such rule, so a missing value is an error here whatever the null policy says.
-    frame, test, counts = read_sources(spark, plan, used)
+    frame, test, counts, test_counts = read_sources(spark, plan, used)
+    # Tree jobs count the test source apart, as natively.
+    if test_counts:
+        counts["test_rows_read"] = test_counts["rows_read"]
+        counts["test_rows_dropped_null"] = test_counts["rows_dropped_null"]
     if test is not None:
         frame = frame.withColumn("__test", F.lit(False)).unionByName(
             test.withColumn("__test", F.lit(True))
@@ -840,6 +846,13 @@ def run_trees(spark, plan, exchange, result):
                 "the weight column (input.columns.weight) must hold finite numbers of at least "
                 f"0; row {bad[0]['__row'] + 1} has {bad[0][weight]!r}",
             )
+        # Over the input's rows (the test source's are not the training table), as natively.
+        inputs = frame.filter(~F.col("__test")) if test is not None else frame
+        total, zero = inputs.agg(
+            F.sum("__weight"), F.sum((F.col("__weight") == 0).cast("long"))
+        ).first()
+        counts["weight_total"] = float(total or 0.0)
+        counts["rows_zero_weight"] = int(zero or 0)
     stages = []
     label_names = None
     if classification and frame.schema[label].dataType.simpleString() == "string":
@@ -868,7 +881,10 @@ def run_trees(spark, plan, exchange, result):
         assembled = []
         for name in features:
             kind = frame.schema[name].dataType.simpleString()
-            if kind == "string" or name in table["categorical"]:
+            # Spark's CSV reader makes dates of what the native reader keeps as text (a
+            # categorical feature there); here too.
+            textual = kind in ("string", "date") or kind.startswith("timestamp")
+            if textual or name in table["categorical"]:
                 categorical_features = True
                 indexed_name = f"__index_{name}"
                 frame = frame.withColumn(name, F.col(name).cast("string"))
