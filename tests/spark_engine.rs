@@ -68,6 +68,40 @@ fn metric_names(metrics: &serde_json::Value) -> Vec<String> {
     names
 }
 
+/// Asserts that both engines report the same `counts` entries.
+fn same_counts(native: &serde_json::Value, spark: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
+        assert_eq!(
+            native["counts"][key], spark["counts"][key],
+            "{key}: native {} spark {}",
+            native["counts"], spark["counts"]
+        );
+    }
+}
+
+/// Runs an ALS job on both engines and asserts equal row, rating, user and item counts and
+/// the same number of inputs in both manifests.
+fn same_als_run(dir: &Path, job: &str) {
+    let (native, spark) = run_both(dir, job);
+    same_counts(
+        &metrics(&native),
+        &metrics(&spark),
+        &[
+            "rows_read",
+            "ratings",
+            "train_ratings",
+            "test_ratings",
+            "users",
+            "items",
+        ],
+    );
+    assert_eq!(
+        manifest(&native)["inputs"].as_array().unwrap().len(),
+        manifest(&spark)["inputs"].as_array().unwrap().len(),
+        "{job}"
+    );
+}
+
 fn run_both(dir: &Path, job: &str) -> (PathBuf, PathBuf) {
     let native = run(submit(dir).args(["--json", "--quiet", job]));
     assert!(native.status.success(), "{}", stderr(&native));
@@ -125,12 +159,11 @@ fn als_on_spark_matches_the_native_layout_split_and_metrics() {
 
     // The same split (the native hash computed in Spark SQL) and the same metric names.
     let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
-    for count in ["ratings", "train_ratings", "test_ratings", "users", "items"] {
-        assert_eq!(
-            native_metrics["counts"][count], spark_metrics["counts"][count],
-            "{count}"
-        );
-    }
+    same_counts(
+        &native_metrics,
+        &spark_metrics,
+        &["ratings", "train_ratings", "test_ratings", "users", "items"],
+    );
     assert_eq!(metric_names(&native_metrics), metric_names(&spark_metrics));
     // Different random initialisation, same model family: test RMSE within 0.05.
     let (native_rmse, spark_rmse) = (
@@ -583,27 +616,8 @@ max_iter = 5
 implicit_prefs = true
 "#;
     write(dir.path(), "prepared.toml", job);
-    let (native, spark) = run_both(dir.path(), "prepared.toml");
-    let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
-    for count in [
-        "rows_read",
-        "ratings",
-        "train_ratings",
-        "test_ratings",
-        "users",
-        "items",
-    ] {
-        assert_eq!(
-            native_metrics["counts"][count], spark_metrics["counts"][count],
-            "{count}: native {} spark {}",
-            native_metrics["counts"], spark_metrics["counts"]
-        );
-    }
     // Both manifests list the event files and the items table.
-    assert_eq!(
-        manifest(&native)["inputs"].as_array().unwrap().len(),
-        manifest(&spark)["inputs"].as_array().unwrap().len()
-    );
+    same_als_run(dir.path(), "prepared.toml");
 
     // A step on a missing column: exit 2 from Spark too, naming the step.
     write(
@@ -677,27 +691,7 @@ fn dedupe_test_sources_weights_and_time_splits_run_on_spark_as_natively() {
     ];
     for (file, job) in &jobs {
         write(dir.path(), file, job);
-        let (native, spark) = run_both(dir.path(), file);
-        let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
-        for count in [
-            "rows_read",
-            "ratings",
-            "train_ratings",
-            "test_ratings",
-            "users",
-            "items",
-        ] {
-            assert_eq!(
-                native_metrics["counts"][count], spark_metrics["counts"][count],
-                "{file} {count}: native {} spark {}",
-                native_metrics["counts"], spark_metrics["counts"]
-            );
-        }
-        assert_eq!(
-            manifest(&native)["inputs"].as_array().unwrap().len(),
-            manifest(&spark)["inputs"].as_array().unwrap().len(),
-            "{file}"
-        );
+        same_als_run(dir.path(), file);
     }
 
     // A weighted classifier split by the last quarter of a date column's range: the same rows on both sides, and Spark's
@@ -721,13 +715,11 @@ fn dedupe_test_sources_weights_and_time_splits_run_on_spark_as_natively() {
     );
     let (native, spark) = run_both(dir.path(), "weighted.toml");
     let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
-    for count in ["rows", "train_rows", "test_rows", "features"] {
-        assert_eq!(
-            native_metrics["counts"][count], spark_metrics["counts"][count],
-            "{count}: native {} spark {}",
-            native_metrics["counts"], spark_metrics["counts"]
-        );
-    }
+    same_counts(
+        &native_metrics,
+        &spark_metrics,
+        &["rows", "train_rows", "test_rows", "features"],
+    );
     let spark_own = &manifest(&spark)["spark"]["evaluator"];
     for metric in ["accuracy", "auc_roc"] {
         let (ours, theirs) = (
@@ -764,21 +756,19 @@ fn dedupe_test_sources_weights_and_time_splits_run_on_spark_as_natively() {
     );
     let (native, spark) = run_both(dir.path(), "separate-table.toml");
     let (native_metrics, spark_metrics) = (metrics(&native), metrics(&spark));
-    for count in [
-        "rows_read",
-        "rows",
-        "train_rows",
-        "test_rows",
-        "test_rows_read",
-        "weight_total",
-        "rows_zero_weight",
-    ] {
-        assert_eq!(
-            native_metrics["counts"][count], spark_metrics["counts"][count],
-            "{count}: native {} spark {}",
-            native_metrics["counts"], spark_metrics["counts"]
-        );
-    }
+    same_counts(
+        &native_metrics,
+        &spark_metrics,
+        &[
+            "rows_read",
+            "rows",
+            "train_rows",
+            "test_rows",
+            "test_rows_read",
+            "weight_total",
+            "rows_zero_weight",
+        ],
+    );
 
     // A bad weight is a job problem naming the row, on Spark as natively.
     write(

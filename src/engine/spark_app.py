@@ -439,6 +439,12 @@ def finish_rows(spark, plan, selected, columns, rows_read, per_file, missing, wh
 NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double")
 
 
+def first_row_where(frame, condition):
+    """The first row (by `__row`) where `condition` holds, or None."""
+    rows = frame.filter(condition).orderBy("__row").limit(1).collect()
+    return rows[0] if rows else None
+
+
 def with_time(frame, name):
     """Adds `__time`: the split column as seconds since the Unix epoch for dates and times (UTC
     when no zone is written), or as its own number, as the native engine reads it. A value
@@ -460,16 +466,13 @@ def with_time(frame, name):
         value = F.when(
             text.rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"), F.to_timestamp(text).cast("double")
         ).otherwise(text.cast("double"))
-    bad = (
-        frame.filter(column.isNotNull() & (value.isNull() | ~(F.abs(value) < F.lit(math.inf))))
-        .orderBy("__row")
-        .limit(1)
-        .collect()
+    bad = first_row_where(
+        frame, column.isNotNull() & (value.isNull() | ~(F.abs(value) < F.lit(math.inf)))
     )
     if bad:
         raise JobProblem(
             "input",
-            f"row {bad[0]['__row'] + 1}: split column `{name}` holds {bad[0][name]!r}; the "
+            f"row {bad['__row'] + 1}: split column `{name}` holds {bad[name]!r}; the "
             "split column must hold times: a date (2026-11-01), a date and time (2026-11-01 "
             "12:00:00, RFC 3339) or a number",
         )
@@ -830,21 +833,17 @@ def run_trees(spark, plan, exchange, result):
     features = rest
     if weight:
         frame = frame.withColumn("__weight", F.col(quoted(weight)).cast("double"))
-        bad = (
-            frame.filter(
-                F.col("__weight").isNull()
-                | ~(F.col("__weight") < F.lit(math.inf))
-                | (F.col("__weight") < 0)
-            )
-            .orderBy("__row")
-            .limit(1)
-            .collect()
+        bad = first_row_where(
+            frame,
+            F.col("__weight").isNull()
+            | ~(F.col("__weight") < F.lit(math.inf))
+            | (F.col("__weight") < 0),
         )
         if bad:
             raise JobProblem(
                 "input",
                 "the weight column (input.columns.weight) must hold finite numbers of at least "
-                f"0; row {bad[0]['__row'] + 1} has {bad[0][weight]!r}",
+                f"0; row {bad['__row'] + 1} has {bad[weight]!r}",
             )
         # Over the input's rows (the test source's are not the training table), as natively.
         inputs = frame.filter(~F.col("__test")) if test is not None else frame

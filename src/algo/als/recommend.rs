@@ -353,6 +353,15 @@ impl ItemScorer {
     }
 }
 
+/// The factor rows of a (padded) group of users, as the vector kernels read them.
+#[cfg(target_arch = "x86_64")]
+fn group_rows<'a>(user_factors: &'a [f32], group: &[u32], rank: usize) -> [&'a [f32]; GROUP] {
+    std::array::from_fn(|offset| {
+        let user = group[offset] as usize;
+        &user_factors[user * rank..(user + 1) * rank]
+    })
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx2_available() -> bool {
     use std::sync::OnceLock;
@@ -394,10 +403,7 @@ mod avx512 {
         let mut flags = [0u64; GROUP];
         let limits: [__m512; GROUP] = std::array::from_fn(|user| _mm512_set1_ps(thresholds[user]));
         let rank = scorer.rank;
-        let rows: [&[f32]; GROUP] = std::array::from_fn(|offset| {
-            let user = group[offset] as usize;
-            &user_factors[user * rank..(user + 1) * rank]
-        });
+        let rows = super::group_rows(user_factors, group, rank);
         // A chunk is tested only when whole; a partial one (the tile's end) is always scanned.
         let flag = |sum: __m512, limit: __m512, start: usize| -> u64 {
             let scan = start + SCAN > width || _mm512_cmp_ps_mask::<_CMP_GE_OQ>(sum, limit) != 0;
@@ -478,10 +484,7 @@ mod avx2 {
         let mut flags = [0u64; GROUP];
         let limits: [__m256; GROUP] = std::array::from_fn(|user| _mm256_set1_ps(thresholds[user]));
         let rank = scorer.rank;
-        let rows: [&[f32]; GROUP] = std::array::from_fn(|offset| {
-            let user = group[offset] as usize;
-            &user_factors[user * rank..(user + 1) * rank]
-        });
+        let rows = super::group_rows(user_factors, group, rank);
         let mut offset = 0;
         // Sixteen items (one panel) at a time: eight independent sums keep both FMA units busy
         // through the multiply-add latency (four sums, one per user, left half of them idle).
