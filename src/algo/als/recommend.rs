@@ -12,9 +12,10 @@
 //! The threshold test of the top-k selection is a vector compare on those sums while they are
 //! still in registers, one bit per 16 items; the selection visits only the flagged chunks.
 //! Elsewhere a portable loop does the same sums and the same flags. Items come in order of
-//! decreasing norm, and a group of users stops as soon as no later item can beat any of its
-//! k-th bests (see [`ItemScorer`]). Users are independent, so blocks run in parallel; ties are
-//! broken by the lower item index, so the lists do not depend on the thread count.
+//! decreasing norm, and a user stops as soon as no later item can beat its k-th best (see
+//! [`ItemScorer`]); the users still in the running are regrouped by fours at every tile. Users
+//! are independent, so blocks run in parallel; ties are broken by the lower item index, so the
+//! lists do not depend on the thread count.
 
 use rayon::prelude::*;
 
@@ -73,9 +74,9 @@ fn lanes_at_least(chunk: &[f32], limit: f32) -> u32 {
 ///
 /// Items are scored in order of decreasing factor norm. A score is at most `|user| |item|`
 /// (Cauchy-Schwarz), so once a user's k-th best beats that bound for the largest item norm of
-/// the next tile, no later item can enter and the user's group stops scoring. For implicit
-/// feedback the norms spread widely (popular items are long vectors), and most users stop
-/// after a fraction of the items. The lists are exactly those of a full scan: each score is
+/// the next tile, no later item can enter and the user stops scoring. For implicit feedback
+/// the norms spread widely (popular items are long vectors), and most users stop after a
+/// fraction of the items. The lists are exactly those of a full scan: each score is
 /// computed the same way, the bound allows for the rounding of the dot product, and ties are
 /// broken by item index whatever order the items come in.
 pub struct ItemScorer {
@@ -202,39 +203,42 @@ impl ItemScorer {
                     * margin
             })
             .collect();
-        let mut finished = vec![false; block.len().div_ceil(GROUP)];
+        // The users still in the running, regrouped by fours at every tile.
+        let mut active: Vec<usize> = (0..block.len()).collect();
         let mut cursors = vec![0usize; block.len()];
         let mut scores = vec![0f32; TILE * GROUP];
         for tile_start in (0..self.items).step_by(TILE) {
             let tile_end = (tile_start + TILE).min(self.items);
             let width = tile_end - tile_start;
-            for group_start in (0..block.len()).step_by(GROUP) {
-                let group = &block[group_start..(group_start + GROUP).min(block.len())];
-                // A group is done once no score of this tile or a later one (at most |user|
-                // times the tile's largest norm, rounding allowed) can enter any of its lists.
-                let finished = &mut finished[group_start / GROUP];
-                *finished = *finished
-                    || (group_start..group_start + group.len()).all(|slot| {
-                        let bound = user_norms[slot] * self.norms[tile_start] + 1e-37;
-                        bound < f64::from(best[slot].threshold())
-                    });
-                if *finished {
-                    continue;
-                }
+            // A user is done once no score of this tile or a later one (at most |user| times
+            // the tile's largest norm, rounding allowed) can enter its list: norms only fall and
+            // the threshold only rises.
+            active.retain(|&slot| {
+                let bound = user_norms[slot] * self.norms[tile_start] + 1e-37;
+                let beaten = bound < f64::from(best[slot].threshold());
+                !beaten
+            });
+            if active.is_empty() {
+                break;
+            }
+            for slots in active.chunks(GROUP) {
+                let users: [u32; GROUP] = std::array::from_fn(|offset| {
+                    block[slots.get(offset).copied().unwrap_or(slots[0])]
+                });
                 let thresholds: [f32; GROUP] = std::array::from_fn(|offset| {
-                    best.get(group_start + offset)
-                        .map_or(f32::INFINITY, TopK::threshold)
+                    slots
+                        .get(offset)
+                        .map_or(f32::INFINITY, |&slot| best[slot].threshold())
                 });
                 let flags = self.score_group(
                     user_factors,
-                    group,
+                    &users[..slots.len()],
                     tile_start,
                     width,
                     &thresholds,
                     &mut scores,
                 );
-                for (offset, _) in group.iter().enumerate() {
-                    let slot = group_start + offset;
+                for (offset, &slot) in slots.iter().enumerate() {
                     let scores = &mut scores[offset * TILE..offset * TILE + width];
                     // Leave out seen items of this tile (the list is sorted; walk it once).
                     let seen_items = &sorted_seen[slot];
