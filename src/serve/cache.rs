@@ -154,8 +154,9 @@ impl Served {
             }
             ServedModel::Als(model) => {
                 let rows = model.saved.user_ids.len() + model.saved.item_ids.len();
-                // Factors in the model and in the scorer, id tables both ways, norms, gram.
-                rows * model.saved.rank * 4 * 2
+                // Factors in the model, the scorer's tables, id tables both ways, gram.
+                rows * model.saved.rank * 4
+                    + model.scorer.footprint()
                     + rows * 96
                     + model.similar.footprint()
                     + model.gram.as_ref().map_or(0, |gram| gram.len() * 8)

@@ -150,6 +150,14 @@ impl ItemScorer {
         }
     }
 
+    /// Bytes held: the panels and the per-item tables (for the server's memory budget).
+    pub fn footprint(&self) -> usize {
+        self.panels.len() * 4
+            + (self.order.len() + self.position.len()) * 4
+            + self.norms.len() * 8
+            + self.recommendable.len()
+    }
+
     /// The `rank x SCAN` panel holding the item at position `first` (a multiple of [`SCAN`]).
     fn panel(&self, first: usize) -> &[f32] {
         let start = first / SCAN * self.rank * SCAN;
@@ -652,7 +660,7 @@ impl SimilarItems {
 
     /// Bytes held (for the server's memory budget).
     pub fn footprint(&self) -> usize {
-        self.unit.len() * 8 + self.every.len() * 5
+        self.unit.len() * 4 + self.every.len() * 4 + self.scorer.footprint()
     }
 
     /// For each of `items`, up to `k` (item, cosine) pairs, most similar first (ties by the
