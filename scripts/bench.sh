@@ -20,18 +20,15 @@ work="${BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$work"
 python="${PYTHON:-python3}"
 peers="$here/../shared/peers"
-printf '%-9s %-8s %-8s %-9s %-9s %-8s %-10s %s\n' ratings users items fit_s job_s rmse peak_mib spark
-for n in ${SIZES:-100000 1000000 4000000}; do
-  users=$((n / 20)); items=$((n / 100))
-  csv="$work/ratings-$n.csv"
-  [ -f "$csv" ] || "$gen" "$n" "$users" "$items" "$csv" >/dev/null
-  cat >"$work/bench-$n.toml" <<TOML
+# The explicit ALS job every size runs: explicit_job NAME INPUT.
+explicit_job() {
+  cat <<TOML
 [job]
-name = "bench-$n"
+name = "$1"
 master = "local[2]"
 driver_memory = "8G"
 [input]
-path = "$csv"
+path = "$2"
 [model]
 rank = 10
 max_iter = 10
@@ -40,6 +37,13 @@ cold_start_strategy = "drop"
 [output]
 dir = "$work/models"
 TOML
+}
+printf '%-9s %-8s %-8s %-9s %-9s %-8s %-10s %s\n' ratings users items fit_s job_s rmse peak_mib spark
+for n in ${SIZES:-100000 1000000 4000000}; do
+  users=$((n / 20)); items=$((n / 100))
+  csv="$work/ratings-$n.csv"
+  [ -f "$csv" ] || "$gen" "$n" "$users" "$items" "$csv" >/dev/null
+  explicit_job "bench-$n" "$csv" >"$work/bench-$n.toml"
   start=$(date +%s.%N)
   summary=$("$bin" --quiet --json "$work/bench-$n.toml")
   end=$(date +%s.%N)
@@ -143,21 +147,7 @@ if [ "${BENCH_LARGE:-0}" = 1 ]; then
     sources+=("${large%.csv}.parquet")
   fi
   for source in "${sources[@]}"; do
-    cat >"$work/large.toml" <<TOML
-[job]
-name = "large"
-master = "local[2]"
-driver_memory = "8G"
-[input]
-path = "$source"
-[model]
-rank = 10
-max_iter = 10
-reg_param = 0.1
-cold_start_strategy = "drop"
-[output]
-dir = "$work/models"
-TOML
+    explicit_job large "$source" >"$work/large.toml"
     start=$(date +%s.%N)
     summary=$("$bin" --quiet --json "$work/large.toml")
     end=$(date +%s.%N)

@@ -568,10 +568,7 @@ fn id_values(located: &Located<'_>, column: &Column) -> Result<RawIds, IngestErr
             && values.max().is_none_or(|max| max <= i64::from(u32::MAX));
         // Without missing values the chunks' slices are converted directly, side by side.
         if values.null_count() == 0 {
-            let slices: Vec<&[i64]> = values
-                .downcast_iter()
-                .map(|array| array.values().as_slice())
-                .collect();
+            let slices = value_slices(values);
             return Ok(if fits_u32 {
                 RawIds::Small(convert_slices(&slices, |v| v as u32))
             } else {
@@ -651,6 +648,14 @@ fn convert_slices<T: Copy + Sync, U: Copy + Default + Send>(
     out
 }
 
+/// The value buffers of a column's chunks (the values under any nulls included).
+fn value_slices<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Vec<&[T::Native]> {
+    values
+        .downcast_iter()
+        .map(|array| array.values().as_slice())
+        .collect()
+}
+
 /// Float ratings from a column's chunks; a kept value that is not finite (before narrowing to
 /// f32) names its row.
 fn float_ratings<T: Copy + Sync + Into<f64> + std::fmt::Display>(
@@ -697,20 +702,14 @@ fn rating_values(
     if let Ok(values) = series.f32()
         && values.null_count() == 0
     {
-        let slices: Vec<&[f32]> = values
-            .downcast_iter()
-            .map(|array| array.values().as_slice())
-            .collect();
-        return float_ratings(located, column, keep, &slices, |value| value);
+        return float_ratings(located, column, keep, &value_slices(values), |value| value);
     }
     if let Ok(values) = series.f64()
         && values.null_count() == 0
     {
-        let slices: Vec<&[f64]> = values
-            .downcast_iter()
-            .map(|array| array.values().as_slice())
-            .collect();
-        return float_ratings(located, column, keep, &slices, |value| value as f32);
+        return float_ratings(located, column, keep, &value_slices(values), |value| {
+            value as f32
+        });
     }
     let mut rating = Vec::with_capacity(series.len());
     if series.dtype().is_primitive_numeric() {
