@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::binning::BinnedMatrix;
-use super::learner::{self, Criterion};
+use super::learner::{self, Criterion, RowStats};
 use super::{
     Ensemble, FEATURE_STREAM, Growth, Loss, Node, ROW_SAMPLE_STREAM, Tree, TreeModel, TreeParams,
     TreeTask, Validation, sigmoid,
@@ -131,7 +131,7 @@ pub(super) fn train_boosting(
         let sampled = sampled_rows(params, stream, rows);
         let sampled_all = sampled.len() == rows;
         let grown = growth.grow(
-            &stats,
+            RowStats::Dense(&stats),
             sampled,
             Criterion::Newton,
             mix(mix(params.seed, FEATURE_STREAM), iteration as u64),
@@ -512,7 +512,7 @@ pub(super) fn train_softmax(
                     slot[1] = (factor * p * (1.0 - p)).max(1e-16) * weight;
                 }
                 let mut grown = growth.grow(
-                    &stats,
+                    RowStats::Dense(&stats),
                     sampled.clone(),
                     Criterion::Newton,
                     mix(
