@@ -621,4 +621,30 @@ mod tests {
         );
         assert_eq!(mean_logistic_loss(&[], &[]), 0.0);
     }
+
+    #[test]
+    fn training_loss_is_each_prefix_models_log_loss() {
+        let table = crate::ingest::synthetic::classification(3000, 5, 2, 4);
+        let mut params =
+            super::super::tests::params(super::super::Ensemble::Gbt, TreeTask::Classification);
+        params.max_iter = 12;
+        let model = super::super::train(&table, &params, None, &|_, _| {}).unwrap();
+        assert_eq!(model.train_loss.len(), 12);
+        for (trees, &reported) in model.train_loss.iter().enumerate() {
+            let mut prefix = model.clone();
+            prefix.trees.truncate(trees + 1);
+            let log_loss = prefix
+                .predict(&table)
+                .iter()
+                .zip(&table.labels)
+                .map(|(p, &label)| -p[label as usize].ln())
+                .sum::<f64>()
+                / table.rows() as f64;
+            assert!(
+                (reported - log_loss).abs() <= 1e-9 * log_loss,
+                "after {} trees: {reported} against {log_loss}",
+                trees + 1
+            );
+        }
+    }
 }
