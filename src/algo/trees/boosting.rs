@@ -330,6 +330,10 @@ fn weighted_median(mut pairs: Vec<(f64, f64)>) -> f64 {
 
 /// Adds a new tree's leaf values to slot `slot` of each row's `width` scores, from the rows
 /// the learner grouped by leaf (every row was in the tree's sample).
+///
+/// In parallel over fixed ranges of rows: each leaf's rows are ascending (the learner's
+/// partition is stable), so the part of a leaf inside a range is found by binary search, and
+/// every row still gets its one add.
 fn add_by_leaf(
     scores: &mut [f64],
     width: usize,
@@ -338,13 +342,28 @@ fn add_by_leaf(
     leaves: &[(usize, usize, usize)],
     rows: &[u32],
 ) {
-    for &(node, start, end) in leaves {
-        if let Node::Leaf { value, .. } = &tree.nodes[node] {
-            for &row in &rows[start..end] {
-                scores[row as usize * width + slot] += value[0];
+    let leaf_values: Vec<(f64, &[u32])> = leaves
+        .iter()
+        .filter_map(|&(node, start, end)| match &tree.nodes[node] {
+            Node::Leaf { value, .. } => Some((value[0], &rows[start..end])),
+            Node::Split { .. } => None,
+        })
+        .collect();
+    let part_rows = (4 * CHUNK).max(1);
+    scores
+        .par_chunks_mut(part_rows * width)
+        .enumerate()
+        .for_each(|(part, scores)| {
+            let first = (part * part_rows) as u32;
+            let end = first + (scores.len() / width.max(1)) as u32;
+            for &(value, leaf_rows) in &leaf_values {
+                let from = leaf_rows.partition_point(|&row| row < first);
+                let to = leaf_rows.partition_point(|&row| row < end);
+                for &row in &leaf_rows[from..to] {
+                    scores[(row - first) as usize * width + slot] += value;
+                }
             }
-        }
-    }
+        });
 }
 
 /// Adds a tree's leaf values to slot `slot` of each row's `width` scores, walking the tree for
