@@ -39,6 +39,15 @@ impl RawIds {
         }
     }
 
+    /// Makes room for `total` ids in all (nothing when there is room already).
+    pub fn reserve_exact(&mut self, total: usize) {
+        match self {
+            RawIds::Integer(values) => values.reserve_exact(total.saturating_sub(values.len())),
+            RawIds::Small(values) => values.reserve_exact(total.saturating_sub(values.len())),
+            RawIds::Text(values) => values.reserve_exact(total.saturating_sub(values.len())),
+        }
+    }
+
     /// Appends `other`; mixing integer and string ids turns everything into strings.
     pub fn extend(&mut self, other: RawIds) {
         if let (RawIds::Small(mine), RawIds::Small(theirs)) = (&mut *self, &other) {

@@ -40,7 +40,9 @@ pub fn read_ratings(
         &mut |located, frame, keep| {
             if let Some(time_column) = time_column {
                 let found = find_column(located.path, &frame, time_column)?;
-                times.extend(keep_where(time_values(located, found)?, keep));
+                let values = keep_where(time_values(located, found)?, keep);
+                times.reserve_exact(located.file_rows.saturating_sub(times.len()));
+                times.extend(values);
             }
             // Take the three columns out and free each once converted: the frame is the
             // largest thing ingestion holds.
@@ -48,12 +50,22 @@ pub fn read_ratings(
             let item_column = find_column(located.path, &frame, &columns.item)?.clone();
             let rating_column = find_column(located.path, &frame, &columns.rating)?.clone();
             drop(frame);
-            append_ids(&mut users, filter(id_values(located, &user_column)?, keep));
+            let expected = located.file_rows;
+            append_ids(
+                &mut users,
+                filter(id_values(located, &user_column)?, keep),
+                expected,
+            );
             drop(user_column);
-            append_ids(&mut items, filter(id_values(located, &item_column)?, keep));
+            append_ids(
+                &mut items,
+                filter(id_values(located, &item_column)?, keep),
+                expected,
+            );
             drop(item_column);
             let values = rating_values(located, &rating_column, keep)?;
             drop(rating_column);
+            rating.reserve_exact(located.file_rows.saturating_sub(rating.len()));
             rating.extend(keep_where(values, keep));
             Ok(())
         },
@@ -149,6 +161,8 @@ pub fn ratings_from_text(bytes: &[u8]) -> Result<usize, IngestError> {
     let located = Located {
         path,
         header_lines: 1,
+        first_row: 0,
+        file_rows: frame.height(),
     };
     let keep = vec![true; frame.height()];
     let user = find_column(path, &frame, &columns[0])?;
@@ -172,7 +186,11 @@ pub fn read_id_columns(
     let (_, counts) = for_each_frame(input, seed, wanted, None, &mut |located, frame, keep| {
         for (target, column) in columns.iter_mut().zip(wanted) {
             let found = find_column(located.path, &frame, column)?;
-            append_ids(target, filter(id_values(located, found)?, keep));
+            append_ids(
+                target,
+                filter(id_values(located, found)?, keep),
+                located.file_rows,
+            );
         }
         Ok(())
     })?;
@@ -185,10 +203,15 @@ pub fn read_id_columns(
     ))
 }
 
-fn append_ids(all: &mut Option<RawIds>, more: RawIds) {
+/// Appends `more` to `all`; the first frame's ids are given room for `expected` in all.
+fn append_ids(all: &mut Option<RawIds>, more: RawIds, expected: usize) {
     match all {
         Some(all) => all.extend(more),
-        None => *all = Some(more),
+        None => {
+            let mut more = more;
+            more.reserve_exact(expected);
+            *all = Some(more);
+        }
     }
 }
 
@@ -196,6 +219,11 @@ fn append_ids(all: &mut Option<RawIds>, more: RawIds) {
 pub(crate) struct Located<'a> {
     pub(crate) path: &'a Path,
     header_lines: u64,
+    /// Rows of the file before this frame (a Parquet file is handed on in slices).
+    first_row: u64,
+    /// Rows the file hands on in all (this frame's and the rest), so whoever collects them can
+    /// size its arrays once rather than doubling them slice by slice.
+    pub(crate) file_rows: usize,
 }
 
 impl Located<'_> {
@@ -208,8 +236,8 @@ impl Located<'_> {
     ) -> IngestError {
         IngestError::BadValue {
             path: self.path.to_path_buf(),
-            row: row as u64 + 1,
-            line: row as u64 + 1 + self.header_lines,
+            row: self.first_row + row as u64 + 1,
+            line: self.first_row + row as u64 + 1 + self.header_lines,
             column: column.name().to_string(),
             value,
             problem: problem.to_owned(),
@@ -234,6 +262,8 @@ pub(crate) fn for_each_frame(
         let located = Located {
             path: Path::new(super::prepare::PREPARED),
             header_lines: 0,
+            first_row: 0,
+            file_rows: frame.height(),
         };
         let mut counts = IngestCounts::default();
         hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
@@ -266,6 +296,27 @@ fn for_each_file(
             break;
         }
         let bytes = read_file(path)?;
+        if files.format == Format::Parquet {
+            let slices = parquet_slices(
+                path,
+                &bytes,
+                remaining.map(|rows| rows as usize),
+                PARQUET_SLICE_ROWS,
+            )?;
+            let rows = slices.last().map_or(0, |(first, length)| first + length);
+            fingerprints.push(fingerprint(path, &bytes, rows as u64));
+            for (first, length) in slices {
+                let frame = read_parquet_slice(path, &bytes, first, length)?;
+                let located = Located {
+                    path,
+                    header_lines: 0,
+                    first_row: first as u64,
+                    file_rows: rows,
+                };
+                hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
+            }
+            continue;
+        }
         let frame = read_frame(
             path,
             &bytes,
@@ -278,10 +329,97 @@ fn for_each_file(
         let located = Located {
             path,
             header_lines: u64::from(files.header && files.format.is_delimited_text()),
+            first_row: 0,
+            file_rows: frame.height(),
         };
         hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
     }
     Ok((fingerprints, counts))
+}
+
+/// Rows of a Parquet file decoded at a time: whole row groups adding up to about this many.
+/// Decoding the whole file at once held every column at its stored width (100M ratings as
+/// 64-bit ids and doubles: 2.4 GB) beside the arrays converted from it; in slices, ingestion
+/// holds one slice more than its result.
+const PARQUET_SLICE_ROWS: usize = 4 << 20;
+
+/// `(first row, rows)` of the slices a Parquet file is read in, covering its first `limit`
+/// rows (all without one), each made of whole row groups adding up to at least `slice_rows`
+/// (the last may be less, and `limit` may cut a group); at least one (perhaps empty) slice,
+/// so a file without rows still shows its columns.
+fn parquet_slices(
+    path: &Path,
+    bytes: &[u8],
+    limit: Option<usize>,
+    slice_rows: usize,
+) -> Result<Vec<(usize, usize)>, IngestError> {
+    if bytes.is_empty() {
+        return Err(IngestError::Malformed {
+            path: path.to_path_buf(),
+            problem: "the file is empty".to_owned(),
+        });
+    }
+    let groups: Vec<usize> = crate::exec::contain_panics(|| {
+        let mut reader = ParquetReader::new(Cursor::new(bytes));
+        let metadata = reader.get_metadata()?;
+        Ok(metadata
+            .row_groups
+            .iter()
+            .map(|group| group.num_rows())
+            .collect())
+    })
+    .unwrap_or_else(|message| {
+        Err(PolarsError::ComputeError(
+            format!("the file could not be parsed (polars: {message})").into(),
+        ))
+    })
+    .map_err(|error| polars_error(path, error))?;
+    let wanted = groups
+        .iter()
+        .sum::<usize>()
+        .min(limit.unwrap_or(usize::MAX));
+    let mut slices = Vec::new();
+    // `first`: where the pending slice starts; `end`: the end of the groups taken so far.
+    let (mut first, mut end) = (0, 0);
+    for group in groups {
+        if end >= wanted {
+            break;
+        }
+        end += group;
+        if end - first >= slice_rows {
+            let stop = end.min(wanted);
+            slices.push((first, stop - first));
+            first = stop;
+        }
+    }
+    if first < wanted {
+        slices.push((first, wanted - first));
+    }
+    if slices.is_empty() {
+        slices.push((0, 0));
+    }
+    Ok(slices)
+}
+
+/// Rows `first..first + length` of a Parquet file as a frame.
+fn read_parquet_slice(
+    path: &Path,
+    bytes: &[u8],
+    first: usize,
+    length: usize,
+) -> Result<DataFrame, IngestError> {
+    crate::exec::contain_panics(|| {
+        ParquetReader::new(Cursor::new(bytes))
+            .with_slice(Some((first, length)))
+            .finish()
+            .map_err(|error| polars_error(path, error))
+    })
+    .unwrap_or_else(|message| {
+        Err(IngestError::Malformed {
+            path: path.to_path_buf(),
+            problem: format!("the file could not be parsed (polars: {message})"),
+        })
+    })
 }
 
 /// Hands `per_file` the frame and which rows to keep: rows with a missing value in `used`
@@ -826,6 +964,80 @@ pub(crate) fn find_column<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Parquet file of `rows` rows (`user` = row, `item` = row % 7) in groups of `group`.
+    fn parquet_bytes(rows: i64, group: usize) -> Vec<u8> {
+        let mut frame = df!(
+            "user" => (0..rows).collect::<Vec<i64>>(),
+            "item" => (0..rows).map(|row| row % 7).collect::<Vec<i64>>(),
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        ParquetWriter::new(&mut bytes)
+            .with_row_group_size(Some(group))
+            .finish(&mut frame)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn parquet_slices_are_whole_groups_that_cover_the_file_or_its_limit() {
+        let path = Path::new("slices.parquet");
+        let bytes = parquet_bytes(1000, 100);
+        let slices = |limit, slice_rows| parquet_slices(path, &bytes, limit, slice_rows).unwrap();
+        assert_eq!(
+            slices(None, 250),
+            vec![(0, 300), (300, 300), (600, 300), (900, 100)]
+        );
+        assert_eq!(
+            slices(None, 1),
+            (0..10).map(|g| (g * 100, 100)).collect::<Vec<_>>()
+        );
+        assert_eq!(slices(None, 5000), vec![(0, 1000)]);
+        assert_eq!(
+            slices(Some(450), 200),
+            vec![(0, 200), (200, 200), (400, 50)]
+        );
+        assert_eq!(slices(Some(0), 200), vec![(0, 0)]);
+        // The slices read back as the whole file, row for row.
+        let mut users = Vec::new();
+        for (first, length) in slices(None, 250) {
+            let frame = read_parquet_slice(path, &bytes, first, length).unwrap();
+            users.extend(
+                frame
+                    .column("user")
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .into_no_null_iter(),
+            );
+        }
+        assert_eq!(users, (0..1000).collect::<Vec<i64>>());
+        let empty = parquet_bytes(0, 100);
+        assert_eq!(
+            parquet_slices(path, &empty, None, 250).unwrap(),
+            vec![(0, 0)]
+        );
+        assert!(parquet_slices(path, b"", None, 250).is_err());
+        assert!(parquet_slices(path, b"not parquet at all", None, 250).is_err());
+    }
+
+    #[test]
+    fn a_slice_names_rows_and_lines_of_the_whole_file() {
+        let frame = df!("rating" => [1.0f64, 2.0]).unwrap();
+        let column = frame.column("rating").unwrap();
+        let located = Located {
+            path: Path::new("events.parquet"),
+            header_lines: 0,
+            first_row: 4_194_304,
+            file_rows: 10_000_000,
+        };
+        let IngestError::BadValue { row, line, .. } = located.bad(1, column, "2".to_owned(), "bad")
+        else {
+            panic!("not a bad value");
+        };
+        assert_eq!((row, line), (4_194_306, 4_194_306));
+    }
 
     #[test]
     fn sniffs_spark_separators() {
