@@ -320,6 +320,24 @@ impl Staging {
         file.sync_all().map_err(io_error(&path, "flush"))
     }
 
+    /// Writes one file of the version through `write` (buffered) and flushes it to disk, so a
+    /// large file never has to be held in memory whole.
+    pub fn write_with(
+        &self,
+        name: &str,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), ArtifactError> {
+        let path = self.dir.join(name);
+        let file = File::create(&path).map_err(io_error(&path, "create"))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut buffered).map_err(io_error(&path, "write"))?;
+        let file = buffered
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .map_err(io_error(&path, "write"))?;
+        file.sync_all().map_err(io_error(&path, "flush"))
+    }
+
     /// Flushes a file that was written into the staging directory by someone else.
     pub fn sync(&self, name: &str) -> Result<(), ArtifactError> {
         let path = self.dir.join(name);

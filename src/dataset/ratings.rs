@@ -176,9 +176,9 @@ impl Ratings {
 
     /// Keeps only the triples where `keep` is true (in order); the id tables stay whole.
     pub fn retain_where(&mut self, keep: &[bool]) {
-        self.user = super::keep_where(std::mem::take(&mut self.user), keep);
-        self.item = super::keep_where(std::mem::take(&mut self.item), keep);
-        self.rating = super::keep_where(std::mem::take(&mut self.rating), keep);
+        super::retain_copies(&mut self.user, keep);
+        super::retain_copies(&mut self.item, keep);
+        super::retain_copies(&mut self.rating, keep);
     }
 }
 
@@ -277,6 +277,25 @@ impl Csr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retaining_in_place_keeps_the_kept_values_in_order() {
+        for length in [0usize, 1, 7, 1000] {
+            let values: Vec<u32> = (0..length as u32).map(|v| v * 3).collect();
+            let keep: Vec<bool> = (0..length)
+                .map(|row| crate::dataset::split::unit(5, row as u64) < 0.2)
+                .collect();
+            let expected: Vec<u32> = values
+                .iter()
+                .zip(&keep)
+                .filter(|(_, kept)| **kept)
+                .map(|(value, _)| *value)
+                .collect();
+            let mut retained = values.clone();
+            crate::dataset::retain_copies(&mut retained, &keep);
+            assert_eq!(retained, expected);
+        }
+    }
 
     #[test]
     fn csr_groups_by_row_in_input_order() {

@@ -446,14 +446,9 @@ pub(crate) fn publish_als(
         ),
     });
     drop(by_user);
-    let mut model_bytes = Vec::new();
-    codec::write_als(&saved, &mut model_bytes).map_err(|cause| artifact::ArtifactError::Io {
-        path: staging.path().join(artifact::ALS_MODEL),
-        action: "encode".to_owned(),
-        cause,
+    staging.write_with(artifact::ALS_MODEL, |out| {
+        codec::write_als(&saved, &mut &mut *out)
     })?;
-    staging.write(artifact::ALS_MODEL, &model_bytes)?;
-    drop(model_bytes);
     for (name, ids, factors) in [
         (artifact::USER_FACTORS, &saved.user_ids, &saved.user_factors),
         (artifact::ITEM_FACTORS, &saved.item_ids, &saved.item_factors),
