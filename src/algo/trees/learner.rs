@@ -414,17 +414,7 @@ fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
 ) {
     let columns = matrix.features;
     let offsets = &matrix.offsets[..columns];
-    // The adds below are unchecked: this is the hottest loop of tree training, and the bounds
-    // check was a third of its instructions. Every cell is in range by `BinnedMatrix`'s
-    // invariant (a bin of feature `f` is below `offsets[f + 1] - offsets[f]`) once `out` holds
-    // all the matrix's cells.
-    assert!(
-        out.len() >= matrix.cells() * WIDTH && matrix.offsets.len() > columns,
-        "histogram of {} values for {} cells",
-        out.len(),
-        matrix.cells()
-    );
-    let cells = out.as_mut_ptr();
+    let cells = unchecked_cells(out, matrix, WIDTH);
     // Below the root, a node's rows are scattered: fetch the bins and statistics of the row
     // a few iterations ahead so their cache misses overlap.
     const AHEAD: usize = 24;
@@ -448,16 +438,42 @@ fn add_rows<B: Copy + Into<usize>, const WIDTH: usize>(
                 unsafe { *cells.add(cell + lane) += value };
             }
         };
-        match features {
-            None => {
-                for (&offset, &bin) in offsets.iter().zip(row_bins) {
-                    add(offset, bin);
-                }
+        for_each_feature(offsets, row_bins, features, add);
+    }
+}
+
+/// `out`'s cells for unchecked adds, once it is checked to hold all of `matrix`'s cells of
+/// `width` values each. The adds are unchecked because this is the hottest loop of tree
+/// training and the bounds check was a third of its instructions; every cell is in range by
+/// `BinnedMatrix`'s invariant (a bin of feature `f` is below `offsets[f + 1] - offsets[f]`).
+fn unchecked_cells(out: &mut [f64], matrix: &BinnedMatrix, width: usize) -> *mut f64 {
+    assert!(
+        out.len() >= matrix.cells() * width && matrix.offsets.len() > matrix.features,
+        "histogram of {} values for {} cells",
+        out.len(),
+        matrix.cells()
+    );
+    out.as_mut_ptr()
+}
+
+/// Calls `add(offset, bin)` for each feature of a row (all of them, or those in `features`)
+/// with the feature's histogram offset and the row's bin.
+#[inline(always)]
+fn for_each_feature<B: Copy>(
+    offsets: &[usize],
+    row_bins: &[B],
+    features: Option<&[usize]>,
+    mut add: impl FnMut(usize, B),
+) {
+    match features {
+        None => {
+            for (&offset, &bin) in offsets.iter().zip(row_bins) {
+                add(offset, bin);
             }
-            Some(list) => {
-                for &feature in list {
-                    add(offsets[feature], row_bins[feature]);
-                }
+        }
+        Some(list) => {
+            for &feature in list {
+                add(offsets[feature], row_bins[feature]);
             }
         }
     }
@@ -483,13 +499,7 @@ impl ClassCounted<'_> {
         let offsets = &matrix.offsets[..columns];
         let width = self.width.max(1);
         // Unchecked adds, as in `add_rows`; the label is held below `width` by `min`.
-        assert!(
-            out.len() >= matrix.cells() * width && matrix.offsets.len() > columns,
-            "histogram of {} values for {} cells",
-            out.len(),
-            matrix.cells()
-        );
-        let cells = out.as_mut_ptr();
+        let cells = unchecked_cells(out, matrix, width);
         const AHEAD: usize = 16;
         for (position, &row) in rows.iter().enumerate() {
             if let Some(&ahead) = rows.get(position + AHEAD) {
@@ -507,18 +517,7 @@ impl ClassCounted<'_> {
                 // mutably for this whole function.
                 unsafe { *cells.add(cell) += count };
             };
-            match features {
-                None => {
-                    for (&offset, &bin) in offsets.iter().zip(row_bins) {
-                        add(offset, bin);
-                    }
-                }
-                Some(list) => {
-                    for &feature in list {
-                        add(offsets[feature], row_bins[feature]);
-                    }
-                }
-            }
+            for_each_feature(offsets, row_bins, features, add);
         }
     }
 }
