@@ -1063,6 +1063,49 @@ mod tests {
     }
 
     #[test]
+    fn class_counts_build_the_dense_one_hot_histogram_exactly() {
+        let table = crate::ingest::synthetic::classification(40_000, 6, 3, 5);
+        let matrix = BinnedMatrix::fit(&table, 32, 1);
+        let labels: Vec<u8> = table.labels.iter().map(|&label| label as u8).collect();
+        let counts: Vec<u8> = (0..table.rows()).map(|row| (row % 4) as u8).collect();
+        let dense: Vec<f64> = (0..table.rows())
+            .flat_map(|row| {
+                let mut stats = [0.0; 3];
+                stats[labels[row] as usize] = f64::from(counts[row]);
+                stats
+            })
+            .collect();
+        // More rows than one chunk, scattered, with and without a feature sample.
+        let rows: Vec<u32> = (0..table.rows() as u32)
+            .filter(|row| row % 3 != 0)
+            .collect();
+        for features in [None, Some(&[1usize, 4][..])] {
+            let mut expected = vec![0.0; matrix.cells() * 3];
+            build_histogram(
+                &matrix,
+                RowStats::Dense(&dense),
+                3,
+                &rows,
+                features,
+                &mut expected,
+            );
+            let mut counted = vec![0.0; matrix.cells() * 3];
+            let stats = RowStats::ClassCounts {
+                labels: &labels,
+                counts: &counts,
+            };
+            build_histogram(&matrix, stats, 3, &rows, features, &mut counted);
+            assert_eq!(counted, expected);
+            let (mut dense_totals, mut counted_totals) = (vec![0.0; 3], vec![0.0; 3]);
+            for &row in &rows {
+                RowStats::Dense(&dense).add_row(row as usize, &mut dense_totals);
+                stats.add_row(row as usize, &mut counted_totals);
+            }
+            assert_eq!(counted_totals, dense_totals);
+        }
+    }
+
+    #[test]
     fn partition_is_stable_on_both_sides() {
         let column: Vec<u8> = (0..200u32).map(|row| ((row * 37) % 11) as u8).collect();
         let rows: Vec<u32> = (0..200).filter(|row| row % 3 != 1).collect();
