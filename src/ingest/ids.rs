@@ -39,12 +39,24 @@ impl RawIds {
         }
     }
 
-    /// Makes room for `total` ids in all (nothing when there is room already).
-    pub fn reserve_exact(&mut self, total: usize) {
+    pub fn len(&self) -> usize {
         match self {
-            RawIds::Integer(values) => values.reserve_exact(total.saturating_sub(values.len())),
-            RawIds::Small(values) => values.reserve_exact(total.saturating_sub(values.len())),
-            RawIds::Text(values) => values.reserve_exact(total.saturating_sub(values.len())),
+            RawIds::Integer(values) => values.len(),
+            RawIds::Small(values) => values.len(),
+            RawIds::Text(values) => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room for `additional` more ids (`Vec::reserve_exact`).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        match self {
+            RawIds::Integer(values) => values.reserve_exact(additional),
+            RawIds::Small(values) => values.reserve_exact(additional),
+            RawIds::Text(values) => values.reserve_exact(additional),
         }
     }
 

@@ -41,7 +41,7 @@ pub fn read_ratings(
             if let Some(time_column) = time_column {
                 let found = find_column(located.path, &frame, time_column)?;
                 let values = keep_where(time_values(located, found)?, keep);
-                times.reserve_exact(located.file_rows.saturating_sub(times.len()));
+                times.reserve_exact(located.rows_to_come());
                 times.extend(values);
             }
             // Take the three columns out and free each once converted: the frame is the
@@ -50,7 +50,7 @@ pub fn read_ratings(
             let item_column = find_column(located.path, &frame, &columns.item)?.clone();
             let rating_column = find_column(located.path, &frame, &columns.rating)?.clone();
             drop(frame);
-            let expected = located.file_rows;
+            let expected = located.rows_to_come();
             append_ids(
                 &mut users,
                 filter(id_values(located, &user_column)?, keep),
@@ -65,7 +65,7 @@ pub fn read_ratings(
             drop(item_column);
             let values = rating_values(located, &rating_column, keep)?;
             drop(rating_column);
-            rating.reserve_exact(located.file_rows.saturating_sub(rating.len()));
+            rating.reserve_exact(located.rows_to_come());
             rating.extend(keep_where(values, keep));
             Ok(())
         },
@@ -162,7 +162,7 @@ pub fn ratings_from_text(bytes: &[u8]) -> Result<usize, IngestError> {
         path,
         header_lines: 1,
         first_row: 0,
-        file_rows: frame.height(),
+        file_rows: 0,
     };
     let keep = vec![true; frame.height()];
     let user = find_column(path, &frame, &columns[0])?;
@@ -189,7 +189,7 @@ pub fn read_id_columns(
             append_ids(
                 target,
                 filter(id_values(located, found)?, keep),
-                located.file_rows,
+                located.rows_to_come(),
             );
         }
         Ok(())
@@ -203,13 +203,17 @@ pub fn read_id_columns(
     ))
 }
 
-/// Appends `more` to `all`; the first frame's ids are given room for `expected` in all.
+/// Appends `more` to `all`, first making room for `expected` more ids (see
+/// [`Located::rows_to_come`]).
 fn append_ids(all: &mut Option<RawIds>, more: RawIds, expected: usize) {
     match all {
-        Some(all) => all.extend(more),
+        Some(all) => {
+            all.reserve_exact(expected);
+            all.extend(more);
+        }
         None => {
             let mut more = more;
-            more.reserve_exact(expected);
+            more.reserve_exact(expected.saturating_sub(more.len()));
             *all = Some(more);
         }
     }
@@ -221,12 +225,23 @@ pub(crate) struct Located<'a> {
     header_lines: u64,
     /// Rows of the file before this frame (a Parquet file is handed on in slices).
     first_row: u64,
-    /// Rows the file hands on in all (this frame's and the rest), so whoever collects them can
-    /// size its arrays once rather than doubling them slice by slice.
-    pub(crate) file_rows: usize,
+    /// Rows a file read in slices hands on in all (this frame's and the rest), so whoever
+    /// collects them can size its arrays once rather than doubling them slice by slice; 0 when
+    /// the frame is the whole file (its arrays are taken as they are).
+    file_rows: usize,
 }
 
 impl Located<'_> {
+    /// How many more values to make room for before appending this frame's: the whole file's
+    /// rows at its first frame, nothing at the frames after it (the room is there already).
+    pub(crate) fn rows_to_come(&self) -> usize {
+        if self.first_row == 0 {
+            self.file_rows
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn bad(
         &self,
         row: usize,
@@ -263,7 +278,7 @@ pub(crate) fn for_each_frame(
             path: Path::new(super::prepare::PREPARED),
             header_lines: 0,
             first_row: 0,
-            file_rows: frame.height(),
+            file_rows: 0,
         };
         let mut counts = IngestCounts::default();
         hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
@@ -330,7 +345,7 @@ fn for_each_file(
             path,
             header_lines: u64::from(files.header && files.format.is_delimited_text()),
             first_row: 0,
-            file_rows: frame.height(),
+            file_rows: 0,
         };
         hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
     }
