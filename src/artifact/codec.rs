@@ -89,47 +89,24 @@ pub fn write_als(model: &SavedAls, out: &mut impl Write) -> io::Result<()> {
     write_ids(&model.item_ids, out)?;
     write_floats(&model.item_factors, out)?;
     out.write_all(&(model.seen_items.len() as u64).to_le_bytes())?;
-    write_little_endian(&model.seen_offsets, out)?;
-    write_little_endian(&model.seen_items, out)
+    write_little_endian(&model.seen_offsets, u64::to_le_bytes, out)?;
+    write_little_endian(&model.seen_items, u32::to_le_bytes, out)
 }
 
-/// Values that have a little-endian byte form of a fixed size.
-trait LittleEndian: Copy {
-    const SIZE: usize;
-    fn put(self, into: &mut Vec<u8>);
-}
-
-impl LittleEndian for u32 {
-    const SIZE: usize = 4;
-    fn put(self, into: &mut Vec<u8>) {
-        into.extend_from_slice(&self.to_le_bytes());
-    }
-}
-
-impl LittleEndian for u64 {
-    const SIZE: usize = 8;
-    fn put(self, into: &mut Vec<u8>) {
-        into.extend_from_slice(&self.to_le_bytes());
-    }
-}
-
-impl LittleEndian for f32 {
-    const SIZE: usize = 4;
-    fn put(self, into: &mut Vec<u8>) {
-        into.extend_from_slice(&self.to_le_bytes());
-    }
-}
-
-/// Writes `values` in little-endian bytes through a 256 KiB buffer: the whole array as bytes
-/// at once was a second copy of the largest part of a model (100M ratings: 320 MB of seen
-/// items) and a page fault per 4 KiB of it.
-fn write_little_endian<T: LittleEndian>(values: &[T], out: &mut impl Write) -> io::Result<()> {
+/// Writes `values` as `bytes` gives them (little-endian) through a 256 KiB buffer: the whole
+/// array as bytes at once was a second copy of the largest part of a model (100M ratings:
+/// 320 MB of seen items) and a page fault per 4 KiB of it.
+fn write_little_endian<T: Copy, const SIZE: usize>(
+    values: &[T],
+    bytes: impl Fn(T) -> [u8; SIZE],
+    out: &mut impl Write,
+) -> io::Result<()> {
     const BUFFER: usize = 256 << 10;
     let mut buffer = Vec::with_capacity(BUFFER);
-    for chunk in values.chunks((BUFFER / T::SIZE).max(1)) {
+    for chunk in values.chunks((BUFFER / SIZE).max(1)) {
         buffer.clear();
         for &value in chunk {
-            value.put(&mut buffer);
+            buffer.extend_from_slice(&bytes(value));
         }
         out.write_all(&buffer)?;
     }
@@ -157,7 +134,7 @@ fn write_ids(ids: &Ids, out: &mut impl Write) -> io::Result<()> {
 }
 
 fn write_floats(values: &[f32], out: &mut impl Write) -> io::Result<()> {
-    write_little_endian(values, out)
+    write_little_endian(values, f32::to_le_bytes, out)
 }
 
 /// A cursor over the file's bytes that refuses to read past the end, so a corrupt count is

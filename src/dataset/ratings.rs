@@ -201,7 +201,7 @@ impl Csr {
         selected: &[u32],
     ) -> Csr {
         Csr::build_from(rows, row_of, column_of, values, || {
-            selected.iter().map(|&k| k as usize)
+            selected.iter().map(|&k| (k as usize, true))
         })
     }
 
@@ -215,13 +215,30 @@ impl Csr {
         include: &[bool],
         wanted: bool,
     ) -> Csr {
-        // Branch-free: a split's test triples are a seeded fifth in no learnable pattern, and
-        // a branch per triple mispredicted in both passes. A triple left out counts nothing and
-        // is written to one spare slot past the end, dropped at the end.
         let triples = include.len().min(row_of.len());
+        Csr::build_from(rows, row_of, column_of, values, || {
+            include[..triples]
+                .iter()
+                .enumerate()
+                .map(move |(k, &included)| (k, included == wanted))
+        })
+    }
+
+    /// The counting sort behind both builders; `candidates` yields `(triple, taken)` twice.
+    ///
+    /// Branch-free: a split's test triples are a seeded fifth in no learnable pattern, and a
+    /// branch per triple mispredicted in both passes. A triple not taken counts nothing and is
+    /// written to one spare slot past the end, dropped at the end.
+    fn build_from<I: Iterator<Item = (usize, bool)>>(
+        rows: usize,
+        row_of: &[u32],
+        column_of: &[u32],
+        values: &[f32],
+        candidates: impl Fn() -> I,
+    ) -> Csr {
         let mut offsets = vec![0usize; rows + 1];
-        for (k, &included) in include[..triples].iter().enumerate() {
-            offsets[row_of[k] as usize + 1] += usize::from(included == wanted);
+        for (k, taken) in candidates() {
+            offsets[row_of[k] as usize + 1] += usize::from(taken);
         }
         for r in 0..rows {
             offsets[r + 1] += offsets[r];
@@ -230,8 +247,7 @@ impl Csr {
         let entries = offsets[rows];
         let mut columns = vec![0u32; entries + 1];
         let mut row_values = vec![0f32; entries + 1];
-        for (k, &included) in include[..triples].iter().enumerate() {
-            let taken = included == wanted;
+        for (k, taken) in candidates() {
             let slot = &mut cursor[row_of[k] as usize];
             let at = if taken { *slot } else { entries };
             columns[at] = column_of[k];
@@ -240,38 +256,6 @@ impl Csr {
         }
         columns.truncate(entries);
         row_values.truncate(entries);
-        Csr {
-            offsets,
-            columns,
-            values: row_values,
-        }
-    }
-
-    /// The counting sort behind both builders; `selected` yields the triples twice.
-    fn build_from<I: Iterator<Item = usize>>(
-        rows: usize,
-        row_of: &[u32],
-        column_of: &[u32],
-        values: &[f32],
-        selected: impl Fn() -> I,
-    ) -> Csr {
-        let mut offsets = vec![0usize; rows + 1];
-        for k in selected() {
-            offsets[row_of[k] as usize + 1] += 1;
-        }
-        for r in 0..rows {
-            offsets[r + 1] += offsets[r];
-        }
-        let mut cursor = offsets.clone();
-        let entries = offsets[rows];
-        let mut columns = vec![0u32; entries];
-        let mut row_values = vec![0f32; entries];
-        for k in selected() {
-            let slot = &mut cursor[row_of[k] as usize];
-            columns[*slot] = column_of[k];
-            row_values[*slot] = values[k];
-            *slot += 1;
-        }
         Csr {
             offsets,
             columns,

@@ -374,21 +374,17 @@ fn parquet_slices(
             problem: "the file is empty".to_owned(),
         });
     }
-    let groups: Vec<usize> = crate::exec::contain_panics(|| {
+    let groups: Vec<usize> = parsed(path, || {
         let mut reader = ParquetReader::new(Cursor::new(bytes));
-        let metadata = reader.get_metadata()?;
+        let metadata = reader
+            .get_metadata()
+            .map_err(|error| polars_error(path, error))?;
         Ok(metadata
             .row_groups
             .iter()
             .map(|group| group.num_rows())
             .collect())
-    })
-    .unwrap_or_else(|message| {
-        Err(PolarsError::ComputeError(
-            format!("the file could not be parsed (polars: {message})").into(),
-        ))
-    })
-    .map_err(|error| polars_error(path, error))?;
+    })?;
     let wanted = groups
         .iter()
         .sum::<usize>()
@@ -423,13 +419,17 @@ fn read_parquet_slice(
     first: usize,
     length: usize,
 ) -> Result<DataFrame, IngestError> {
-    crate::exec::contain_panics(|| {
+    parsed(path, || {
         ParquetReader::new(Cursor::new(bytes))
             .with_slice(Some((first, length)))
             .finish()
             .map_err(|error| polars_error(path, error))
     })
-    .unwrap_or_else(|message| {
+}
+
+/// Runs `work` on the file at `path`, turning a polars panic inside it into an input error.
+fn parsed<T>(path: &Path, work: impl FnOnce() -> Result<T, IngestError>) -> Result<T, IngestError> {
+    crate::exec::contain_panics(work).unwrap_or_else(|message| {
         Err(IngestError::Malformed {
             path: path.to_path_buf(),
             problem: format!("the file could not be parsed (polars: {message})"),
@@ -515,13 +515,9 @@ fn read_frame(
     limit: Option<usize>,
     float_column: Option<&ColumnRef>,
 ) -> Result<DataFrame, IngestError> {
-    crate::exec::contain_panics(|| read_frame_unguarded(path, bytes, files, limit, float_column))
-        .unwrap_or_else(|message| {
-            Err(IngestError::Malformed {
-                path: path.to_path_buf(),
-                problem: format!("the file could not be parsed (polars: {message})"),
-            })
-        })
+    parsed(path, || {
+        read_frame_unguarded(path, bytes, files, limit, float_column)
+    })
 }
 
 fn read_frame_unguarded(

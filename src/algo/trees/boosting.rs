@@ -349,13 +349,13 @@ fn add_by_leaf(
             Node::Split { .. } => None,
         })
         .collect();
-    let part_rows = (4 * CHUNK).max(1);
+    let part_rows = 4 * CHUNK;
     scores
         .par_chunks_mut(part_rows * width)
         .enumerate()
         .for_each(|(part, scores)| {
             let first = (part * part_rows) as u32;
-            let end = first + (scores.len() / width.max(1)) as u32;
+            let end = first + (scores.len() / width) as u32;
             for &(value, leaf_rows) in &leaf_values {
                 let from = leaf_rows.partition_point(|&row| row < first);
                 let to = leaf_rows.partition_point(|&row| row < end);
