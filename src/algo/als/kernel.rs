@@ -59,6 +59,10 @@ impl FactorTable {
         self.rows
     }
 
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
     pub fn as_slice(&self) -> &[f32] {
         // SAFETY: CacheLine is repr(C) over [f32; 16], so the lines are contiguous floats.
         unsafe {

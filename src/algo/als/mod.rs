@@ -38,6 +38,7 @@
 //! the 2.4M small solves (about 55 ns each, bound by the latency of the pivots' square roots
 //! and divisions, which 16 interleaved systems hide only in part).
 
+mod conjugate;
 pub mod fold_in;
 pub mod kernel;
 pub mod recommend;
@@ -310,10 +311,7 @@ struct Scratch<const L: usize> {
     right_side: Vec<f64>,
     /// The NNLS solution.
     nnls_solution: Vec<f64>,
-    /// Conjugate-gradient vectors.
-    residual: Vec<f32>,
-    direction: Vec<f32>,
-    product: Vec<f32>,
+    conjugate: conjugate::Scratch,
 }
 
 /// Solves every row of `side` against the fixed factors `fixed`, writing into `out` (whose
@@ -371,12 +369,28 @@ fn solve_side_in_groups<const GROUP: usize>(
                 normal: vec![0.0; k * k],
                 right_side: vec![0.0; k],
                 nnls_solution: vec![0.0; k],
-                residual: vec![0.0; k],
-                direction: vec![0.0; k],
-                product: vec![0.0; k],
+                conjugate: conjugate::Scratch::default(),
             },
             |scratch, (group, (padded_rows, group_losses))| {
                 let first_row = group * GROUP;
+                if let (false, Solver::ConjugateGradient { steps }) =
+                    (params.nonnegative, params.solver)
+                {
+                    for (lane, loss) in group_losses.iter_mut().enumerate() {
+                        let row = first_row + lane;
+                        let problem = conjugate::Problem {
+                            terms: side.terms(row),
+                            fixed,
+                            gram,
+                            ridge: params.reg_param as f32 * side.counts[row],
+                            steps,
+                            implicit: params.implicit_prefs,
+                        };
+                        let x = &mut padded_rows[lane * stride..(lane + 1) * stride];
+                        *loss = conjugate::solve(problem, x, &mut scratch.conjugate);
+                    }
+                    return;
+                }
                 let sweep = HalfSweep {
                     side,
                     fixed,
@@ -384,11 +398,7 @@ fn solve_side_in_groups<const GROUP: usize>(
                     params,
                 };
                 solve_group(&sweep, first_row, padded_rows, group_losses.len(), scratch);
-                let exact = !matches!(
-                    (params.nonnegative, params.solver),
-                    (false, Solver::ConjugateGradient { .. })
-                );
-                if with_losses && exact && !params.implicit_prefs {
+                if with_losses && !params.implicit_prefs {
                     explicit_losses(&sweep, first_row, padded_rows, group_losses, scratch);
                     return;
                 }
@@ -470,11 +480,11 @@ struct HalfSweep<'a> {
     params: &'a AlsParams,
 }
 
-/// Solves up to `L` rows of one group: conjugate gradient, or Cholesky (NNLS) from their normal
-/// equations ([`solve_group_exactly_body`]). Compiled for AVX2 where the CPU has it, so that the
-/// copy into lanes, the inlined left-looking solve (ranks above 16) and the conjugate-gradient
-/// products take full-width vector steps. Rust never fuses a multiply and an add on its own, so
-/// both builds give bit-identical results.
+/// Solves up to `L` rows of one group by Cholesky (NNLS) from their normal equations
+/// ([`solve_group_exactly_body`]; conjugate gradient is [`conjugate::solve`]). Compiled for AVX2
+/// where the CPU has it, so that the copy into lanes and the inlined left-looking solve (ranks
+/// above 16) take full-width vector steps. Rust never fuses a multiply and an add on its own,
+/// so both builds give bit-identical results.
 fn solve_group<const L: usize>(
     sweep: &HalfSweep<'_>,
     first_row: usize,
@@ -482,35 +492,6 @@ fn solve_group<const L: usize>(
     rows_here: usize,
     scratch: &mut Scratch<L>,
 ) {
-    #[inline(always)]
-    fn body<const L: usize>(
-        sweep: &HalfSweep<'_>,
-        first_row: usize,
-        padded_rows: &mut [f32],
-        rows_here: usize,
-        scratch: &mut Scratch<L>,
-    ) {
-        let params = sweep.params;
-        let (false, Solver::ConjugateGradient { steps }) = (params.nonnegative, params.solver)
-        else {
-            return solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch);
-        };
-        let (k, stride) = (params.rank, sweep.fixed.stride());
-        for lane in 0..rows_here {
-            let row = first_row + lane;
-            let x = &mut padded_rows[lane * stride..lane * stride + k];
-            let ridge = params.reg_param as f32 * sweep.side.counts[row];
-            conjugate_gradient(
-                sweep.side.terms(row),
-                sweep.fixed,
-                sweep.gram,
-                ridge,
-                steps,
-                x,
-                scratch,
-            );
-        }
-    }
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
@@ -521,7 +502,7 @@ fn solve_group<const L: usize>(
             rows_here: usize,
             scratch: &mut Scratch<L>,
         ) {
-            body(sweep, first_row, padded_rows, rows_here, scratch)
+            solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
@@ -529,7 +510,7 @@ fn solve_group<const L: usize>(
             return;
         }
     }
-    body(sweep, first_row, padded_rows, rows_here, scratch)
+    solve_group_exactly_body(sweep, first_row, padded_rows, rows_here, scratch)
 }
 
 #[inline(always)]
@@ -658,108 +639,6 @@ fn solve_group_exactly_body<const L: usize>(
         for (target, &source) in x.iter_mut().zip(&scratch.right_side) {
             *target = if solved { source as f32 } else { f32::NAN };
         }
-    }
-}
-
-/// `out = (gram + sum w y y^T + ridge I) vector` over the entries of `terms`, reading each
-/// factor row once; rows a few entries ahead are prefetched, since a rank-64 row spans four
-/// cache lines and the rows of long item rows come from beyond L2.
-#[inline(always)]
-fn multiply_normal(
-    terms: Terms<'_>,
-    fixed: &FactorTable,
-    gram: Option<&[f32]>,
-    ridge: f32,
-    vector: &[f32],
-    out: &mut [f32],
-) {
-    let (k, stride) = (vector.len(), fixed.stride());
-    match gram {
-        Some(gram) => {
-            for (a, entry) in out.iter_mut().enumerate() {
-                *entry = dot(&gram[a * stride..a * stride + k], vector) + ridge * vector[a];
-            }
-        }
-        None => {
-            for (entry, value) in out.iter_mut().zip(vector) {
-                *entry = ridge * value;
-            }
-        }
-    }
-    for (j, &column) in terms.columns.iter().enumerate() {
-        if let Some(&ahead) = terms.columns.get(j + 4) {
-            fixed.prefetch_row(ahead as usize);
-        }
-        let y = fixed.row(column as usize);
-        let weight = terms.weights.map_or(1.0, |weights| weights[j]);
-        let scale = weight * dot(y, vector);
-        for (entry, value) in out.iter_mut().zip(y) {
-            *entry += scale * value;
-        }
-    }
-}
-
-/// `steps` conjugate-gradient steps on `A x = b` from the current `x`, where
-/// `A = gram + sum w y y^T + ridge I` and `b = sum t y`, without forming `A`. `gram` must be
-/// stored in full (both triangles, see [`symmetric`]), so its products are contiguous dots.
-#[inline(always)]
-fn conjugate_gradient<const L: usize>(
-    terms: Terms<'_>,
-    fixed: &FactorTable,
-    gram: Option<&[f32]>,
-    ridge: f32,
-    steps: usize,
-    x: &mut [f32],
-    scratch: &mut Scratch<L>,
-) {
-    if terms.columns.is_empty() {
-        x.fill(0.0);
-        return;
-    }
-    // residual = b - A x
-    multiply_normal(terms, fixed, gram, ridge, x, &mut scratch.product);
-    scratch.residual.fill(0.0);
-    for (&column, &target) in terms.columns.iter().zip(terms.targets) {
-        for (entry, value) in scratch.residual.iter_mut().zip(fixed.row(column as usize)) {
-            *entry += target * value;
-        }
-    }
-    for (residual, product) in scratch.residual.iter_mut().zip(&scratch.product) {
-        *residual -= product;
-    }
-    scratch.direction.copy_from_slice(&scratch.residual);
-    let mut residual_norm = dot(&scratch.residual, &scratch.residual);
-    for _ in 0..steps {
-        if residual_norm < 1e-20 {
-            break;
-        }
-        multiply_normal(
-            terms,
-            fixed,
-            gram,
-            ridge,
-            &scratch.direction,
-            &mut scratch.product,
-        );
-        let curvature = dot(&scratch.direction, &scratch.product);
-        if curvature <= 0.0 || !curvature.is_finite() {
-            break;
-        }
-        let step = residual_norm / curvature;
-        for ((value, direction), (residual, product)) in x
-            .iter_mut()
-            .zip(&scratch.direction)
-            .zip(scratch.residual.iter_mut().zip(&scratch.product))
-        {
-            *value += step * direction;
-            *residual -= step * product;
-        }
-        let next_norm = dot(&scratch.residual, &scratch.residual);
-        let ratio = next_norm / residual_norm;
-        for (direction, residual) in scratch.direction.iter_mut().zip(&scratch.residual) {
-            *direction = residual + ratio * *direction;
-        }
-        residual_norm = next_norm;
     }
 }
 
