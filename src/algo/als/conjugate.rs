@@ -1,4 +1,4 @@
-//! Conjugate gradient for one row's least squares problem (the default solver for implicit
+//! Conjugate gradient for each row's least squares problem (the default solver for implicit
 //! feedback), written so that its loops stay in vector registers.
 //!
 //! A row solves `A x = b` with `A = gram + sum w y y^T + ridge I` and `b = sum t y` over its
@@ -10,36 +10,49 @@
 //! further pass of dot products over the user side's entries.
 //!
 //! Here:
-//! - the vectors of a row up to rank 128 are local arrays of 16-float lines, which the compiler
-//!   keeps in registers (a generic length above that, in scratch);
-//! - `gram p` is a sum of `gram`'s rows scaled by `p`'s components, in two interleaved sums so
-//!   that the multiply-adds do not wait on each other;
+//! - a group of rows (8 at rank 64) advances in lockstep, so the `gram p` of all of them is one
+//!   matrix product in register tiles ([`multiply_gram`]);
+//! - one row's working vectors up to rank 128 are local arrays of 16-float lines, which the
+//!   compiler keeps in registers during its passes over the entries;
 //! - the start `r = b - A x` is one pass over the entries (`sum (t - w y.x) y`);
 //! - each entry's `y.x` is kept and moved along with `x` (`y.x += step * y.p`), so the loss
 //!   `sum (pref - y.x)^2` costs no pass of its own;
-//! - every multiply-add is fused (`mul_add`), and the code is compiled for AVX-512 and for
-//!   AVX2 with FMA where the CPU has them. A fused multiply-add rounds once whatever the
+//! - every multiply-add is fused, and the code is compiled for AVX-512 and for AVX2 with FMA
+//!   where the CPU has them ([`Line`]). A fused multiply-add rounds once whatever the
 //!   instruction set, and every sum runs in the same order, so each build gives the same bits
-//!   (tested), and the result does not depend on the thread count.
+//!   (tested), a row's result does not depend on the rows grouped with it (tested), and the
+//!   model does not depend on the thread count.
+//!
+//! Tried and not kept: sixteen dot products reduced together (one transposition instead of a
+//! horizontal sum each), whether fused with the scaled adds or as a pass of its own: slower, as
+//! the passes are bound by fetching factor rows, not by the sums.
 
 use super::kernel::{FactorTable, Terms};
 
-/// What one row's solve reads besides its own factors.
+/// What the rows of one group share.
 #[derive(Clone, Copy)]
-pub struct Problem<'a> {
-    pub terms: Terms<'a>,
+pub struct Shared<'a> {
     pub fixed: &'a FactorTable,
     /// `Y^T Y` in full (both triangles), `rank` rows of `stride` floats; `None` for explicit
     /// ratings.
     pub gram: Option<&'a [f32]>,
-    pub ridge: f32,
     pub steps: usize,
     /// Implicit feedback: the loss compares `y.x` with the preference (1 where the target is
     /// positive, else 0) rather than with the target.
     pub implicit: bool,
 }
 
-/// Per-thread buffers: each entry's `y.x` and `y.p`.
+/// One row's entries and its ridge `reg_param * n`.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    pub terms: Terms<'a>,
+    pub ridge: f32,
+}
+
+/// The most rows solved together.
+pub const MAX_GROUP: usize = 16;
+
+/// Per-thread buffers: each entry's `y.x`, and `y.p` for one row.
 #[derive(Default)]
 pub struct Scratch {
     projections: Vec<f32>,
@@ -50,57 +63,71 @@ pub struct Scratch {
 /// compiler holds in registers; longer rows use vectors of any length.
 const MAX_LINES_IN_REGISTERS: usize = 8;
 
-/// Runs `problem.steps` conjugate-gradient steps from the current `x` (the row's `stride`
-/// padded floats, padding zero) and returns the row's training loss `sum (truth - y.x)^2` over
-/// its entries under the new `x`, where truth is the preference (implicit) or the target.
-pub fn solve(problem: Problem<'_>, x: &mut [f32], scratch: &mut Scratch) -> f64 {
-    let (terms, fixed) = (problem.terms, problem.fixed);
+/// Runs `shared.steps` conjugate-gradient steps for each row from its current `x` (row `r` is
+/// `xs[r * stride..(r + 1) * stride]`, padding zero) and writes each row's training loss
+/// `sum (truth - y.x)^2` over its entries under the new `x` into `losses`, where truth is the
+/// preference (implicit) or the target. A row without entries gets `x = 0`.
+pub fn solve_group(
+    shared: Shared<'_>,
+    rows: &[Row<'_>],
+    xs: &mut [f32],
+    losses: &mut [f64],
+    scratch: &mut Scratch,
+) {
+    let fixed = shared.fixed;
     let stride = fixed.stride();
     // O(1) and O(entries) checks the unchecked loads below rely on.
-    assert_eq!(x.len(), stride);
-    assert_eq!(terms.columns.len(), terms.targets.len());
+    assert!(rows.len() <= MAX_GROUP);
+    assert_eq!(xs.len(), rows.len() * stride);
+    assert_eq!(losses.len(), rows.len());
     assert!(
-        terms
-            .weights
-            .is_none_or(|weights| weights.len() == terms.columns.len())
-    );
-    assert!(
-        problem
+        shared
             .gram
             .is_none_or(|gram| gram.len() == fixed.rank() * stride)
     );
-    let largest = terms
-        .columns
-        .iter()
-        .fold(0u32, |largest, &c| largest.max(c));
-    assert!((largest as usize) < fixed.rows() || terms.columns.is_empty());
-    if terms.columns.is_empty() {
-        x.fill(0.0);
-        return 0.0;
+    for row in rows {
+        let terms = row.terms;
+        assert_eq!(terms.columns.len(), terms.targets.len());
+        assert!(
+            terms
+                .weights
+                .is_none_or(|weights| weights.len() == terms.columns.len())
+        );
+        let largest = terms
+            .columns
+            .iter()
+            .fold(0u32, |largest, &c| largest.max(c));
+        assert!((largest as usize) < fixed.rows() || terms.columns.is_empty());
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if stride % 16 == 0 && avx512_available() {
+        if stride.is_multiple_of(16) && avx512_available() {
             // SAFETY: the CPU has the features (checked just above); the asserts above hold.
-            return unsafe { x86::with_avx512(problem, x, scratch) };
+            return unsafe { x86::with_avx512(shared, rows, xs, losses, scratch) };
         }
         if avx2_available() {
             // SAFETY: as above.
-            return unsafe { x86::with_avx2(problem, x, scratch) };
+            return unsafe { x86::with_avx2(shared, rows, xs, losses, scratch) };
         }
     }
     // SAFETY: the asserts above.
-    unsafe { portable(problem, x, scratch) }
+    unsafe { portable(shared, rows, xs, losses, scratch) }
 }
 
 /// Eight or sixteen floats as plain arrays; `mul_add` is one rounding on every platform.
-unsafe fn portable(problem: Problem<'_>, x: &mut [f32], scratch: &mut Scratch) -> f64 {
+unsafe fn portable(
+    shared: Shared<'_>,
+    rows: &[Row<'_>],
+    xs: &mut [f32],
+    losses: &mut [f64],
+    scratch: &mut Scratch,
+) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        if x.len() == 8 {
-            by_lines::<[f32; 8]>(problem, x, scratch)
+        if shared.fixed.stride() == 8 {
+            by_lines::<[f32; 8]>(shared, rows, xs, losses, scratch)
         } else {
-            by_lines::<[f32; 16]>(problem, x, scratch)
+            by_lines::<[f32; 16]>(shared, rows, xs, losses, scratch)
         }
     }
 }
@@ -135,7 +162,6 @@ trait Line: Copy {
     fn splat(value: f32) -> Self;
     /// `self * factor + addend`, rounded once.
     fn mul_add(self, factor: Self, addend: Self) -> Self;
-    fn add(self, other: Self) -> Self;
     fn sum(self) -> f32;
 }
 
@@ -165,11 +191,6 @@ impl<const N: usize> Line for [f32; N] {
     }
 
     #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        std::array::from_fn(|lane| self[lane] + other[lane])
-    }
-
-    #[inline(always)]
     fn sum(self) -> f32 {
         let mut values = self;
         let mut width = N;
@@ -187,22 +208,34 @@ impl<const N: usize> Line for [f32; N] {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Line, Problem, Scratch, by_lines};
+    use super::{Line, Row, Scratch, Shared, by_lines};
 
     #[target_feature(enable = "avx2,fma,avx512f")]
-    pub unsafe fn with_avx512(problem: Problem<'_>, x: &mut [f32], scratch: &mut Scratch) -> f64 {
+    pub unsafe fn with_avx512(
+        shared: Shared<'_>,
+        rows: &[Row<'_>],
+        xs: &mut [f32],
+        losses: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
         // SAFETY: forwarded from the caller.
-        unsafe { by_lines::<Wide>(problem, x, scratch) }
+        unsafe { by_lines::<Wide>(shared, rows, xs, losses, scratch) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn with_avx2(problem: Problem<'_>, x: &mut [f32], scratch: &mut Scratch) -> f64 {
+    pub unsafe fn with_avx2(
+        shared: Shared<'_>,
+        rows: &[Row<'_>],
+        xs: &mut [f32],
+        losses: &mut [f64],
+        scratch: &mut Scratch,
+    ) {
         // SAFETY: forwarded from the caller.
         unsafe {
-            if x.len() == 8 {
-                by_lines::<Narrow>(problem, x, scratch)
+            if shared.fixed.stride() == 8 {
+                by_lines::<Narrow>(shared, rows, xs, losses, scratch)
             } else {
-                by_lines::<Pair>(problem, x, scratch)
+                by_lines::<Pair>(shared, rows, xs, losses, scratch)
             }
         }
     }
@@ -251,12 +284,6 @@ mod x86 {
         fn mul_add(self, factor: Self, addend: Self) -> Self {
             // SAFETY: as for `splat`.
             Wide(unsafe { _mm512_fmadd_ps(self.0, factor.0, addend.0) })
-        }
-
-        #[inline(always)]
-        fn add(self, other: Self) -> Self {
-            // SAFETY: as for `splat`.
-            Wide(unsafe { _mm512_add_ps(self.0, other.0) })
         }
 
         #[inline(always)]
@@ -311,17 +338,6 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn add(self, other: Self) -> Self {
-            // SAFETY: as for `load`.
-            unsafe {
-                Pair(
-                    _mm256_add_ps(self.0, other.0),
-                    _mm256_add_ps(self.1, other.1),
-                )
-            }
-        }
-
-        #[inline(always)]
         fn sum(self) -> f32 {
             // SAFETY: as for `load`.
             sum_256(unsafe { _mm256_add_ps(self.0, self.1) })
@@ -360,201 +376,283 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn add(self, other: Self) -> Self {
-            // SAFETY: as for `Pair::load`.
-            Narrow(unsafe { _mm256_add_ps(self.0, other.0) })
-        }
-
-        #[inline(always)]
         fn sum(self) -> f32 {
             sum_256(self.0)
         }
     }
 }
 
-/// Picks the number of lines: 1 to 8 with the vectors in local arrays, or any number in
-/// vectors allocated for the row (ranks above 128, where the row's arithmetic dwarfs that).
+/// Picks the number of lines: 1 to 8 with each row's working vectors in local arrays, or any
+/// number in vectors allocated for the group (ranks above 128, where the arithmetic dwarfs
+/// that).
 ///
 /// # Safety
-/// `problem` passed [`solve`]'s checks; `x` has `stride` floats, a multiple of `L::WIDTH`.
+/// The arguments passed [`solve_group`]'s checks; the stride is a multiple of `L::WIDTH`.
 #[inline(always)]
-unsafe fn by_lines<L: Line>(problem: Problem<'_>, x: &mut [f32], scratch: &mut Scratch) -> f64 {
+unsafe fn by_lines<L: Line>(
+    shared: Shared<'_>,
+    rows: &[Row<'_>],
+    xs: &mut [f32],
+    losses: &mut [f64],
+    scratch: &mut Scratch,
+) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        match x.len() / L::WIDTH {
-            1 => in_registers::<L, 1>(problem, x, scratch),
-            2 => in_registers::<L, 2>(problem, x, scratch),
-            3 => in_registers::<L, 3>(problem, x, scratch),
-            4 => in_registers::<L, 4>(problem, x, scratch),
-            5 => in_registers::<L, 5>(problem, x, scratch),
-            6 => in_registers::<L, 6>(problem, x, scratch),
-            7 => in_registers::<L, 7>(problem, x, scratch),
-            8 => in_registers::<L, MAX_LINES_IN_REGISTERS>(problem, x, scratch),
+        match shared.fixed.stride() / L::WIDTH {
+            1 => on_stack::<L, 1>(shared, rows, xs, losses, scratch),
+            2 => on_stack::<L, 2>(shared, rows, xs, losses, scratch),
+            3 => on_stack::<L, 3>(shared, rows, xs, losses, scratch),
+            4 => on_stack::<L, 4>(shared, rows, xs, losses, scratch),
+            5 => on_stack::<L, 5>(shared, rows, xs, losses, scratch),
+            6 => on_stack::<L, 6>(shared, rows, xs, losses, scratch),
+            7 => on_stack::<L, 7>(shared, rows, xs, losses, scratch),
+            8 => on_stack::<L, MAX_LINES_IN_REGISTERS>(shared, rows, xs, losses, scratch),
             lines => {
-                let mut vectors = vec![L::splat(0.0); 5 * lines];
-                let mut components = vec![0f32; x.len()];
-                let (solution, rest) = vectors.split_at_mut(lines);
+                let zero = L::splat(0.0);
+                let mut group = vec![zero; 3 * MAX_GROUP * lines];
+                let mut work = vec![zero; 4 * lines];
+                let (residuals, rest) = group.split_at_mut(MAX_GROUP * lines);
+                let (directions, products) = rest.split_at_mut(MAX_GROUP * lines);
+                let (solution, rest) = work.split_at_mut(lines);
                 let (residual, rest) = rest.split_at_mut(lines);
-                let (direction, rest) = rest.split_at_mut(lines);
-                let (product, spare) = rest.split_at_mut(lines);
+                let (direction, product) = rest.split_at_mut(lines);
                 let vectors = Vectors {
+                    residuals,
+                    directions,
+                    products,
                     solution,
                     residual,
                     direction,
                     product,
-                    spare,
-                    components: &mut components,
                 };
-                run(problem, x, vectors, scratch)
+                run(shared, rows, xs, losses, vectors, scratch)
             }
         }
     }
 }
 
 #[inline(always)]
-unsafe fn in_registers<L: Line, const C: usize>(
-    problem: Problem<'_>,
-    x: &mut [f32],
+unsafe fn on_stack<L: Line, const C: usize>(
+    shared: Shared<'_>,
+    rows: &[Row<'_>],
+    xs: &mut [f32],
+    losses: &mut [f64],
     scratch: &mut Scratch,
-) -> f64 {
-    let mut vectors = [[L::splat(0.0); C]; 5];
-    let [solution, residual, direction, product, spare] = &mut vectors;
-    let mut components = [0f32; 128];
+) {
+    let zero = L::splat(0.0);
+    let mut group = [[[zero; C]; MAX_GROUP]; 3];
+    let [residuals, directions, products] = &mut group;
+    let mut work = [[zero; C]; 4];
+    let [solution, residual, direction, product] = &mut work;
     let vectors = Vectors {
+        residuals: residuals.as_flattened_mut(),
+        directions: directions.as_flattened_mut(),
+        products: products.as_flattened_mut(),
         solution,
         residual,
         direction,
         product,
-        spare,
-        components: &mut components[..C * L::WIDTH],
     };
     // SAFETY: forwarded from the caller.
-    unsafe { run(problem, x, vectors, scratch) }
+    unsafe { run(shared, rows, xs, losses, vectors, scratch) }
 }
 
-/// The row's working vectors, each `stride` floats as lines.
+/// The group's vectors (row `r` at lines `r * lines..`, for up to [`MAX_GROUP`] rows), and one
+/// row's working copies, which the compiler keeps in registers when their length is known.
 struct Vectors<'a, L> {
+    residuals: &'a mut [L],
+    directions: &'a mut [L],
+    /// `gram p` of each row's direction.
+    products: &'a mut [L],
     solution: &'a mut [L],
     residual: &'a mut [L],
     direction: &'a mut [L],
     product: &'a mut [L],
-    /// The second of the two interleaved sums of `gram p`.
-    spare: &'a mut [L],
-    /// The vector being multiplied by `gram`, as floats (`stride`).
-    components: &'a mut [f32],
 }
 
 /// How many entries ahead the first pass prefetches factor rows (the later passes find them in
 /// cache).
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 16;
 
+/// The rows advance in lockstep, one conjugate-gradient step at a time, so that the group's
+/// `gram p` products are one matrix product ([`multiply_gram`]), whose multiply-adds keep both
+/// FMA units busy; one row's products, each a chain of `rank` dependent multiply-adds, left
+/// them waiting. Each row's arithmetic is the same whichever rows it is grouped with.
+///
 /// # Safety
-/// As [`by_lines`]; the vectors have `stride / L::WIDTH` lines.
+/// As [`by_lines`]; the vectors have `stride / L::WIDTH` lines per row.
 #[inline(always)]
 unsafe fn run<L: Line>(
-    problem: Problem<'_>,
-    x: &mut [f32],
+    shared: Shared<'_>,
+    rows: &[Row<'_>],
+    xs: &mut [f32],
+    losses: &mut [f64],
     vectors: Vectors<'_, L>,
     scratch: &mut Scratch,
-) -> f64 {
-    let Problem {
-        terms,
+) {
+    let Shared {
         fixed,
         gram,
-        ridge,
         steps,
         implicit,
-    } = problem;
+    } = shared;
     let Vectors {
+        residuals,
+        directions,
+        products,
         solution,
         residual,
         direction,
         product,
-        spare,
-        components,
     } = vectors;
-    let (stride, entries) = (fixed.stride(), terms.columns.len());
+    let stride = fixed.stride();
+    let lines = stride / L::WIDTH;
     let table = fixed.as_slice().as_ptr();
-    // SAFETY: `solve` checked every column indexes a row of the table.
+    // SAFETY: `solve_group` checked every column indexes a row of the table.
     let factor_row = |column: u32| unsafe { table.add(column as usize * stride) };
-    let weight = |entry: usize| terms.weights.map_or(1.0, |weights| weights[entry]);
+    let zero = L::splat(0.0);
+
+    let total: usize = rows.iter().map(|row| row.terms.columns.len()).sum();
+    let longest = rows.iter().map(|row| row.terms.columns.len()).max();
     let projections = &mut scratch.projections;
     projections.clear();
-    projections.resize(entries, 0.0);
+    projections.resize(total, 0.0);
     let step_projections = &mut scratch.step_projections;
     step_projections.clear();
-    step_projections.resize(entries, 0.0);
-    // SAFETY: `x` has `stride` floats, the lines' total.
-    unsafe { load(solution, x.as_ptr()) };
+    step_projections.resize(longest.unwrap_or(0), 0.0);
+    let mut residual_norms = [0f32; MAX_GROUP];
+    let mut active = [false; MAX_GROUP];
 
     // r = b - A x = sum (t - w y.x) y - gram x - ridge x, keeping each y.x.
-    multiply_gram(gram, ridge, solution, residual, spare, components);
-    for line in residual.iter_mut() {
-        *line = line.mul_add(L::splat(-1.0), L::splat(0.0));
-    }
-    for (entry, &column) in terms.columns.iter().enumerate() {
-        let ahead = entry + PREFETCH_AHEAD;
-        if let Some(&next) = terms
-            .columns
-            .get(ahead)
-            .or_else(|| terms.ahead.get(ahead - entries))
+    // SAFETY: `xs` holds the group's rows of `stride` floats.
+    unsafe { multiply_gram(gram, rows.len(), xs.as_ptr(), products) };
+    let mut first_entry = 0;
+    for (index, row) in rows.iter().enumerate() {
+        let (terms, entries) = (row.terms, row.terms.columns.len());
+        let x = &mut xs[index * stride..(index + 1) * stride];
+        if entries == 0 {
+            x.fill(0.0);
+            continue;
+        }
+        let row_projections = &mut projections[first_entry..first_entry + entries];
+        first_entry += entries;
+        let at = index * lines..(index + 1) * lines;
+        // SAFETY: `x` has `stride` floats.
+        unsafe { load(solution, x.as_ptr()) };
+        let ridge = L::splat(row.ridge);
+        for ((residual, solution), product) in residual
+            .iter_mut()
+            .zip(&*solution)
+            .zip(&products[at.clone()])
         {
-            fixed.prefetch_row(next as usize);
+            *residual = ridge
+                .mul_add(*solution, *product)
+                .mul_add(L::splat(-1.0), zero);
         }
-        // SAFETY: a row of the table has `stride` floats.
-        let projection = unsafe { dot_row(factor_row(column), solution) };
-        projections[entry] = projection;
-        let scale = weight(entry).mul_add(-projection, terms.targets[entry]);
-        // SAFETY: as above.
-        unsafe { add_row(residual, scale, factor_row(column)) };
-    }
-    direction.copy_from_slice(residual);
-    let mut residual_norm = dot(residual, residual);
-    for _ in 0..steps {
-        if residual_norm < 1e-20 {
-            break;
-        }
-        // product = A p, keeping each y.p.
-        multiply_gram(gram, ridge, direction, product, spare, components);
         for (entry, &column) in terms.columns.iter().enumerate() {
+            let ahead = entry + PREFETCH_AHEAD;
+            if let Some(&next) = terms
+                .columns
+                .get(ahead)
+                .or_else(|| terms.ahead.get(ahead - entries))
+            {
+                fixed.prefetch_row(next as usize);
+            }
+            // SAFETY: a row of the table has `stride` floats.
+            let projection = unsafe { dot_row(factor_row(column), solution) };
+            row_projections[entry] = projection;
+            let weight = terms.weights.map_or(1.0, |weights| weights[entry]);
+            let scale = weight.mul_add(-projection, terms.targets[entry]);
             // SAFETY: as above.
-            let projection = unsafe { dot_row(factor_row(column), direction) };
-            step_projections[entry] = projection;
-            // SAFETY: as above.
-            unsafe { add_row(product, weight(entry) * projection, factor_row(column)) };
+            unsafe { add_row(residual, scale, factor_row(column)) };
         }
-        let curvature = dot(direction, product);
-        if curvature <= 0.0 || !curvature.is_finite() {
+        residuals[at.clone()].copy_from_slice(residual);
+        directions[at].copy_from_slice(residual);
+        residual_norms[index] = dot(residual, residual);
+        active[index] = true;
+    }
+    for _ in 0..steps {
+        for (active, norm) in active.iter_mut().zip(&residual_norms) {
+            *active &= *norm >= 1e-20;
+        }
+        if !active.contains(&true) {
             break;
         }
-        let step = residual_norm / curvature;
-        add_scaled(solution, step, direction);
-        add_scaled(residual, -step, product);
-        for (projection, moved) in projections.iter_mut().zip(step_projections.iter()) {
-            *projection = step.mul_add(*moved, *projection);
+        // SAFETY: `directions` holds `MAX_GROUP >= rows.len()` rows of `stride` floats.
+        unsafe { multiply_gram(gram, rows.len(), directions.as_ptr().cast(), products) };
+        let mut first_entry = 0;
+        for (index, row) in rows.iter().enumerate() {
+            let (terms, entries) = (row.terms, row.terms.columns.len());
+            let row_projections = &mut projections[first_entry..first_entry + entries];
+            first_entry += entries;
+            if !active[index] {
+                continue;
+            }
+            let at = index * lines..(index + 1) * lines;
+            direction.copy_from_slice(&directions[at.clone()]);
+            // product = A p, keeping each y.p.
+            let ridge = L::splat(row.ridge);
+            for ((product, direction), gram_product) in product
+                .iter_mut()
+                .zip(&*direction)
+                .zip(&products[at.clone()])
+            {
+                *product = ridge.mul_add(*direction, *gram_product);
+            }
+            for (entry, &column) in terms.columns.iter().enumerate() {
+                // SAFETY: as above.
+                let projection = unsafe { dot_row(factor_row(column), direction) };
+                step_projections[entry] = projection;
+                let weight = terms.weights.map_or(1.0, |weights| weights[entry]);
+                // SAFETY: as above.
+                unsafe { add_row(product, weight * projection, factor_row(column)) };
+            }
+            let curvature = dot(direction, product);
+            if curvature <= 0.0 || !curvature.is_finite() {
+                active[index] = false;
+                continue;
+            }
+            let step = residual_norms[index] / curvature;
+            let x = &mut xs[index * stride..(index + 1) * stride];
+            // SAFETY: `x` has `stride` floats.
+            unsafe { load(solution, x.as_ptr()) };
+            add_scaled(solution, step, direction);
+            // SAFETY: as above.
+            unsafe { store(solution, x.as_mut_ptr()) };
+            residual.copy_from_slice(&residuals[at.clone()]);
+            add_scaled(residual, -step, product);
+            for (projection, moved) in row_projections.iter_mut().zip(step_projections.iter()) {
+                *projection = step.mul_add(*moved, *projection);
+            }
+            let next_norm = dot(residual, residual);
+            let ratio = L::splat(next_norm / residual_norms[index]);
+            for (direction, residual) in direction.iter_mut().zip(residual.iter()) {
+                *direction = ratio.mul_add(*direction, *residual);
+            }
+            residuals[at.clone()].copy_from_slice(residual);
+            directions[at].copy_from_slice(direction);
+            residual_norms[index] = next_norm;
         }
-        let next_norm = dot(residual, residual);
-        let ratio = L::splat(next_norm / residual_norm);
-        for (direction, residual) in direction.iter_mut().zip(residual.iter()) {
-            *direction = ratio.mul_add(*direction, *residual);
-        }
-        residual_norm = next_norm;
     }
-    // SAFETY: as for the load.
-    unsafe { store(solution, x.as_mut_ptr()) };
-    projections
-        .iter()
-        .zip(terms.targets)
-        .map(|(&projection, &target)| {
-            let truth = if implicit {
-                f32::from(u8::from(target > 0.0))
-            } else {
-                target
-            };
-            let error = f64::from(projection - truth);
-            error * error
-        })
-        .sum()
+    let mut first_entry = 0;
+    for (row, loss) in rows.iter().zip(losses.iter_mut()) {
+        let targets = row.terms.targets;
+        let row_projections = &projections[first_entry..first_entry + targets.len()];
+        first_entry += targets.len();
+        *loss = row_projections
+            .iter()
+            .zip(targets)
+            .map(|(&projection, &target)| {
+                let truth = if implicit {
+                    f32::from(u8::from(target > 0.0))
+                } else {
+                    target
+                };
+                let error = f64::from(projection - truth);
+                error * error
+            })
+            .sum();
+    }
 }
 
 /// # Safety
@@ -577,47 +675,73 @@ unsafe fn store<L: Line>(lines: &[L], target: *mut f32) {
     }
 }
 
-/// `out = gram v + ridge v` (just `ridge v` without a Gram matrix), as a sum of `gram`'s rows
-/// scaled by `v`'s components: two interleaved sums (even and odd rows) so that consecutive
-/// multiply-adds into a line do not wait on each other.
+/// `out_r = gram v_r` for the group's rows `v_r` (`rows` of them from `vectors`, each the
+/// stride of `out`'s rows; zero without a Gram matrix), in tiles of up to four rows by up to
+/// eight lines held in registers while `gram`'s rows stream past. Each line of each row is one
+/// chain of fused multiply-adds over `gram`'s rows in order, so a row's result does not depend
+/// on the others.
+///
+/// # Safety
+/// `vectors` is valid for `rows` rows of `out.len() / MAX_GROUP` lines.
 #[inline(always)]
-fn multiply_gram<L: Line>(
+unsafe fn multiply_gram<L: Line>(
     gram: Option<&[f32]>,
-    ridge: f32,
-    v: &[L],
+    rows: usize,
+    vectors: *const f32,
     out: &mut [L],
-    spare: &mut [L],
-    components: &mut [f32],
 ) {
+    let lines = out.len() / MAX_GROUP;
+    let stride = lines * L::WIDTH;
     let zero = L::splat(0.0);
-    let ridge = L::splat(ridge);
-    for (out, v) in out.iter_mut().zip(v) {
-        *out = ridge.mul_add(*v, zero);
-    }
     let Some(gram) = gram else {
+        out.fill(zero);
         return;
     };
-    let stride = components.len();
-    // SAFETY: `components` has as many floats as the lines.
-    unsafe { store(v, components.as_mut_ptr()) };
-    spare.fill(zero);
     let rank = gram.len() / stride;
-    let gram_row = |index: usize| gram[index * stride..][..stride].as_ptr();
-    let mut index = 0;
-    while index + 1 < rank {
-        // SAFETY: each row of `gram` has `stride` floats.
-        unsafe {
-            add_row(out, components[index], gram_row(index));
-            add_row(spare, components[index + 1], gram_row(index + 1));
+    // Tiles of at most 16 sums, leaving registers for a row of `gram`.
+    let (tile_rows, tile_lines) = match lines {
+        1..=4 => (4, lines),
+        5..=8 => (2, lines),
+        _ => (1, 8),
+    };
+    let mut sums = [[zero; 8]; 4];
+    let mut first_row = 0;
+    while first_row < rows {
+        let mut first_line = 0;
+        while first_line < lines {
+            let tile_lines = tile_lines.min(lines - first_line);
+            for row_sums in sums.iter_mut() {
+                row_sums.fill(zero);
+            }
+            for (index, gram_row) in gram.chunks_exact(stride).take(rank).enumerate() {
+                let gram_row = gram_row.as_ptr();
+                for (tile_row, row_sums) in sums.iter_mut().enumerate().take(tile_rows) {
+                    // SAFETY: the caller's contract; padding rows beyond `rows` (up to
+                    // MAX_GROUP, a multiple of the tile) are inside the caller's buffer only
+                    // when it is a group buffer, so they are read only below `rows`.
+                    let component = unsafe {
+                        *vectors.add((first_row + tile_row).min(rows - 1) * stride + index)
+                    };
+                    let component = L::splat(component);
+                    for (line, sum) in row_sums.iter_mut().enumerate().take(tile_lines) {
+                        // SAFETY: `gram`'s rows have `stride` floats.
+                        let value =
+                            unsafe { L::load(gram_row.add((first_line + line) * L::WIDTH)) };
+                        *sum = component.mul_add(value, *sum);
+                    }
+                }
+            }
+            for (tile_row, row_sums) in sums.iter().enumerate().take(tile_rows) {
+                let row = first_row + tile_row;
+                if row >= rows {
+                    break;
+                }
+                let at = row * lines + first_line;
+                out[at..at + tile_lines].copy_from_slice(&row_sums[..tile_lines]);
+            }
+            first_line += tile_lines;
         }
-        index += 2;
-    }
-    if index < rank {
-        // SAFETY: as above.
-        unsafe { add_row(out, components[index], gram_row(index)) };
-    }
-    for (out, spare) in out.iter_mut().zip(spare.iter()) {
-        *out = out.add(*spare);
+        first_row += tile_rows;
     }
 }
 
@@ -742,30 +866,84 @@ mod tests {
         right_side
     }
 
-    fn iterate(rank: usize, entries: usize, steps: usize, in_arrays: bool) -> (Vec<f32>, f64) {
-        let (table, columns, weights, targets) = problem_data(rank, entries);
-        let gram = full_gram(&table, rank);
-        let problem = Problem {
-            terms: Terms {
-                columns: &columns,
-                ahead: &[],
-                weights: Some(&weights),
-                targets: &targets,
-            },
-            fixed: &table,
+    /// Solves the rows `(rank, entries)` as one group; returns each row's `x` and loss.
+    fn solve_rows(
+        rank: usize,
+        rows: &[usize],
+        steps: usize,
+        in_arrays: bool,
+    ) -> Vec<(Vec<f32>, f64)> {
+        let data: Vec<_> = rows
+            .iter()
+            .map(|&entries| problem_data(rank, entries))
+            .collect();
+        let table = &data[0].0;
+        let gram = full_gram(table, rank);
+        let shared = Shared {
+            fixed: table,
             gram: Some(&gram),
-            ridge: 0.5,
             steps,
             implicit: true,
         };
-        let mut x = vec![0f32; table.stride()];
+        let group: Vec<Row<'_>> = data
+            .iter()
+            .map(|(_, columns, weights, targets)| Row {
+                terms: Terms {
+                    columns,
+                    ahead: &[],
+                    weights: Some(weights),
+                    targets,
+                },
+                ridge: 0.5 + columns.len() as f32 * 0.01,
+            })
+            .collect();
+        let stride = table.stride();
+        let mut xs = vec![0f32; rows.len() * stride];
+        for (x, entries) in xs.chunks_mut(stride).zip(rows) {
+            for (component, value) in x[..rank].iter_mut().enumerate() {
+                *value = ((component + entries) % 7) as f32 * 0.01;
+            }
+        }
+        let mut losses = vec![0f64; rows.len()];
         let mut scratch = Scratch::default();
-        let loss = if in_arrays {
-            unsafe { portable(problem, &mut x, &mut scratch) }
+        if in_arrays {
+            // SAFETY: the arguments pass `solve_group`'s checks (it is run on the same data).
+            unsafe { portable(shared, &group, &mut xs, &mut losses, &mut scratch) }
         } else {
-            solve(problem, &mut x, &mut scratch)
-        };
+            solve_group(shared, &group, &mut xs, &mut losses, &mut scratch)
+        }
+        xs.chunks(stride)
+            .zip(losses)
+            .map(|(x, loss)| (x.to_vec(), loss))
+            .collect()
+    }
+
+    fn iterate(rank: usize, entries: usize, steps: usize, in_arrays: bool) -> (Vec<f32>, f64) {
+        let mut solved = solve_rows(rank, &[entries], steps, in_arrays);
+        let (x, loss) = solved.remove(0);
         (x, loss)
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_alone_and_in_any_group() {
+        for rank in [5, 20, 64, 200] {
+            let rows = [3 * rank, 0, rank, 2 * rank + 1, 7, 1, 40, 3, 9];
+            let together = solve_rows(rank, &rows, 3, false);
+            assert_eq!(
+                together[1].0,
+                vec![0f32; together[1].0.len()],
+                "an empty row is zero"
+            );
+            for (index, &entries) in rows.iter().enumerate() {
+                let mut alone = solve_rows(rank, &[entries], 3, false);
+                let (x, loss) = alone.pop().unwrap();
+                assert_eq!(
+                    x, together[index].0,
+                    "rank {rank}, row {index} ({entries} entries)"
+                );
+                assert_eq!(loss.to_bits(), together[index].1.to_bits());
+            }
+        }
     }
 
     #[test]
@@ -773,7 +951,7 @@ mod tests {
         for rank in [3, 10, 16, 40, 64, 130] {
             let entries = 2 * rank + 5;
             let (x, loss) = iterate(rank, entries, 3 * rank, false);
-            let solution = exact(rank, entries, 0.5);
+            let solution = exact(rank, entries, 0.5 + f64::from(entries as f32 * 0.01));
             for (got, want) in x.iter().zip(&solution) {
                 assert!(
                     (f64::from(*got) - want).abs() < 1e-3,

@@ -376,19 +376,28 @@ fn solve_side_in_groups<const GROUP: usize>(
                 if let (false, Solver::ConjugateGradient { steps }) =
                     (params.nonnegative, params.solver)
                 {
-                    for (lane, loss) in group_losses.iter_mut().enumerate() {
-                        let row = first_row + lane;
-                        let problem = conjugate::Problem {
-                            terms: side.terms(row),
-                            fixed,
-                            gram,
-                            ridge: params.reg_param as f32 * side.counts[row],
-                            steps,
-                            implicit: params.implicit_prefs,
-                        };
-                        let x = &mut padded_rows[lane * stride..(lane + 1) * stride];
-                        *loss = conjugate::solve(problem, x, &mut scratch.conjugate);
-                    }
+                    let shared = conjugate::Shared {
+                        fixed,
+                        gram,
+                        steps,
+                        implicit: params.implicit_prefs,
+                    };
+                    let rows: [conjugate::Row<'_>; conjugate::MAX_GROUP] =
+                        std::array::from_fn(|lane| {
+                            let row = (first_row + lane).min(side.csr.rows() - 1);
+                            conjugate::Row {
+                                terms: side.terms(row),
+                                ridge: params.reg_param as f32 * side.counts[row],
+                            }
+                        });
+                    let rows_here = group_losses.len();
+                    conjugate::solve_group(
+                        shared,
+                        &rows[..rows_here],
+                        padded_rows,
+                        group_losses,
+                        &mut scratch.conjugate,
+                    );
                     return;
                 }
                 let sweep = HalfSweep {
