@@ -40,7 +40,9 @@
 
 mod conjugate;
 pub mod fold_in;
+mod gram;
 pub mod kernel;
+mod lines;
 pub mod recommend;
 pub mod solve;
 
@@ -249,47 +251,6 @@ impl<'a> Side<'a> {
             targets: &self.targets[range],
         }
     }
-}
-
-/// `Y^T Y` over every row of `fixed` (upper triangle, `rank x stride`), summed over fixed
-/// chunks in order so the result does not depend on the thread count.
-fn gram(fixed: &FactorTable, rank: usize, all_rows: &[u32]) -> Vec<f32> {
-    const CHUNK: usize = 8192;
-    let stride = fixed.stride();
-    let rows = &all_rows[..fixed.rows()];
-    let zeros = vec![0f32; CHUNK];
-    let partials: Vec<Vec<f32>> = rows
-        .par_chunks(CHUNK)
-        .map(|chunk| {
-            let mut normal = vec![0f32; rank * stride];
-            let mut right_side = vec![0f32; stride];
-            let terms = Terms {
-                columns: chunk,
-                ahead: &[],
-                weights: None,
-                targets: &zeros[..chunk.len()],
-            };
-            kernel::accumulate(terms, fixed, &mut normal, &mut right_side);
-            normal
-        })
-        .collect();
-    let mut total = vec![0f32; rank * stride];
-    for partial in partials {
-        for (sum, value) in total.iter_mut().zip(partial) {
-            *sum += value;
-        }
-    }
-    total
-}
-
-/// Fills the lower triangle of a matrix whose upper triangle is set (`rank x stride`).
-fn symmetric(mut matrix: Vec<f32>, rank: usize, stride: usize) -> Vec<f32> {
-    for a in 0..rank {
-        for b in 0..a {
-            matrix[a * stride + b] = matrix[b * stride + a];
-        }
-    }
-    matrix
 }
 
 /// Entry `(a, b)` of a symmetric matrix of which only the upper triangle is stored.
@@ -705,16 +666,9 @@ pub fn train_from(
     }
     let user_side = Side::new(by_user, params);
     let item_side = Side::new(by_item, params);
-    let all_rows: Vec<u32> = if params.implicit_prefs {
-        (0..users.max(items) as u32).collect()
-    } else {
-        Vec::new()
-    };
     let mut user_losses = vec![0f64; users];
     for iteration in 1..=params.max_iter {
-        let user_gram = params
-            .implicit_prefs
-            .then(|| symmetric(gram(&user_factors, k, &all_rows), k, user_factors.stride()));
+        let user_gram = params.implicit_prefs.then(|| gram::gram(&user_factors));
         solve_side(
             &item_side,
             &user_factors,
@@ -733,9 +687,7 @@ pub fn train_from(
                 side: "item factors",
             });
         }
-        let item_gram = params
-            .implicit_prefs
-            .then(|| symmetric(gram(&item_factors, k, &all_rows), k, item_factors.stride()));
+        let item_gram = params.implicit_prefs.then(|| gram::gram(&item_factors));
         solve_side(
             &user_side,
             &item_factors,
