@@ -868,13 +868,18 @@ mod tests {
 
     #[test]
     fn training_loss_from_the_normal_equations_matches_the_direct_sum() {
-        for nonnegative in [false, true] {
+        for (nonnegative, solver) in [
+            (false, Solver::Cholesky),
+            (true, Solver::Cholesky),
+            (false, Solver::ConjugateGradient { steps: 3 }),
+        ] {
             let data = generate_ratings(300, 150, 9_000, 3, 0.2, 11);
             let rows: Vec<u32> = (0..data.len() as u32).collect();
             let by_user = Csr::build(data.users(), &data.user, &data.item, &data.rating, &rows);
             let by_item = Csr::build(data.items(), &data.item, &data.user, &data.rating, &rows);
             let params = AlsParams {
                 nonnegative,
+                solver,
                 ..AlsParams::explicit(6, 4, 0.05, 2)
             };
             let mut reported = f64::NAN;
@@ -892,9 +897,30 @@ mod tests {
             let direct = (squared / rows.len() as f64).sqrt();
             assert!(
                 (reported - direct).abs() < 1e-5 * direct,
-                "nonnegative={nonnegative}: reported {reported}, direct {direct}"
+                "nonnegative={nonnegative} {solver:?}: reported {reported}, direct {direct}"
             );
         }
+    }
+
+    #[test]
+    fn explicit_conjugate_gradient_reaches_the_noise_level_for_any_thread_count() {
+        let (exact, exact_rmse) = fit(2, 0.1);
+        let (iterative, iterative_rmse) = fit_with(|params| {
+            params.solver = Solver::ConjugateGradient { steps: 4 };
+            params.max_iter = 15;
+        });
+        assert_ne!(exact, iterative);
+        assert!(
+            iterative_rmse < 0.2 && (iterative_rmse - exact_rmse).abs() < 0.05,
+            "conjugate gradient test RMSE {iterative_rmse}, Cholesky {exact_rmse}"
+        );
+        let (threads_1, _) = fit_threads(1, 0.1, |params| {
+            params.solver = Solver::ConjugateGradient { steps: 4 }
+        });
+        let (threads_3, _) = fit_threads(3, 0.1, |params| {
+            params.solver = Solver::ConjugateGradient { steps: 4 }
+        });
+        assert_eq!(threads_1, threads_3);
     }
 
     #[test]
