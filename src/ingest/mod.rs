@@ -143,6 +143,26 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
+impl FileBytes {
+    /// Lets the kernel drop the mapped pages of `range` from this process; they stay in the
+    /// page cache and are faulted in again if read. A file parsed in slices then holds only
+    /// the slice being parsed in memory, not the whole file.
+    pub(crate) fn release(&self, range: std::ops::Range<usize>) {
+        if let FileBytes::Mapped { map, .. } = self {
+            // SAFETY: the map is a read-only shared mapping of a file: dropping its pages
+            // loses nothing, and a later read faults them in again from the file. A failure
+            // only means the pages stay.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.len(),
+                )
+            };
+        }
+    }
+}
+
 /// Refuses what is not a regular file before opening it: opening a FIFO blocks, and devices
 /// such as `/dev/zero` never end or look empty.
 pub(crate) fn check_regular(path: &Path) -> Result<(), IngestError> {

@@ -332,6 +332,42 @@ fn for_each_file(
             }
             continue;
         }
+        // A limit reads the file's first rows whole (polars stops early).
+        let slices = match remaining {
+            None => text_slices(&bytes, files, TEXT_SLICE_BYTES),
+            Some(_) => None,
+        };
+        if let Some(slices) = slices {
+            let header_lines = u64::from(files.header);
+            let mut print = fingerprint(path, &bytes, 0);
+            let rows = counted_rows(&bytes, files.header);
+            bytes.release(0..bytes.len());
+            let mut first_row = 0;
+            let mut schema = None;
+            for range in slices {
+                let frame = read_text_slice(
+                    path,
+                    &bytes,
+                    range.clone(),
+                    files,
+                    float_column,
+                    &mut schema,
+                )?;
+                bytes.release(range);
+                let height = frame.height();
+                let located = Located {
+                    path,
+                    header_lines,
+                    first_row: first_row as u64,
+                    file_rows: rows,
+                };
+                hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
+                first_row += height;
+            }
+            print.rows = first_row as u64;
+            fingerprints.push(print);
+            continue;
+        }
         let frame = read_frame(
             path,
             &bytes,
@@ -350,6 +386,112 @@ fn for_each_file(
         hand_on(&located, frame, input, seed, used, &mut counts, per_file)?;
     }
     Ok((fingerprints, counts))
+}
+
+/// Bytes of a large delimited file parsed at a time (cut at line ends). Parsed whole, the
+/// 100M-rating CSV (1.8 GB) was all in memory, mapped, beside the whole frame of its columns;
+/// in slices, ingestion holds one slice of text and one of columns more than its result.
+const TEXT_SLICE_BYTES: usize = if cfg!(test) { 4 << 10 } else { 64 << 20 };
+
+/// Byte ranges of the slices a delimited file is parsed in, each ending at a line end (the
+/// first with the header), or `None` to parse it whole: files under two slices, separators
+/// of more than one byte (rewritten in a copy), and files with a double quote anywhere, where
+/// a quoted field may hold a line end and a cut could fall inside it.
+fn text_slices(
+    bytes: &[u8],
+    files: &FileSource,
+    slice_bytes: usize,
+) -> Option<Vec<std::ops::Range<usize>>> {
+    if !files.format.is_delimited_text() || bytes.len() < 2 * slice_bytes {
+        return None;
+    }
+    let separator = files
+        .separator
+        .clone()
+        .unwrap_or_else(|| sniff_separator(bytes));
+    if separator.len() != 1 || bytes.par_chunks(1 << 20).any(|chunk| chunk.contains(&b'"')) {
+        return None;
+    }
+    let mut slices = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let at_least = (start + slice_bytes).min(bytes.len());
+        let end = bytes[at_least..]
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map_or(bytes.len(), |offset| at_least + offset + 1);
+        slices.push(start..end);
+        start = end;
+    }
+    Some(slices)
+}
+
+/// Data rows of a delimited file without quotes: its lines, less the header. Blank lines, which
+/// polars skips, make this an upper bound (it only sizes the arrays).
+fn counted_rows(bytes: &[u8], header: bool) -> usize {
+    let line_ends: usize = bytes
+        .par_chunks(1 << 20)
+        .map(|chunk| chunk.iter().filter(|&&byte| byte == b'\n').count())
+        .sum();
+    let lines = line_ends + usize::from(bytes.last().is_some_and(|&byte| byte != b'\n'));
+    lines.saturating_sub(usize::from(header))
+}
+
+/// Parses one slice of a delimited file ([`text_slices`]). The first (with the header) is
+/// typed as a whole file is, and its schema is kept; later slices are read with that schema,
+/// or all as text when they do not fit it (as a separate file would be; ids then become text
+/// for the whole input, see [`RawIds::extend`]). When even that fails, the whole file is read
+/// the usual way for the error, which then names the row and line in the whole file.
+fn read_text_slice(
+    path: &Path,
+    bytes: &super::FileBytes,
+    range: std::ops::Range<usize>,
+    files: &FileSource,
+    float_column: Option<&ColumnRef>,
+    schema: &mut Option<SchemaRef>,
+) -> Result<DataFrame, IngestError> {
+    let data = &bytes[range];
+    let Some(first) = schema.clone() else {
+        let frame = read_frame(path, data, files, None, float_column)?;
+        *schema = Some(frame.schema().clone());
+        return Ok(frame);
+    };
+    let separator = files
+        .separator
+        .clone()
+        .unwrap_or_else(|| sniff_separator(bytes))
+        .as_bytes()[0];
+    let read = |schema: SchemaRef| {
+        CsvReadOptions::default()
+            .with_has_header(false)
+            .with_schema(Some(schema))
+            .with_rechunk(false)
+            .map_parse_options(|options| options.with_separator(separator))
+            .into_reader_with_file_handle(Cursor::new(data))
+            .finish()
+    };
+    let as_text = || {
+        Arc::new(Schema::from_iter(
+            first
+                .iter_names()
+                .map(|name| Field::new(name.clone(), DataType::String)),
+        ))
+    };
+    let frame = parsed(path, || {
+        Ok(read(first.clone()).or_else(|_| read(as_text())).ok())
+    })?;
+    match frame {
+        Some(frame) => Ok(frame),
+        None => match read_frame(path, bytes, files, None, float_column) {
+            Err(error) => Err(error),
+            Ok(_) => Err(IngestError::Malformed {
+                path: path.to_path_buf(),
+                problem:
+                    "a part of the file could not be parsed with the columns of its first rows"
+                        .to_owned(),
+            }),
+        },
+    }
 }
 
 /// Rows of a Parquet file decoded at a time: whole row groups adding up to about this many.
@@ -1048,6 +1190,81 @@ mod tests {
             panic!("not a bad value");
         };
         assert_eq!((row, line), (4_194_306, 4_194_306));
+    }
+
+    /// Reads `text` (written to `name` in `dir`) as a train job's input.
+    fn read_text(
+        dir: &Path,
+        name: &str,
+        text: &str,
+    ) -> Result<super::super::IngestedRatings, IngestError> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let job = format!(
+            "[job]\nname = \"slices\"\n[input]\npath = \"{}\"\n[model]\nrank = 2\n",
+            path.display()
+        );
+        let config = crate::config::validate::validate_text(&dir.join("job.toml"), &job).unwrap();
+        let crate::config::Task::Train(task) = config.task else {
+            panic!("a train job");
+        };
+        super::read_ratings(&task.input, 7, None)
+    }
+
+    #[test]
+    fn a_csv_read_in_slices_equals_it_read_whole_and_names_rows_of_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = String::new();
+        for row in 0..5000 {
+            let user = (row * 7919) % 613;
+            let item = if row == 4321 {
+                "x17".to_owned()
+            } else {
+                ((row * 31) % 97).to_string()
+            };
+            body.push_str(&format!("{user},{item},{}.5\n", row % 5));
+        }
+        assert!(body.len() > 8 * TEXT_SLICE_BYTES);
+        // A double quote anywhere makes the file parse whole.
+        let sliced = read_text(
+            dir.path(),
+            "sliced.csv",
+            &format!("user,item,rating\n{body}"),
+        )
+        .unwrap();
+        let whole = read_text(
+            dir.path(),
+            "whole.csv",
+            &format!("\"user\",item,rating\n{body}"),
+        )
+        .unwrap();
+        assert_eq!(sliced.ratings, whole.ratings);
+        assert_eq!(sliced.counts, whole.counts);
+        assert_eq!(sliced.fingerprints[0].rows, 5000);
+        assert_eq!(whole.fingerprints[0].rows, 5000);
+        assert!(
+            matches!(sliced.ratings.item_ids, Ids::Text(_)),
+            "a text id in a late slice"
+        );
+
+        let mut lines: Vec<&str> = body.lines().collect();
+        let broken = "12,34,high".to_owned();
+        lines[3999] = &broken;
+        let text = format!("user,item,rating\n{}\n", lines.join("\n"));
+        let error = |name: &str, text: &str| match read_text(dir.path(), name, text) {
+            Ok(_) => panic!("{name} should not load"),
+            Err(error) => error.to_string(),
+        };
+        let sliced = error("bad.csv", &text);
+        let whole = error("bad-whole.csv", &text.replacen("user", "\"user\"", 1));
+        assert!(
+            sliced.contains("4000") && sliced.contains("4001"),
+            "{sliced}"
+        );
+        assert_eq!(
+            sliced.replace("bad.csv", "F"),
+            whole.replace("bad-whole.csv", "F")
+        );
     }
 
     #[test]
