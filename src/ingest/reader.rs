@@ -337,10 +337,9 @@ fn for_each_file(
             None => text_slices(&bytes, files, TEXT_SLICE_BYTES),
             Some(_) => None,
         };
-        if let Some(slices) = slices {
+        if let Some((slices, rows)) = slices {
             let header_lines = u64::from(files.header);
             let mut print = fingerprint(path, &bytes, 0);
-            let rows = counted_rows(&bytes, files.header);
             bytes.release(0..bytes.len());
             let mut first_row = 0;
             let mut schema = None;
@@ -394,14 +393,17 @@ fn for_each_file(
 const TEXT_SLICE_BYTES: usize = if cfg!(test) { 4 << 10 } else { 64 << 20 };
 
 /// Byte ranges of the slices a delimited file is parsed in, each ending at a line end (the
-/// first with the header), or `None` to parse it whole: files under two slices, separators
-/// of more than one byte (rewritten in a copy), and files with a double quote anywhere, where
-/// a quoted field may hold a line end and a cut could fall inside it.
+/// first with the header), and its data rows; or `None` to parse it whole: files under two
+/// slices, separators of more than one byte (rewritten in a copy), and files with a double
+/// quote anywhere, where a quoted field may hold a line end and a cut could fall inside it.
+///
+/// The rows are the file's lines less the header (blank lines, which polars skips, make this
+/// an upper bound; it only sizes the arrays), counted in the same pass as the quote check.
 fn text_slices(
     bytes: &[u8],
     files: &FileSource,
     slice_bytes: usize,
-) -> Option<Vec<std::ops::Range<usize>>> {
+) -> Option<(Vec<std::ops::Range<usize>>, usize)> {
     if !files.format.is_delimited_text() || bytes.len() < 2 * slice_bytes {
         return None;
     }
@@ -409,9 +411,22 @@ fn text_slices(
         .separator
         .clone()
         .unwrap_or_else(|| sniff_separator(bytes));
-    if separator.len() != 1 || bytes.par_chunks(1 << 20).any(|chunk| chunk.contains(&b'"')) {
+    if separator.len() != 1 {
         return None;
     }
+    // Per 1 MiB chunk (in cache for its second look): a quote, and the line ends.
+    let (quoted, line_ends) = bytes
+        .par_chunks(1 << 20)
+        .map(|chunk| {
+            let quoted = chunk.contains(&b'"');
+            (quoted, chunk.iter().filter(|&&byte| byte == b'\n').count())
+        })
+        .reduce(|| (false, 0), |a, b| (a.0 || b.0, a.1 + b.1));
+    if quoted {
+        return None;
+    }
+    let lines = line_ends + usize::from(bytes.last().is_some_and(|&byte| byte != b'\n'));
+    let rows = lines.saturating_sub(usize::from(files.header));
     let mut slices = Vec::new();
     let mut start = 0;
     while start < bytes.len() {
@@ -423,18 +438,7 @@ fn text_slices(
         slices.push(start..end);
         start = end;
     }
-    Some(slices)
-}
-
-/// Data rows of a delimited file without quotes: its lines, less the header. Blank lines, which
-/// polars skips, make this an upper bound (it only sizes the arrays).
-fn counted_rows(bytes: &[u8], header: bool) -> usize {
-    let line_ends: usize = bytes
-        .par_chunks(1 << 20)
-        .map(|chunk| chunk.iter().filter(|&&byte| byte == b'\n').count())
-        .sum();
-    let lines = line_ends + usize::from(bytes.last().is_some_and(|&byte| byte != b'\n'));
-    lines.saturating_sub(usize::from(header))
+    Some((slices, rows))
 }
 
 /// Parses one slice of a delimited file ([`text_slices`]). The first (with the header) is
