@@ -337,17 +337,23 @@ fn for_each_file(
             None => text_slices(&bytes, files, TEXT_SLICE_BYTES),
             Some(_) => None,
         };
-        if let Some((slices, rows)) = slices {
+        if let Some(TextSlices {
+            ranges,
+            rows,
+            separator,
+        }) = slices
+        {
             let header_lines = u64::from(files.header);
             let mut print = fingerprint(path, &bytes, 0);
             bytes.release(0..bytes.len());
             let mut first_row = 0;
             let mut schema = None;
-            for range in slices {
+            for range in ranges {
                 let frame = read_text_slice(
                     path,
                     &bytes,
                     range.clone(),
+                    separator,
                     files,
                     float_column,
                     &mut schema,
@@ -392,18 +398,21 @@ fn for_each_file(
 /// in slices, ingestion holds one slice of text and one of columns more than its result.
 const TEXT_SLICE_BYTES: usize = if cfg!(test) { 4 << 10 } else { 64 << 20 };
 
-/// Byte ranges of the slices a delimited file is parsed in, each ending at a line end (the
-/// first with the header), and its data rows; or `None` to parse it whole: files under two
+/// How a delimited file is parsed in slices ([`text_slices`]).
+struct TextSlices {
+    /// Byte ranges, each ending at a line end (the first with the header).
+    ranges: Vec<std::ops::Range<usize>>,
+    /// The file's lines less the header: blank lines, which polars skips, make this an upper
+    /// bound (it only sizes the arrays).
+    rows: usize,
+    separator: u8,
+}
+
+/// The slices a delimited file is parsed in, or `None` to parse it whole: files under two
 /// slices, separators of more than one byte (rewritten in a copy), and files with a double
 /// quote anywhere, where a quoted field may hold a line end and a cut could fall inside it.
-///
-/// The rows are the file's lines less the header (blank lines, which polars skips, make this
-/// an upper bound; it only sizes the arrays), counted in the same pass as the quote check.
-fn text_slices(
-    bytes: &[u8],
-    files: &FileSource,
-    slice_bytes: usize,
-) -> Option<(Vec<std::ops::Range<usize>>, usize)> {
+/// The rows are counted in the same pass as the quote check.
+fn text_slices(bytes: &[u8], files: &FileSource, slice_bytes: usize) -> Option<TextSlices> {
     if !files.format.is_delimited_text() || bytes.len() < 2 * slice_bytes {
         return None;
     }
@@ -411,9 +420,9 @@ fn text_slices(
         .separator
         .clone()
         .unwrap_or_else(|| sniff_separator(bytes));
-    if separator.len() != 1 {
+    let &[separator] = separator.as_bytes() else {
         return None;
-    }
+    };
     // Per 1 MiB chunk (in cache for its second look): a quote, and the line ends.
     let (quoted, line_ends) = bytes
         .par_chunks(1 << 20)
@@ -427,7 +436,7 @@ fn text_slices(
     }
     let lines = line_ends + usize::from(bytes.last().is_some_and(|&byte| byte != b'\n'));
     let rows = lines.saturating_sub(usize::from(files.header));
-    let mut slices = Vec::new();
+    let mut ranges = Vec::new();
     let mut start = 0;
     while start < bytes.len() {
         let at_least = (start + slice_bytes).min(bytes.len());
@@ -435,10 +444,14 @@ fn text_slices(
             .iter()
             .position(|&byte| byte == b'\n')
             .map_or(bytes.len(), |offset| at_least + offset + 1);
-        slices.push(start..end);
+        ranges.push(start..end);
         start = end;
     }
-    Some((slices, rows))
+    Some(TextSlices {
+        ranges,
+        rows,
+        separator,
+    })
 }
 
 /// Parses one slice of a delimited file ([`text_slices`]). The first (with the header) is
@@ -450,6 +463,7 @@ fn read_text_slice(
     path: &Path,
     bytes: &super::FileBytes,
     range: std::ops::Range<usize>,
+    separator: u8,
     files: &FileSource,
     float_column: Option<&ColumnRef>,
     schema: &mut Option<SchemaRef>,
@@ -460,11 +474,6 @@ fn read_text_slice(
         *schema = Some(frame.schema().clone());
         return Ok(frame);
     };
-    let separator = files
-        .separator
-        .clone()
-        .unwrap_or_else(|| sniff_separator(bytes))
-        .as_bytes()[0];
     let read = |schema: SchemaRef| {
         CsvReadOptions::default()
             .with_has_header(false)

@@ -28,7 +28,7 @@
 //! the passes are bound by fetching factor rows, not by the sums.
 
 use super::kernel::{FactorTable, Terms};
-use super::lines::{Line, add_row, add_scaled, dot, dot_row, load, store};
+use super::lines::{Line, add_row, add_scaled, dot, dot_row, load, store, tile_shape};
 #[cfg(target_arch = "x86_64")]
 use super::lines::{avx2_available, avx512_available};
 
@@ -467,12 +467,7 @@ unsafe fn multiply_gram<L: Line>(
         return;
     };
     let rank = gram.len() / stride;
-    // Tiles of at most 16 sums, leaving registers for a row of `gram`.
-    let (tile_rows, tile_lines) = match lines {
-        1..=4 => (4, lines),
-        5..=8 => (2, lines),
-        _ => (1, 8),
-    };
+    let (tile_rows, tile_lines) = tile_shape(lines);
     let mut sums = [[zero; 8]; 4];
     let mut first_row = 0;
     while first_row < rows {

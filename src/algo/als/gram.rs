@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::kernel::FactorTable;
-use super::lines::Line;
+use super::lines::{Line, tile_shape};
 #[cfg(target_arch = "x86_64")]
 use super::lines::{avx2_available, avx512_available};
 
@@ -106,12 +106,7 @@ mod x86 {
 unsafe fn tiles<L: Line>(chunk: &[f32], rank: usize, stride: usize, out: &mut [f32]) {
     let lines = stride / L::WIDTH;
     let zero = L::splat(0.0);
-    // At most 16 sums, leaving registers for the row's lines and the broadcast factors.
-    let (tile_rows, tile_lines) = match lines {
-        1..=4 => (4, lines),
-        5..=8 => (2, lines),
-        _ => (1, 8),
-    };
+    let (tile_rows, tile_lines) = tile_shape(lines);
     let mut first_output = 0;
     while first_output < rank {
         let mut first_line = 0;

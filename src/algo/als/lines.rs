@@ -23,6 +23,18 @@ pub fn avx2_available() -> bool {
     })
 }
 
+/// The register tile of a product whose outputs are rows of `lines` lines: how many output
+/// rows by how many lines are summed at once. At most 16 sums, leaving registers for the
+/// streamed row's lines and the broadcast factors.
+#[inline(always)]
+pub fn tile_shape(lines: usize) -> (usize, usize) {
+    match lines {
+        1..=4 => (4, lines),
+        5..=8 => (2, lines),
+        _ => (1, 8),
+    }
+}
+
 /// A vector register's worth of floats (or an array standing in for one). Every
 /// implementation computes the same bits: `mul_add` rounds once, and `sum` adds the halves
 /// first, then their halves, down to one float.

@@ -451,7 +451,7 @@ struct HalfSweep<'a> {
 }
 
 /// Solves up to `L` rows of one group by Cholesky (NNLS) from their normal equations
-/// ([`solve_group_exactly_body`]; conjugate gradient is [`conjugate::solve`]). Compiled for AVX2
+/// ([`solve_group_exactly_body`]; conjugate gradient is [`conjugate::solve_group`]). Compiled for AVX2
 /// where the CPU has it, so that the copy into lanes and the inlined left-looking solve (ranks
 /// above 16) take full-width vector steps. Rust never fuses a multiply and an add on its own,
 /// so both builds give bit-identical results.
