@@ -227,19 +227,50 @@ impl FlatTrees {
                 } else {
                     index % per_row
                 };
-                for (sum, link) in sums.chunks_exact_mut(per_row).zip(leaves.iter()) {
-                    let at = (link & !LEAF) as usize * self.values_per_leaf;
-                    for (total, value) in sum[slot..slot + self.values_per_leaf]
-                        .iter_mut()
-                        .zip(&self.leaf_values[at..at + self.values_per_leaf])
-                    {
-                        *total += value;
+                // One and two values a leaf (boosting and regression; binary forests) with
+                // the count fixed, so each row's adds are straight-line code.
+                match self.values_per_leaf {
+                    1 => self.add_leaf_values::<1>(sums, per_row, slot, leaves),
+                    2 => self.add_leaf_values::<2>(sums, per_row, slot, leaves),
+                    _ => {
+                        for (sum, link) in sums.chunks_exact_mut(per_row).zip(leaves.iter()) {
+                            let at = (link & !LEAF) as usize * self.values_per_leaf;
+                            for (total, value) in sum[slot..slot + self.values_per_leaf]
+                                .iter_mut()
+                                .zip(&self.leaf_values[at..at + self.values_per_leaf])
+                            {
+                                *total += value;
+                            }
+                        }
                     }
                 }
             }
             for (offset, sum) in sums.chunks_exact(per_row).enumerate() {
                 let target = &mut out[(start + offset) * width..(start + offset + 1) * width];
                 self.finish(sum, target);
+            }
+        }
+    }
+
+    /// Adds the values of the leaves reached (`VALUES` a leaf) to the rows' sums, from `slot`.
+    #[inline(always)]
+    fn add_leaf_values<const VALUES: usize>(
+        &self,
+        sums: &mut [f64],
+        per_row: usize,
+        slot: usize,
+        leaves: &[u32],
+    ) {
+        for (sum, link) in sums.chunks_exact_mut(per_row).zip(leaves) {
+            let at = (link & !LEAF) as usize * VALUES;
+            let values: &[f64; VALUES] = self.leaf_values[at..at + VALUES]
+                .try_into()
+                .expect("a leaf's values");
+            let totals: &mut [f64; VALUES] = (&mut sum[slot..slot + VALUES])
+                .try_into()
+                .expect("a row's sums");
+            for (total, value) in totals.iter_mut().zip(values) {
+                *total += value;
             }
         }
     }
