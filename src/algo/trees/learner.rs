@@ -324,6 +324,34 @@ pub enum RowStats<'a> {
 }
 
 impl RowStats<'_> {
+    /// The sums of `rows`' statistics (`width` numbers), added in row order. Two and three
+    /// numbers a row are summed in registers: through memory, each add waited on the previous
+    /// one's store, and the root's sum over every row ran alone on one thread for about 4% of
+    /// a boosting fit.
+    fn sum_rows(self, rows: &[u32], width: usize) -> Vec<f64> {
+        fn fixed<const WIDTH: usize>(stats: &[f64], rows: &[u32]) -> Vec<f64> {
+            let mut sums = [0.0; WIDTH];
+            for &row in rows {
+                let row = row as usize;
+                for (sum, value) in sums.iter_mut().zip(&stats[row * WIDTH..(row + 1) * WIDTH]) {
+                    *sum += value;
+                }
+            }
+            sums.to_vec()
+        }
+        match (self, width) {
+            (RowStats::Dense(stats), 2) => fixed::<2>(stats, rows),
+            (RowStats::Dense(stats), 3) => fixed::<3>(stats, rows),
+            _ => {
+                let mut totals = vec![0.0; width];
+                for &row in rows {
+                    self.add_row(row as usize, &mut totals);
+                }
+                totals
+            }
+        }
+    }
+
     /// Adds row `row`'s statistics to `totals` (`width` numbers).
     fn add_row(self, row: usize, totals: &mut [f64]) {
         match self {
@@ -598,10 +626,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         value: Vec::new(),
         weight: 0.0,
     }];
-    let mut totals = vec![0.0; width];
-    for &row in &rows {
-        stats.add_row(row as usize, &mut totals);
-    }
+    let totals = stats.sum_rows(&rows, width);
     let root_histogram = all_features.then(|| {
         let mut histogram = vec![0.0; cells * width];
         build_histogram(matrix, stats, width, &rows, None, &mut histogram);
