@@ -22,64 +22,104 @@ pub fn apply(
     if rule == Dedupe::Keep || ratings.len() < 2 {
         return Ok(0);
     }
-    let pair = |row: u32| {
-        (u64::from(ratings.user[row as usize]) << 32) | u64::from(ratings.item[row as usize])
-    };
-    let mut order: Vec<u32> = (0..ratings.len() as u32).collect();
-    // Row numbers break ties, so each run of a pair lists its rows in input order.
-    order.par_sort_unstable_by_key(|&row| (pair(row), row));
-    let mut keep = vec![true; ratings.len()];
+    // Rows grouped by user (a counting sort, in row order), then each user's rows sorted by
+    // (item, row) in parallel: the order of a sort of all rows by (pair, row), which took 10 s
+    // at 100M rows (every comparison fetched two ids of two random rows). A key holds the item
+    // and the row, so the pass below reads no ids.
+    let rows = ratings.len();
+    let users = ratings
+        .user
+        .iter()
+        .max()
+        .map_or(0, |&user| user as usize + 1);
+    let mut starts = vec![0usize; users + 1];
+    for &user in &ratings.user {
+        starts[user as usize + 1] += 1;
+    }
+    for user in 0..users {
+        starts[user + 1] += starts[user];
+    }
+    let mut keys = vec![0u64; rows];
+    let mut next = starts.clone();
+    for (row, (&user, &item)) in ratings.user.iter().zip(&ratings.item).enumerate() {
+        let at = &mut next[user as usize];
+        keys[*at] = (u64::from(item) << 32) | row as u64;
+        *at += 1;
+    }
+    drop(next);
+    let mut segments: Vec<&mut [u64]> = Vec::with_capacity(users);
+    let mut rest = keys.as_mut_slice();
+    for window in starts.windows(2) {
+        let (segment, tail) = rest.split_at_mut(window[1] - window[0]);
+        segments.push(segment);
+        rest = tail;
+    }
+    // Keys are distinct (rows are), so an unstable sort is exact.
+    segments
+        .par_iter_mut()
+        .with_min_len(256)
+        .for_each(|segment| segment.sort_unstable());
+    drop(segments);
+    let item_of = |key: u64| (key >> 32) as u32;
+    let row_of = |key: u64| key as u32;
+    let mut keep = vec![true; rows];
     let mut value = ratings.rating.clone();
     let mut merged = 0;
-    let mut start = 0;
-    while start < order.len() {
-        let key = pair(order[start]);
-        let mut end = start + 1;
-        while end < order.len() && pair(order[end]) == key {
-            end += 1;
+    let mut group: Vec<u32> = Vec::new();
+    for window in starts.windows(2) {
+        let segment = &keys[window[0]..window[1]];
+        let mut start = 0;
+        while start < segment.len() {
+            let item = item_of(segment[start]);
+            let mut end = start + 1;
+            while end < segment.len() && item_of(segment[end]) == item {
+                end += 1;
+            }
+            if end - start > 1 {
+                group.clear();
+                group.extend(segment[start..end].iter().map(|&key| row_of(key)));
+                let rows = &group[..];
+                if rule == Dedupe::Error {
+                    let (first, second) = (rows[0] as usize, rows[1] as usize);
+                    return Err(IngestError::Duplicates {
+                        reason: format!(
+                            "input.dedupe = \"error\": user {} and item {} appear in rows {} and {} of the input (after missing values were dropped){}; set input.dedupe to first, last, sum, mean or max to combine them, or keep to treat them as separate observations",
+                            ratings.user_ids.display(ratings.user[first] as usize),
+                            ratings.item_ids.display(ratings.item[first] as usize),
+                            first + 1,
+                            second + 1,
+                            if rows.len() > 2 {
+                                format!(" ({} rows in all)", rows.len())
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    });
+                }
+                let values = rows.iter().map(|&row| ratings.rating[row as usize]);
+                let combined = match rule {
+                    Dedupe::First => ratings.rating[rows[0] as usize],
+                    Dedupe::Last => ratings.rating[rows[rows.len() - 1] as usize],
+                    Dedupe::Sum => values.map(f64::from).sum::<f64>() as f32,
+                    Dedupe::Mean => (values.map(f64::from).sum::<f64>() / rows.len() as f64) as f32,
+                    Dedupe::Max => values.fold(f32::NEG_INFINITY, f32::max),
+                    Dedupe::Keep | Dedupe::Error => unreachable!("handled above"),
+                };
+                value[rows[0] as usize] = combined;
+                if let Some(times) = times.as_deref_mut() {
+                    let latest = rows
+                        .iter()
+                        .map(|&row| times[row as usize])
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    times[rows[0] as usize] = latest;
+                }
+                for &row in &rows[1..] {
+                    keep[row as usize] = false;
+                }
+                merged += rows.len() - 1;
+            }
+            start = end;
         }
-        if end - start > 1 {
-            let rows = &order[start..end];
-            if rule == Dedupe::Error {
-                let (first, second) = (rows[0] as usize, rows[1] as usize);
-                return Err(IngestError::Duplicates {
-                    reason: format!(
-                        "input.dedupe = \"error\": user {} and item {} appear in rows {} and {} of the input (after missing values were dropped){}; set input.dedupe to first, last, sum, mean or max to combine them, or keep to treat them as separate observations",
-                        ratings.user_ids.display(ratings.user[first] as usize),
-                        ratings.item_ids.display(ratings.item[first] as usize),
-                        first + 1,
-                        second + 1,
-                        if rows.len() > 2 {
-                            format!(" ({} rows in all)", rows.len())
-                        } else {
-                            String::new()
-                        }
-                    ),
-                });
-            }
-            let values = rows.iter().map(|&row| ratings.rating[row as usize]);
-            let combined = match rule {
-                Dedupe::First => ratings.rating[rows[0] as usize],
-                Dedupe::Last => ratings.rating[rows[rows.len() - 1] as usize],
-                Dedupe::Sum => values.map(f64::from).sum::<f64>() as f32,
-                Dedupe::Mean => (values.map(f64::from).sum::<f64>() / rows.len() as f64) as f32,
-                Dedupe::Max => values.fold(f32::NEG_INFINITY, f32::max),
-                Dedupe::Keep | Dedupe::Error => unreachable!("handled above"),
-            };
-            value[rows[0] as usize] = combined;
-            if let Some(times) = times.as_deref_mut() {
-                let latest = rows
-                    .iter()
-                    .map(|&row| times[row as usize])
-                    .fold(f64::NEG_INFINITY, f64::max);
-                times[rows[0] as usize] = latest;
-            }
-            for &row in &rows[1..] {
-                keep[row as usize] = false;
-            }
-            merged += rows.len() - 1;
-        }
-        start = end;
     }
     if merged == 0 {
         return Ok(0);
