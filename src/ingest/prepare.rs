@@ -14,7 +14,9 @@ use polars::sql::SQLContext;
 
 use super::{Fingerprint, IngestError, fingerprint, read_file, reader, synthetic};
 use crate::config::prepare::{JoinHow, KeepRow, Step, StepKind};
-use crate::config::{ConfigError, FileSource, Format, InputConfig, Source, SyntheticSpec};
+use crate::config::{
+    ColumnRef, ConfigError, FileSource, Format, InputConfig, Source, SyntheticSpec,
+};
 use crate::dataset::split;
 
 /// What errors about rows of the prepared input name instead of a file.
@@ -93,9 +95,33 @@ fn guarded<T>(what: &str, work: impl FnOnce() -> Result<T, IngestError>) -> Resu
 }
 
 /// Runs the preparation: the frame the column mapping reads, and the inputs' fingerprints.
-pub fn prepared_frame(input: &InputConfig) -> Result<(DataFrame, Vec<Fingerprint>), IngestError> {
+/// With `only`, the frame holds just those of the named columns the plan makes (the rest are
+/// left to the column mapping to report): polars then prunes what nothing reads, such as a
+/// joined table's other columns.
+pub fn prepared_frame(
+    input: &InputConfig,
+    only: Option<&[&ColumnRef]>,
+) -> Result<(DataFrame, Vec<Fingerprint>), IngestError> {
     guarded("the preparation failed", || {
-        let plan = plan(input)?;
+        let mut plan = plan(input)?;
+        let names: Option<Vec<&str>> = only.and_then(|columns| {
+            columns
+                .iter()
+                .map(|column| match column {
+                    ColumnRef::Name(name) => Some(name.as_str()),
+                    ColumnRef::Position(_) => None,
+                })
+                .collect()
+        });
+        if let Some(mut names) = names {
+            let schema = schema_of(&mut plan.frame)?;
+            names.retain(|name| schema.contains(name));
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|name| seen.insert(*name));
+            plan.frame = plan
+                .frame
+                .select(names.into_iter().map(col).collect::<Vec<_>>());
+        }
         let frame = plan
             .frame
             .collect_with_engine(Engine::Streaming)

@@ -36,6 +36,7 @@ pub fn read_ratings(
         input,
         seed,
         &used,
+        true,
         Some(&columns.rating),
         &mut |located, frame, keep| {
             if let Some(time_column) = time_column {
@@ -183,17 +184,24 @@ pub fn read_id_columns(
     wanted: &[&ColumnRef],
 ) -> Result<(Vec<Ids>, IngestCounts), IngestError> {
     let mut columns: Vec<Option<RawIds>> = wanted.iter().map(|_| None).collect();
-    let (_, counts) = for_each_frame(input, seed, wanted, None, &mut |located, frame, keep| {
-        for (target, column) in columns.iter_mut().zip(wanted) {
-            let found = find_column(located.path, &frame, column)?;
-            append_ids(
-                target,
-                filter(id_values(located, found)?, keep),
-                located.rows_to_come(),
-            );
-        }
-        Ok(())
-    })?;
+    let (_, counts) = for_each_frame(
+        input,
+        seed,
+        wanted,
+        true,
+        None,
+        &mut |located, frame, keep| {
+            for (target, column) in columns.iter_mut().zip(wanted) {
+                let found = find_column(located.path, &frame, column)?;
+                append_ids(
+                    target,
+                    filter(id_values(located, found)?, keep),
+                    located.rows_to_come(),
+                );
+            }
+            Ok(())
+        },
+    )?;
     Ok((
         columns
             .into_iter()
@@ -264,16 +272,19 @@ pub(crate) type PerFile<'a> =
     dyn FnMut(&Located<'_>, DataFrame, &[bool]) -> Result<(), IngestError> + 'a;
 
 /// Hands `per_file` each frame of the input and which of its rows to keep: the files in turn,
-/// or the one frame the preparation makes ([`super::prepare`]).
+/// or the one frame the preparation makes ([`super::prepare`]). `used_is_all`: `per_file` reads
+/// no column but `used`, so the preparation may leave the others out.
 pub(crate) fn for_each_frame(
     input: &InputConfig,
     seed: u64,
     used: &[&ColumnRef],
+    used_is_all: bool,
     float_column: Option<&ColumnRef>,
     per_file: &mut PerFile<'_>,
 ) -> Result<(Vec<Fingerprint>, IngestCounts), IngestError> {
     if super::prepare::applies(input) {
-        let (frame, fingerprints) = super::prepare::prepared_frame(input)?;
+        let only = used_is_all.then_some(used);
+        let (frame, fingerprints) = super::prepare::prepared_frame(input, only)?;
         let located = Located {
             path: Path::new(super::prepare::PREPARED),
             header_lines: 0,

@@ -230,6 +230,7 @@ fn read_raw(
         input,
         seed,
         &used,
+        false,
         None,
         &mut |located, frame, keep| {
             let mut excluded: Vec<String> = Vec::new();
