@@ -49,6 +49,63 @@ fn sql_join_filter_and_dedupe_give_the_rows_worked_out_by_hand() {
     );
 }
 
+/// The `model.als` of the one version a job published under `models/NAME`.
+fn model_bytes(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join("models").join(name).join("v1").join("model.als"))
+        .unwrap_or_else(|error| panic!("models/{name}/v1/model.als: {error}"))
+}
+
+#[test]
+fn a_last_group_by_summing_over_the_pair_trains_on_the_sums_worked_out_by_hand() {
+    // Ingestion sums such a group-by itself (as `dedupe = "sum"`); the pairs must keep their
+    // first appearance order and the sums be those of a stable group-by, so the model is the
+    // one trained on the hand-summed file. (1,10) appears twice: 4.0 + 2.0, and 2 events.
+    for (aggregate, summed) in [
+        (
+            "sum(rating)",
+            "user,item,rating\n1,10,6.0\n1,11,3.0\n2,10,5.0\n2,12,1.0\n3,11,2.0\n3,12,4.5\n",
+        ),
+        (
+            "count(*)",
+            "user,item,rating\n1,10,2\n1,11,1\n2,10,1\n2,12,1\n3,11,1\n3,12,1\n",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        job(dir.path(), "");
+        write(dir.path(), "data/summed.csv", summed);
+        let head = "[job]\nmaster = \"local[2]\"\n[model]\nrank = 2\nmax_iter = 3\n[split]\ntest_fraction = 0.0\n[output]\ndir = \"models\"\n";
+        let grouped = write(
+            dir.path(),
+            "grouped.toml",
+            &format!(
+                "{head}[input]\npath = \"data/ratings.csv\"\ndedupe = \"error\"\n[input.tables.items]\npath = \"data/items.csv\"\n[[input.steps]]\njoin = \"items\"\non = \"item\"\n[[input.steps]]\ngroup_by = [\"item\", \"user\"]\nagg = {{ genres = \"count(genre)\", rating = \"{aggregate}\" }}\n[input.columns]\nuser = \"user\"\nitem = \"item\"\nrating = \"rating\"\n"
+            ),
+        );
+        let by_hand = write(
+            dir.path(),
+            "by-hand.toml",
+            &format!("{head}[input]\npath = \"data/summed.csv\"\n"),
+        );
+        for job in [&grouped, &by_hand] {
+            assert_eq!(
+                ratings_trained(dir.path(), &job.display().to_string()),
+                "6 ratings, 3 users, 3 items; train 6, test 0",
+                "{aggregate}"
+            );
+        }
+        assert_eq!(
+            model_bytes(dir.path(), "grouped"),
+            model_bytes(dir.path(), "by-hand"),
+            "{aggregate}"
+        );
+        // Ingestion read the 7 joined rows and summed them (polars' group-by hands on 6).
+        let output =
+            run(submit(dir.path()).args(["--quiet", "--json", &grouped.display().to_string()]));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(summary["metrics"]["counts"]["rows_read"], 7, "{aggregate}");
+    }
+}
+
 #[test]
 fn steps_join_filter_derive_and_select() {
     let dir = tempfile::tempdir().unwrap();

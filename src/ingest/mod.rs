@@ -117,7 +117,13 @@ pub fn read_ratings(
     if ingested.ratings.is_empty() {
         return Err(ingested.counts.nothing_left());
     }
-    dedupe::apply(&mut ingested.ratings, ingested.times.as_mut(), input.dedupe)?;
+    // A last group-by that sums over (user, item) is run here (see `prepare::native_sum`);
+    // its output has one row per pair, so `input.dedupe` would have nothing to do.
+    let rule = match prepare::native_sum(input, time_column) {
+        Some(_) => crate::config::prepare::Dedupe::Sum,
+        None => input.dedupe,
+    };
+    dedupe::apply(&mut ingested.ratings, ingested.times.as_mut(), rule)?;
     Ok(ingested)
 }
 

@@ -37,6 +37,7 @@ pub fn read_ratings(
         seed,
         &used,
         true,
+        super::prepare::native_sum(input, time_column),
         Some(&columns.rating),
         &mut |located, frame, keep| {
             if let Some(time_column) = time_column {
@@ -190,6 +191,7 @@ pub fn read_id_columns(
         wanted,
         true,
         None,
+        None,
         &mut |located, frame, keep| {
             for (target, column) in columns.iter_mut().zip(wanted) {
                 let found = find_column(located.path, &frame, column)?;
@@ -273,18 +275,20 @@ pub(crate) type PerFile<'a> =
 
 /// Hands `per_file` each frame of the input and which of its rows to keep: the files in turn,
 /// or the one frame the preparation makes ([`super::prepare`]). `used_is_all`: `per_file` reads
-/// no column but `used`, so the preparation may leave the others out.
+/// no column but `used`, so the preparation may leave the others out. `native_sum`: the
+/// preparation's last step is left to the caller's dedupe (see [`super::prepare::native_sum`]).
 pub(crate) fn for_each_frame(
     input: &InputConfig,
     seed: u64,
     used: &[&ColumnRef],
     used_is_all: bool,
+    native_sum: Option<polars::prelude::Expr>,
     float_column: Option<&ColumnRef>,
     per_file: &mut PerFile<'_>,
 ) -> Result<(Vec<Fingerprint>, IngestCounts), IngestError> {
     if super::prepare::applies(input) {
         let only = used_is_all.then_some(used);
-        let (frame, fingerprints) = super::prepare::prepared_frame(input, only)?;
+        let (frame, fingerprints) = super::prepare::prepared_frame(input, only, native_sum)?;
         let located = Located {
             path: Path::new(super::prepare::PREPARED),
             header_lines: 0,

@@ -232,6 +232,7 @@ fn read_raw(
         &used,
         false,
         None,
+        None,
         &mut |located, frame, keep| {
             let mut excluded: Vec<String> = Vec::new();
             if with_label {
