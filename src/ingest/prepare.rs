@@ -422,6 +422,52 @@ fn names_of(schema: &Schema) -> Vec<String> {
     schema.iter_names().map(|name| name.to_string()).collect()
 }
 
+/// Makes every join of `plan` keep its left side's row order (its right side's for a right
+/// join). Polars SQL builds joins without an order, so under the streaming engine their rows
+/// came out in an order that varied from run to run, and with it every row-position rule after
+/// them: a `sample` step, the seeded split, first-appearance order (tests run the same job
+/// again and compare). The nodes SQL makes are walked; a join below any other is left as is.
+fn joins_keep_order(plan: &mut DslPlan) {
+    match plan {
+        DslPlan::Join {
+            input_left,
+            input_right,
+            options,
+            ..
+        } => {
+            let options = Arc::make_mut(options);
+            if options.args.maintain_order == MaintainOrderJoin::None {
+                options.args.maintain_order = if options.args.how == JoinType::Right {
+                    MaintainOrderJoin::Right
+                } else {
+                    MaintainOrderJoin::Left
+                };
+            }
+            joins_keep_order(Arc::make_mut(input_left));
+            joins_keep_order(Arc::make_mut(input_right));
+        }
+        DslPlan::Select { input, .. }
+        | DslPlan::GroupBy { input, .. }
+        | DslPlan::Filter { input, .. }
+        | DslPlan::Distinct { input, .. }
+        | DslPlan::Sort { input, .. }
+        | DslPlan::Slice { input, .. }
+        | DslPlan::HStack { input, .. }
+        | DslPlan::MapFunction { input, .. } => joins_keep_order(Arc::make_mut(input)),
+        DslPlan::Union { inputs, .. } | DslPlan::HConcat { inputs, .. } => {
+            inputs.iter_mut().for_each(joins_keep_order)
+        }
+        // A plan whose schema was resolved holds it converted; the original stands in for it
+        // (polars converts it again when the plan runs).
+        DslPlan::IR { dsl, .. } => {
+            let mut original = dsl.as_ref().clone();
+            joins_keep_order(&mut original);
+            *plan = original;
+        }
+        _ => {}
+    }
+}
+
 fn run_sql(
     sql: &crate::config::prepare::SqlQuery,
     main: LazyFrame,
@@ -455,6 +501,7 @@ fn run_sql(
         Ok(frame) => frame,
         Err(error) => return Err(failed(error, &mut known)),
     };
+    joins_keep_order(&mut frame.logical_plan);
     // Unknown columns surface when the schema is resolved, not when the query parses.
     if let Err(error) = frame.collect_schema() {
         return Err(failed(error, &mut known));
