@@ -56,7 +56,8 @@ struct Plan {
 /// `count(x)` or `count(*)`, in a ratings job without `sample_fraction` (which samples the
 /// grouped rows). The step is then left out of the plan, the rating column becomes that value
 /// (`x`; 1 where `x` is present, else 0; 1) and the pairs are summed by
-/// `dedupe = "sum"`, whose rows keep the first appearance order a stable group-by gives.
+/// `dedupe = "sum"`, whose rows keep the first appearance order a stable group-by gives. The
+/// value comes named as the rating column.
 /// Polars' group-by over 100M distinct pairs took about 5x the time of reading them. The other
 /// aggregations make columns a ratings job does not read. Sums are of the values as f32.
 pub fn native_sum(input: &InputConfig, time_column: Option<&ColumnRef>) -> Option<Expr> {
@@ -82,12 +83,12 @@ pub fn native_sum(input: &InputConfig, time_column: Option<&ColumnRef>) -> Optio
     if !pair_keys || time_column.is_some() || input.sample_fraction < 1.0 {
         return None;
     }
-    let (_, text) = aggregations.iter().find(|(output, _)| *output == rating)?;
+    let (output, text) = aggregations.iter().find(|(output, _)| *output == rating)?;
     let sum = |expression: &Expr| match expression {
         Expr::Agg(AggExpr::Sum(value)) => Some(value.as_ref().clone()),
         _ => None,
     };
-    match polars::sql::sql_expr(text).ok()? {
+    let value = match polars::sql::sql_expr(text).ok()? {
         // SQL's SUM is null for a pair whose values are all missing (polars writes it as
         // `when(null_count < len).then(sum)`): with `null_policy = "drop"` the pair's rows
         // are all dropped here, as its null sum would be; with "error" a missing value is an
@@ -104,12 +105,13 @@ pub fn native_sum(input: &InputConfig, time_column: Option<&ColumnRef>) -> Optio
         })
         | Expr::Len => Some(lit(1.0f32)),
         _ => None,
-    }
+    }?;
+    Some(value.alias(output.as_str()))
 }
 
 /// Builds the plan without running it; with `native_sum`, without the last step and with the
 /// rating column as that value (see [`native_sum`]).
-fn plan(input: &InputConfig, native_sum: Option<(&str, Expr)>) -> Result<Plan, IngestError> {
+fn plan(input: &InputConfig, native_sum: Option<Expr>) -> Result<Plan, IngestError> {
     let mut fingerprints = Vec::new();
     let mut main = source_frame(&input.source, &mut fingerprints)?;
     if let Some(limit) = input.limit {
@@ -139,13 +141,13 @@ fn plan(input: &InputConfig, native_sum: Option<(&str, Expr)>) -> Result<Plan, I
     for step in steps {
         frame = apply_step(step, frame, &tables)?;
     }
-    if let Some((rating, value)) = native_sum {
+    if let Some(value) = native_sum {
         // The step is still checked (its keys and aggregations against the columns), so its
         // errors are those of the polars path.
         if let Some(last) = preparation.steps.last() {
             let _checked = apply_step(last, frame.clone(), &tables)?;
         }
-        frame = frame.with_columns([value.alias(rating)]);
+        frame = frame.with_columns([value]);
     }
     Ok(Plan {
         frame,
@@ -173,11 +175,7 @@ pub fn prepared_frame(
     native_sum: Option<Expr>,
 ) -> Result<(DataFrame, Vec<Fingerprint>), IngestError> {
     guarded("the preparation failed", || {
-        let rating = match &input.columns.rating {
-            ColumnRef::Name(name) => name.as_str(),
-            ColumnRef::Position(_) => "",
-        };
-        let mut plan = plan(input, native_sum.map(|value| (rating, value)))?;
+        let mut plan = plan(input, native_sum)?;
         let names: Option<Vec<&str>> = only.and_then(|columns| {
             columns
                 .iter()
