@@ -200,13 +200,30 @@ impl Csr {
         values: &[f32],
         selected: &[u32],
     ) -> Csr {
-        Csr::build_from(rows, row_of, column_of, values, || {
-            selected.iter().map(|&k| (k as usize, true))
-        })
+        counting_sort(
+            rows,
+            1,
+            |_, counts| {
+                for &k in selected {
+                    counts[row_of[k as usize] as usize] += 1;
+                }
+            },
+            |_, cursor, _, slots| {
+                for &k in selected {
+                    let k = k as usize;
+                    let slot = &mut cursor[row_of[k] as usize];
+                    // SAFETY: the row's next slot (see `counting_sort`).
+                    unsafe { slots.write(*slot, column_of[k], values[k]) };
+                    *slot += 1;
+                }
+            },
+        )
     }
 
     /// As [`Csr::build`], taking the triples `k` where `include[k] == wanted`, so no list of
-    /// row numbers has to exist beside the triples.
+    /// row numbers has to exist beside the triples. Large inputs are sorted by all threads:
+    /// each takes a contiguous run of triples and places them after the runs before it, so
+    /// the result is the one-thread result, whatever the thread count.
     pub fn build_where(
         rows: usize,
         row_of: &[u32],
@@ -216,51 +233,71 @@ impl Csr {
         wanted: bool,
     ) -> Csr {
         let triples = include.len().min(row_of.len());
-        Csr::build_from(rows, row_of, column_of, values, || {
-            include[..triples]
-                .iter()
-                .enumerate()
-                .map(move |(k, &included)| (k, included == wanted))
-        })
+        let runs = even_runs(triples, parts_for(triples));
+        // Branch-free: a split's test triples are a seeded fifth in no learnable pattern, and
+        // a branch per triple mispredicted in both passes. A triple not taken counts nothing
+        // and is written to its run's spare slot past the end, dropped at the end.
+        counting_sort(
+            rows,
+            runs.len(),
+            |run, counts| {
+                for k in runs[run].clone() {
+                    counts[row_of[k] as usize] += usize::from(include[k] == wanted);
+                }
+            },
+            |run, cursor, spare, slots| {
+                for k in runs[run].clone() {
+                    let taken = include[k] == wanted;
+                    let slot = &mut cursor[row_of[k] as usize];
+                    let at = if taken { *slot } else { spare };
+                    // SAFETY: `at` is this run's own slot of the row (see `counting_sort`) or
+                    // its spare.
+                    unsafe { slots.write(at, column_of[k], values[k]) };
+                    *slot += usize::from(taken);
+                }
+            },
+        )
     }
 
-    /// The counting sort behind both builders; `candidates` yields `(triple, taken)` twice.
-    ///
-    /// Branch-free: a split's test triples are a seeded fifth in no learnable pattern, and a
-    /// branch per triple mispredicted in both passes. A triple not taken counts nothing and is
-    /// written to one spare slot past the end, dropped at the end.
-    fn build_from<I: Iterator<Item = (usize, bool)>>(
-        rows: usize,
-        row_of: &[u32],
-        column_of: &[u32],
-        values: &[f32],
-        candidates: impl Fn() -> I,
-    ) -> Csr {
-        let mut offsets = vec![0usize; rows + 1];
-        for (k, taken) in candidates() {
-            offsets[row_of[k] as usize + 1] += usize::from(taken);
-        }
-        for r in 0..rows {
-            offsets[r + 1] += offsets[r];
-        }
-        let mut cursor = offsets.clone();
-        let entries = offsets[rows];
-        let mut columns = vec![0u32; entries + 1];
-        let mut row_values = vec![0f32; entries + 1];
-        for (k, taken) in candidates() {
-            let slot = &mut cursor[row_of[k] as usize];
-            let at = if taken { *slot } else { entries };
-            columns[at] = column_of[k];
-            row_values[at] = values[k];
-            *slot += usize::from(taken);
-        }
-        columns.truncate(entries);
-        row_values.truncate(entries);
-        Csr {
-            offsets,
+    /// The same entries grouped by column: row `c` of the result lists, for each row `r` of
+    /// this one holding column `c`, the entry `(r, value)`, in increasing `r`. Sorting the
+    /// triples a second time would need them all in memory beside both matrices; this needs
+    /// only the first matrix, and the second side's rows come out in row order, which the
+    /// ALS sweep then reads as one forward pass over the other side's factors.
+    pub fn transposed(&self, columns: usize) -> Csr {
+        let rows = self.rows();
+        let parts = parts_for(self.nnz());
+        // Runs of whole rows holding about equal shares of the entries.
+        let mut bounds: Vec<usize> = (0..parts)
+            .map(|part| {
+                let entries = self.nnz() * part / parts;
+                self.offsets[..rows].partition_point(|&offset| offset < entries)
+            })
+            .collect();
+        bounds.push(rows);
+        let runs: Vec<std::ops::Range<usize>> =
+            bounds.windows(2).map(|pair| pair[0]..pair[1]).collect();
+        counting_sort(
             columns,
-            values: row_values,
-        }
+            runs.len(),
+            |run, counts| {
+                let entries = self.offsets[runs[run].start]..self.offsets[runs[run].end];
+                for &column in &self.columns[entries] {
+                    counts[column as usize] += 1;
+                }
+            },
+            |run, cursor, _, slots| {
+                for row in runs[run].clone() {
+                    let (row_columns, row_values) = self.row(row);
+                    for (&column, &value) in row_columns.iter().zip(row_values) {
+                        let slot = &mut cursor[column as usize];
+                        // SAFETY: this run's own slot of the column (see `counting_sort`).
+                        unsafe { slots.write(*slot, row as u32, value) };
+                        *slot += 1;
+                    }
+                }
+            },
+        )
     }
 
     pub fn rows(&self) -> usize {
@@ -278,6 +315,103 @@ impl Csr {
 
     pub fn nnz(&self) -> usize {
         self.columns.len()
+    }
+}
+
+/// Inputs below this many entries are sorted on one thread: splitting them costs more than
+/// it saves.
+const PARALLEL_ENTRIES: usize = 1 << 16;
+
+fn parts_for(entries: usize) -> usize {
+    if entries < PARALLEL_ENTRIES {
+        1
+    } else {
+        rayon::current_num_threads().clamp(1, entries / PARALLEL_ENTRIES)
+    }
+}
+
+/// `parts` contiguous runs covering `0..length`, of lengths differing by at most one.
+fn even_runs(length: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    (0..parts)
+        .map(|part| length * part / parts..length * (part + 1) / parts)
+        .collect()
+}
+
+/// Where a counting sort writes: one column and one value per slot. Runs write through
+/// shared raw pointers because each owns a disjoint set of slots, which no slice type can say.
+struct Slots {
+    columns: *mut u32,
+    values: *mut f32,
+    length: usize,
+}
+
+// SAFETY: `Slots` is only written through `write`, whose callers write disjoint slots.
+unsafe impl Sync for Slots {}
+
+impl Slots {
+    /// # Safety
+    /// `at` is a slot no other run writes while this one does.
+    #[inline(always)]
+    unsafe fn write(&self, at: usize, column: u32, value: f32) {
+        assert!(at < self.length, "slot {at} of {}", self.length);
+        // SAFETY: in bounds by the assertion; no other run writes slot `at` (the caller's
+        // contract).
+        unsafe {
+            *self.columns.add(at) = column;
+            *self.values.add(at) = value;
+        }
+    }
+}
+
+/// A stable counting sort into `rows` rows by `runs` runs of the input, in parallel.
+/// `count(run, counts)` adds each of the run's entries to its row's count; `place(run,
+/// cursor, spare, slots)` then writes each entry at `cursor[row]` and advances it (or at
+/// `spare` if it was not counted). Run `r`'s cursor for a row starts after the row's entries
+/// from runs before `r`, so every run writes its own slots, and the entries of a row come out
+/// in run order, then input order within the run: the same for any number of runs.
+fn counting_sort(
+    rows: usize,
+    runs: usize,
+    count: impl Fn(usize, &mut [usize]) + Sync,
+    place: impl Fn(usize, &mut [usize], usize, &Slots) + Sync,
+) -> Csr {
+    use rayon::prelude::*;
+    let mut cursors: Vec<Vec<usize>> = (0..runs)
+        .into_par_iter()
+        .map(|run| {
+            let mut counts = vec![0usize; rows];
+            count(run, &mut counts);
+            counts
+        })
+        .collect();
+    let mut offsets = vec![0usize; rows + 1];
+    for row in 0..rows {
+        let mut at = offsets[row];
+        for cursor in &mut cursors {
+            let counted = cursor[row];
+            cursor[row] = at;
+            at += counted;
+        }
+        offsets[row + 1] = at;
+    }
+    let entries = offsets[rows];
+    let mut columns = vec![0u32; entries + runs];
+    let mut values = vec![0f32; entries + runs];
+    let slots = Slots {
+        columns: columns.as_mut_ptr(),
+        values: values.as_mut_ptr(),
+        length: columns.len(),
+    };
+    cursors
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(run, cursor)| place(run, cursor, entries + run, &slots));
+    columns.truncate(entries);
+    values.truncate(entries);
+    Csr {
+        offsets,
+        columns,
+        values,
     }
 }
 
@@ -321,6 +455,69 @@ mod tests {
                 Csr::build_where(40, &row_of, &column_of, &values, &include, wanted),
                 Csr::build(40, &row_of, &column_of, &values, &listed)
             );
+        }
+    }
+
+    /// Triples large enough to be sorted in several runs, rows and columns in no order.
+    fn scattered(triples: usize, rows: usize, columns: usize) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        let unit = |seed: u64, k: usize| crate::dataset::split::unit(seed, k as u64);
+        let row_of = (0..triples)
+            .map(|k| (unit(1, k) * rows as f64) as u32)
+            .collect();
+        let column_of = (0..triples)
+            .map(|k| (unit(2, k) * columns as f64) as u32)
+            .collect();
+        let values = (0..triples).map(|k| k as f32).collect();
+        (row_of, column_of, values)
+    }
+
+    #[test]
+    fn a_sort_in_parallel_runs_equals_the_sort_on_one_thread() {
+        let triples = 5 * PARALLEL_ENTRIES + 17;
+        let (row_of, column_of, values) = scattered(triples, 3001, 577);
+        let include: Vec<bool> = (0..triples)
+            .map(|k| crate::dataset::split::unit(9, k as u64) < 0.2)
+            .collect();
+        let listed: Vec<u32> = (0..triples as u32)
+            .filter(|&k| !include[k as usize])
+            .collect();
+        let one_run = Csr::build(3001, &row_of, &column_of, &values, &listed);
+        for threads in [1, 2, 3, 5] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let built = pool.install(|| {
+                assert_eq!(parts_for(triples), threads);
+                Csr::build_where(3001, &row_of, &column_of, &values, &include, false)
+            });
+            assert_eq!(built, one_run, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn a_transposed_matrix_lists_each_column_by_increasing_row() {
+        for triples in [0, 1, 1000, 3 * PARALLEL_ENTRIES + 5] {
+            let (row_of, column_of, values) = scattered(triples, 907, 211);
+            let all: Vec<u32> = (0..triples as u32).collect();
+            let by_row = Csr::build(907, &row_of, &column_of, &values, &all);
+            // The same triples taken in row order, then grouped by column.
+            let mut in_row_order = all.clone();
+            in_row_order.sort_by_key(|&k| row_of[k as usize]);
+            let expected = Csr::build(211, &column_of, &row_of, &values, &in_row_order);
+            // Back again: each row by increasing column.
+            let mut in_column_order = all.clone();
+            in_column_order.sort_by_key(|&k| column_of[k as usize]);
+            let back = Csr::build(907, &row_of, &column_of, &values, &in_column_order);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let transposed = pool.install(|| by_row.transposed(211));
+                assert_eq!(transposed, expected, "{triples} triples, {threads} threads");
+                assert_eq!(pool.install(|| transposed.transposed(907)), back);
+            }
         }
     }
 

@@ -206,34 +206,21 @@ fn train_als(
     // Both CSR copies (column index + value per rating) and both factor tables.
     let needed = train_count * 16 + (ratings.users() + ratings.items()) * (16 + params.rank * 4);
     ResourceError::check("the training matrices and factors", needed, config)?;
-    // The two counting sorts are independent: built side by side (at 100M ratings each is a
-    // couple of seconds of scattered writes on one core).
-    let (by_user, by_item) = rayon::join(
-        || {
-            Csr::build_where(
-                ratings.users(),
-                &ratings.user,
-                &ratings.item,
-                &ratings.rating,
-                &is_test,
-                false,
-            )
-        },
-        || {
-            Csr::build_where(
-                ratings.items(),
-                &ratings.item,
-                &ratings.user,
-                &ratings.rating,
-                &is_test,
-                false,
-            )
-        },
+    // The user side is sorted from the triples; the test triples are then all that is kept of
+    // them, and the item side is the user side transposed. Sorting both sides from the
+    // triples held the triples and both matrices at once: at 100M ratings, 2.5 GB.
+    let by_user = Csr::build_where(
+        ratings.users(),
+        &ratings.user,
+        &ratings.item,
+        &ratings.rating,
+        &is_test,
+        false,
     );
-    // From here on only the test triples are needed: the full triples are the largest thing
-    // left once both matrices exist.
+    let items = ratings.items();
     ingested.ratings.retain_where(&is_test);
     drop(is_test);
+    let by_item = by_user.transposed(items);
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
     report_heap(progress, "prepare");
 
@@ -772,14 +759,7 @@ fn tune_als<'a>(
             &excluded,
             false,
         );
-        let by_item = Csr::build_where(
-            ratings.items(),
-            &ratings.item,
-            &ratings.user,
-            &ratings.rating,
-            &excluded,
-            false,
-        );
+        let by_item = by_user.transposed(ratings.items());
         let model = als::train(&by_user, &by_item, params, &mut |_, _| {})?;
         let mut held = ratings.clone();
         held.retain_where(held_out);
