@@ -3,9 +3,15 @@
 //!
 //! Layout: magic `SBMTALS\0`, u32 layout version, u32 rank, then the user ids block, the user
 //! factors (`users x rank` f32), the item ids block, the item factors, and the training
-//! interactions by user (u64 count then `users + 1` u64 offsets, then u32 item indices), which
+//! interactions by user (u64 count then `users + 1` u64 offsets, then the item indices), which
 //! recommendation jobs use to leave out seen items and to rank popular items. An ids block is a
 //! u8 kind (0 = i64 ids, 1 = UTF-8 strings as u32 length + bytes) and a u64 count.
+//!
+//! Layout 3 (written now) stores each user's items in increasing order as the gaps between
+//! them, each a LEB128 varint (the first gap is from 0); layout 2 (still read) stored them as
+//! u32. The interactions are most of a large model (100M ratings: 320 MB of 347 MB), and with
+//! thousands of items most gaps fit one byte, so a version takes about a third of the disk and
+//! of the write and sync that publish it.
 
 use std::io::{self, Write};
 
@@ -13,7 +19,9 @@ use crate::algo::als::AlsModel;
 use crate::dataset::{Csr, Ids};
 
 const MAGIC: &[u8; 8] = b"SBMTALS\0";
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
+/// The layout before varint interactions, still read.
+const LAYOUT_U32_ITEMS: u32 = 2;
 
 /// An ALS model with the original ids of its rows.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,7 +98,129 @@ pub fn write_als(model: &SavedAls, out: &mut impl Write) -> io::Result<()> {
     write_floats(&model.item_factors, out)?;
     out.write_all(&(model.seen_items.len() as u64).to_le_bytes())?;
     write_little_endian(&model.seen_offsets, u64::to_le_bytes, out)?;
-    write_little_endian(&model.seen_items, u32::to_le_bytes, out)
+    write_gaps(model, out)
+}
+
+/// Each user's items, sorted, as varint gaps (layout 3). Users are encoded in parallel
+/// batches of about a million items and written in order.
+fn write_gaps(model: &SavedAls, out: &mut impl Write) -> io::Result<()> {
+    use rayon::prelude::*;
+    const BATCH_ITEMS: u64 = 1 << 20;
+    let users = model.seen_offsets.len().saturating_sub(1);
+    let mut bounds = vec![0usize];
+    let mut next = BATCH_ITEMS;
+    for user in 0..users {
+        if model.seen_offsets[user + 1] >= next {
+            bounds.push(user + 1);
+            next = model.seen_offsets[user + 1] + BATCH_ITEMS;
+        }
+    }
+    if bounds.last() != Some(&users) {
+        bounds.push(users);
+    }
+    let batches: Vec<std::ops::Range<usize>> =
+        bounds.windows(2).map(|pair| pair[0]..pair[1]).collect();
+    // One buffer per batch of a window, reused by every window: fresh memory costs a page
+    // fault per 4 KiB on first touch, more than the encoding.
+    let window = 4 * rayon::current_num_threads().max(1);
+    let mut buffers: Vec<(Vec<u8>, Vec<u32>)> = vec![Default::default(); window];
+    for batches in batches.chunks(window) {
+        batches
+            .par_iter()
+            .zip(buffers.par_iter_mut())
+            .for_each(|(users, (bytes, sorted))| {
+                bytes.clear();
+                for user in users.clone() {
+                    sorted.clear();
+                    sorted.extend_from_slice(model.seen(user));
+                    // Lists of a file sorted by user and item come sorted: no sort to pay.
+                    if !sorted.is_sorted() {
+                        sorted.sort_unstable();
+                    }
+                    // Five bytes hold any gap: no growth inside the loop below.
+                    bytes.reserve(sorted.len() * 5);
+                    let mut previous = 0;
+                    for &item in sorted.iter() {
+                        push_varint(bytes, item - previous);
+                        previous = item;
+                    }
+                }
+            });
+        for (bytes, _) in &buffers[..batches.len()] {
+            out.write_all(bytes)?;
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn push_varint(bytes: &mut Vec<u8>, value: u32) {
+    if value < 0x80 {
+        bytes.push(value as u8);
+        return;
+    }
+    let mut encoded = [0u8; 5];
+    let mut length = 0;
+    let mut rest = value;
+    while rest >= 0x80 {
+        encoded[length] = (rest as u8) | 0x80;
+        rest >>= 7;
+        length += 1;
+    }
+    encoded[length] = rest as u8;
+    bytes.extend_from_slice(&encoded[..=length]);
+}
+
+/// The interactions of layout 3: `offsets`' counts of varint gaps per user, to the end of
+/// the file. Each value is checked to fit 32 bits.
+fn read_gaps(input: &mut Cursor, offsets: &[u64], seen_count: u64) -> Result<Vec<u32>, String> {
+    // Every item takes at least one byte, which bounds the count by the file.
+    let left = (input.bytes.len() - input.at) as u64;
+    if seen_count > left {
+        return Err(format!(
+            "the training interactions: count {seen_count} cannot fit in the {left} bytes left in the file"
+        ));
+    }
+    let bytes = &input.bytes[input.at..];
+    let mut at = 0;
+    let mut items = Vec::with_capacity(seen_count as usize);
+    for pair in offsets.windows(2) {
+        let mut item: u32 = 0;
+        for _ in pair[0]..pair[1] {
+            let mut gap: u64 = 0;
+            let mut shift = 0;
+            loop {
+                let Some(&byte) = bytes.get(at) else {
+                    return Err(format!(
+                        "the file ends inside the training interactions (at byte {}, after {} of {seen_count} items); it is truncated",
+                        input.at + at,
+                        items.len()
+                    ));
+                };
+                at += 1;
+                gap |= u64::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+                if shift > 28 {
+                    return Err(format!(
+                        "the training interactions hold a gap longer than 32 bits (at byte {})",
+                        input.at + at
+                    ));
+                }
+            }
+            item = u32::try_from(u64::from(item) + gap).map_err(|_| {
+                format!(
+                    "the training interactions pass item row 2^32 (at byte {})",
+                    input.at + at
+                )
+            })?;
+            items.push(item);
+        }
+    }
+    input.at += at;
+    Ok(items)
 }
 
 /// Writes `values` as `bytes` gives them (little-endian) through a 256 KiB buffer: the whole
@@ -190,9 +320,14 @@ pub fn read_als(bytes: &[u8]) -> Result<SavedAls, String> {
         return Err("not a submit ALS model file (wrong magic bytes)".to_owned());
     }
     let layout = input.u32("the header")?;
-    if layout != LAYOUT_VERSION {
+    if layout != LAYOUT_VERSION && layout != LAYOUT_U32_ITEMS {
         return Err(format!(
-            "ALS model layout {layout}; this submit reads layout {LAYOUT_VERSION}"
+            "ALS model layout {layout}; this submit reads layouts {LAYOUT_U32_ITEMS} and {LAYOUT_VERSION}{}",
+            if layout > LAYOUT_VERSION {
+                ": upgrade submit to read it"
+            } else {
+                ""
+            }
         ));
     }
     let rank = input.u32("the header")? as usize;
@@ -217,18 +352,6 @@ pub fn read_als(bytes: &[u8]) -> Result<SavedAls, String> {
         .chunks_exact(8)
         .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])))
         .collect();
-    let items = input.elements(seen_count, 4, "the training interactions")?;
-    let seen_items: Vec<u32> = items
-        .chunks_exact(4)
-        .map(|chunk| u32::from_le_bytes(chunk.try_into().unwrap_or([0; 4])))
-        .collect();
-    if input.at != bytes.len() {
-        return Err(format!(
-            "{} bytes follow the end of the model (at byte {}): the counts do not match the file size",
-            bytes.len() - input.at,
-            input.at
-        ));
-    }
     let offsets_valid = seen_offsets.first() == Some(&0)
         && seen_offsets.windows(2).all(|pair| pair[0] <= pair[1])
         && seen_offsets.last() == Some(&seen_count);
@@ -236,6 +359,22 @@ pub fn read_als(bytes: &[u8]) -> Result<SavedAls, String> {
         return Err(
             "the interaction offsets are not ascending from 0 to the interaction count".to_owned(),
         );
+    }
+    let seen_items: Vec<u32> = if layout == LAYOUT_U32_ITEMS {
+        input
+            .elements(seen_count, 4, "the training interactions")?
+            .chunks_exact(4)
+            .map(|chunk| u32::from_le_bytes(chunk.try_into().unwrap_or([0; 4])))
+            .collect()
+    } else {
+        read_gaps(&mut input, &seen_offsets, seen_count)?
+    };
+    if input.at != bytes.len() {
+        return Err(format!(
+            "{} bytes follow the end of the model (at byte {}): the counts do not match the file size",
+            bytes.len() - input.at,
+            input.at
+        ));
     }
     if let Some(item) = seen_items
         .iter()
@@ -381,6 +520,76 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(read_als(&longer).unwrap_err().contains("follow the end"));
+    }
+
+    /// Many users with unsorted, repeated items and gaps of every varint length.
+    fn busy_model() -> SavedAls {
+        let users = 3000;
+        let items: u32 = 300_000;
+        let mut seen_offsets = vec![0u64];
+        let mut seen_items = Vec::new();
+        for user in 0..users {
+            let count = user % 23;
+            for k in 0..count {
+                let unit = crate::dataset::split::unit(user as u64, k as u64);
+                seen_items.push((unit * unit * unit * f64::from(items)) as u32);
+            }
+            if count > 3 {
+                seen_items.push(seen_items[seen_items.len() - 2]);
+            }
+            seen_offsets.push(seen_items.len() as u64);
+        }
+        SavedAls {
+            rank: 1,
+            user_ids: Ids::Integer((0..users as i64).collect()),
+            user_factors: vec![1.0; users],
+            item_ids: Ids::Integer((0..i64::from(items)).collect()),
+            item_factors: vec![0.5; items as usize],
+            seen_offsets,
+            seen_items,
+        }
+    }
+
+    #[test]
+    fn interactions_round_trip_as_sorted_gaps_and_layout_2_still_loads() {
+        let model = busy_model();
+        let bytes = encoded(&model);
+        let read = read_als(&bytes).unwrap();
+        let mut sorted = model.clone();
+        for user in 0..model.user_ids.len() {
+            let range = model.seen_offsets[user] as usize..model.seen_offsets[user + 1] as usize;
+            sorted.seen_items[range].sort_unstable();
+        }
+        assert_eq!(read, sorted);
+        // Layout 2: the same file with u32 items.
+        let gaps_at = bytes.len() - gap_bytes(&bytes, &model);
+        let mut old = bytes[..gaps_at].to_vec();
+        old[8..12].copy_from_slice(&2u32.to_le_bytes());
+        for item in &model.seen_items {
+            old.extend_from_slice(&item.to_le_bytes());
+        }
+        assert_eq!(read_als(&old).unwrap(), model);
+        // Truncated, overlong and past-the-end interactions are refused.
+        let error = read_als(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(error.contains("truncated"), "{error}");
+        let mut overlong = bytes[..gaps_at].to_vec();
+        overlong.extend_from_slice(&[0xff; 6]);
+        overlong.resize(bytes.len() + 6, 0);
+        let error = read_als(&overlong).unwrap_err();
+        assert!(error.contains("longer than 32 bits"), "{error}");
+        let mut future = bytes.clone();
+        future[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let error = read_als(&future).unwrap_err();
+        assert!(error.contains("upgrade submit"), "{error}");
+    }
+
+    /// How many bytes the gaps take at the end of `bytes`.
+    fn gap_bytes(bytes: &[u8], model: &SavedAls) -> usize {
+        let mut gaps = Vec::new();
+        write_gaps(model, &mut gaps).unwrap();
+        assert!(bytes.ends_with(&gaps));
+        assert!(gaps.len() < model.seen_items.len() * 3);
+        gaps.len()
     }
 
     fn encoded(model: &SavedAls) -> Vec<u8> {
