@@ -117,7 +117,7 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MultiplyHasher>>;
 pub fn index(raw: RawIds) -> (Ids, Vec<u32>) {
     match raw {
         RawIds::Integer(values) => index_integers(&values),
-        RawIds::Small(values) => index_integers(&values),
+        RawIds::Small(values) => index_small(values),
         RawIds::Text(values) => {
             let mut map: FastMap<&str, u32> = FastMap::default();
             let mut table: Vec<String> = Vec::new();
@@ -135,32 +135,80 @@ pub fn index(raw: RawIds) -> (Ids, Vec<u32>) {
     }
 }
 
+/// The smallest and largest of `values` (one pass over them).
+fn range_of<T: Copy + Ord + Send + Sync>(values: &[T]) -> Option<(T, T)> {
+    values
+        .par_chunks(1 << 16)
+        .filter_map(|chunk| {
+            let first = *chunk.first()?;
+            Some(chunk.iter().fold((first, first), |(low, high), &value| {
+                (low.min(value), high.max(value))
+            }))
+        })
+        .reduce_with(|(low, high), (other_low, other_high)| {
+            (low.min(other_low), high.max(other_high))
+        })
+}
+
+/// For ids between `min` and `min + span - 1` (compact enough for a table): the ids present
+/// in ascending order, and each offset's index among them (`u32::MAX` where absent).
+fn dense_slots<T>(values: &[T], min: i64, span: usize) -> (Vec<i64>, Vec<u32>)
+where
+    T: Copy + Into<i64> + Send + Sync,
+{
+    // Marking the ids present is the same whichever thread marks first.
+    let present: Vec<AtomicBool> = (0..span).map(|_| AtomicBool::new(false)).collect();
+    values.par_chunks(1 << 16).for_each(|chunk| {
+        for &value in chunk {
+            present[(value.into() - min) as usize].store(true, Ordering::Relaxed);
+        }
+    });
+    let mut slot = vec![u32::MAX; span];
+    let mut table = Vec::new();
+    for (offset, entry) in slot.iter_mut().enumerate() {
+        if present[offset].load(Ordering::Relaxed) {
+            *entry = table.len() as u32;
+            table.push(min + offset as i64);
+        }
+    }
+    (table, slot)
+}
+
+/// Whether ids spanning `span` values are compact enough, among `count` of them, for a table.
+fn compact(span: u128, count: usize) -> bool {
+    span <= (count as u128) * 4 + 1_000_000
+}
+
+/// As [`index_integers`], writing each index over its id: at 100M ratings, a new array per
+/// side was 400 MB of fresh pages, faulted in one by one.
+fn index_small(mut values: Vec<u32>) -> (Ids, Vec<u32>) {
+    let Some((min, max)) = range_of(&values) else {
+        return (Ids::Integer(Vec::new()), Vec::new());
+    };
+    let span = u128::from(max - min);
+    if !compact(span, values.len()) {
+        return index_integers(&values);
+    }
+    let (table, slot) = dense_slots(&values, i64::from(min), span as usize + 1);
+    values.par_chunks_mut(1 << 16).for_each(|chunk| {
+        chunk
+            .iter_mut()
+            .for_each(|value| *value = slot[(*value - min) as usize])
+    });
+    (Ids::Integer(table), values)
+}
+
 fn index_integers<T>(values: &[T]) -> (Ids, Vec<u32>)
 where
     T: Copy + Ord + std::hash::Hash + Into<i64> + Send + Sync,
 {
-    let (Some(min), Some(max)) = (values.par_iter().min(), values.par_iter().max()) else {
+    let Some((min, max)) = range_of(values) else {
         return (Ids::Integer(Vec::new()), Vec::new());
     };
-    let (min, max): (i64, i64) = ((*min).into(), (*max).into());
+    let (min, max): (i64, i64) = (min.into(), max.into());
     let span = (max as i128 - min as i128) as u128;
-    if span <= (values.len() as u128) * 4 + 1_000_000 {
-        let span = span as usize + 1;
-        // Marking the ids present is the same whichever thread marks first.
-        let present: Vec<AtomicBool> = (0..span).map(|_| AtomicBool::new(false)).collect();
-        values.par_chunks(1 << 16).for_each(|chunk| {
-            for &value in chunk {
-                present[(value.into() - min) as usize].store(true, Ordering::Relaxed);
-            }
-        });
-        let mut slot = vec![u32::MAX; span];
-        let mut table = Vec::new();
-        for (offset, entry) in slot.iter_mut().enumerate() {
-            if present[offset].load(Ordering::Relaxed) {
-                *entry = table.len() as u32;
-                table.push(min + offset as i64);
-            }
-        }
+    if compact(span, values.len()) {
+        let (table, slot) = dense_slots(values, min, span as usize + 1);
         let indices = values
             .par_iter()
             .map(|&value| slot[(value.into() - min) as usize])
@@ -207,6 +255,14 @@ mod tests {
         let (ids, indices) = index(RawIds::Small(vec![7, 3, 7, 5]));
         assert_eq!(ids, Ids::Integer(vec![3, 5, 7]));
         assert_eq!(indices, vec![2, 0, 2, 1]);
+        // Sparse, and spread over many chunks: the same as the wide path.
+        for values in [
+            vec![0, u32::MAX, 5, u32::MAX],
+            (0..300_000u32).map(|k| (k * 7919) % 100_003 + 17).collect(),
+        ] {
+            let wide = RawIds::Integer(values.iter().map(|&value| i64::from(value)).collect());
+            assert_eq!(index(RawIds::Small(values)), index(wide));
+        }
         let mut raw = RawIds::Small(vec![1]);
         raw.extend(RawIds::Integer(vec![-2]));
         assert_eq!(index(raw).0, Ids::Integer(vec![-2, 1]));
