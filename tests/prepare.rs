@@ -490,16 +490,7 @@ fn an_sql_join_keeps_the_row_order_so_runs_repeat_to_the_byte() {
     // Polars SQL joins rows in no fixed order; a `sample` step and the seeded split follow row
     // positions, so runs of this job differed until SQL joins kept their left side's order.
     let dir = tempfile::tempdir().unwrap();
-    for (day, offset) in [("2026-11-01", 0u64), ("2026-11-02", 1)] {
-        let mut csv = String::from("user,item,event,ts\n");
-        for row in 0..900u64 {
-            let user = (row * 7 + offset) % 150;
-            let item = (row * 13 + user * 3) % 90;
-            let event = ["view", "view", "cart", "buy"][((row + user) % 4) as usize];
-            csv.push_str(&format!("u{user},{item},{event},{}\n", 1000 + row));
-        }
-        write(dir.path(), &format!("events/dt={day}/part-0.csv"), &csv);
-    }
+    common::event_log_days(dir.path());
     let items: String = std::iter::once("item,in_stock\n".to_owned())
         .chain((0..90).map(|item| format!("{item},{}\n", item % 7 != 0)))
         .collect();

@@ -563,16 +563,7 @@ fn a_preparation_runs_on_spark_with_the_native_rows_and_split() {
     spark_bin();
     let dir = tempfile::tempdir().unwrap();
     // An event log in two Hive-style day directories, and item metadata.
-    for (day, offset) in [("2026-11-01", 0u64), ("2026-11-02", 1)] {
-        let mut csv = String::from("user,item,event,ts\n");
-        for row in 0..900u64 {
-            let user = (row * 7 + offset) % 150;
-            let item = (row * 13 + user * 3) % 90;
-            let event = ["view", "view", "cart", "buy"][((row + user) % 4) as usize];
-            csv.push_str(&format!("u{user},{item},{event},{}\n", 1000 + row));
-        }
-        write(dir.path(), &format!("events/dt={day}/part-0.csv"), &csv);
-    }
+    event_log_days(dir.path());
     let mut items = String::from("item,genre,in_stock\n");
     for item in 0..90 {
         items.push_str(&format!(

@@ -2,4 +2,5 @@
 //! DataFrames.
 
 pub mod als;
+pub mod cpu;
 pub mod trees;

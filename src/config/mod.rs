@@ -263,6 +263,16 @@ pub enum ColumnRef {
     Position(usize),
 }
 
+impl ColumnRef {
+    /// The column's name, when it is referred to by name rather than by position.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            ColumnRef::Name(name) => Some(name),
+            ColumnRef::Position(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for ColumnRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -65,10 +65,7 @@ pub fn native_sum(input: &InputConfig, time_column: Option<&ColumnRef>) -> Optio
     let StepKind::GroupBy { keys, aggregations } = &preparation.steps.last()?.kind else {
         return None;
     };
-    let name = |column: &ColumnRef| match column {
-        ColumnRef::Name(name) => Some(name.clone()),
-        ColumnRef::Position(_) => None,
-    };
+    let name = |column: &ColumnRef| column.name().map(str::to_owned);
     let (user, item, rating) = (
         name(&input.columns.user)?,
         name(&input.columns.item)?,
@@ -176,15 +173,8 @@ pub fn prepared_frame(
 ) -> Result<(DataFrame, Vec<Fingerprint>), IngestError> {
     guarded("the preparation failed", || {
         let mut plan = plan(input, native_sum)?;
-        let names: Option<Vec<&str>> = only.and_then(|columns| {
-            columns
-                .iter()
-                .map(|column| match column {
-                    ColumnRef::Name(name) => Some(name.as_str()),
-                    ColumnRef::Position(_) => None,
-                })
-                .collect()
-        });
+        let names: Option<Vec<&str>> =
+            only.and_then(|columns| columns.iter().map(|column| column.name()).collect());
         if let Some(mut names) = names {
             let schema = schema_of(&mut plan.frame)?;
             names.retain(|name| schema.contains(name));

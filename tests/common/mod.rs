@@ -93,3 +93,19 @@ pub fn ok_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     );
     json(&output)
 }
+
+/// An event log `(user, item, event, ts)` of 900 rows a day in two Hive-style day directories,
+/// `events/dt=2026-11-01/part-0.csv` and `events/dt=2026-11-02/part-0.csv`, over 150 users
+/// and 90 items.
+pub fn event_log_days(dir: &Path) {
+    for (day, offset) in [("2026-11-01", 0u64), ("2026-11-02", 1)] {
+        let mut csv = String::from("user,item,event,ts\n");
+        for row in 0..900u64 {
+            let user = (row * 7 + offset) % 150;
+            let item = (row * 13 + user * 3) % 90;
+            let event = ["view", "view", "cart", "buy"][((row + user) % 4) as usize];
+            csv.push_str(&format!("u{user},{item},{event},{}\n", 1000 + row));
+        }
+        write(dir, &format!("events/dt={day}/part-0.csv"), &csv);
+    }
+}

@@ -30,7 +30,7 @@
 use super::kernel::{FactorTable, Terms};
 use super::lines::{Line, add_row, add_scaled, dot, dot_row, load, store, tile_shape};
 #[cfg(target_arch = "x86_64")]
-use super::lines::{avx2_available, avx512_available};
+use crate::algo::cpu::{avx2_fma as avx2_available, avx512 as avx512_available};
 
 /// What the rows of one group share.
 #[derive(Clone, Copy)]

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::kernel::FactorTable;
 use super::lines::{Line, tile_shape};
 #[cfg(target_arch = "x86_64")]
-use super::lines::{avx2_available, avx512_available};
+use crate::algo::cpu::{avx2_fma as avx2_available, avx512 as avx512_available};
 
 /// Factor rows per chunk: 512 KiB at rank 64.
 const CHUNK_ROWS: usize = 2048;

@@ -189,13 +189,7 @@ fn one_pass_available() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx2_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    })
-}
+use crate::algo::cpu::avx2_fma as avx2_available;
 
 fn portable(terms: Terms<'_>, fixed: &FactorTable, normal: &mut [f32], right_side: &mut [f32]) {
     let (k, stride) = (fixed.rank, fixed.stride);

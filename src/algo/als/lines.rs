@@ -7,22 +7,6 @@
 //! The callers compile their loops once per instruction set (`#[target_feature]` wrappers
 //! around generic code), so the choice of instruction set changes speed, never results.
 
-#[cfg(target_arch = "x86_64")]
-pub fn avx512_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| avx2_available() && std::is_x86_feature_detected!("avx512f"))
-}
-
-#[cfg(target_arch = "x86_64")]
-pub fn avx2_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    })
-}
-
 /// The register tile of a product whose outputs are rows of `lines` lines: how many output
 /// rows by how many lines are summed at once. At most 16 sums, leaving registers for the
 /// streamed row's lines and the broadcast factors.

@@ -24,7 +24,8 @@ mod kernels;
 mod top_k;
 
 #[cfg(target_arch = "x86_64")]
-use kernels::{avx2, avx2_available, avx512, avx512_available};
+use crate::algo::cpu::{avx2_fma as avx2_available, avx512 as avx512_available};
+use kernels::{avx2, avx512};
 use top_k::TopK;
 
 /// Items scored per tile (the score buffer is 4 KiB).

@@ -137,11 +137,7 @@ pub fn cholesky_solve_lanes<const L: usize>(
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx2_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::is_x86_feature_detected!("avx2"))
-}
+use crate::algo::cpu::avx2 as avx2_available;
 
 #[inline(always)]
 fn left_looking<const L: usize>(a: &mut [[f64; L]], b: &mut [[f64; L]], k: usize) -> [bool; L] {

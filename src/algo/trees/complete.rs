@@ -119,7 +119,7 @@ impl CompleteTrees {
         // Whole groups of 64 rows walk with AVX-512 gathers where the CPU has them, the rest
         // (and every row elsewhere) with the scalar loop: the same positions either way.
         #[cfg(target_arch = "x86_64")]
-        let gathered = if self.max_feature < features && gathers_available() {
+        let gathered = if self.max_feature < features && crate::algo::cpu::avx512() {
             let gathered = rows / GATHER_GROUP * GATHER_GROUP;
             // SAFETY: AVX-512F is present; the first `gathered` rows of `block` are whole rows
             // of `features` values, and every node tests a feature below `features` (checked
@@ -171,13 +171,6 @@ fn walk(
             *position = 2 * *position + 1 + u32::from(value > node.threshold);
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn gathers_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
 }
 
 /// Rows a gather walk advances together: four vectors of 16.
@@ -271,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_gather_walk_reaches_the_positions_of_the_scalar_walk() {
-        if !gathers_available() {
+        if !crate::algo::cpu::avx512() {
             eprintln!("skipped: this CPU has no AVX-512 (the scalar walk is the only one)");
             return;
         }

@@ -32,26 +32,10 @@ pub(super) fn by_rank(rows: [&[f32]; GROUP]) -> impl Iterator<Item = [f32; GROUP
         .map(|(((&first, &second), &third), &fourth)| [first, second, third, fourth])
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(super) fn avx2_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    })
-}
-
 /// AVX-512F with FMA: each score is the same chain of fused multiply-adds over the rank as in
 /// the AVX2 kernel, one lane per item, so both give the same bits; the wider vectors double the
 /// multiply-adds per instruction where the CPU has two 512-bit FMA ports (Intel's server cores)
 /// and cost nothing where it splits them (AMD Zen 4).
-#[cfg(target_arch = "x86_64")]
-pub(super) fn avx512_available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
-}
-
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
     use std::arch::x86_64::*;
