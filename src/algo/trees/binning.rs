@@ -61,17 +61,42 @@ impl FeatureBins {
 
 /// Cut points for one numeric column: at most `max_bins` value bins.
 pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64> {
+    thresholds_of_sample(
+        values,
+        sampled_rows(values.len(), seed).as_deref(),
+        max_bins,
+    )
+}
+
+/// The rows whose values place the cuts (`None`: all of them): each row with probability
+/// `SAMPLE_ROWS / rows`, drawn by row number, so every column of a table samples the same rows
+/// and the draws are made once for all of them.
+fn sampled_rows(rows: usize, seed: u64) -> Option<Vec<u32>> {
     let stream = mix(seed, SAMPLE_STREAM);
-    let fraction = SAMPLE_ROWS as f64 / values.len().max(1) as f64;
-    let mut sample: Vec<f32> = values
-        .iter()
-        .enumerate()
-        .filter(|(row, value)| {
-            !value.is_nan() && (fraction >= 1.0 || unit(stream, *row as u64) < fraction)
-        })
-        .map(|(_, value)| *value)
-        .collect();
-    sample.sort_unstable_by(f32::total_cmp);
+    let fraction = SAMPLE_ROWS as f64 / rows.max(1) as f64;
+    (fraction < 1.0).then(|| {
+        (0..rows as u32)
+            .into_par_iter()
+            .filter(|&row| unit(stream, u64::from(row)) < fraction)
+            .collect()
+    })
+}
+
+/// [`numeric_thresholds`] from the values of the sampled `rows` (all rows for `None`).
+fn thresholds_of_sample(values: &[f32], rows: Option<&[u32]>, max_bins: usize) -> Vec<f64> {
+    let mut sample: Vec<f32> = match rows {
+        None => values
+            .iter()
+            .copied()
+            .filter(|value| !value.is_nan())
+            .collect(),
+        Some(rows) => rows
+            .iter()
+            .map(|&row| values[row as usize])
+            .filter(|value| !value.is_nan())
+            .collect(),
+    };
+    sort_total(&mut sample);
     let mut distinct: Vec<(f32, usize)> = Vec::new();
     for value in sample {
         match distinct.last_mut() {
@@ -125,6 +150,50 @@ pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64
         thresholds.extend(greedy_thresholds(above, signed_bins - below_bins));
     }
     thresholds
+}
+
+/// Sorts `values` (no NaN) in `f32::total_cmp` order by a radix sort of their order-preserving
+/// bit patterns, four passes of a byte (a pass whose byte is the same for all is skipped).
+/// Sorting every column's 200,000-value sample by comparisons was most of the cut placement,
+/// itself a tenth of a short boosting fit. Written here rather than taken from a crate: it is
+/// a dozen lines, and the exact order (-0.0 before 0.0) is what the cuts are tested against.
+fn sort_total(values: &mut [f32]) {
+    let key = |value: f32| {
+        let bits = value.to_bits();
+        if bits >> 31 == 1 {
+            !bits
+        } else {
+            bits | 1 << 31
+        }
+    };
+    let mut keys: Vec<u32> = values.iter().map(|&value| key(value)).collect();
+    let mut moved = vec![0u32; keys.len()];
+    for shift in [0, 8, 16, 24] {
+        let mut starts = [0usize; 256];
+        for &key in &keys {
+            starts[(key >> shift) as usize & 0xff] += 1;
+        }
+        if starts.contains(&keys.len()) {
+            continue;
+        }
+        let mut at = 0;
+        for start in starts.iter_mut() {
+            (*start, at) = (at, at + *start);
+        }
+        for &key in &keys {
+            let bucket = &mut starts[(key >> shift) as usize & 0xff];
+            moved[*bucket] = key;
+            *bucket += 1;
+        }
+        std::mem::swap(&mut keys, &mut moved);
+    }
+    for (value, key) in values.iter_mut().zip(keys) {
+        *value = f32::from_bits(if key >> 31 == 1 {
+            key & !(1 << 31)
+        } else {
+            !key
+        });
+    }
 }
 
 /// Cuts for sorted distinct `(value, rows)` pairs, at most `max_bins` bins. Greedy, as
@@ -228,13 +297,14 @@ pub struct BinnedMatrix {
 impl BinnedMatrix {
     /// Places the cuts on `table` and bins it.
     pub fn fit(table: &Tabular, max_bins: usize, seed: u64) -> BinnedMatrix {
+        let rows = sampled_rows(table.rows(), seed);
         let bins: Vec<FeatureBins> = table
             .features
             .par_iter()
             .zip(&table.kinds)
             .map(|(column, kind)| match kind {
                 FeatureKind::Numeric => FeatureBins::Numeric {
-                    thresholds: numeric_thresholds(column, max_bins, seed),
+                    thresholds: thresholds_of_sample(column, rows.as_deref(), max_bins),
                 },
                 FeatureKind::Categorical { names } => FeatureBins::Categorical {
                     categories: names.len().max(1),
@@ -330,6 +400,31 @@ fn transpose<B: Copy + Default + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_radix_sort_gives_the_total_order() {
+        for length in [0usize, 1, 2, 1000, 70_000] {
+            let mut values: Vec<f32> = (0..length)
+                .map(|k| {
+                    let unit = unit(11, k as u64);
+                    match k % 9 {
+                        0 => -0.0,
+                        1 => 0.0,
+                        2 => f32::INFINITY,
+                        3 => f32::NEG_INFINITY,
+                        4 => f32::from_bits(k as u32 % 100),
+                        5 => (unit as f32) * 3.0,
+                        _ => ((unit - 0.5) * 1e6) as f32,
+                    }
+                })
+                .collect();
+            let mut expected = values.clone();
+            expected.sort_unstable_by(f32::total_cmp);
+            sort_total(&mut values);
+            let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&values), bits(&expected), "{length} values");
+        }
+    }
 
     #[test]
     fn few_distinct_values_keep_their_own_bins() {
