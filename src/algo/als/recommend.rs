@@ -122,17 +122,44 @@ fn bound_margin(rank: usize) -> f64 {
     1.0 + 4.0 * (rank as f64 + 2.0) * f64::from(f32::EPSILON) / 2.0
 }
 
+/// A factor row's norm in f64.
+fn norm_of(row: &[f32]) -> f64 {
+    row.iter()
+        .map(|&value| f64::from(value) * f64::from(value))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// A factor row (users' and items' alike) as [`ItemScorer::bound`] reads it: its norm, and
+/// the lengths of its parts along and across the items' mean direction.
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    norm: f64,
+    along: f64,
+    across: f64,
+}
+
+impl Split {
+    /// `row` (of norm `norm`) split along the unit direction `center` (empty: all across).
+    fn of(center: &[f64], row: &[f32], norm: f64) -> Split {
+        let along: f64 = center
+            .iter()
+            .zip(row)
+            .map(|(direction, &value)| direction * f64::from(value))
+            .sum();
+        Split {
+            norm,
+            along,
+            across: (norm * norm - along * along).max(0.0).sqrt(),
+        }
+    }
+}
+
 impl ItemScorer {
     pub fn new(item_factors: &[f32], rank: usize, recommendable: Vec<bool>) -> ItemScorer {
         let items = recommendable.len();
         let item_norms: Vec<f64> = (0..items)
-            .map(|item| {
-                item_factors[item * rank..(item + 1) * rank]
-                    .iter()
-                    .map(|&value| f64::from(value) * f64::from(value))
-                    .sum::<f64>()
-                    .sqrt()
-            })
+            .map(|item| norm_of(&item_factors[item * rank..(item + 1) * rank]))
             .collect();
         let mut order: Vec<u32> = (0..items as u32).collect();
         order.sort_by(|&a, &b| {
@@ -169,14 +196,11 @@ impl ItemScorer {
         let mut running = (f64::NEG_INFINITY, f64::INFINITY, 0f64);
         for at in (0..items).rev() {
             let item = order[at] as usize;
-            let factors = &item_factors[item * rank..(item + 1) * rank];
-            let along: f64 = center
-                .iter()
-                .zip(factors)
-                .map(|(direction, &value)| direction * f64::from(value))
-                .sum();
-            let norm = item_norms[item];
-            let across = (norm * norm - along * along).max(0.0).sqrt();
+            let Split { along, across, .. } = Split::of(
+                &center,
+                &item_factors[item * rank..(item + 1) * rank],
+                item_norms[item],
+            );
             running = (
                 running.0.max(along),
                 running.1.min(along),
@@ -213,26 +237,29 @@ impl ItemScorer {
             + self.recommendable.len()
     }
 
-    /// An upper bound on the computed score of a user (factor row `user`, norm `norm`) with
-    /// any item at position `at` or later. Cauchy-Schwarz gives `|u| |v|`; splitting both
+    /// A user's factor row as [`ItemScorer::bound`] reads it.
+    fn split(&self, user: &[f32]) -> Split {
+        Split::of(&self.center, user, norm_of(user))
+    }
+
+    /// An upper bound on the computed score of a user (its factor row split by
+    /// [`ItemScorer::split`]) with any item at position `at` or later. Cauchy-Schwarz gives `|u| |v|`; splitting both
     /// vectors along the items' mean direction `c` gives `u.v <= (u.c)(v.c) + |u'| |v'|` (the
     /// primes: the parts across `c`), much the smaller where item vectors share a direction
     /// (popularity, in implicit models). The smaller of the two is taken, plus the rounding
     /// allowance of [`bound_margin`] relative to `|u| |v|`.
-    fn bound(&self, user: &[f32], norm: f64, at: usize) -> f64 {
+    fn bound(&self, user: Split, at: usize) -> f64 {
+        let Split {
+            norm,
+            along,
+            across,
+        } = user;
         let margin = bound_margin(self.rank);
         let largest = self.norms[at];
         let schwarz = norm * largest * margin;
         if self.center.is_empty() {
             return schwarz + 1e-37;
         }
-        let along: f64 = self
-            .center
-            .iter()
-            .zip(user)
-            .map(|(direction, &value)| direction * f64::from(value))
-            .sum();
-        let across = (norm * norm - along * along).max(0.0).sqrt();
         let split = (along * self.along_max[at]).max(along * self.along_min[at])
             + across * self.across_max[at]
             + (margin - 1.0) * norm * largest;
@@ -280,14 +307,13 @@ impl ItemScorer {
                 positions
             })
             .collect();
-        let user_norms: Vec<f64> = block
+        // Each user's part along the items' mean direction, once rather than at every tile.
+        let user_splits: Vec<Split> = block
             .iter()
             .map(|&user| {
-                let row = &user_factors[user as usize * self.rank..(user as usize + 1) * self.rank];
-                row.iter()
-                    .map(|&value| f64::from(value) * f64::from(value))
-                    .sum::<f64>()
-                    .sqrt()
+                self.split(
+                    &user_factors[user as usize * self.rank..(user as usize + 1) * self.rank],
+                )
             })
             .collect();
         // The users still in the running, regrouped by fours at every tile.
@@ -301,9 +327,7 @@ impl ItemScorer {
             // the tile's largest norm, rounding allowed) can enter its list: norms only fall and
             // the threshold only rises.
             active.retain(|&slot| {
-                let user = block[slot] as usize;
-                let row = &user_factors[user * self.rank..(user + 1) * self.rank];
-                let bound = self.bound(row, user_norms[slot], tile_start);
+                let bound = self.bound(user_splits[slot], tile_start);
                 let beaten = bound < f64::from(best[slot].threshold());
                 !beaten
             });
@@ -555,7 +579,7 @@ mod tests {
                 .sum::<f64>()
                 .sqrt();
             for at in (0..600).step_by(37) {
-                let bound = scorer.bound(user, norm, at);
+                let bound = scorer.bound(scorer.split(user), at);
                 for &item in &scorer.order[at..] {
                     let factors = &items[item as usize * rank..(item as usize + 1) * rank];
                     let fused = user
