@@ -100,6 +100,13 @@ pub fn read_ratings(
     seed: u64,
     time_column: Option<&crate::config::ColumnRef>,
 ) -> Result<IngestedRatings, IngestError> {
+    // A last group-by that sums over (user, item) is run by ingestion (see
+    // `prepare::native_sum`): the reader leaves it out of the plan, and the dedupe below sums.
+    let native_sum = prepare::native_sum(input, time_column);
+    let rule = match native_sum {
+        Some(_) => crate::config::prepare::Dedupe::Sum,
+        None => input.dedupe,
+    };
     let mut ingested = match &input.source {
         Source::Synthetic(spec) if !prepare::applies(input) => {
             if let Some(column) = time_column {
@@ -112,17 +119,11 @@ pub fn read_ratings(
             }
             synthetic::ratings(spec, input, seed)?
         }
-        _ => reader::read_ratings(input, seed, time_column)?,
+        _ => reader::read_ratings(input, seed, time_column, native_sum)?,
     };
     if ingested.ratings.is_empty() {
         return Err(ingested.counts.nothing_left());
     }
-    // A last group-by that sums over (user, item) is run here (see `prepare::native_sum`);
-    // its output has one row per pair, so `input.dedupe` would have nothing to do.
-    let rule = match prepare::native_sum(input, time_column) {
-        Some(_) => crate::config::prepare::Dedupe::Sum,
-        None => input.dedupe,
-    };
     dedupe::apply(&mut ingested.ratings, ingested.times.as_mut(), rule)?;
     Ok(ingested)
 }

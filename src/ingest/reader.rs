@@ -19,11 +19,14 @@ use crate::config::{ColumnRef, FileSource, Format, InputConfig, NullPolicy, Sour
 use crate::dataset::split;
 use crate::dataset::{Ids, Ratings, keep_where};
 
-/// Reads ratings, and the times in `time_column` when a time split needs them.
+/// Reads ratings, and the times in `time_column` when a time split needs them; with
+/// `native_sum`, the preparation's last step is left out and the rating column is that value
+/// (see [`super::prepare::native_sum`]), for the caller to sum.
 pub fn read_ratings(
     input: &InputConfig,
     seed: u64,
     time_column: Option<&ColumnRef>,
+    native_sum: Option<polars::prelude::Expr>,
 ) -> Result<IngestedRatings, IngestError> {
     let columns = &input.columns;
     let mut users: Option<RawIds> = None;
@@ -37,7 +40,7 @@ pub fn read_ratings(
         seed,
         &used,
         true,
-        super::prepare::native_sum(input, time_column),
+        native_sum,
         Some(&columns.rating),
         &mut |located, frame, keep| {
             if let Some(time_column) = time_column {
@@ -1236,7 +1239,7 @@ mod tests {
         let crate::config::Task::Train(task) = config.task else {
             panic!("a train job");
         };
-        super::read_ratings(&task.input, 7, None)
+        super::read_ratings(&task.input, 7, None, None)
     }
 
     #[test]
