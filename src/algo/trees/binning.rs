@@ -59,15 +59,6 @@ impl FeatureBins {
     }
 }
 
-/// Cut points for one numeric column: at most `max_bins` value bins.
-pub fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64> {
-    thresholds_of_sample(
-        values,
-        sampled_rows(values.len(), seed).as_deref(),
-        max_bins,
-    )
-}
-
 /// The rows whose values place the cuts (`None`: all of them): each row with probability
 /// `SAMPLE_ROWS / rows`, drawn by row number, so every column of a table samples the same rows
 /// and the draws are made once for all of them.
@@ -82,7 +73,8 @@ fn sampled_rows(rows: usize, seed: u64) -> Option<Vec<u32>> {
     })
 }
 
-/// [`numeric_thresholds`] from the values of the sampled `rows` (all rows for `None`).
+/// Cut points for one numeric column, at most `max_bins` value bins, placed on its values at
+/// the sampled `rows` (all rows for `None`; see [`sampled_rows`]).
 fn thresholds_of_sample(values: &[f32], rows: Option<&[u32]>, max_bins: usize) -> Vec<f64> {
     let mut sample: Vec<f32> = match rows {
         None => values
@@ -400,6 +392,15 @@ fn transpose<B: Copy + Default + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One column's cuts as [`BinnedMatrix::fit`] places them.
+    fn numeric_thresholds(values: &[f32], max_bins: usize, seed: u64) -> Vec<f64> {
+        thresholds_of_sample(
+            values,
+            sampled_rows(values.len(), seed).as_deref(),
+            max_bins,
+        )
+    }
 
     #[test]
     fn the_radix_sort_gives_the_total_order() {
