@@ -217,10 +217,9 @@ fn train_als(
         &is_test,
         false,
     );
-    let items = ratings.items();
     ingested.ratings.retain_where(&is_test);
     drop(is_test);
-    let by_item = by_user.transposed(items);
+    let by_item = by_user.transposed(ingested.ratings.items());
     durations.insert("prepare".to_owned(), phase.elapsed().as_secs_f64());
     report_heap(progress, "prepare");
 
