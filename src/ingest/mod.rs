@@ -5,6 +5,7 @@
 pub mod dedupe;
 pub mod ids;
 pub mod libsvm;
+mod numeric_text;
 pub mod prepare;
 pub mod reader;
 pub mod remote;

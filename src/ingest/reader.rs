@@ -12,6 +12,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use super::ids::{self, RawIds};
+use super::numeric_text;
 use super::{
     Fingerprint, IngestCounts, IngestError, IngestedRatings, SAMPLE_STREAM, fingerprint, read_file,
 };
@@ -29,6 +30,9 @@ pub fn read_ratings(
     native_sum: Option<polars::prelude::Expr>,
 ) -> Result<IngestedRatings, IngestError> {
     let columns = &input.columns;
+    if let Some(read) = read_numeric_text(input, time_column, native_sum.is_some())? {
+        return Ok(read);
+    }
     let mut users: Option<RawIds> = None;
     let mut items: Option<RawIds> = None;
     let mut rating: Vec<f32> = Vec::new();
@@ -89,6 +93,56 @@ pub fn read_ratings(
         counts,
         times: time_column.map(|_| times),
     })
+}
+
+/// Ratings through [`numeric_text`] when the input is plain delimited files read whole (no
+/// preparation, time column, `limit` or `sample_fraction`) and every file fits its grammar;
+/// `None` sends the input through polars.
+fn read_numeric_text(
+    input: &InputConfig,
+    time_column: Option<&ColumnRef>,
+    native_sum: bool,
+) -> Result<Option<IngestedRatings>, IngestError> {
+    let Source::Files(files) = &input.source else {
+        return Ok(None);
+    };
+    if !files.format.is_delimited_text()
+        || super::prepare::applies(input)
+        || time_column.is_some()
+        || native_sum
+        || input.limit.is_some()
+        || input.sample_fraction < 1.0
+    {
+        return Ok(None);
+    }
+    let columns = &input.columns;
+    let Some((read, fingerprints)) = numeric_text::read(
+        &files.paths,
+        files.separator.as_deref(),
+        files.header,
+        [&columns.user, &columns.item, &columns.rating],
+    )?
+    else {
+        return Ok(None);
+    };
+    let counts = IngestCounts {
+        rows_read: read.users.len() as u64,
+        ..IngestCounts::default()
+    };
+    let (user_ids, user) = ids::index(RawIds::Small(read.users));
+    let (item_ids, item) = ids::index(RawIds::Small(read.items));
+    Ok(Some(IngestedRatings {
+        ratings: Ratings {
+            user_ids,
+            item_ids,
+            user,
+            item,
+            rating: read.ratings,
+        },
+        fingerprints,
+        counts,
+        times: None,
+    }))
 }
 
 /// A time column as seconds since the Unix epoch (dates, datetimes, text dates), or as its
@@ -760,7 +814,7 @@ pub fn sniffed_separator(path: &Path) -> Result<String, IngestError> {
     Ok(sniff_separator(&head))
 }
 
-fn sniff_separator(bytes: &[u8]) -> String {
+pub(crate) fn sniff_separator(bytes: &[u8]) -> String {
     let first_line_end = bytes
         .iter()
         .position(|&b| b == b'\n')
@@ -1143,6 +1197,29 @@ pub(crate) fn find_column<'a>(
                 })
         }
     }
+}
+
+/// One file's user, item and rating columns as the polars path reads them: what
+/// [`numeric_text`]'s tests compare against.
+#[cfg(test)]
+pub(crate) fn columns_through_polars(
+    path: &Path,
+    files: &FileSource,
+    columns: [&ColumnRef; 3],
+) -> Result<(RawIds, RawIds, Vec<f32>), IngestError> {
+    let bytes = read_file(path)?;
+    let frame = read_frame(path, &bytes, files, None, Some(columns[2]))?;
+    let located = Located {
+        path,
+        header_lines: u64::from(files.header),
+        first_row: 0,
+        file_rows: 0,
+    };
+    let keep = vec![true; frame.height()];
+    let users = id_values(&located, find_column(path, &frame, columns[0])?)?;
+    let items = id_values(&located, find_column(path, &frame, columns[1])?)?;
+    let ratings = rating_values(&located, find_column(path, &frame, columns[2])?, &keep)?;
+    Ok((users, items, ratings))
 }
 
 #[cfg(test)]
