@@ -302,6 +302,48 @@ fn csv_tsv_and_text_with_names_positions_and_separators() {
     }
 }
 
+/// A plain numeric CSV is read by submit's own reader, the same rows with a quoted header by
+/// polars: the models must be byte for byte the same.
+#[test]
+fn the_numeric_reader_and_polars_train_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("userId,movieId,rating,note\n");
+    for (row, line) in ratings_csv(80, false).lines().enumerate() {
+        // Ratings of several shapes: integers, decimals, an exponent, a trailing point.
+        let line = match row % 4 {
+            0 => line.replace(".5", "5e-1"),
+            1 => format!("{line}0"),
+            _ => line.to_owned(),
+        };
+        csv.push_str(&format!("{line},n{row}\n"));
+    }
+    write(dir.path(), "plain.csv", &csv);
+    let quoted = csv.replacen(
+        "userId,movieId,rating,note",
+        "\"userId\",\"movieId\",\"rating\",\"note\"",
+        1,
+    );
+    write(dir.path(), "quoted.csv", &quoted);
+    let mut models = Vec::new();
+    for name in ["plain", "quoted"] {
+        let job = format!(
+            "[job]\nname = \"{name}\"\n[input]\npath = \"{name}.csv\"\n[input.columns]\nuser = \"userId\"\nitem = \"movieId\"\nrating = \"rating\"\n[model]\nmax_iter = 3\n"
+        );
+        write(dir.path(), "job.toml", &job);
+        let summary = train_ok(dir.path(), &["job.toml"]);
+        assert_eq!(summary["metrics"]["counts"]["ratings"], 480, "{name}");
+        models.push((
+            std::fs::read(dir.path().join(format!("models/{name}/v1/model.als"))).unwrap(),
+            summary["metrics"]["rmse"].clone(),
+        ));
+    }
+    assert_eq!(models[0].1, models[1].1);
+    assert!(
+        models[0].0 == models[1].0,
+        "model.als differs between the two readers"
+    );
+}
+
 #[test]
 fn several_paths_a_glob_limit_and_sample() {
     let dir = tempfile::tempdir().unwrap();
