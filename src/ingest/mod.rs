@@ -175,15 +175,7 @@ impl FileBytes {
 /// such as `/dev/zero` never end or look empty.
 pub(crate) fn check_regular(path: &Path) -> Result<(), IngestError> {
     use std::os::unix::fs::FileTypeExt;
-    let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => IngestError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => IngestError::Unreadable {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        },
-    })?;
+    let metadata = std::fs::metadata(path).map_err(|error| unreadable(path, error))?;
     let kind = metadata.file_type();
     let what = if kind.is_file() {
         return Ok(());
@@ -224,9 +216,9 @@ fn unsupported_encoding(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
-    check_regular(path)?;
-    let unreadable = |error: std::io::Error| match error.kind() {
+/// The error for an input that cannot be opened or read.
+pub(crate) fn unreadable(path: &Path, error: std::io::Error) -> IngestError {
+    match error.kind() {
         std::io::ErrorKind::NotFound => IngestError::NotFound {
             path: path.to_path_buf(),
         },
@@ -234,7 +226,12 @@ pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
             path: path.to_path_buf(),
             reason: error.to_string(),
         },
-    };
+    }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<FileBytes, IngestError> {
+    check_regular(path)?;
+    let unreadable = |error| unreadable(path, error);
     let file = std::fs::File::open(path).map_err(unreadable)?;
     if file.metadata().map_err(unreadable)?.len() == 0 {
         return Ok(FileBytes::Empty);

@@ -81,15 +81,7 @@ fn read_file(
     read: &mut NumericRatings,
 ) -> Result<Option<Fingerprint>, IngestError> {
     super::check_regular(path)?;
-    let unreadable = |error: std::io::Error| match error.kind() {
-        std::io::ErrorKind::NotFound => IngestError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => IngestError::Unreadable {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        },
-    };
+    let unreadable = |error| super::unreadable(path, error);
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
     let size = file.metadata().map_err(unreadable)?.len() as usize;
     if size == 0 {
