@@ -940,17 +940,24 @@ fn id_values(located: &Located<'_>, column: &Column) -> Result<RawIds, IngestErr
             .cast(&DataType::Int64)
             .map_err(|error| polars_error(path, error))?;
         let values = cast.i64().map_err(|error| polars_error(path, error))?;
-        let fits_u32 = values.min().is_none_or(|min| min >= 0)
-            && values.max().is_none_or(|max| max <= i64::from(u32::MAX));
-        // Without missing values the chunks' slices are converted directly, side by side.
+        // Without missing values the chunks' slices are checked and converted directly, side
+        // by side. The check is a fold the compiler vectorizes: polars' `min` and `max` were
+        // two scalar passes per column, 0.8 s of a 100M-row Parquet file's ingest.
         if values.null_count() == 0 {
             let slices = value_slices(values);
+            let fits_u32 = slices.par_iter().all(|slice| {
+                slice.iter().fold(true, |fits, &value| {
+                    fits & (value as u64 <= u64::from(u32::MAX))
+                })
+            });
             return Ok(if fits_u32 {
                 RawIds::Small(convert_slices(&slices, |v| v as u32))
             } else {
                 RawIds::Integer(convert_slices(&slices, |v| v))
             });
         }
+        let fits_u32 = values.min().is_none_or(|min| min >= 0)
+            && values.max().is_none_or(|max| max <= i64::from(u32::MAX));
         Ok(if fits_u32 {
             RawIds::Small(values.iter().map(|v| v.unwrap_or(0) as u32).collect())
         } else {
