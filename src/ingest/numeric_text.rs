@@ -26,7 +26,7 @@ const WINDOW_BYTES: usize = if cfg!(test) { 1 << 12 } else { 64 << 20 };
 const PIECE_BYTES: usize = if cfg!(test) { 1 << 8 } else { 1 << 20 };
 
 /// The columns read from one or more files, in file order.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Default)]
 pub(crate) struct NumericRatings {
     pub(crate) users: Vec<u32>,
     pub(crate) items: Vec<u32>,
@@ -162,7 +162,7 @@ fn parse_window(
     file_bytes: usize,
     read: &mut NumericRatings,
 ) -> bool {
-    let pieces = cut(text, 0..text.len(), PIECE_BYTES);
+    let pieces = cut(text, PIECE_BYTES);
     let rows: Vec<usize> = pieces
         .par_iter()
         .map(|range| lines_in(&text[range.clone()]))
@@ -190,22 +190,17 @@ fn parse_window(
         work.push((
             &text[range.clone()],
             count,
-            user_part,
-            item_part,
-            rating_part,
+            Slots {
+                users: user_part,
+                items: item_part,
+                ratings: rating_part,
+            },
         ));
         (users, items, ratings) = (user_rest, item_rest, rating_rest);
     }
     let all_parsed = work
         .into_par_iter()
-        .all(|(text, count, users, items, ratings)| {
-            let slots = Slots {
-                users,
-                items,
-                ratings,
-            };
-            parse_lines(text, layout, slots) == Some(count)
-        });
+        .all(|(text, count, slots)| parse_lines(text, layout, slots) == Some(count));
     if !all_parsed {
         return false;
     }
@@ -221,10 +216,14 @@ fn parse_window(
     true
 }
 
-/// The lines of `text` (the last may lack its `\n`). The line ends are counted in byte lanes,
-/// 64 at a time, which the compiler turns into vector compares: counted with a plain filter,
-/// they took a quarter of the parse.
+/// The lines of `text` (the last may lack its `\n`).
 fn lines_in(text: &[u8]) -> usize {
+    line_ends(text) + usize::from(text.last().is_some_and(|&byte| byte != b'\n'))
+}
+
+/// The `\n` bytes in `text`, counted in byte lanes, 64 at a time, which the compiler turns into
+/// vector compares: counted with a plain filter, they took a quarter of the parse.
+pub(super) fn line_ends(text: &[u8]) -> usize {
     const LANES: usize = 64;
     let mut line_ends = 0;
     // A lane counts at most one line end per row of 64 bytes: 255 rows fit its byte.
@@ -240,7 +239,7 @@ fn lines_in(text: &[u8]) -> usize {
         line_ends += lanes.iter().map(|&lane| usize::from(lane)).sum::<usize>();
         line_ends += rest.iter().filter(|&&byte| byte == b'\n').count();
     }
-    line_ends + usize::from(text.last().is_some_and(|&byte| byte != b'\n'))
+    line_ends
 }
 
 /// Where one piece's rows go.
@@ -322,12 +321,13 @@ fn line_end_after(bytes: &[u8], at: usize) -> usize {
         .map_or(bytes.len(), |offset| at + offset + 1)
 }
 
-/// `range` cut into pieces of about `piece` bytes, each ending at a line end.
-fn cut(bytes: &[u8], range: std::ops::Range<usize>, piece: usize) -> Vec<std::ops::Range<usize>> {
-    let mut pieces = Vec::with_capacity(range.len() / piece + 1);
-    let mut start = range.start;
-    while start < range.end {
-        let end = line_end_after(&bytes[..range.end], start + piece);
+/// `bytes` cut into pieces of about `piece` bytes, each ending at a line end (the last at the
+/// end of `bytes`).
+pub(super) fn cut(bytes: &[u8], piece: usize) -> Vec<std::ops::Range<usize>> {
+    let mut pieces = Vec::with_capacity(bytes.len() / piece + 1);
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = line_end_after(bytes, start + piece);
         pieces.push(start..end);
         start = end;
     }

@@ -30,7 +30,7 @@ pub fn read_ratings(
     native_sum: Option<polars::prelude::Expr>,
 ) -> Result<IngestedRatings, IngestError> {
     let columns = &input.columns;
-    if let Some(read) = read_numeric_text(input, time_column, native_sum.is_some())? {
+    if let Some(read) = read_numeric_text(input, time_column)? {
         return Ok(read);
     }
     let mut users: Option<RawIds> = None;
@@ -96,12 +96,11 @@ pub fn read_ratings(
 }
 
 /// Ratings through [`numeric_text`] when the input is plain delimited files read whole (no
-/// preparation, time column, `limit` or `sample_fraction`) and every file fits its grammar;
-/// `None` sends the input through polars.
+/// preparation, and so no native sum; no time column, `limit` or `sample_fraction`) and every
+/// file fits its grammar; `None` sends the input through polars.
 fn read_numeric_text(
     input: &InputConfig,
     time_column: Option<&ColumnRef>,
-    native_sum: bool,
 ) -> Result<Option<IngestedRatings>, IngestError> {
     let Source::Files(files) = &input.source else {
         return Ok(None);
@@ -109,7 +108,6 @@ fn read_numeric_text(
     if !files.format.is_delimited_text()
         || super::prepare::applies(input)
         || time_column.is_some()
-        || native_sum
         || input.limit.is_some()
         || input.sample_fraction < 1.0
     {
@@ -216,22 +214,31 @@ pub fn ratings_from_text(bytes: &[u8]) -> Result<usize, IngestError> {
         ColumnRef::Position(1),
         ColumnRef::Position(2),
     ];
-    let frame = read_frame(path, bytes, &files, None, Some(&columns[2]))?;
+    let (users, _, ratings) =
+        columns_of(path, bytes, &files, [&columns[0], &columns[1], &columns[2]])?;
+    let (_, indexed) = ids::index(users);
+    Ok(indexed.len().min(ratings.len()))
+}
+
+/// The user, item and rating columns of one delimited file held whole, with every row kept.
+fn columns_of(
+    path: &Path,
+    bytes: &[u8],
+    files: &FileSource,
+    columns: [&ColumnRef; 3],
+) -> Result<(RawIds, RawIds, Vec<f32>), IngestError> {
+    let frame = read_frame(path, bytes, files, None, Some(columns[2]))?;
     let located = Located {
         path,
-        header_lines: 1,
+        header_lines: u64::from(files.header),
         first_row: 0,
         file_rows: 0,
     };
     let keep = vec![true; frame.height()];
-    let user = find_column(path, &frame, &columns[0])?;
-    let item = find_column(path, &frame, &columns[1])?;
-    let rating = find_column(path, &frame, &columns[2])?;
-    let users = id_values(&located, user)?;
-    let _ = id_values(&located, item)?;
-    let ratings = rating_values(&located, rating, &keep)?;
-    let (_, indexed) = ids::index(users);
-    Ok(indexed.len().min(ratings.len()))
+    let users = id_values(&located, find_column(path, &frame, columns[0])?)?;
+    let items = id_values(&located, find_column(path, &frame, columns[1])?)?;
+    let ratings = rating_values(&located, find_column(path, &frame, columns[2])?, &keep)?;
+    Ok((users, items, ratings))
 }
 
 /// Reads only id columns (users to recommend for, or (user, item) pairs to score), with the
@@ -498,29 +505,15 @@ fn text_slices(bytes: &[u8], files: &FileSource, slice_bytes: usize) -> Option<T
     // Per 1 MiB chunk (in cache for its second look): a quote, and the line ends.
     let (quoted, line_ends) = bytes
         .par_chunks(1 << 20)
-        .map(|chunk| {
-            let quoted = chunk.contains(&b'"');
-            (quoted, chunk.iter().filter(|&&byte| byte == b'\n').count())
-        })
+        .map(|chunk| (chunk.contains(&b'"'), numeric_text::line_ends(chunk)))
         .reduce(|| (false, 0), |a, b| (a.0 || b.0, a.1 + b.1));
     if quoted {
         return None;
     }
     let lines = line_ends + usize::from(bytes.last().is_some_and(|&byte| byte != b'\n'));
     let rows = lines.saturating_sub(usize::from(files.header));
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    while start < bytes.len() {
-        let at_least = (start + slice_bytes).min(bytes.len());
-        let end = bytes[at_least..]
-            .iter()
-            .position(|&byte| byte == b'\n')
-            .map_or(bytes.len(), |offset| at_least + offset + 1);
-        ranges.push(start..end);
-        start = end;
-    }
     Some(TextSlices {
-        ranges,
+        ranges: numeric_text::cut(bytes, slice_bytes),
         rows,
         separator,
     })
@@ -1214,19 +1207,7 @@ pub(crate) fn columns_through_polars(
     files: &FileSource,
     columns: [&ColumnRef; 3],
 ) -> Result<(RawIds, RawIds, Vec<f32>), IngestError> {
-    let bytes = read_file(path)?;
-    let frame = read_frame(path, &bytes, files, None, Some(columns[2]))?;
-    let located = Located {
-        path,
-        header_lines: u64::from(files.header),
-        first_row: 0,
-        file_rows: 0,
-    };
-    let keep = vec![true; frame.height()];
-    let users = id_values(&located, find_column(path, &frame, columns[0])?)?;
-    let items = id_values(&located, find_column(path, &frame, columns[1])?)?;
-    let ratings = rating_values(&located, find_column(path, &frame, columns[2])?, &keep)?;
-    Ok((users, items, ratings))
+    columns_of(path, &read_file(path)?, files, columns)
 }
 
 #[cfg(test)]
