@@ -102,17 +102,28 @@ pub(super) fn train_boosting(
     let mut train_loss = base.map_or_else(Vec::new, |base| base.train_loss.clone());
     let mut best_error = f64::INFINITY;
     let mut best_count = offset;
+    // Unweighted logistic boosting takes each iteration's training loss in the next
+    // iteration's gradient pass, from the same scores and the same `exp`: a pass of its own
+    // over the rows was 9% of a fit's CPU time. `unrecorded` says the scores hold a tree whose
+    // loss is not yet in `train_loss`.
+    let fused = loss == Loss::Logistic && weights.is_none();
+    let mut unrecorded = false;
     for local in 0..params.max_iter {
         let iteration = offset + local;
         let stream = mix(mix(params.seed, ROW_SAMPLE_STREAM), iteration as u64);
-        stats
+        let partial_losses: Vec<f64> = stats
             .par_chunks_mut(2 * CHUNK)
             .enumerate()
-            .for_each(|(chunk, out)| {
+            .map(|(chunk, out)| {
                 // Whole pairs, assigned as arrays: a slice copy per row was a call to memmove.
                 let pairs = out.as_chunks_mut::<2>().0;
+                let first = chunk * CHUNK;
+                if fused {
+                    let (scores, labels) = (&scores[first..], &labels[first..]);
+                    return logistic_chunk::<true>(scores, labels, pairs);
+                }
                 for (local, slot) in pairs.iter_mut().enumerate() {
-                    let row = chunk * CHUNK + local;
+                    let row = first + local;
                     let (score, label) = (scores[row], labels[row]);
                     let (gradient, hessian) = match loss {
                         Loss::Logistic => {
@@ -127,7 +138,13 @@ pub(super) fn train_boosting(
                         None => *slot = [gradient, hessian],
                     }
                 }
-            });
+                0.0
+            })
+            .collect();
+        if unrecorded {
+            train_loss.push(partial_losses.iter().sum::<f64>() / rows.max(1) as f64);
+            unrecorded = false;
+        }
         let sampled = sampled_rows(params, stream, rows);
         let sampled_all = sampled.len() == rows;
         let grown = growth.grow(
@@ -172,12 +189,13 @@ pub(super) fn train_boosting(
         } else {
             add_tree(&mut scores, 1, 0, &tree, matrix);
         }
-        train_loss.push(match (loss, weights) {
-            (Loss::Logistic, None) => mean_logistic_loss(&scores, labels),
-            _ => mean_loss(&scores, weights, |row, score| {
+        if fused {
+            unrecorded = true;
+        } else {
+            train_loss.push(mean_loss(&scores, weights, |row, score| {
                 loss_value(loss, score, labels[row])
-            }),
-        });
+            }));
+        }
         let mut detail = String::new();
         if let (Some(validation), Some(validation_matrix)) = (&validation, &validation_matrix) {
             add_tree(&mut validation_scores, 1, 0, &tree, validation_matrix);
@@ -213,6 +231,9 @@ pub(super) fn train_boosting(
         best_count = trees.len();
         progress(local + 1, &detail);
     }
+    if unrecorded {
+        train_loss.push(mean_logistic_loss(&scores, labels));
+    }
     let trees_grown = base.map_or(0, |base| base.trees_grown - base.trees.len()) + trees.len();
     trees.truncate(best_count.max(1).min(trees_grown));
     TreeModel {
@@ -246,22 +267,49 @@ fn mean_logistic_loss(scores: &[f64], labels: &[f64]) -> f64 {
     let partials: Vec<f64> = scores
         .par_chunks(CHUNK)
         .zip(labels.par_chunks(CHUNK))
-        .map(|(scores, labels)| {
-            let mut linear = 0.0;
-            let mut logarithms = 0.0;
-            for (scores, labels) in scores.chunks(LOG_GROUP).zip(labels.chunks(LOG_GROUP)) {
-                let mut product = 1.0;
-                for (&score, &label) in scores.iter().zip(labels) {
-                    let z = if label > 0.5 { score } else { -score };
-                    linear += (-z).max(0.0);
-                    product *= 1.0 + (-z.abs()).exp();
-                }
-                logarithms += f64::ln(product);
-            }
-            linear + logarithms
-        })
+        .map(|(scores, labels)| logistic_chunk::<false>(scores, labels, &mut []))
         .collect();
     partials.iter().sum::<f64>() / scores.len().max(1) as f64
+}
+
+/// The summed logistic loss of a chunk's rows (as [`mean_logistic_loss`] takes it) and, with
+/// `PAIRS`, their gradient and hessian written to `pairs` (one per row; `scores` and `labels`
+/// may run longer). One `e = exp(-|score|)` serves both: the loss factor is `1 + e` and the
+/// probability `1 / (1 + e)`, or `e / (1 + e)` for a negative score, which is also exact
+/// where `1 / (1 + exp(-score))` loses digits to a large `exp`.
+fn logistic_chunk<const PAIRS: bool>(
+    scores: &[f64],
+    labels: &[f64],
+    pairs: &mut [[f64; 2]],
+) -> f64 {
+    let rows = if PAIRS { pairs.len() } else { scores.len() };
+    let (scores, labels) = (&scores[..rows], &labels[..rows]);
+    let mut linear = 0.0;
+    let mut logarithms = 0.0;
+    for (group, (scores, labels)) in scores
+        .chunks(LOG_GROUP)
+        .zip(labels.chunks(LOG_GROUP))
+        .enumerate()
+    {
+        let mut product = 1.0;
+        for (at, (&score, &label)) in scores.iter().zip(labels).enumerate() {
+            let e = (-score.abs()).exp();
+            let factor = 1.0 + e;
+            if PAIRS {
+                let p = if score >= 0.0 {
+                    1.0 / factor
+                } else {
+                    e / factor
+                };
+                pairs[group * LOG_GROUP + at] = [p - label, (p * (1.0 - p)).max(1e-16)];
+            }
+            let z = if label > 0.5 { score } else { -score };
+            linear += (-z).max(0.0);
+            product *= factor;
+        }
+        logarithms += f64::ln(product);
+    }
+    linear + logarithms
 }
 
 /// The (weighted) mean of `loss(row, score)` over rows, summed in fixed chunks in order (the
