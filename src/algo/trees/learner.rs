@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::binning::{BinStore, BinnedMatrix, FeatureBins};
+use super::joint::JointBins;
 use super::{Node, Rule, Tree};
 use crate::dataset::split::mix;
 
@@ -248,6 +249,9 @@ impl Bounds {
 /// What one tree is grown from.
 pub struct GrowInput<'a> {
     pub matrix: &'a BinnedMatrix,
+    /// Feature pairs for the histograms of large nodes (see [`super::joint`]), when every
+    /// node sees every feature.
+    pub joint: Option<&'a JointBins>,
     /// Each row's statistics, `criterion.width()` numbers.
     pub stats: RowStats<'a>,
     /// Sample weights, by which boosting counts rows (`min_instances_per_node`, the gain per
@@ -610,6 +614,7 @@ fn sample_features(all: usize, count: usize, seed: u64) -> Vec<usize> {
 pub fn grow(input: GrowInput<'_>) -> Grown {
     let GrowInput {
         matrix,
+        joint,
         stats,
         row_weights,
         mut rows,
@@ -627,11 +632,20 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
         weight: 0.0,
     }];
     let totals = stats.sum_rows(&rows, width);
-    let root_histogram = all_features.then(|| {
+    // Every node's histogram of all features: by feature pairs where that pays.
+    let all_cells = |rows: &[u32]| {
         let mut histogram = vec![0.0; cells * width];
-        build_histogram(matrix, stats, width, &rows, None, &mut histogram);
+        match (joint, stats) {
+            (Some(joint), RowStats::Dense(dense))
+                if width == 2 && joint.pays_for(matrix, rows.len()) =>
+            {
+                joint.build(matrix, dense, rows, &mut histogram)
+            }
+            _ => build_histogram(matrix, stats, width, rows, None, &mut histogram),
+        }
         histogram
-    });
+    };
+    let root_histogram = all_features.then(|| all_cells(&rows));
     let newton_count = |rows: &[u32]| -> f64 {
         match row_weights {
             Some(weights) => rows.iter().map(|&row| weights[row as usize]).sum(),
@@ -813,15 +827,7 @@ pub fn grow(input: GrowInput<'_>) -> Grown {
                 let (left, right) = (&next[at], &next[at + 1]);
                 let left_smaller = left.end - left.start <= right.end - right.start;
                 let small = if left_smaller { left } else { right };
-                let mut small_histogram = vec![0.0; cells * width];
-                build_histogram(
-                    matrix,
-                    stats,
-                    width,
-                    &rows[small.start..small.end],
-                    None,
-                    &mut small_histogram,
-                );
+                let small_histogram = all_cells(&rows[small.start..small.end]);
                 for (large, small) in parent.iter_mut().zip(&small_histogram) {
                     *large -= small;
                 }
@@ -1167,6 +1173,7 @@ mod tests {
         let stats: Vec<f64> = labels.iter().flat_map(|&y| [1.0 - y, y]).collect();
         let grown = grow(GrowInput {
             matrix: &matrix,
+            joint: None,
             stats: RowStats::Dense(&stats),
             row_weights: None,
             rows: (0..1000).collect(),

@@ -22,6 +22,7 @@ mod boosting;
 mod check;
 mod complete;
 pub mod flat;
+mod joint;
 pub mod learner;
 pub mod lightgbm;
 pub mod shap;
@@ -535,8 +536,14 @@ pub fn train_from(
         min_instances_per_node: params.min_instances_per_node,
         min_info_gain: params.min_info_gain,
     };
+    // Pairs of features for the histograms of large nodes, when every node sees every
+    // feature (with per-node sampling a node builds only its sampled features' cells).
+    let joint = (features_per_node >= matrix.features)
+        .then(|| joint::JointBins::new(&matrix))
+        .flatten();
     let growth = Growth {
         matrix: &matrix,
+        joint: joint.as_ref(),
         limits,
         features_per_node,
         monotone: &monotone,
@@ -556,6 +563,7 @@ pub fn train_from(
 /// What every tree of one fit is grown with: the binned rows and the learner's settings.
 struct Growth<'a> {
     matrix: &'a BinnedMatrix,
+    joint: Option<&'a joint::JointBins>,
     limits: TreeLimits,
     features_per_node: usize,
     monotone: &'a [i8],
@@ -573,6 +581,7 @@ impl Growth<'_> {
     ) -> learner::Grown {
         learner::grow(GrowInput {
             matrix: self.matrix,
+            joint: self.joint,
             stats,
             row_weights: self.row_weights,
             rows,
