@@ -14,27 +14,55 @@ pub struct RegressionMetrics {
 
 /// `pairs` yields (prediction, truth); a `None` prediction is a missing one.
 pub fn evaluate(pairs: impl Iterator<Item = (Option<f32>, f32)>) -> RegressionMetrics {
-    let mut squared = 0.0f64;
-    let mut absolute = 0.0f64;
-    let mut predicted = 0u64;
-    let mut missing = 0u64;
+    let mut sums = ErrorSums::default();
     for (prediction, truth) in pairs {
+        sums.add(prediction, truth);
+    }
+    sums.metrics()
+}
+
+/// The running sums behind [`RegressionMetrics`], so that parts of a large evaluation can be
+/// summed apart and merged in a fixed order.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ErrorSums {
+    squared: f64,
+    absolute: f64,
+    predicted: u64,
+    missing: u64,
+}
+
+impl ErrorSums {
+    #[inline]
+    pub fn add(&mut self, prediction: Option<f32>, truth: f32) {
         match prediction {
             Some(value) => {
                 let error = value as f64 - truth as f64;
-                squared += error * error;
-                absolute += error.abs();
-                predicted += 1;
+                self.squared += error * error;
+                self.absolute += error.abs();
+                self.predicted += 1;
             }
-            None => missing += 1,
+            None => self.missing += 1,
         }
     }
-    let mean = |sum: f64| (predicted > 0).then(|| sum / predicted as f64);
-    RegressionMetrics {
-        rmse: mean(squared).map(f64::sqrt),
-        mae: mean(absolute),
-        predicted,
-        missing,
+
+    pub fn merge(self, other: ErrorSums) -> ErrorSums {
+        ErrorSums {
+            squared: self.squared + other.squared,
+            absolute: self.absolute + other.absolute,
+            predicted: self.predicted + other.predicted,
+            missing: self.missing + other.missing,
+        }
+    }
+
+    pub fn metrics(self) -> RegressionMetrics {
+        let predicted = self.predicted;
+        let mean = |sum: f64| (predicted > 0).then(|| sum / predicted as f64);
+        RegressionMetrics {
+            rmse: mean(self.squared).map(f64::sqrt),
+            mae: mean(self.absolute),
+            predicted,
+            missing: self.missing,
+        }
     }
 }
 

@@ -4,22 +4,23 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::algo::als::{self, AlsModel, recommend};
+use crate::algo::als::{self, AlsModel};
 use crate::artifact::{self, Manifest, codec, store::Staging};
 use crate::config::{
     ColdStartStrategy, JobConfig, ModelConfig, SplitMethod, TimeBoundary, TrainTask,
 };
 use crate::dataset::{Csr, split};
-use crate::eval::{ranking, regression};
 use crate::exec::memory::{self, Phase};
 use crate::exec::{Progress, ResourceError};
 use crate::ingest;
 use crate::report::Summary;
 
+mod evaluation;
 mod publish;
 pub(crate) mod trees;
 mod tuning;
 
+use evaluation::{evaluate, evaluate_ranking, mean_rating};
 use publish::publish_version;
 
 pub fn train(config: &JobConfig, task: &TrainTask, progress: &Progress) -> anyhow::Result<Summary> {
@@ -339,7 +340,10 @@ pub(crate) fn publish_als(
     memory::set_phase(Phase::Evaluating);
     let phase = Instant::now();
     let step = progress.step("evaluating");
-    let metrics = evaluate(&model, test);
+    // The figure to beat (explicit feedback): every predicted test rating guessed as the
+    // training mean.
+    let training_mean = (!implicit).then(|| mean_rating(&by_user.values));
+    let (metrics, baseline) = evaluate(&model, test, training_mean);
     let ranking = implicit.then(|| evaluate_ranking(&model, test, &by_user, task.ranking_k));
     step.finish(&format!("{} test ratings", test.len()));
     durations.insert("evaluate".to_owned(), phase.elapsed().as_secs_f64());
@@ -363,22 +367,7 @@ pub(crate) fn publish_als(
         },
         "threads": config.threads,
     });
-    if ranking.is_none() {
-        // The figure to beat: every predicted test rating guessed as the training mean.
-        let training_mean = by_user
-            .values
-            .iter()
-            .map(|value| f64::from(*value))
-            .sum::<f64>()
-            / by_user.values.len().max(1) as f64;
-        let baseline = regression::evaluate((0..test.len()).map(|row| {
-            (
-                model
-                    .predict(test.user[row] as usize, test.item[row] as usize)
-                    .map(|_| training_mean as f32),
-                test.rating[row],
-            )
-        }));
+    if let Some(baseline) = baseline {
         metrics_json["baseline"] = serde_json::json!({
             "rule": "every rating guessed as the training mean",
             "rmse": baseline.rmse,
@@ -419,19 +408,22 @@ pub(crate) fn publish_als(
         Some((staging, files)) => (staging, files),
         None => (Staging::create(&task.output_dir, &config.name)?, Vec::new()),
     };
-    let saved = codec::SavedAls::from_model(&model, &test.user_ids, &test.item_ids, &by_user);
+    let user_activity = crate::eval::curves::log_histogram(
+        by_user
+            .offsets
+            .windows(2)
+            .map(|row| (row[1] - row[0]) as u64),
+    );
+    let saved = codec::SavedAls::from_model(&model, &test.user_ids, &test.item_ids, by_user);
     let curves = serde_json::json!({
         "train_loss": train_loss,
         "train_loss_name": if implicit { "training loss (weighted)" } else { "training RMSE" },
         "loss_unit": if implicit { "loss" } else { "RMSE" },
-        "user_activity": crate::eval::curves::log_histogram(
-            by_user.offsets.windows(2).map(|row| (row[1] - row[0]) as u64)
-        ),
+        "user_activity": user_activity,
         "item_popularity": crate::eval::curves::log_histogram(
             saved.item_counts().into_iter().map(u64::from)
         ),
     });
-    drop(by_user);
     staging.write_with(artifact::ALS_MODEL, |out| {
         codec::write_als(&saved, &mut &mut *out)
     })?;
@@ -644,81 +636,6 @@ pub(crate) fn report_heap(progress: &Progress, phase: &str) {
         memory::live_bytes() as f64 / (1 << 20) as f64,
         memory::peak_bytes() as f64 / (1 << 20) as f64
     ));
-}
-
-struct RankingEvaluation {
-    model: ranking::RankingMetrics,
-    popularity: ranking::RankingMetrics,
-    cold_start_users: u64,
-}
-
-/// Ranking metrics for implicit feedback: per test user with positive test entries, the model's
-/// top k (training items left out) against those entries, beside the same figures for a
-/// popularity ranking as a baseline.
-fn evaluate_ranking(
-    model: &AlsModel,
-    test: &crate::dataset::Ratings,
-    by_user: &Csr,
-    k: usize,
-) -> RankingEvaluation {
-    let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); model.users()];
-    for row in 0..test.len() {
-        if test.rating[row] > 0.0 {
-            relevant[test.user[row] as usize].push(test.item[row]);
-        }
-    }
-    let mut users = Vec::new();
-    let mut cold_start_users = 0;
-    for (user, items) in relevant.iter_mut().enumerate() {
-        if items.is_empty() {
-            continue;
-        }
-        items.sort_unstable();
-        items.dedup();
-        if model.user_seen[user] {
-            users.push(user as u32);
-        } else {
-            cold_start_users += 1;
-        }
-    }
-    let seen = |user: u32| -> &[u32] { by_user.row(user as usize).0 };
-    let scorer =
-        recommend::ItemScorer::new(&model.item_factors, model.rank, model.item_seen.clone());
-    let lists: Vec<Vec<u32>> = scorer
-        .top_k(&model.user_factors, &users, k, &seen)
-        .into_iter()
-        .map(|list| list.into_iter().map(|(item, _)| item).collect())
-        .collect();
-    let mut counts = vec![0u32; model.items()];
-    for &item in &by_user.columns {
-        counts[item as usize] += 1;
-    }
-    let popular = recommend::popular_items(&counts);
-    let popular_lists: Vec<Vec<u32>> = users
-        .iter()
-        .map(|&user| recommend::first_unseen(&popular, seen(user), k))
-        .collect();
-    let score = |lists: &[Vec<u32>]| {
-        let pairs = users
-            .iter()
-            .zip(lists)
-            .map(|(&user, list)| (&list[..], &relevant[user as usize][..]));
-        ranking::evaluate(k, pairs)
-    };
-    RankingEvaluation {
-        model: score(&lists),
-        popularity: score(&popular_lists),
-        cold_start_users,
-    }
-}
-
-fn evaluate(model: &AlsModel, test: &crate::dataset::Ratings) -> regression::RegressionMetrics {
-    regression::evaluate((0..test.len()).map(|row| {
-        (
-            model.predict(test.user[row] as usize, test.item[row] as usize),
-            test.rating[row],
-        )
-    }))
 }
 
 /// Cross-validation (or a train-validation split) of the ALS grid over the training ratings.
