@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use super::binning::{BinStore, BinnedMatrix};
+use super::learner::prefetch;
 
 /// Most joint cells a pair may have: 33 x 33 (32 bins and the missing bin) fits, 64 bins do
 /// not (their joint histogram would no longer fit L2 beside the rest).
@@ -33,6 +34,23 @@ enum Group {
     },
     /// A feature with too many bins to pair: cell `offset + bin`.
     Single { feature: usize, offset: usize },
+}
+
+impl Group {
+    /// The joint cell of a row with bins `row_bins` (one per feature).
+    fn cell(self, row_bins: &[u8]) -> usize {
+        match self {
+            Group::Pair {
+                first,
+                second,
+                second_cells,
+                offset,
+            } => {
+                offset + usize::from(row_bins[first]) * second_cells + usize::from(row_bins[second])
+            }
+            Group::Single { feature, offset } => offset + usize::from(row_bins[feature]),
+        }
+    }
 }
 
 /// Each row's cell number per group, row-major, over a [`BinnedMatrix`]'s bins.
@@ -96,23 +114,8 @@ impl JointBins {
                         let row = chunk * CHUNK + local;
                         let row_bins = &bins[row * columns..(row + 1) * columns];
                         for (slot, group) in out.iter_mut().zip(&groups) {
-                            let cell = match *group {
-                                Group::Pair {
-                                    first,
-                                    second,
-                                    second_cells,
-                                    offset,
-                                } => {
-                                    offset
-                                        + usize::from(row_bins[first]) * second_cells
-                                        + usize::from(row_bins[second])
-                                }
-                                Group::Single { feature, offset } => {
-                                    offset + usize::from(row_bins[feature])
-                                }
-                            };
                             // Below `cells` (at most 65,536) by the matrix's invariant.
-                            *slot = cell as u16;
+                            *slot = group.cell(row_bins) as u16;
                         }
                     }
                 });
@@ -222,19 +225,6 @@ impl JointBins {
         }
         joint
     }
-}
-
-/// A hint to load `values[at]` into the cache; no effect on results.
-#[inline(always)]
-fn prefetch<T>(values: &[T], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(value) = values.get(at) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: a prefetch is a hint that never faults, and SSE is part of x86_64.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (values, at);
 }
 
 #[cfg(test)]

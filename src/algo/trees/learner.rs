@@ -556,7 +556,7 @@ impl ClassCounted<'_> {
 
 /// A hint to load `values[at]` into the cache; no effect on results.
 #[inline(always)]
-fn prefetch<T>(values: &[T], at: usize) {
+pub(super) fn prefetch<T>(values: &[T], at: usize) {
     #[cfg(target_arch = "x86_64")]
     if let Some(value) = values.get(at) {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
