@@ -1022,6 +1022,10 @@ pub(crate) mod tests {
         let best = model.trees.len();
         let losses = &model.validation_loss;
         assert!(losses[best - 1] <= losses.iter().copied().fold(f64::INFINITY, f64::min) + 1e-12);
+        // The training curve has a point for every tree grown, the one that stopped it too
+        // (its loss is taken after the loop: the next gradient pass never ran).
+        assert_eq!(model.train_loss.len(), model.trees_grown);
+        assert_eq!(losses.len(), model.trees_grown);
     }
 
     #[test]
